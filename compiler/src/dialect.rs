@@ -1,0 +1,457 @@
+//! The op sets of the two dialects torch-dojo defines, and their rules.
+//!
+//! - `aten.*`: ops as imported from PyTorch, named by overload (`aten.addmm.default`). They are
+//!   checked only structurally; `legalize-aten` gives them meaning.
+//! - `dojo.*`: graph level. Whole tensors, NumPy broadcasting, no placement.
+//! - `d1.*`: mesh level. Every value but the function's host tensors lives on a block of cores
+//!   with a [`Layout`]; compute ops run per core on the local shards, and data moves between
+//!   cores only through `d1.reshard`/`d1.load`/`d1.store`, so every transfer is explicit.
+
+use crate::ir::{Attr, ElemType, Func, Op, TensorType, Type};
+use crate::layout::{Layout, NONE};
+
+/// Elementwise functions of one operand (`dojo.<name>` and `d1.map {fn = "<name>"}`).
+pub const UNARY: &[&str] =
+    &["relu", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "reciprocal"];
+/// Elementwise arithmetic of two broadcast operands.
+pub const BINARY: &[&str] = &["add", "sub", "mul", "div", "maximum", "minimum", "pow"];
+/// Comparison predicates (`dojo.cmp {predicate}`, `d1.map {fn}`); the result is `i1`.
+pub const COMPARE: &[&str] = &["eq", "ne", "lt", "le", "gt", "ge"];
+
+/// Number of operands a `d1.map` function takes, or None if the name is unknown.
+pub fn map_arity(func_name: &str) -> Option<usize> {
+    if UNARY.contains(&func_name) || func_name == "convert" {
+        Some(1)
+    } else if BINARY.contains(&func_name) || COMPARE.contains(&func_name) {
+        Some(2)
+    } else if func_name == "select" {
+        Some(3)
+    } else {
+        None
+    }
+}
+
+/// NumPy broadcasting of shapes (right-aligned, size 1 stretches).
+pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, String> {
+    let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
+    let mut out = vec![1usize; rank];
+    for s in shapes {
+        let off = rank - s.len();
+        for (i, &d) in s.iter().enumerate() {
+            let o = &mut out[off + i];
+            if *o == 1 {
+                *o = d;
+            } else if d != 1 && d != *o {
+                return Err(format!("shapes {:?} do not broadcast together", shapes));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn tensor_of<'a>(func: &'a Func, op: &Op, i: usize) -> Result<&'a TensorType, String> {
+    let v = op.operands.get(i).ok_or(format!("missing operand #{i}"))?;
+    func.tensor(*v).ok_or(format!("operand #{i} must be a tensor"))
+}
+
+fn result_of<'a>(func: &'a Func, op: &Op, i: usize) -> Result<&'a TensorType, String> {
+    if i >= op.num_results {
+        return Err(format!("missing result #{i}"));
+    }
+    func.tensor(op.result(i)).ok_or(format!("result #{i} must be a tensor"))
+}
+
+fn arity(op: &Op, operands: usize, results: usize) -> Result<(), String> {
+    if op.operands.len() != operands || op.num_results != results {
+        return Err(format!(
+            "expects {operands} operand(s) and {results} result(s), has {} and {}",
+            op.operands.len(),
+            op.num_results
+        ));
+    }
+    Ok(())
+}
+
+fn ints_attr<'a>(op: &'a Op, name: &str) -> Result<&'a [i64], String> {
+    op.attr(name).and_then(Attr::as_ints).ok_or(format!("needs attribute '{name}' as array<i64: ...>"))
+}
+
+fn float_attr(op: &Op, name: &str) -> Result<f64, String> {
+    op.attr(name).and_then(Attr::as_float).ok_or(format!("needs attribute '{name}' as a number"))
+}
+
+fn str_attr<'a>(op: &'a Op, name: &str) -> Result<&'a str, String> {
+    op.attr(name).and_then(Attr::as_str).ok_or(format!("needs attribute '{name}' as a string"))
+}
+
+fn expect_shape(what: &str, got: &[usize], want: &[usize]) -> Result<(), String> {
+    if got != want {
+        return Err(format!("{what} has shape {got:?}, expected {want:?}"));
+    }
+    Ok(())
+}
+
+/// Check that `perm` is a permutation of 0..rank.
+pub fn check_perm(perm: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+    let mut seen = vec![false; rank];
+    let mut out = Vec::with_capacity(rank);
+    if perm.len() != rank {
+        return Err(format!("perm {perm:?} has {} entries for rank {rank}", perm.len()));
+    }
+    for &p in perm {
+        let ok = p >= 0 && (p as usize) < rank && !seen[p as usize];
+        if !ok {
+            return Err(format!("perm {perm:?} is not a permutation of 0..{rank}"));
+        }
+        seen[p as usize] = true;
+        out.push(p as usize);
+    }
+    Ok(out)
+}
+
+/// Check reduce dims are distinct and in range; returns them sorted.
+pub fn check_dims(dims: &[i64], rank: usize) -> Result<Vec<usize>, String> {
+    let mut out: Vec<usize> = Vec::with_capacity(dims.len());
+    for &d in dims {
+        if d < 0 || d as usize >= rank {
+            return Err(format!("dim {d} is out of range for rank {rank}"));
+        }
+        if out.contains(&(d as usize)) {
+            return Err(format!("dim {d} is listed twice"));
+        }
+        out.push(d as usize);
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn reduced_shape(shape: &[usize], dims: &[usize], keepdim: bool) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (d, &n) in shape.iter().enumerate() {
+        if dims.contains(&d) {
+            if keepdim {
+                out.push(1);
+            }
+        } else {
+            out.push(n);
+        }
+    }
+    out
+}
+
+fn same_elem(what: &str, a: &TensorType, b: &TensorType) -> Result<(), String> {
+    if a.elem != b.elem {
+        return Err(format!("{what}: element types {} and {} differ", a.elem, b.elem));
+    }
+    Ok(())
+}
+
+/// Verify one `dojo.*` op. `Err` says what is wrong.
+pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
+    let kind = &op.name["dojo.".len()..];
+    match kind {
+        "matmul" => {
+            arity(op, 2, 1)?;
+            let (a, b, r) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, result_of(func, op, 0)?);
+            let ok_rank = (a.rank() == 2 && b.rank() == 2) || (a.rank() == 3 && b.rank() == 3 && a.shape[0] == b.shape[0]);
+            if !ok_rank || a.shape[a.rank() - 1] != b.shape[b.rank() - 2] {
+                return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
+            }
+            let mut want = a.shape[..a.rank() - 1].to_vec();
+            want.push(b.shape[b.rank() - 1]);
+            expect_shape("result", &r.shape, &want)?;
+            same_elem("operands", a, b)?;
+            same_elem("result", a, r)
+        }
+        k if UNARY.contains(&k) => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            expect_shape("result", &r.shape, &a.shape)?;
+            same_elem("result", a, r)
+        }
+        k if BINARY.contains(&k) => {
+            arity(op, 2, 1)?;
+            let (a, b, r) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, result_of(func, op, 0)?);
+            let want = broadcast_shapes(&[&a.shape, &b.shape])?;
+            expect_shape("result", &r.shape, &want)?;
+            same_elem("operands", a, b)?;
+            same_elem("result", a, r)
+        }
+        "cmp" => {
+            arity(op, 2, 1)?;
+            let pred = str_attr(op, "predicate")?;
+            if !COMPARE.contains(&pred) {
+                return Err(format!("unknown predicate '{pred}': expected one of {COMPARE:?}"));
+            }
+            let (a, b, r) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, result_of(func, op, 0)?);
+            let want = broadcast_shapes(&[&a.shape, &b.shape])?;
+            expect_shape("result", &r.shape, &want)?;
+            same_elem("operands", a, b)?;
+            if r.elem != ElemType::I1 {
+                return Err("comparison result must have element type i1".into());
+            }
+            Ok(())
+        }
+        "select" => {
+            arity(op, 3, 1)?;
+            let (c, a, b) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, tensor_of(func, op, 2)?);
+            let r = result_of(func, op, 0)?;
+            if c.elem != ElemType::I1 {
+                return Err("select condition must have element type i1".into());
+            }
+            let want = broadcast_shapes(&[&c.shape, &a.shape, &b.shape])?;
+            expect_shape("result", &r.shape, &want)?;
+            same_elem("operands", a, b)?;
+            same_elem("result", a, r)
+        }
+        "constant" => {
+            arity(op, 0, 1)?;
+            float_attr(op, "value")?;
+            result_of(func, op, 0).map(|_| ())
+        }
+        "reduce_sum" => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            let dims = check_dims(ints_attr(op, "dims")?, a.rank())?;
+            let keep = op.attr("keepdim").and_then(Attr::as_bool).ok_or("needs attribute 'keepdim' as a bool")?;
+            expect_shape("result", &r.shape, &reduced_shape(&a.shape, &dims, keep))?;
+            same_elem("result", a, r)
+        }
+        "transpose" => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            let perm = check_perm(ints_attr(op, "perm")?, a.rank())?;
+            let want: Vec<usize> = perm.iter().map(|&p| a.shape[p]).collect();
+            expect_shape("result", &r.shape, &want)?;
+            same_elem("result", a, r)
+        }
+        "reshape" => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            if a.numel() != r.numel() {
+                return Err(format!("cannot reshape {:?} ({} elements) to {:?}", a.shape, a.numel(), r.shape));
+            }
+            same_elem("result", a, r)
+        }
+        "broadcast" => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            let want = broadcast_shapes(&[&a.shape, &r.shape])?;
+            if want != r.shape {
+                return Err(format!("cannot broadcast {:?} to {:?}", a.shape, r.shape));
+            }
+            same_elem("result", a, r)
+        }
+        "convert" => {
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            expect_shape("result", &r.shape, &a.shape)
+        }
+        other => Err(format!("unknown op 'dojo.{other}'")),
+    }
+}
+
+/// The layout of a mesh value's defining op.
+pub fn layout_of(op: &Op) -> Result<Layout, String> {
+    Layout::from_attr(op.attr("layout").ok_or("needs a 'layout' attribute")?)
+}
+
+/// Whether each value of a d1-level function lives on the host (arguments, `d1.store`
+/// results) rather than on the mesh.
+pub fn host_values(func: &Func) -> Vec<bool> {
+    let mut host = vec![false; func.value_types.len()];
+    for a in func.args() {
+        host[a.index()] = true;
+    }
+    for op in &func.ops {
+        if op.name == "d1.store" {
+            for r in op.results() {
+                host[r.index()] = true;
+            }
+        }
+    }
+    host
+}
+
+/// Verify one `d1.*` op. `layouts[v]` is the layout of mesh value `v` (None on the host).
+pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(), String> {
+    let kind = &op.name["d1.".len()..];
+    let mesh = |i: usize| -> Result<&Layout, String> {
+        let v = op.operands.get(i).ok_or(format!("missing operand #{i}"))?;
+        layouts
+            .get(v.index())
+            .and_then(Option::as_ref)
+            .ok_or(format!("operand #{i} must live on the mesh (it is a host tensor: load it with d1.load)"))
+    };
+    if kind == "store" {
+        arity(op, 1, 1)?;
+        mesh(0)?;
+        let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+        if a != r {
+            return Err("d1.store result type must equal its operand's".into());
+        }
+        return Ok(());
+    }
+    let out = layout_of(op)?;
+    let r = result_of(func, op, 0)?;
+    out.check(&r.shape).map_err(|e| format!("result layout: {e}"))?;
+    match kind {
+        "load" => {
+            arity(op, 1, 1)?;
+            let v = op.operands[0];
+            if layouts.get(v.index()).is_some_and(Option::is_some) {
+                return Err("d1.load takes a host tensor; this operand is already on the mesh".into());
+            }
+            let a = tensor_of(func, op, 0)?;
+            if a != r {
+                return Err("d1.load result type must equal its operand's".into());
+            }
+            Ok(())
+        }
+        "reshard" => {
+            arity(op, 1, 1)?;
+            mesh(0)?;
+            let a = tensor_of(func, op, 0)?;
+            same_elem("result", a, r)?;
+            match (op.attr("offsets"), op.attr("sizes")) {
+                (None, None) => expect_shape("result", &r.shape, &a.shape),
+                (Some(o), Some(s)) => {
+                    let (o, s) = (o.as_ints().ok_or("offsets must be array<i64>")?, s.as_ints().ok_or("sizes must be array<i64>")?);
+                    if o.len() != a.rank() || s.len() != a.rank() {
+                        return Err("offsets and sizes need one entry per dimension".into());
+                    }
+                    for d in 0..a.rank() {
+                        if o[d] < 0 || s[d] < 1 || (o[d] + s[d]) as usize > a.shape[d] {
+                            return Err(format!("region dim {d} [{}, +{}) is outside 0..{}", o[d], s[d], a.shape[d]));
+                        }
+                    }
+                    let want: Vec<usize> = s.iter().map(|&x| x as usize).collect();
+                    expect_shape("result", &r.shape, &want)
+                }
+                _ => Err("d1.reshard needs both 'offsets' and 'sizes', or neither".into()),
+            }
+        }
+        "fill" => {
+            arity(op, 0, 1)?;
+            float_attr(op, "value").map(|_| ())
+        }
+        "map" => {
+            let f = str_attr(op, "fn")?;
+            let n = map_arity(f).ok_or(format!("unknown map function '{f}'"))?;
+            arity(op, n, 1)?;
+            let mut shapes = Vec::new();
+            for i in 0..n {
+                let a = tensor_of(func, op, i)?;
+                let l = mesh(i)?;
+                check_aligned(l, &a.shape, &out, &r.shape).map_err(|e| format!("operand #{i}: {e}"))?;
+                shapes.push(a.shape.as_slice());
+            }
+            let want = broadcast_shapes(&shapes)?;
+            expect_shape("result", &r.shape, &want)?;
+            if COMPARE.contains(&f) && r.elem != ElemType::I1 {
+                return Err("comparison result must have element type i1".into());
+            }
+            Ok(())
+        }
+        "matmul" => {
+            if !(op.operands.len() == 2 || op.operands.len() == 3) || op.num_results != 1 {
+                return Err("d1.matmul takes (a, b) or (a, b, acc) and has one result".into());
+            }
+            let (a, b) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?);
+            let (la, lb) = (mesh(0)?, mesh(1)?);
+            if a.rank() != 2 || b.rank() != 2 || a.shape[1] != b.shape[0] {
+                return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
+            }
+            expect_shape("result", &r.shape, &[a.shape[0], b.shape[1]])?;
+            // Every core multiplies its row block of `a` by its column block of `b`: the
+            // contraction dim is whole on every core.
+            let want_a = Layout { origin: out.origin, grid: out.grid, split: vec![out.split[0], NONE] };
+            let want_b = Layout { origin: out.origin, grid: out.grid, split: vec![NONE, out.split[1]] };
+            if *la != want_a {
+                return Err(format!("operand a must have layout {want_a} for this result, has {la}"));
+            }
+            if *lb != want_b {
+                return Err(format!("operand b must have layout {want_b} for this result, has {lb}"));
+            }
+            if op.operands.len() == 3 {
+                let acc = tensor_of(func, op, 2)?;
+                expect_shape("accumulator", &acc.shape, &r.shape)?;
+                if *mesh(2)? != out {
+                    return Err("accumulator must have the result's layout".into());
+                }
+            }
+            Ok(())
+        }
+        "reduce_sum" => {
+            arity(op, 1, 1)?;
+            let a = tensor_of(func, op, 0)?;
+            let la = mesh(0)?;
+            let dims = check_dims(ints_attr(op, "dims")?, a.rank())?;
+            // Each core reduces its shard: a split dim leaves one partial per chunk.
+            let want: Vec<usize> = (0..a.rank())
+                .map(|d| if dims.contains(&d) { la.axis_len(la.split[d]) } else { a.shape[d] })
+                .collect();
+            expect_shape("result", &r.shape, &want)?;
+            if out.origin != la.origin || out.grid != la.grid || out.split != la.split {
+                return Err("d1.reduce_sum result layout must equal its operand's".into());
+            }
+            Ok(())
+        }
+        "transpose" => {
+            arity(op, 1, 1)?;
+            let a = tensor_of(func, op, 0)?;
+            let la = mesh(0)?;
+            let perm = check_perm(ints_attr(op, "perm")?, a.rank())?;
+            let want: Vec<usize> = perm.iter().map(|&p| a.shape[p]).collect();
+            expect_shape("result", &r.shape, &want)?;
+            let split: Vec<i8> = perm.iter().map(|&p| la.split[p]).collect();
+            if out.origin != la.origin || out.grid != la.grid || out.split != split {
+                return Err("d1.transpose result layout must be its operand's, permuted".into());
+            }
+            Ok(())
+        }
+        "reshape" => {
+            arity(op, 1, 1)?;
+            let a = tensor_of(func, op, 0)?;
+            let la = mesh(0)?;
+            if a.numel() != r.numel() {
+                return Err(format!("cannot reshape {:?} to {:?}", a.shape, r.shape));
+            }
+            // A local reshape is only valid when every core's shard reshapes to its new shard:
+            // the non-unit dims and their splits must agree.
+            let key = |shape: &[usize], l: &Layout| -> Vec<(usize, i8)> {
+                shape.iter().zip(&l.split).filter(|(n, _)| **n != 1).map(|(n, s)| (*n, *s)).collect()
+            };
+            let whole = |l: &Layout| l.split.iter().all(|&s| s == NONE);
+            let same_block = out.origin == la.origin && out.grid == la.grid;
+            if !same_block || !((whole(la) && whole(&out)) || key(&a.shape, la) == key(&r.shape, &out)) {
+                return Err("d1.reshape only regroups unit dims of local shards; reshard first".into());
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown op 'd1.{other}'")),
+    }
+}
+
+/// An elementwise operand must sit where the result's cores need it: same block, and each of
+/// its dims (right-aligned with the result's) split like the result's dim, or of size 1 and
+/// not split (broadcast).
+pub fn check_aligned(l: &Layout, shape: &[usize], out: &Layout, out_shape: &[usize]) -> Result<(), String> {
+    if l.origin != out.origin || l.grid != out.grid {
+        return Err("must be on the same block of cores as the result".into());
+    }
+    let off = out_shape.len() - shape.len().min(out_shape.len());
+    for (d, &n) in shape.iter().enumerate() {
+        let od = off + d;
+        let want = if n == 1 && out_shape[od] != 1 { NONE } else { out.split[od] };
+        if l.split[d] != want {
+            return Err(format!("dim {d} must be split {want}, is split {}", l.split[d]));
+        }
+    }
+    Ok(())
+}
+
+/// The type of a value if it is a tensor, for messages.
+pub fn describe_type(t: &Type) -> String {
+    t.to_string()
+}

@@ -1,0 +1,196 @@
+//! The compile driver: captured graph (JSON) + options → verified IR at every stage → Program,
+//! and execution of a compiled Program on the simulated mesh. This is the whole surface the
+//! Python extension uses.
+
+use crate::emit::emit_program;
+use crate::import::import_graph;
+use crate::registry::{build_pipeline, default_pipeline};
+use dojo_compiler::{print_module, verify, PassError};
+use dojo_runtime::program::DType;
+use dojo_runtime::sim::{Device, SimMesh};
+use dojo_runtime::Program;
+use serde::Deserialize;
+use std::fmt;
+
+/// One tensor handed to or returned from a compiled graph, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    /// `"f32"`, `"bool"` or `"i64"`: the dtype the value has in the graph. The data is always f32
+    /// (bools as 0.0/1.0); the caller converts.
+    pub dtype: String,
+    pub data: Vec<f32>,
+}
+
+/// An aten op the compiler cannot run yet, as the user wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsupportedOp {
+    /// The overload, e.g. `aten.cumsum.default`.
+    pub target: String,
+    /// The FX node name, e.g. `cumsum_1`.
+    pub node: String,
+    /// Operand shapes and dtypes, e.g. `[f32[32, 64]]`.
+    pub operands: String,
+}
+
+/// Every error the compiler or runtime can report to a user. `kind()` names the Python
+/// exception class the extension raises.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DojoError {
+    /// The graph uses ops the compiler cannot run; all of them are listed at once.
+    Unsupported(Vec<UnsupportedOp>),
+    /// Malformed input: bad graph description, IR text with a diagnostic, bad options.
+    Invalid(String),
+    /// The graph is valid but does not fit the target (SRAM, core count).
+    Capacity(String),
+    /// The Program failed while executing on the device.
+    Runtime(String),
+}
+
+impl DojoError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DojoError::Unsupported(_) => "UnsupportedOpError",
+            DojoError::Invalid(_) => "InvalidInputError",
+            DojoError::Capacity(_) => "CapacityError",
+            DojoError::Runtime(_) => "DeviceError",
+        }
+    }
+}
+
+impl fmt::Display for DojoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DojoError::Unsupported(ops) => {
+                writeln!(f, "torch-dojo cannot run {} op(s) of this graph yet:", ops.len())?;
+                for op in ops {
+                    writeln!(f, "  {} (node `{}`) on {}", op.target, op.node, op.operands)?;
+                }
+                write!(f, "Remove or replace these ops, or run this part of the model eagerly.")
+            }
+            DojoError::Invalid(m) | DojoError::Capacity(m) | DojoError::Runtime(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DojoError {}
+
+/// A compiled graph: the Program and the IR after each stage.
+#[derive(Debug, Clone)]
+pub struct CompiledGraph {
+    /// `(stage name, IR text)` in pipeline order, starting with `import`.
+    pub stages: Vec<(String, String)>,
+    /// The Program as serialized JSON (byte-identical for identical input and options).
+    pub program_json: String,
+    /// The dtypes of the outputs, in order.
+    pub output_dtypes: Vec<String>,
+    /// Peak SRAM bytes over all cores, from the Program's static check.
+    pub peak_sram_bytes: u64,
+    program: Program,
+}
+
+/// The result of one execution.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub outputs: Vec<HostTensor>,
+    /// The simulator's profile as JSON (simulated time, cores used, SRAM, traffic).
+    pub profile_json: String,
+}
+
+/// Compile options; the Python side checks the key set, this checks the values.
+#[derive(Debug, Deserialize)]
+struct Options {
+    #[serde(default = "default_mesh")]
+    mesh: String,
+    #[serde(default = "default_precision")]
+    precision: String,
+}
+
+fn default_mesh() -> String {
+    "d1".into()
+}
+
+fn default_precision() -> String {
+    "fp32".into()
+}
+
+fn pass_error(e: PassError) -> DojoError {
+    match e {
+        PassError::Unsupported(ops) => DojoError::Unsupported(
+            ops.into_iter()
+                .map(|o| UnsupportedOp { target: o.target, node: o.node, operands: o.operands })
+                .collect(),
+        ),
+        PassError::Invalid(m) => DojoError::Invalid(m),
+        PassError::Capacity(m) => DojoError::Capacity(m),
+        e @ PassError::Verify { .. } => DojoError::Invalid(e.to_string()),
+    }
+}
+
+fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F32 => "f32",
+        DType::Bool => "bool",
+        DType::I64 => "i64",
+    }
+}
+
+/// Compile a captured graph (the JSON the Python capture produces) with options (a JSON object).
+pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGraph, DojoError> {
+    let options: Options = serde_json::from_str(options_json)
+        .map_err(|e| DojoError::Invalid(format!("bad compile options {options_json}: {e}")))?;
+    if options.precision != "fp32" {
+        return Err(DojoError::Invalid(format!(
+            "precision '{}' is not supported yet; supported: fp32",
+            options.precision
+        )));
+    }
+    // Check the mesh name before any work, for a clear message.
+    dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
+    let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
+    let mut module = imported.module;
+    if let Err(errors) = verify(&module) {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(DojoError::Invalid(format!("captured graph is not valid IR:\n{}", lines.join("\n"))));
+    }
+    let mut stages = vec![("import".to_string(), print_module(&module))];
+    let mut pm = build_pipeline(&default_pipeline(&options.mesh)).map_err(DojoError::Invalid)?;
+    pm.keep_ir(true);
+    let (records, result) = pm.run(&mut module);
+    result.map_err(pass_error)?;
+    for r in records {
+        stages.push((r.name, r.ir.unwrap_or_default()));
+    }
+    let program = emit_program(&module, None).map_err(pass_error)?;
+    let stats = program.validate().map_err(|e| DojoError::Capacity(e.to_string()))?;
+    let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
+    Ok(CompiledGraph {
+        stages,
+        program_json: program.to_json(),
+        output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
+        peak_sram_bytes,
+        program,
+    })
+}
+
+impl CompiledGraph {
+    /// The Program this graph compiled to.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Execute on the simulated mesh. Inputs are `(shape, data)` in the graph's input order.
+    pub fn run(&self, inputs: &[(&[usize], &[f32])]) -> Result<RunResult, DojoError> {
+        let mut device = SimMesh::new();
+        let (outs, profile) =
+            device.execute(&self.program, inputs).map_err(|e| DojoError::Runtime(e.to_string()))?;
+        let outputs = outs
+            .into_iter()
+            .zip(&self.output_dtypes)
+            .map(|(t, d)| HostTensor { shape: t.shape, dtype: d.clone(), data: t.data })
+            .collect();
+        let profile_json = serde_json::to_string(&profile)
+            .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
+        Ok(RunResult { outputs, profile_json })
+    }
+}

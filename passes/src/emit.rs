@@ -1,0 +1,340 @@
+//! Program emission: mesh-level `d1` IR to the runtime's [`Program`].
+//!
+//! Every mesh value becomes one buffer on each core of its layout, allocated where it is
+//! defined and freed after its last use, so the Program's SRAM use follows the IR's liveness.
+//! `d1.reshard` expands into core-to-core copies: for every destination shard, each distinct
+//! source shard that overlaps it sends the overlap from its nearest replica. An accumulating
+//! `d1.matmul` updates its accumulator's buffers in place when the accumulator dies there.
+
+use dojo_compiler::dialect::{host_values, layout_of};
+use dojo_compiler::layout::Region as IrRegion;
+use dojo_compiler::{Attr, ElemType, Func, Layout, Module, PassError, TensorType, Value};
+use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Region, TensorDecl, UnaryOp};
+use dojo_runtime::{CoreId, Program, Target};
+use std::collections::HashMap;
+
+/// Emit the Program for function `func_name` (or the module's only function).
+pub fn emit_program(module: &Module, func_name: Option<&str>) -> Result<Program, PassError> {
+    let func = match func_name {
+        Some(n) => module.func(n).ok_or(PassError::Invalid(format!("no function '@{n}' in the module")))?,
+        None => match module.funcs.as_slice() {
+            [f] => f,
+            fs => return Err(PassError::Invalid(format!("the module has {} functions: name one", fs.len()))),
+        },
+    };
+    let mesh = module.attr("dojo.mesh").and_then(Attr::as_str).ok_or(PassError::Invalid(
+        "the module has no 'dojo.mesh' attribute: run lower-to-d1 before emitting a Program".into(),
+    ))?;
+    let target = Target::preset(mesh).map_err(|e| PassError::Invalid(e.to_string()))?;
+    Emitter::new(func, target)?.run()
+}
+
+fn dtype(elem: ElemType) -> Result<DType, PassError> {
+    match elem {
+        ElemType::F32 => Ok(DType::F32),
+        ElemType::I1 => Ok(DType::Bool),
+        ElemType::I64 => Ok(DType::I64),
+        e => Err(PassError::Invalid(format!("element type {e} cannot be executed yet"))),
+    }
+}
+
+fn decl(t: &TensorType) -> Result<TensorDecl, PassError> {
+    Ok(TensorDecl { shape: t.shape.clone(), dtype: dtype(t.elem)? })
+}
+
+fn region(r: &IrRegion) -> Region {
+    Region::new(r.offsets.clone(), r.sizes.clone())
+}
+
+fn kernel_for(f: &str) -> Option<KernelOp> {
+    let u = |op| Some(KernelOp::Unary { op });
+    let b = |op| Some(KernelOp::Binary { op });
+    match f {
+        "relu" => u(UnaryOp::Relu),
+        "neg" => u(UnaryOp::Neg),
+        "exp" => u(UnaryOp::Exp),
+        "log" => u(UnaryOp::Log),
+        "sqrt" => u(UnaryOp::Sqrt),
+        "rsqrt" => u(UnaryOp::Rsqrt),
+        "abs" => u(UnaryOp::Abs),
+        "tanh" => u(UnaryOp::Tanh),
+        "sigmoid" => u(UnaryOp::Sigmoid),
+        "reciprocal" => u(UnaryOp::Reciprocal),
+        "convert" => u(UnaryOp::Copy),
+        "add" => b(BinaryOp::Add),
+        "sub" => b(BinaryOp::Sub),
+        "mul" => b(BinaryOp::Mul),
+        "div" => b(BinaryOp::Div),
+        "maximum" => b(BinaryOp::Max),
+        "minimum" => b(BinaryOp::Min),
+        "pow" => b(BinaryOp::Pow),
+        "eq" => b(BinaryOp::Eq),
+        "ne" => b(BinaryOp::Ne),
+        "lt" => b(BinaryOp::Lt),
+        "le" => b(BinaryOp::Le),
+        "gt" => b(BinaryOp::Gt),
+        "ge" => b(BinaryOp::Ge),
+        "select" => Some(KernelOp::Select),
+        _ => None,
+    }
+}
+
+/// One core's piece of a mesh value.
+#[derive(Clone, Debug)]
+struct Shard {
+    core: (u32, u32),
+    buf: BufId,
+    /// The box of the logical tensor this core holds.
+    region: IrRegion,
+}
+
+struct Emitter<'a> {
+    func: &'a Func,
+    program: Program,
+    shards: HashMap<Value, Vec<Shard>>,
+    layouts: HashMap<Value, Layout>,
+    last_use: Vec<Option<usize>>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(func: &'a Func, target: Target) -> Result<Emitter<'a>, PassError> {
+        let mut program = Program::new(target);
+        for t in func.arg_types() {
+            let t = match t {
+                dojo_compiler::Type::Tensor(t) => t,
+                other => return Err(PassError::Invalid(format!("argument type {other} is not a tensor"))),
+            };
+            program.inputs.push(decl(t)?);
+        }
+        for v in &func.returns {
+            let t = func.tensor(*v).ok_or(PassError::Invalid("a result is not a tensor".into()))?;
+            program.outputs.push(decl(t)?);
+        }
+        let mut last_use = vec![None; func.value_types.len()];
+        for (i, op) in func.ops.iter().enumerate() {
+            for v in &op.operands {
+                last_use[v.index()] = Some(i);
+            }
+        }
+        Ok(Emitter { func, program, shards: HashMap::new(), layouts: HashMap::new(), last_use })
+    }
+
+    fn tensor(&self, v: Value) -> Result<TensorType, PassError> {
+        self.func.tensor(v).cloned().ok_or(PassError::Invalid(format!("%{} is not a tensor", v.0)))
+    }
+
+    fn shards(&self, v: Value) -> Result<&[Shard], PassError> {
+        self.shards
+            .get(&v)
+            .map(Vec::as_slice)
+            .ok_or(PassError::Invalid(format!("%{} is not on the mesh (d1.load it first)", v.0)))
+    }
+
+    /// Allocate one buffer per core of `layout` for value `v`.
+    fn alloc(&mut self, v: Value, layout: &Layout) -> Result<(), PassError> {
+        let t = self.tensor(v)?;
+        layout.check(&t.shape).map_err(|e| PassError::Invalid(format!("%{}: {e}", v.0)))?;
+        let dt = dtype(t.elem)?;
+        let mut shards = Vec::with_capacity(layout.num_cores());
+        for core in layout.cores() {
+            let r = layout.shard(&t.shape, core);
+            let buf = self.program.buffers.len();
+            self.program.buffers.push(BufferDecl { core: CoreId::new(core.0, core.1), shape: r.sizes.clone(), dtype: dt });
+            self.program.instrs.push(Instr::Alloc { buf });
+            shards.push(Shard { core, buf, region: r });
+        }
+        self.shards.insert(v, shards);
+        self.layouts.insert(v, layout.clone());
+        Ok(())
+    }
+
+    /// The buffer of `v` on `core` (operands of per-core ops share the result's block).
+    fn buf_on(&self, v: Value, core: (u32, u32)) -> Result<BufId, PassError> {
+        self.shards(v)?
+            .iter()
+            .find(|s| s.core == core)
+            .map(|s| s.buf)
+            .ok_or(PassError::Invalid(format!("%{} has no shard on core {core:?}", v.0)))
+    }
+
+    fn run(mut self) -> Result<Program, PassError> {
+        let func = self.func;
+        let host = host_values(func);
+        // Return positions of every returned value.
+        let mut positions: HashMap<Value, Vec<usize>> = HashMap::new();
+        for (p, v) in func.returns.iter().enumerate() {
+            positions.entry(*v).or_default().push(p);
+        }
+        for (p, v) in func.returns.iter().enumerate() {
+            if v.index() < func.num_args {
+                self.program.instrs.push(Instr::HostCopy { input: v.index(), output: p });
+            }
+        }
+        for (i, op) in func.ops.iter().enumerate() {
+            let r = op.result(0);
+            let mut reused: Option<Value> = None;
+            match op.name.as_str() {
+                "d1.store" => {
+                    let src = op.operands[0];
+                    for &p in positions.get(&r).map(Vec::as_slice).unwrap_or(&[]) {
+                        // One store per distinct shard; replicas hold the same data.
+                        let mut seen: Vec<IrRegion> = Vec::new();
+                        for s in self.shards(src)?.to_vec() {
+                            if seen.contains(&s.region) {
+                                continue;
+                            }
+                            seen.push(s.region.clone());
+                            self.program.instrs.push(Instr::Store {
+                                buf: s.buf,
+                                src: Region::full(&s.region.sizes),
+                                output: p,
+                                dst: region(&s.region),
+                            });
+                        }
+                    }
+                }
+                "d1.load" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let input = op.operands[0].index();
+                    if !host.get(op.operands[0].index()).copied().unwrap_or(false) || input >= func.num_args {
+                        return Err(PassError::Invalid("d1.load takes a function argument".into()));
+                    }
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        self.program.instrs.push(Instr::Load {
+                            input,
+                            src: region(&s.region),
+                            buf: s.buf,
+                            dst: Region::full(&s.region.sizes),
+                        });
+                    }
+                }
+                "d1.reshard" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    self.alloc(r, &l)?;
+                    let offsets: Vec<usize> = match op.attr("offsets").and_then(Attr::as_ints) {
+                        Some(o) => o.iter().map(|&x| x as usize).collect(),
+                        None => vec![0; self.tensor(r)?.rank()],
+                    };
+                    self.reshard(op.operands[0], r, &offsets)?;
+                }
+                "d1.fill" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let value = op.attr("value").and_then(Attr::as_float).unwrap_or(0.0) as f32;
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        self.program.instrs.push(Instr::Fill { buf: s.buf, value });
+                    }
+                }
+                "d1.matmul" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let acc = op.operands.get(2).copied();
+                    match acc {
+                        Some(a) if self.last_use[a.index()] == Some(i) && !positions.contains_key(&a) => {
+                            // Accumulate in place: the result takes over the accumulator's buffers.
+                            let shards = self.shards.remove(&a).ok_or(PassError::Invalid(format!("%{} is not on the mesh", a.0)))?;
+                            self.shards.insert(r, shards);
+                            self.layouts.insert(r, l.clone());
+                            reused = Some(a);
+                        }
+                        Some(a) => {
+                            self.alloc(r, &l)?;
+                            for s in self.shards(r)?.to_vec() {
+                                let src = self.buf_on(a, s.core)?;
+                                let full = Region::full(&s.region.sizes);
+                                self.program.instrs.push(Instr::Copy { src, src_region: full.clone(), dst: s.buf, dst_region: full });
+                            }
+                        }
+                        None => self.alloc(r, &l)?,
+                    }
+                    for s in self.shards(r)?.to_vec() {
+                        let inputs = vec![self.buf_on(op.operands[0], s.core)?, self.buf_on(op.operands[1], s.core)?];
+                        self.program.instrs.push(Instr::Kernel {
+                            op: KernelOp::MatMul { accumulate: acc.is_some() },
+                            inputs,
+                            output: s.buf,
+                        });
+                    }
+                }
+                "d1.map" | "d1.reduce_sum" | "d1.transpose" | "d1.reshape" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let kernel = match op.name.as_str() {
+                        "d1.map" => {
+                            let f = op.attr("fn").and_then(Attr::as_str).unwrap_or("");
+                            kernel_for(f).ok_or(PassError::Invalid(format!("no kernel for map function '{f}'")))?
+                        }
+                        "d1.reduce_sum" => KernelOp::ReduceSum {
+                            dims: op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect(),
+                        },
+                        "d1.transpose" => KernelOp::Transpose {
+                            perm: op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect(),
+                        },
+                        _ => KernelOp::Reshape,
+                    };
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        let inputs = op.operands.iter().map(|v| self.buf_on(*v, s.core)).collect::<Result<Vec<_>, _>>()?;
+                        self.program.instrs.push(Instr::Kernel { op: kernel.clone(), inputs, output: s.buf });
+                    }
+                }
+                other => return Err(PassError::Invalid(format!("cannot emit '{other}': lower to d1 first"))),
+            }
+            // Free what dies here (and results nobody uses).
+            let mut dying: Vec<Value> = op.operands.iter().copied().filter(|v| self.last_use[v.index()] == Some(i)).collect();
+            if self.last_use[r.index()].is_none() && !positions.contains_key(&r) {
+                dying.push(r);
+            }
+            dying.dedup();
+            for v in dying {
+                if Some(v) == reused || host[v.index()] {
+                    continue;
+                }
+                if let Some(shards) = self.shards.remove(&v) {
+                    for s in shards {
+                        self.program.instrs.push(Instr::Free { buf: s.buf });
+                    }
+                }
+            }
+        }
+        Ok(self.program)
+    }
+
+    /// Copies that lay out `dst` (already allocated) from `src`, where `dst` is the box of
+    /// `src` starting at `offsets`.
+    fn reshard(&mut self, src: Value, dst: Value, offsets: &[usize]) -> Result<(), PassError> {
+        let src_shards = self.shards(src)?.to_vec();
+        // Distinct source shards in first-seen order, each with its replicas.
+        let mut groups: Vec<(IrRegion, Vec<Shard>)> = Vec::new();
+        for s in src_shards {
+            match groups.iter_mut().find(|(r, _)| *r == s.region) {
+                Some((_, reps)) => reps.push(s),
+                None => groups.push((s.region.clone(), vec![s])),
+            }
+        }
+        let target = &self.program.target;
+        let mut copies = Vec::new();
+        for d in self.shards(dst)? {
+            // What this core needs, in the source's coordinates.
+            let need = IrRegion {
+                offsets: d.region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(),
+                sizes: d.region.sizes.clone(),
+            };
+            for (r, reps) in &groups {
+                let Some(inter) = need.intersect(r) else { continue };
+                let dc = CoreId::new(d.core.0, d.core.1);
+                let from = reps
+                    .iter()
+                    .min_by_key(|s| target.hops(&CoreId::new(s.core.0, s.core.1), &dc))
+                    .ok_or(PassError::Invalid("a source shard has no core".into()))?;
+                copies.push(Instr::Copy {
+                    src: from.buf,
+                    src_region: region(&inter.relative_to(r)),
+                    dst: d.buf,
+                    dst_region: region(&inter.relative_to(&need)),
+                });
+            }
+        }
+        self.program.instrs.extend(copies);
+        Ok(())
+    }
+}

@@ -1,0 +1,220 @@
+//! A reference interpreter for graph-level (`dojo.*`) IR, in plain f32 on the host.
+//!
+//! It defines what a graph means independently of placement, so tests can run the IR before
+//! lowering here and the emitted Program on the simulator, and compare (bools are 0.0/1.0).
+
+use dojo_compiler::dialect::broadcast_shapes;
+use dojo_compiler::{Attr, ElemType, Func, Value};
+
+/// A dense row-major array.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// For each element of `out_shape`, the flat index into an array of `shape` broadcast to it.
+fn broadcast_index(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+    let n: usize = out_shape.iter().product();
+    let off = out_shape.len() - shape.len();
+    let st = strides(shape);
+    let ost = strides(out_shape);
+    (0..n)
+        .map(|i| {
+            let mut idx = 0;
+            for (d, &len) in shape.iter().enumerate() {
+                let coord = (i / ost[off + d]) % out_shape[off + d];
+                if len != 1 {
+                    idx += coord * st[d];
+                }
+            }
+            idx
+        })
+        .collect()
+}
+
+fn unary(f: &str, x: f32) -> Option<f32> {
+    Some(match f {
+        "relu" => {
+            if x.is_nan() {
+                x
+            } else {
+                x.max(0.0)
+            }
+        }
+        "neg" => -x,
+        "exp" => x.exp(),
+        "log" => x.ln(),
+        "sqrt" => x.sqrt(),
+        "rsqrt" => 1.0 / x.sqrt(),
+        "abs" => x.abs(),
+        "tanh" => x.tanh(),
+        "sigmoid" => 1.0 / (1.0 + (-x).exp()),
+        "reciprocal" => 1.0 / x,
+        "convert" => x,
+        _ => return None,
+    })
+}
+
+fn binary(f: &str, a: f32, b: f32) -> Option<f32> {
+    let t = |c: bool| if c { 1.0 } else { 0.0 };
+    Some(match f {
+        "add" => a + b,
+        "sub" => a - b,
+        "mul" => a * b,
+        "div" => a / b,
+        "maximum" => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.max(b)
+            }
+        }
+        "minimum" => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.min(b)
+            }
+        }
+        "pow" => a.powf(b),
+        "eq" => t(a == b),
+        "ne" => t(a != b),
+        "lt" => t(a < b),
+        "le" => t(a <= b),
+        "gt" => t(a > b),
+        "ge" => t(a >= b),
+        _ => return None,
+    })
+}
+
+/// Run a graph-level function on inputs; returns its results.
+pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
+    if inputs.len() != func.num_args {
+        return Err(format!("@{} takes {} inputs, got {}", func.name, func.num_args, inputs.len()));
+    }
+    let mut vals: Vec<Option<Array>> = vec![None; func.value_types.len()];
+    for (i, a) in inputs.iter().enumerate() {
+        let t = func.tensor(Value(i as u32)).ok_or("argument is not a tensor")?;
+        if t.shape != a.shape {
+            return Err(format!("input {i} has shape {:?}, expected {:?}", a.shape, t.shape));
+        }
+        vals[i] = Some(a.clone());
+    }
+    for (i, op) in func.ops.iter().enumerate() {
+        let get = |k: usize| -> Result<&Array, String> {
+            op.operands.get(k).and_then(|v| vals[v.index()].as_ref()).ok_or(format!("op #{i}: operand #{k} has no value"))
+        };
+        let rt = func.tensor(op.result(0)).ok_or("result is not a tensor")?.clone();
+        let kind = op.name.strip_prefix("dojo.").ok_or(format!("op #{i}: the interpreter runs dojo.* ops, not '{}'", op.name))?;
+        let n: usize = rt.numel();
+        let out = match kind {
+            "constant" => {
+                let v = op.attr("value").and_then(Attr::as_float).ok_or("constant without value")? as f32;
+                Array { shape: rt.shape.clone(), data: vec![v; n] }
+            }
+            "matmul" => {
+                let (a, b) = (get(0)?, get(1)?);
+                let r = a.shape.len();
+                let (m, k, nn) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
+                let batch: usize = a.shape[..r - 2].iter().product();
+                let mut data = vec![0.0f32; batch * m * nn];
+                for bt in 0..batch {
+                    for i in 0..m {
+                        for kk in 0..k {
+                            let av = a.data[bt * m * k + i * k + kk];
+                            for j in 0..nn {
+                                data[bt * m * nn + i * nn + j] += av * b.data[bt * k * nn + kk * nn + j];
+                            }
+                        }
+                    }
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
+            "select" => {
+                let (c, a, b) = (get(0)?, get(1)?, get(2)?);
+                let (ci, ai, bi) = (broadcast_index(&c.shape, &rt.shape), broadcast_index(&a.shape, &rt.shape), broadcast_index(&b.shape, &rt.shape));
+                let data = (0..n).map(|e| if c.data[ci[e]] != 0.0 { a.data[ai[e]] } else { b.data[bi[e]] }).collect();
+                Array { shape: rt.shape.clone(), data }
+            }
+            "reduce_sum" => {
+                let a = get(0)?;
+                let dims: Vec<usize> = op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect();
+                let kept: Vec<usize> = a.shape.iter().enumerate().map(|(d, &l)| if dims.contains(&d) { 1 } else { l }).collect();
+                let mut data = vec![0.0f32; kept.iter().product()];
+                let idx = broadcast_index(&kept, &a.shape);
+                for (e, &o) in idx.iter().enumerate() {
+                    data[o] += a.data[e];
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
+            "transpose" => {
+                let a = get(0)?;
+                let perm: Vec<usize> = op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect();
+                let ist = strides(&a.shape);
+                let ost = strides(&rt.shape);
+                let data = (0..n)
+                    .map(|e| {
+                        let src: usize = (0..rt.shape.len()).map(|d| ((e / ost[d]) % rt.shape[d]) * ist[perm[d]]).sum();
+                        a.data[src]
+                    })
+                    .collect();
+                Array { shape: rt.shape.clone(), data }
+            }
+            "reshape" => Array { shape: rt.shape.clone(), data: get(0)?.data.clone() },
+            "broadcast" => {
+                let a = get(0)?;
+                let idx = broadcast_index(&a.shape, &rt.shape);
+                Array { shape: rt.shape.clone(), data: idx.iter().map(|&e| a.data[e]).collect() }
+            }
+            "convert" => {
+                let a = get(0)?;
+                let data = if rt.elem == ElemType::I1 {
+                    a.data.iter().map(|&x| if x != 0.0 { 1.0 } else { 0.0 }).collect()
+                } else {
+                    a.data.clone()
+                };
+                Array { shape: rt.shape.clone(), data }
+            }
+            "cmp" => {
+                let pred = op.attr("predicate").and_then(Attr::as_str).unwrap_or("");
+                elementwise(pred, &[get(0)?, get(1)?], &rt.shape)?
+            }
+            f => {
+                let ins = (0..op.operands.len()).map(get).collect::<Result<Vec<_>, _>>()?;
+                elementwise(f, &ins, &rt.shape)?
+            }
+        };
+        vals[op.result(0).index()] = Some(out);
+    }
+    func.returns
+        .iter()
+        .map(|v| vals[v.index()].clone().ok_or(format!("returned %{} has no value", v.0)))
+        .collect()
+}
+
+fn elementwise(f: &str, ins: &[&Array], shape: &[usize]) -> Result<Array, String> {
+    let shapes: Vec<&[usize]> = ins.iter().map(|a| a.shape.as_slice()).collect();
+    let want = broadcast_shapes(&shapes)?;
+    if want != shape {
+        return Err(format!("'{f}' result shape {shape:?} is not the broadcast shape {want:?}"));
+    }
+    let n: usize = shape.iter().product();
+    let data = match ins {
+        [a] => a.data.iter().map(|&x| unary(f, x).ok_or(format!("unknown function '{f}'"))).collect::<Result<_, _>>()?,
+        [a, b] => {
+            let (ai, bi) = (broadcast_index(&a.shape, shape), broadcast_index(&b.shape, shape));
+            (0..n).map(|e| binary(f, a.data[ai[e]], b.data[bi[e]]).ok_or(format!("unknown function '{f}'"))).collect::<Result<_, _>>()?
+        }
+        _ => return Err(format!("'{f}' with {} operands", ins.len())),
+    };
+    Ok(Array { shape: shape.to_vec(), data })
+}

@@ -1,0 +1,366 @@
+//! `legalize-aten`: rewrite imported `aten.*` ops into the graph-level `dojo` dialect.
+//!
+//! One function per overload family, each a few lines; PyTorch's type promotion is taken from
+//! the captured result types (converts are inserted where an operand's type differs). Ops the
+//! compiler cannot run are all collected and reported together, each with its FX node and
+//! operand types. Only f32 and bool tensors are accepted for now: other dtypes would be
+//! computed in f32 and could silently differ from eager, so they are reported as unsupported.
+
+use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, UnsupportedOp, Value};
+
+pub struct LegalizeAten;
+
+impl Pass for LegalizeAten {
+    fn name(&self) -> &'static str {
+        "legalize-aten"
+    }
+
+    fn run(&self, module: &mut Module) -> Result<(), PassError> {
+        let mut unsupported = Vec::new();
+        for func in &mut module.funcs {
+            let mut lx = Lx::new(func);
+            for (i, op) in func.ops.iter().enumerate() {
+                if op.dialect() != "aten" {
+                    lx.copy_op(op);
+                    continue;
+                }
+                match lx.legalize(op) {
+                    Ok(results) => {
+                        for (k, v) in results.into_iter().enumerate() {
+                            lx.map[op.result(k).index()] = Some(v);
+                        }
+                    }
+                    Err(reason) => {
+                        unsupported.push(describe_unsupported(func, i, op, &reason));
+                        // Keep going so that every unsupported op is reported at once.
+                        lx.copy_op(op);
+                    }
+                }
+            }
+            if unsupported.is_empty() {
+                *func = lx.finish();
+            }
+        }
+        if unsupported.is_empty() {
+            Ok(())
+        } else {
+            Err(PassError::Unsupported(unsupported))
+        }
+    }
+}
+
+/// `f32[32, 64]` for messages.
+pub fn short_type(t: &Type) -> String {
+    match t {
+        Type::Tensor(t) => {
+            let dt = match t.elem {
+                ElemType::I1 => "bool".to_string(),
+                e => e.to_string(),
+            };
+            let dims: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
+            format!("{dt}[{}]", dims.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn describe_unsupported(func: &Func, index: usize, op: &Op, reason: &str) -> UnsupportedOp {
+    let node = op
+        .attr("fx.node")
+        .and_then(Attr::as_str)
+        .map(str::to_string)
+        .unwrap_or(format!("@{} op #{index}", func.name));
+    let ins: Vec<String> = op.operands.iter().map(|v| short_type(func.ty(*v))).collect();
+    let outs: Vec<String> = op.results().map(|v| short_type(func.ty(v))).collect();
+    let mut operands = format!("({}) -> ({})", ins.join(", "), outs.join(", "));
+    if !reason.is_empty() {
+        operands.push_str(&format!(": {reason}"));
+    }
+    UnsupportedOp { target: op.name.clone(), node, operands }
+}
+
+/// The rewriter state: the new function and where each old value went.
+struct Lx<'a> {
+    src: &'a Func,
+    out: Func,
+    map: Vec<Option<Value>>,
+}
+
+type LResult = Result<Vec<Value>, String>;
+
+fn supported_elem(e: ElemType) -> bool {
+    matches!(e, ElemType::F32 | ElemType::I1)
+}
+
+impl<'a> Lx<'a> {
+    fn new(src: &'a Func) -> Lx<'a> {
+        let mut out = Func::new(src.name.clone(), src.arg_types().to_vec());
+        out.attrs = src.attrs.clone();
+        let mut map = vec![None; src.value_types.len()];
+        for a in src.args() {
+            map[a.index()] = Some(a);
+        }
+        Lx { src, out, map }
+    }
+
+    fn finish(mut self) -> Func {
+        let rets: Vec<Value> = self.src.returns.iter().map(|v| self.v(*v)).collect();
+        self.out.set_returns(rets);
+        self.out
+    }
+
+    fn v(&self, old: Value) -> Value {
+        self.map[old.index()].unwrap_or(old)
+    }
+
+    fn copy_op(&mut self, op: &Op) {
+        let operands = op.operands.iter().map(|v| self.v(*v)).collect();
+        let types = op.results().map(|r| self.src.ty(r).clone()).collect();
+        let first = self.out.push(op.name.clone(), operands, op.attrs.clone(), types);
+        for k in 0..op.num_results {
+            self.map[op.result(k).index()] = Some(Value(first.0 + k as u32));
+        }
+    }
+
+    fn t(&self, v: Value) -> TensorType {
+        match self.out.ty(v) {
+            Type::Tensor(t) => t.clone(),
+            _ => TensorType::new(vec![], ElemType::F32),
+        }
+    }
+
+    fn emit(&mut self, name: &str, operands: Vec<Value>, attrs: Vec<(String, Attr)>, ty: TensorType) -> Value {
+        self.out.push(format!("dojo.{name}"), operands, attrs, vec![Type::Tensor(ty)])
+    }
+
+    fn constant(&mut self, value: f64, elem: ElemType) -> Value {
+        self.emit("constant", vec![], vec![attr("value", Attr::Float(value))], TensorType::new(vec![], elem))
+    }
+
+    fn convert(&mut self, v: Value, elem: ElemType) -> Value {
+        let t = self.t(v);
+        if t.elem == elem {
+            return v;
+        }
+        self.emit("convert", vec![v], vec![], TensorType::new(t.shape, elem))
+    }
+
+    fn unary(&mut self, name: &str, x: Value) -> Value {
+        let t = self.t(x);
+        self.emit(name, vec![x], vec![], t)
+    }
+
+    /// Elementwise binary op producing `elem`, operands converted to it.
+    fn binary(&mut self, name: &str, a: Value, b: Value, elem: ElemType) -> Result<Value, String> {
+        let (a, b) = (self.convert(a, elem), self.convert(b, elem));
+        let shape = dojo_compiler::dialect::broadcast_shapes(&[&self.t(a).shape, &self.t(b).shape])?;
+        Ok(self.emit(name, vec![a, b], vec![], TensorType::new(shape, elem)))
+    }
+
+    fn compare(&mut self, pred: &str, a: Value, b: Value) -> Result<Value, String> {
+        let (ea, eb) = (self.t(a).elem, self.t(b).elem);
+        let (a, b) = if ea == eb { (a, b) } else { (self.convert(a, ElemType::F32), self.convert(b, ElemType::F32)) };
+        let shape = dojo_compiler::dialect::broadcast_shapes(&[&self.t(a).shape, &self.t(b).shape])?;
+        Ok(self.emit(
+            "cmp",
+            vec![a, b],
+            vec![attr("predicate", Attr::Str(pred.into()))],
+            TensorType::new(shape, ElemType::I1),
+        ))
+    }
+
+    fn select(&mut self, c: Value, a: Value, b: Value, elem: ElemType) -> Result<Value, String> {
+        let c = self.convert(c, ElemType::I1);
+        let (a, b) = (self.convert(a, elem), self.convert(b, elem));
+        let shape = dojo_compiler::dialect::broadcast_shapes(&[&self.t(c).shape, &self.t(a).shape, &self.t(b).shape])?;
+        Ok(self.emit("select", vec![c, a, b], vec![], TensorType::new(shape, elem)))
+    }
+
+    fn reshape(&mut self, x: Value, ty: &TensorType) -> Value {
+        if self.t(x).shape == ty.shape {
+            return x;
+        }
+        let elem = self.t(x).elem;
+        self.emit("reshape", vec![x], vec![], TensorType::new(ty.shape.clone(), elem))
+    }
+
+    fn legalize(&mut self, op: &Op) -> LResult {
+        // Types first: everything this compiler runs is f32 or bool.
+        for v in op.operands.iter().copied().chain(op.results()) {
+            match self.src.ty(v) {
+                Type::Tensor(t) if supported_elem(t.elem) => {}
+                t => return Err(format!("dtype of {} is not supported yet (f32 and bool are)", short_type(t))),
+            }
+        }
+        let name = op.name.strip_prefix("aten.").unwrap_or(&op.name).to_string();
+        let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
+        let mapped: Vec<Value> = op.operands.iter().map(|v| self.v(*v)).collect();
+        let x = |i: usize| mapped.get(i).copied().ok_or(format!("missing operand #{i}"));
+        let res: Vec<TensorType> = op.results().filter_map(|v| self.src.tensor(v).cloned()).collect();
+        let out = res.first().cloned().ok_or("op has no tensor result")?;
+        let float_attr = |n: &str, default: Option<f64>| -> Result<f64, String> {
+            match op.attr(n) {
+                Some(a) => a.as_float().ok_or(format!("attribute '{n}' must be a number")),
+                None => default.ok_or(format!("missing attribute '{n}'")),
+            }
+        };
+        let ints_attr = |n: &str| -> Result<Vec<i64>, String> {
+            op.attr(n).and_then(Attr::as_ints).map(<[i64]>::to_vec).ok_or(format!("missing attribute '{n}'"))
+        };
+        let rank = |v: Value, s: &Self| s.t(v).rank() as i64;
+        let norm = |d: i64, r: i64| -> Result<i64, String> {
+            let n = if d < 0 { d + r.max(1) } else { d };
+            if n < 0 || n >= r.max(1) {
+                return Err(format!("dim {d} is out of range for rank {r}"));
+            }
+            Ok(n)
+        };
+
+        match (base, overload) {
+            // x.permute(dims) -> transpose
+            ("permute", "default") => {
+                let a = x(0)?;
+                let r = rank(a, self);
+                let perm = ints_attr("dims")?.iter().map(|&d| norm(d, r)).collect::<Result<Vec<_>, _>>()?;
+                Ok(vec![self.emit("transpose", vec![a], vec![attr("perm", Attr::Ints(perm))], out)])
+            }
+            // x.t() / x.transpose(d0, d1) -> transpose swapping two dims
+            ("t", "default") | ("transpose", "int") | ("numpy_T", "default") => {
+                let a = x(0)?;
+                let r = rank(a, self);
+                if r < 2 {
+                    return Ok(vec![a]);
+                }
+                let (d0, d1) = if base == "transpose" {
+                    (norm(float_attr("dim0", None)? as i64, r)?, norm(float_attr("dim1", None)? as i64, r)?)
+                } else {
+                    (0, 1)
+                };
+                let mut perm: Vec<i64> = (0..r).collect();
+                perm.swap(d0 as usize, d1 as usize);
+                Ok(vec![self.emit("transpose", vec![a], vec![attr("perm", Attr::Ints(perm))], out)])
+            }
+            // mm(a, b) -> matmul
+            ("mm", "default") => Ok(vec![self.emit("matmul", vec![x(0)?, x(1)?], vec![], out)]),
+            // addmm(bias, a, b, beta, alpha) -> beta*bias + alpha*(a@b)
+            ("addmm", "default") => {
+                let (bias, a, b) = (x(0)?, x(1)?, x(2)?);
+                let (beta, alpha) = (float_attr("beta", Some(1.0))?, float_attr("alpha", Some(1.0))?);
+                let mut prod = self.emit("matmul", vec![a, b], vec![], out.clone());
+                if alpha != 1.0 {
+                    let c = self.constant(alpha, out.elem);
+                    prod = self.binary("mul", prod, c, out.elem)?;
+                }
+                if beta == 0.0 {
+                    return Ok(vec![prod]);
+                }
+                let mut bias = bias;
+                if beta != 1.0 {
+                    let c = self.constant(beta, out.elem);
+                    bias = self.binary("mul", bias, c, out.elem)?;
+                }
+                Ok(vec![self.binary("add", prod, bias, out.elem)?])
+            }
+            // unary elementwise, same name in both dialects
+            (u, "default") if dojo_compiler::dialect::UNARY.contains(&u) => {
+                let a = self.convert(x(0)?, out.elem);
+                Ok(vec![self.unary(u, a)])
+            }
+            // a + alpha*b, a - alpha*b
+            ("add" | "sub", "Tensor" | "Scalar") => {
+                let a = x(0)?;
+                let mut b = if overload == "Tensor" { x(1)? } else { self.constant(float_attr("other", None)?, out.elem) };
+                let alpha = float_attr("alpha", Some(1.0))?;
+                if alpha != 1.0 {
+                    let c = self.constant(alpha, out.elem);
+                    b = self.binary("mul", b, c, out.elem)?;
+                }
+                Ok(vec![self.binary(base, a, b, out.elem)?])
+            }
+            ("mul" | "div", "Tensor" | "Scalar") | ("maximum" | "minimum", "default") | ("pow", "Tensor_Tensor" | "Tensor_Scalar") => {
+                let a = x(0)?;
+                let b = match overload {
+                    "Scalar" => self.constant(float_attr("other", None)?, out.elem),
+                    "Tensor_Scalar" => self.constant(float_attr("exponent", None)?, out.elem),
+                    _ => x(1)?,
+                };
+                Ok(vec![self.binary(base, a, b, out.elem)?])
+            }
+            // comparisons -> cmp {predicate}
+            (p @ ("eq" | "ne" | "lt" | "le" | "gt" | "ge"), "Scalar" | "Tensor") => {
+                let a = x(0)?;
+                let b = if overload == "Scalar" {
+                    let e = self.t(a).elem;
+                    self.constant(float_attr("other", None)?, e)
+                } else {
+                    x(1)?
+                };
+                Ok(vec![self.compare(p, a, b)?])
+            }
+            // where(c, a, b) -> select
+            ("where", "self") => Ok(vec![self.select(x(0)?, x(1)?, x(2)?, out.elem)?]),
+            // threshold_backward(grad, y, t) -> select(y <= t, 0, grad)
+            ("threshold_backward", "default") => {
+                let (g, y) = (x(0)?, x(1)?);
+                let th = self.constant(float_attr("threshold", None)?, self.t(y).elem);
+                let c = self.compare("le", y, th)?;
+                let zero = self.constant(0.0, out.elem);
+                Ok(vec![self.select(c, zero, g, out.elem)?])
+            }
+            // constants: a splat of one value
+            ("scalar_tensor", "default") => {
+                let v = float_attr("s", None)?;
+                Ok(vec![self.emit("constant", vec![], vec![attr("value", Attr::Float(v))], out)])
+            }
+            ("full", "default") | ("full_like", "default") => {
+                let v = float_attr("fill_value", None)?;
+                Ok(vec![self.emit("constant", vec![], vec![attr("value", Attr::Float(v))], out)])
+            }
+            ("zeros_like" | "ones_like", "default") => {
+                let v = if base == "zeros_like" { 0.0 } else { 1.0 };
+                Ok(vec![self.emit("constant", vec![], vec![attr("value", Attr::Float(v))], out)])
+            }
+            // sum over dims (all dims when none are given)
+            ("sum", "dim_IntList" | "default") | ("mean", "dim" | "default") => {
+                let a = self.convert(x(0)?, out.elem);
+                let r = rank(a, self);
+                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
+                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
+                    _ => (0..r).collect(),
+                };
+                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let mut dims_sorted = dims.clone();
+                dims_sorted.sort_unstable();
+                dims_sorted.dedup();
+                let s = self.emit(
+                    "reduce_sum",
+                    vec![a],
+                    vec![attr("dims", Attr::Ints(dims_sorted.clone())), attr("keepdim", Attr::Bool(keepdim))],
+                    out.clone(),
+                );
+                if base == "sum" {
+                    return Ok(vec![s]);
+                }
+                let n: usize = dims_sorted.iter().map(|&d| self.t(a).shape[d as usize]).product();
+                let c = self.constant(n as f64, out.elem);
+                Ok(vec![self.binary("div", s, c, out.elem)?])
+            }
+            // shape-only ops -> reshape
+            ("view" | "_unsafe_view" | "reshape", "default") | ("squeeze", "dim" | "dims" | "default") | ("unsqueeze", "default") => {
+                Ok(vec![self.reshape(x(0)?, &out)])
+            }
+            ("expand", "default") => {
+                let a = x(0)?;
+                if self.t(a).shape == out.shape {
+                    return Ok(vec![a]);
+                }
+                Ok(vec![self.emit("broadcast", vec![a], vec![], out)])
+            }
+            // no-ops on values (no aliasing survives functionalization)
+            ("alias" | "detach" | "clone" | "lift_fresh_copy" | "_to_copy" | "contiguous", "default") => {
+                Ok(vec![self.convert(x(0)?, out.elem)])
+            }
+            _ => Err(String::new()),
+        }
+    }
+}

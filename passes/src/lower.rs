@@ -1,0 +1,508 @@
+//! `lower-to-d1`: graph-level `dojo` IR to mesh-level `d1` IR for one target (`mesh=` option,
+//! a runtime preset such as `d1` or `d1:4x4`).
+//!
+//! Placement (first version, per op; the global planner is future work):
+//! - A tensor's default layout splits its last two dims over a block of cores, rows over mesh
+//!   rows and columns over mesh columns, with shards of at least [`MIN_SHARD_EDGE`] elements a
+//!   side, at the first block of the target free of disabled sites.
+//! - Elementwise ops run where their first full-size mesh operand lives; the other operands
+//!   are resharded to match (broadcast operands are replicated where needed).
+//! - `dojo.matmul` is SUMMA on the result's 2D block: in each of `S` steps every core receives
+//!   its row block of a `K/S`-column slice of `a` and its column block of the matching slice
+//!   of `b` (explicit `d1.reshard` ops: row and column multicasts) and accumulates locally.
+//!   `S` is the fewest steps whose per-core working set fits half of the SRAM the operands
+//!   leave free.
+//! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
+//!   first row/column, and reduce again.
+//! - Constants are never moved: they are filled where they are needed.
+//!
+//! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
+//! on first use, `d1.store` returns results.
+
+use dojo_compiler::dialect::{broadcast_shapes, map_arity, COMPARE};
+use dojo_compiler::layout::{chunk, COLS, NONE, ROWS};
+use dojo_compiler::{attr, Attr, ElemType, Func, Layout, Module, Op, Pass, PassError, Region, TensorType, Type, Value};
+use dojo_runtime::Target;
+use std::collections::HashMap;
+
+/// The smallest shard edge the default placement makes: the matrix units work on 8x8 tiles.
+pub const MIN_SHARD_EDGE: usize = 8;
+/// The largest block edge the default placement uses.
+pub const MAX_BLOCK_EDGE: u32 = 16;
+
+pub struct LowerToD1 {
+    pub mesh: String,
+}
+
+impl Pass for LowerToD1 {
+    fn name(&self) -> &'static str {
+        "lower-to-d1"
+    }
+
+    fn run(&self, module: &mut Module) -> Result<(), PassError> {
+        let target = Target::preset(&self.mesh).map_err(|e| PassError::Invalid(e.to_string()))?;
+        for func in &mut module.funcs {
+            *func = Lowering::new(func, &target)?.run()?;
+        }
+        module.attrs.retain(|(k, _)| k != "dojo.mesh");
+        module.attrs.push(attr("dojo.mesh", Attr::Str(self.mesh.clone())));
+        module.attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(())
+    }
+}
+
+/// Where a graph-level value is during lowering.
+#[derive(Clone, Debug)]
+enum Val {
+    /// A function argument on the host (the new function's argument).
+    Host(Value),
+    /// A splat constant, materialized wherever it is used.
+    Const(f64, TensorType),
+    /// A value on the mesh.
+    Mesh(Value),
+}
+
+struct Lowering<'a> {
+    src: &'a Func,
+    target: &'a Target,
+    out: Func,
+    vals: Vec<Option<Val>>,
+    /// Layout of every mesh value of `out`.
+    layouts: HashMap<Value, Layout>,
+    /// Reshards already made: (value, layout, region) -> value.
+    reshards: HashMap<(Value, Layout, Option<Region>), Value>,
+    /// Arguments already loaded onto the mesh.
+    loaded: HashMap<Value, Value>,
+    /// The largest block the default placement uses.
+    max_block: (u32, u32),
+}
+
+type LResult<T> = Result<T, PassError>;
+
+fn tensor_type(f: &Func, v: Value) -> LResult<TensorType> {
+    f.tensor(v).cloned().ok_or(PassError::Invalid(format!("value %{} is not a tensor", v.0)))
+}
+
+impl<'a> Lowering<'a> {
+    fn new(src: &'a Func, target: &'a Target) -> LResult<Lowering<'a>> {
+        let mut out = Func::new(src.name.clone(), src.arg_types().to_vec());
+        out.attrs = src.attrs.clone();
+        let mut vals = vec![None; src.value_types.len()];
+        for a in src.args() {
+            vals[a.index()] = Some(Val::Host(a));
+        }
+        // The largest free block, at most MAX_BLOCK_EDGE a side.
+        let mut r = MAX_BLOCK_EDGE.min(target.rows());
+        let mut c = MAX_BLOCK_EDGE.min(target.cols());
+        while target.find_free_block(r, c).is_none() {
+            if r == 1 && c == 1 {
+                return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
+            }
+            if r >= c && r > 1 {
+                r -= 1;
+            } else {
+                c -= 1;
+            }
+        }
+        Ok(Lowering {
+            src,
+            target,
+            out,
+            vals,
+            layouts: HashMap::new(),
+            reshards: HashMap::new(),
+            loaded: HashMap::new(),
+            max_block: (r, c),
+        })
+    }
+
+    fn run(mut self) -> LResult<Func> {
+        let src = self.src;
+        for (i, op) in src.ops.iter().enumerate() {
+            let v = self.lower_op(op).map_err(|e| match e {
+                PassError::Invalid(m) => PassError::Invalid(format!("@{} op #{i} '{}': {m}", src.name, op.name)),
+                PassError::Capacity(m) => PassError::Capacity(format!("@{} op #{i} '{}': {m}", src.name, op.name)),
+                other => other,
+            })?;
+            self.vals[op.result(0).index()] = Some(v);
+        }
+        let mut rets = Vec::new();
+        let mut stored: HashMap<Value, Value> = HashMap::new();
+        for r in &src.returns {
+            let v = match self.val(*r)? {
+                Val::Host(a) => a,
+                Val::Const(..) => {
+                    let t = tensor_type(src, *r)?;
+                    let l = Layout::single(self.origin(), t.rank());
+                    let m = self.materialize(*r, &l, None)?;
+                    self.store(m, &mut stored)
+                }
+                Val::Mesh(m) => self.store(m, &mut stored),
+            };
+            rets.push(v);
+        }
+        self.out.set_returns(rets);
+        Ok(self.out)
+    }
+
+    fn store(&mut self, m: Value, stored: &mut HashMap<Value, Value>) -> Value {
+        if let Some(s) = stored.get(&m) {
+            return *s;
+        }
+        let ty = self.out.ty(m).clone();
+        let s = self.out.push("d1.store", vec![m], vec![], vec![ty]);
+        stored.insert(m, s);
+        s
+    }
+
+    fn val(&self, v: Value) -> LResult<Val> {
+        self.vals
+            .get(v.index())
+            .cloned()
+            .flatten()
+            .ok_or(PassError::Invalid(format!("value %{} is used before it is lowered", v.0)))
+    }
+
+    fn origin(&self) -> (u32, u32) {
+        let o = self.target.find_free_block(1, 1).map(|c| (c.row, c.col));
+        o.unwrap_or((0, 0))
+    }
+
+    /// Emit a mesh op with its layout; returns its result.
+    fn emit(&mut self, name: &str, operands: Vec<Value>, mut attrs: Vec<(String, Attr)>, ty: TensorType, layout: Layout) -> Value {
+        attrs.push(attr("layout", layout.to_attr()));
+        let v = self.out.push(format!("d1.{name}"), operands, attrs, vec![Type::Tensor(ty)]);
+        self.layouts.insert(v, layout);
+        v
+    }
+
+    /// The default layout for a tensor shape (see the module doc).
+    fn place(&self, shape: &[usize]) -> LResult<Layout> {
+        let rank = shape.len();
+        let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
+        let (mut gr, mut gc) = match rank {
+            0 => (1, 1),
+            1 => (1, grid_for(shape[0], self.max_block.1)),
+            _ => (grid_for(shape[rank - 2], self.max_block.0), grid_for(shape[rank - 1], self.max_block.1)),
+        };
+        let mut split = vec![NONE; rank];
+        if rank >= 1 {
+            split[rank - 1] = COLS;
+        }
+        if rank >= 2 {
+            split[rank - 2] = ROWS;
+        }
+        if rank == 1 {
+            gr = 1;
+        }
+        let origin = loop {
+            match self.target.find_free_block(gr, gc) {
+                Some(c) => break (c.row, c.col),
+                None if gr > 1 || gc > 1 => {
+                    if gr >= gc {
+                        gr -= 1
+                    } else {
+                        gc -= 1
+                    }
+                }
+                None => return Err(PassError::Capacity(format!("target '{}' has no usable core", self.target.name))),
+            }
+        };
+        Ok(Layout { origin, grid: (gr, gc), split })
+    }
+
+    /// The value of `old` laid out as `want` (optionally only `region` of it).
+    fn materialize(&mut self, old: Value, want: &Layout, region: Option<&Region>) -> LResult<Value> {
+        let shape_of = |t: &TensorType| region.map(|r| r.sizes.clone()).unwrap_or(t.shape.clone());
+        match self.val(old)? {
+            Val::Const(value, t) => {
+                let ty = TensorType::new(shape_of(&t), t.elem);
+                Ok(self.emit("fill", vec![], vec![attr("value", Attr::Float(value))], ty, want.clone()))
+            }
+            Val::Host(_) | Val::Mesh(_) => {
+                let m = self.on_mesh(old)?;
+                self.reshard(m, want, region)
+            }
+        }
+    }
+
+    /// The mesh value of `old`, loading an argument in its default layout on first use.
+    fn on_mesh(&mut self, old: Value) -> LResult<Value> {
+        match self.val(old)? {
+            Val::Mesh(m) => Ok(m),
+            Val::Host(a) => {
+                if let Some(m) = self.loaded.get(&a) {
+                    return Ok(*m);
+                }
+                let t = tensor_type(&self.out, a)?;
+                let l = self.place(&t.shape)?;
+                let m = self.emit("load", vec![a], vec![], t, l);
+                self.loaded.insert(a, m);
+                Ok(m)
+            }
+            Val::Const(..) => {
+                let t = tensor_type(self.src, old)?;
+                let l = self.place(&t.shape)?;
+                self.materialize(old, &l, None)
+            }
+        }
+    }
+
+    fn reshard(&mut self, m: Value, want: &Layout, region: Option<&Region>) -> LResult<Value> {
+        let t = tensor_type(&self.out, m)?;
+        let region = region.filter(|r| r.offsets.iter().any(|&o| o != 0) || r.sizes != t.shape);
+        if region.is_none() && self.layouts.get(&m) == Some(want) {
+            return Ok(m);
+        }
+        let key = (m, want.clone(), region.cloned());
+        if let Some(v) = self.reshards.get(&key) {
+            return Ok(*v);
+        }
+        let mut attrs = Vec::new();
+        let mut ty = t.clone();
+        if let Some(r) = region {
+            attrs.push(attr("offsets", Attr::Ints(r.offsets.iter().map(|&x| x as i64).collect())));
+            attrs.push(attr("sizes", Attr::Ints(r.sizes.iter().map(|&x| x as i64).collect())));
+            ty.shape = r.sizes.clone();
+        }
+        want.check(&ty.shape).map_err(|e| PassError::Invalid(format!("internal: bad reshard layout: {e}")))?;
+        let v = self.emit("reshard", vec![m], attrs, ty, want.clone());
+        self.reshards.insert(key, v);
+        Ok(v)
+    }
+
+    fn layout(&self, m: Value) -> Layout {
+        self.layouts.get(&m).cloned().unwrap_or(Layout::single((0, 0), 0))
+    }
+
+    fn lower_op(&mut self, op: &Op) -> LResult<Val> {
+        if op.num_results != 1 {
+            return Err(PassError::Invalid("ops with several results cannot be lowered yet".into()));
+        }
+        let rt = tensor_type(self.src, op.result(0))?;
+        let kind = match op.name.strip_prefix("dojo.") {
+            Some(k) => k,
+            None => {
+                return Err(PassError::Invalid(format!(
+                    "lower-to-d1 takes graph-level IR: run legalize-aten first (found '{}')",
+                    op.name
+                )))
+            }
+        };
+        match kind {
+            "constant" => {
+                let v = op.attr("value").and_then(Attr::as_float).unwrap_or(0.0);
+                Ok(Val::Const(v, rt))
+            }
+            "matmul" => self.matmul(op, rt),
+            "transpose" => {
+                let perm: Vec<usize> =
+                    op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&p| p as usize).collect();
+                if let Val::Const(v, _) = self.val(op.operands[0])? {
+                    return Ok(Val::Const(v, rt));
+                }
+                let m = self.on_mesh(op.operands[0])?;
+                let l = self.layout(m);
+                let out = Layout { split: perm.iter().map(|&p| l.split[p]).collect(), ..l };
+                let ints = perm.iter().map(|&p| p as i64).collect();
+                Ok(Val::Mesh(self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(ints))], rt, out)))
+            }
+            "reduce_sum" => self.reduce_sum(op, rt),
+            "reshape" => {
+                if let Val::Const(v, _) = self.val(op.operands[0])? {
+                    return Ok(Val::Const(v, rt));
+                }
+                let m = self.on_mesh(op.operands[0])?;
+                Ok(Val::Mesh(self.reshape(m, rt)?))
+            }
+            "broadcast" => {
+                if let Val::Const(v, _) = self.val(op.operands[0])? {
+                    return Ok(Val::Const(v, rt));
+                }
+                // select(true, x, x) broadcasts x exactly, with no arithmetic on its values.
+                let out = self.place(&rt.shape)?;
+                let x = self.aligned(op.operands[0], &out, &rt.shape)?;
+                let truth = TensorType::new(rt.shape.clone(), ElemType::I1);
+                let c = self.emit("fill", vec![], vec![attr("value", Attr::Float(1.0))], truth, out.clone());
+                Ok(Val::Mesh(self.emit("map", vec![c, x, x], vec![attr("fn", Attr::Str("select".into()))], rt, out)))
+            }
+            "convert" => {
+                let from = tensor_type(self.src, op.operands[0])?.elem;
+                match (from, rt.elem) {
+                    (a, b) if a == b => self.val(op.operands[0]),
+                    (ElemType::F32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
+                    (ElemType::I1, ElemType::F32) => self.elementwise("convert", &op.operands, None, rt),
+                    (a, b) => Err(PassError::Invalid(format!("conversion from {a} to {b} is not supported yet"))),
+                }
+            }
+            "cmp" => {
+                let pred = op.attr("predicate").and_then(Attr::as_str).unwrap_or("").to_string();
+                if !COMPARE.contains(&pred.as_str()) {
+                    return Err(PassError::Invalid(format!("unknown predicate '{pred}'")));
+                }
+                self.elementwise(&pred, &op.operands, None, rt)
+            }
+            k if map_arity(k).is_some() => self.elementwise(k, &op.operands, None, rt),
+            other => Err(PassError::Invalid(format!("no lowering for 'dojo.{other}' yet"))),
+        }
+    }
+
+    /// The layout an elementwise operand of shape `shape` needs for a result laid out `out`.
+    fn aligned_layout(out: &Layout, out_shape: &[usize], shape: &[usize]) -> Layout {
+        let off = out_shape.len() - shape.len().min(out_shape.len());
+        let split = shape
+            .iter()
+            .enumerate()
+            .map(|(d, &n)| if n == 1 && out_shape[off + d] != 1 { NONE } else { out.split[off + d] })
+            .collect();
+        Layout { origin: out.origin, grid: out.grid, split }
+    }
+
+    fn aligned(&mut self, old: Value, out: &Layout, out_shape: &[usize]) -> LResult<Value> {
+        let t = tensor_type(self.src, old)?;
+        let l = Self::aligned_layout(out, out_shape, &t.shape);
+        self.materialize(old, &l, None)
+    }
+
+    /// `d1.map {fn}` over operands (plus a trailing constant operand `extra` if given).
+    fn elementwise(&mut self, f: &str, operands: &[Value], extra: Option<f64>, rt: TensorType) -> LResult<Val> {
+        // Where to compute: on the first mesh operand that already has the result's shape.
+        let mut out = None;
+        for &o in operands {
+            if let Val::Mesh(m) = self.val(o)? {
+                if tensor_type(&self.out, m)?.shape == rt.shape {
+                    out = Some(self.layout(m));
+                    break;
+                }
+            }
+        }
+        let out = match out {
+            Some(l) => l,
+            None => self.place(&rt.shape)?,
+        };
+        let mut ins = Vec::new();
+        for &o in operands {
+            ins.push(self.aligned(o, &out, &rt.shape)?);
+        }
+        if let Some(c) = extra {
+            let t0 = tensor_type(&self.out, ins[0])?;
+            let l = Layout { origin: out.origin, grid: out.grid, split: vec![] };
+            ins.push(self.emit("fill", vec![], vec![attr("value", Attr::Float(c))], TensorType::new(vec![], t0.elem), l));
+        }
+        let shapes: Vec<Vec<usize>> = ins.iter().map(|v| tensor_type(&self.out, *v).map(|t| t.shape)).collect::<Result<_, _>>()?;
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        broadcast_shapes(&refs).map_err(PassError::Invalid)?;
+        Ok(Val::Mesh(self.emit("map", ins, vec![attr("fn", Attr::Str(f.into()))], rt, out)))
+    }
+
+    fn matmul(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
+        let (a, b) = (op.operands[0], op.operands[1]);
+        let (ta, tb) = (tensor_type(self.src, a)?, tensor_type(self.src, b)?);
+        if ta.rank() != 2 || tb.rank() != 2 {
+            return Err(PassError::Invalid("batched matmul is not lowered yet".into()));
+        }
+        let (m, k, n) = (ta.shape[0], ta.shape[1], tb.shape[1]);
+        let out = self.place(&rt.shape)?;
+        let elem_bytes = rt.elem.bytes() as u64;
+        let (mb, nb) = (m.div_ceil(out.grid.0 as usize) as u64, n.div_ceil(out.grid.1 as usize) as u64);
+        // What the operands already occupy per core, then half of the rest for the steps (the
+        // other half is headroom for other live values; the Program check is the final word).
+        let mut resident = 0u64;
+        for (v, t) in [(a, &ta), (b, &tb)] {
+            let l = match self.val(v)? {
+                Val::Mesh(m) => self.layout(m),
+                Val::Host(_) => self.place(&t.shape)?,
+                Val::Const(..) => continue,
+            };
+            resident += (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
+        }
+        let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
+        // Double-buffered operand slices plus the accumulator and its update.
+        let need = |kb: u64| elem_bytes * (2 * (mb * kb + kb * nb) + 2 * mb * nb);
+        let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget).ok_or_else(|| {
+            PassError::Capacity(format!(
+                "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
+                need(1),
+                out.grid.0,
+                out.grid.1,
+                budget * 2,
+                resident
+            ))
+        })?;
+        let la = Layout { origin: out.origin, grid: out.grid, split: vec![ROWS, NONE] };
+        let lb = Layout { origin: out.origin, grid: out.grid, split: vec![NONE, COLS] };
+        let mut acc: Option<Value> = None;
+        for s in 0..steps {
+            let (ks, kl) = chunk(k, steps, s);
+            let ra = Region { offsets: vec![0, ks], sizes: vec![m, kl] };
+            let rb = Region { offsets: vec![ks, 0], sizes: vec![kl, n] };
+            let a_s = self.materialize(a, &la, Some(&ra))?;
+            let b_s = self.materialize(b, &lb, Some(&rb))?;
+            let mut ins = vec![a_s, b_s];
+            ins.extend(acc);
+            acc = Some(self.emit("matmul", ins, vec![], rt.clone(), out.clone()));
+        }
+        acc.map(Val::Mesh).ok_or(PassError::Invalid("matmul with an empty contraction".into()))
+    }
+
+    fn reduce_sum(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
+        let x = op.operands[0];
+        let dims: Vec<usize> =
+            op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect();
+        let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+        let tx = tensor_type(self.src, x)?;
+        if let Val::Const(v, _) = self.val(x)? {
+            let count: usize = dims.iter().map(|&d| tx.shape[d]).product();
+            return Ok(Val::Const(v * count as f64, rt));
+        }
+        let m = self.on_mesh(x)?;
+        let l = self.layout(m);
+        let dims_attr = || attr("dims", Attr::Ints(dims.iter().map(|&d| d as i64).collect()));
+        // 1. Each core reduces its shard: one partial per chunk of a split dim.
+        let partial_shape: Vec<usize> = (0..tx.rank())
+            .map(|d| if dims.contains(&d) { l.axis_len(l.split[d]) } else { tx.shape[d] })
+            .collect();
+        let mut cur = self.emit("reduce_sum", vec![m], vec![dims_attr()], TensorType::new(partial_shape, rt.elem), l.clone());
+        let mut cl = l.clone();
+        // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced.
+        if dims.iter().any(|&d| l.split[d] != NONE) {
+            let mut gl = l.clone();
+            for &d in &dims {
+                match l.split[d] {
+                    ROWS => gl.grid.0 = 1,
+                    COLS => gl.grid.1 = 1,
+                    _ => {}
+                }
+                gl.split[d] = NONE;
+            }
+            let gathered = self.reshard(cur, &gl, None)?;
+            let kept: Vec<usize> = (0..tx.rank()).map(|d| if dims.contains(&d) { 1 } else { tx.shape[d] }).collect();
+            cur = self.emit("reduce_sum", vec![gathered], vec![dims_attr()], TensorType::new(kept, rt.elem), gl.clone());
+            cl = gl;
+        }
+        if keepdim {
+            return Ok(Val::Mesh(cur));
+        }
+        // 3. Drop the reduced unit dims (a local reshape).
+        let split = (0..tx.rank()).filter(|d| !dims.contains(d)).map(|d| cl.split[d]).collect();
+        let out = Layout { split, ..cl };
+        Ok(Val::Mesh(self.emit("reshape", vec![cur], vec![], rt, out)))
+    }
+
+    fn reshape(&mut self, m: Value, rt: TensorType) -> LResult<Value> {
+        let t = tensor_type(&self.out, m)?;
+        let l = self.layout(m);
+        let non_unit = |shape: &[usize]| shape.iter().copied().filter(|&n| n != 1).collect::<Vec<_>>();
+        if non_unit(&t.shape) == non_unit(&rt.shape) {
+            // Only unit dims change: carry each non-unit dim's split over.
+            let mut splits = t.shape.iter().zip(&l.split).filter(|(n, _)| **n != 1).map(|(_, s)| *s);
+            let split = rt.shape.iter().map(|&n| if n == 1 { NONE } else { splits.next().unwrap_or(NONE) }).collect();
+            let out = Layout { split, ..l };
+            return Ok(self.emit("reshape", vec![m], vec![], rt, out));
+        }
+        // Otherwise gather the whole tensor on one core and reshape it there.
+        let single = Layout::single(l.origin, t.rank());
+        let g = self.reshard(m, &single, None)?;
+        Ok(self.emit("reshape", vec![g], vec![], rt.clone(), Layout::single(l.origin, rt.rank())))
+    }
+}

@@ -1,0 +1,180 @@
+//! Functional semantics of the compute kernels, in `f32`.
+//!
+//! Pure functions from input arrays (shape + row-major data) to the output array. They
+//! assume shapes that passed [`crate::program::check_kernel`]; the simulator validates
+//! before it calls them. NaN and infinities propagate as in eager PyTorch; nothing here
+//! rejects a value.
+
+use crate::program::{BinaryOp, KernelOp, UnaryOp};
+use crate::shape::{broadcast_strides, numel, strided_offsets, strides};
+
+/// One input array: its shape and row-major data.
+pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
+
+/// Runs `op` on `ins` producing an `out_shape` array; `old_out` is the output buffer's
+/// current contents (read by accumulating matmuls).
+pub(crate) fn run(
+    op: &KernelOp,
+    ins: &[Array<'_>],
+    out_shape: &[usize],
+    old_out: &[f32],
+) -> Vec<f32> {
+    let n = numel(out_shape).unwrap_or(0);
+    match op {
+        KernelOp::MatMul { accumulate } => {
+            let mut out = if *accumulate {
+                old_out.to_vec()
+            } else {
+                vec![0.0; n]
+            };
+            matmul(ins[0], ins[1], &mut out);
+            out
+        }
+        KernelOp::Unary { op } => ins[0].1.iter().map(|&x| unary(*op, x)).collect(),
+        KernelOp::Scale { factor } => ins[0].1.iter().map(|&x| x * factor).collect(),
+        KernelOp::Binary { op } => {
+            let a = gather(ins[0], out_shape);
+            let b = gather(ins[1], out_shape);
+            a.iter().zip(&b).map(|(&x, &y)| binary(*op, x, y)).collect()
+        }
+        KernelOp::Select => {
+            let c = gather(ins[0], out_shape);
+            let a = gather(ins[1], out_shape);
+            let b = gather(ins[2], out_shape);
+            (0..n)
+                .map(|i| if c[i] != 0.0 { a[i] } else { b[i] })
+                .collect()
+        }
+        KernelOp::ReduceSum { dims } => {
+            let (shape, data) = ins[0];
+            // Walk the input in row-major order; each element lands on its keepdim slot.
+            let out_strides = strides(out_shape);
+            let to_out: Vec<usize> = (0..shape.len())
+                .map(|d| if dims.contains(&d) { 0 } else { out_strides[d] })
+                .collect();
+            let mut out = vec![0.0f32; n];
+            for (&x, o) in data.iter().zip(strided_offsets(shape, &to_out)) {
+                out[o] += x;
+            }
+            out
+        }
+        KernelOp::Transpose { perm } => {
+            let (shape, data) = ins[0];
+            let st = strides(shape);
+            let walk: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+            strided_offsets(out_shape, &walk)
+                .into_iter()
+                .map(|i| data[i])
+                .collect()
+        }
+        KernelOp::Reshape => ins[0].1.to_vec(),
+    }
+}
+
+/// The input broadcast to `out_shape`, materialised row-major.
+fn gather((shape, data): Array<'_>, out_shape: &[usize]) -> Vec<f32> {
+    if shape == out_shape {
+        return data.to_vec();
+    }
+    let st = broadcast_strides(shape, out_shape);
+    strided_offsets(out_shape, &st)
+        .into_iter()
+        .map(|i| data[i])
+        .collect()
+}
+
+/// `out += a @ b`, i-k-j loop order, each product added into `out` in k order. Rank 2 or
+/// batched rank 3.
+fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32]) {
+    let (bt, m, k, n) = if a_shape.len() == 3 {
+        (a_shape[0], a_shape[1], a_shape[2], b_shape[2])
+    } else {
+        (1, a_shape[0], a_shape[1], b_shape[1])
+    };
+    for t in 0..bt {
+        let a = &a[t * m * k..(t + 1) * m * k];
+        let b = &b[t * k * n..(t + 1) * k * n];
+        let out = &mut out[t * m * n..(t + 1) * m * n];
+        for i in 0..m {
+            let row = &mut out[i * n..(i + 1) * n];
+            for p in 0..k {
+                let aip = a[i * k + p];
+                let brow = &b[p * n..(p + 1) * n];
+                for (o, &bv) in row.iter_mut().zip(brow) {
+                    *o += aip * bv;
+                }
+            }
+        }
+    }
+}
+
+fn unary(op: UnaryOp, x: f32) -> f32 {
+    match op {
+        UnaryOp::Relu => {
+            if x.is_nan() || x > 0.0 {
+                x
+            } else {
+                0.0
+            }
+        }
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Reciprocal => 1.0 / x,
+        UnaryOp::Copy => x,
+    }
+}
+
+fn binary(op: BinaryOp, a: f32, b: f32) -> f32 {
+    let truth = |t: bool| if t { 1.0 } else { 0.0 };
+    match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Max => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.max(b)
+            }
+        }
+        BinaryOp::Min => {
+            if a.is_nan() || b.is_nan() {
+                f32::NAN
+            } else {
+                a.min(b)
+            }
+        }
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Eq => truth(a == b),
+        BinaryOp::Ne => truth(a != b),
+        BinaryOp::Lt => truth(a < b),
+        BinaryOp::Le => truth(a <= b),
+        BinaryOp::Gt => truth(a > b),
+        BinaryOp::Ge => truth(a >= b),
+    }
+}
+
+/// FLOPs the timing model charges for `op` (matmul `2 m n k`, elementwise one per output
+/// element, reduction one per input element, pure data movement none).
+pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64 {
+    let out = numel(out_shape).unwrap_or(0) as u64;
+    match op {
+        KernelOp::MatMul { .. } => {
+            let k = ins.first().and_then(|a| a.last()).copied().unwrap_or(0) as u64;
+            2 * out * k
+        }
+        KernelOp::Unary { op: UnaryOp::Copy } | KernelOp::Transpose { .. } | KernelOp::Reshape => 0,
+        KernelOp::Unary { .. }
+        | KernelOp::Binary { .. }
+        | KernelOp::Select
+        | KernelOp::Scale { .. } => out,
+        KernelOp::ReduceSum { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
+    }
+}

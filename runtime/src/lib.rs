@@ -1,0 +1,31 @@
+//! torch-dojo runtime: the machine a compiler targets.
+//!
+//! Three layers, no knowledge of any IR:
+//!
+//! - [`target`]: the [`Target`] description, every hardware parameter of a simulated Dojo
+//!   mesh (a single core, a D1 or a slice of one, a 5 x 5 training tile), presets, and the
+//!   mesh geometry (XY routes, chips, free blocks around harvested sites).
+//! - [`program`]: the [`Program`] format the machine executes (buffers in core SRAM,
+//!   transfers, kernels), its JSON form and static validation.
+//! - [`sim`]: the [`Device`] trait and [`SimMesh`], which executes a Program functionally in
+//!   `f32` and times it (compute, SRAM, NoC links, chip edges, DIP/HBM), returning outputs
+//!   and a [`Profile`].
+//!
+//! **Architecture invariant:** every hardware number is a field of [`Target`]; the literals
+//! live only in `target.rs`. Outputs are deterministic: equal Programs serialise to equal
+//! bytes, and equal runs give bit-identical outputs and Profiles.
+
+pub mod error;
+mod kernels;
+pub mod program;
+mod shape;
+pub mod sim;
+pub mod target;
+
+pub use error::RuntimeError;
+pub use program::{
+    BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Program, ProgramStats, Region, TensorDecl,
+    UnaryOp, FORMAT_VERSION,
+};
+pub use sim::{Device, HostTensor, Profile, SimMesh, TimelineEvent, Unit};
+pub use target::{CoreId, Link, Target};

@@ -1,0 +1,434 @@
+//! Simulator: functional results against references, timing sanity, determinism.
+
+mod common;
+
+use common::*;
+use dojo_runtime::*;
+
+/// An 8x8 @ 8x8 matmul as 2x2 SUMMA on the 2x2 block of cores at (0,0): core (i,j) owns the
+/// (i,j) blocks of A, B and C; at step k it receives A(i,k) and B(k,j) and accumulates.
+#[allow(clippy::needless_range_loop)] // i, j index several block tables at once
+fn summa_program() -> Program {
+    let mut b = Builder::new("d1:4x4");
+    let (n, t) = (8usize, 4usize);
+    let ia = b.input(&[n, n]);
+    let ib = b.input(&[n, n]);
+    let oc = b.output(&[n, n]);
+    let mut own_a = [[0; 2]; 2];
+    let mut own_b = [[0; 2]; 2];
+    let mut c = [[0; 2]; 2];
+    let mut tmp = [[(0, 0); 2]; 2];
+    for i in 0..2 {
+        for j in 0..2 {
+            let core = (i as u32, j as u32);
+            own_a[i][j] = b.buf(core, &[t, t]);
+            own_b[i][j] = b.buf(core, &[t, t]);
+            c[i][j] = b.buf(core, &[t, t]);
+            tmp[i][j] = (b.buf(core, &[t, t]), b.buf(core, &[t, t]));
+            let src = Region::new(vec![i * t, j * t], vec![t, t]);
+            b.push(Instr::Load {
+                input: ia,
+                src: src.clone(),
+                buf: own_a[i][j],
+                dst: Region::full(&[t, t]),
+            });
+            b.push(Instr::Load {
+                input: ib,
+                src,
+                buf: own_b[i][j],
+                dst: Region::full(&[t, t]),
+            });
+        }
+    }
+    let full = Region::full(&[t, t]);
+    for k in 0..2 {
+        for i in 0..2 {
+            for j in 0..2 {
+                let (ta, tb) = tmp[i][j];
+                b.push(Instr::Copy {
+                    src: own_a[i][k],
+                    src_region: full.clone(),
+                    dst: ta,
+                    dst_region: full.clone(),
+                });
+                b.push(Instr::Copy {
+                    src: own_b[k][j],
+                    src_region: full.clone(),
+                    dst: tb,
+                    dst_region: full.clone(),
+                });
+                b.push(Instr::Kernel {
+                    op: KernelOp::MatMul { accumulate: true },
+                    inputs: vec![ta, tb],
+                    output: c[i][j],
+                });
+            }
+        }
+    }
+    for i in 0..2 {
+        for j in 0..2 {
+            b.push(Instr::Store {
+                buf: c[i][j],
+                src: full.clone(),
+                output: oc,
+                dst: Region::new(vec![i * t, j * t], vec![t, t]),
+            });
+        }
+    }
+    b.p
+}
+
+fn summa_inputs() -> Vec<(Vec<usize>, Vec<f32>)> {
+    vec![(vec![8, 8], data(64, 1)), (vec![8, 8], data(64, 2))]
+}
+
+#[test]
+fn summa_matmul_on_four_cores_equals_the_reference_exactly() {
+    let p = summa_program();
+    let ins = summa_inputs();
+    let (outs, prof) = run(&p, &ins).unwrap();
+    let want = matmul_ref(&ins[0].1, &ins[1].1, 8, 8, 8);
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].shape, vec![8, 8]);
+    assert_eq!(bits(&outs[0].data), bits(&want));
+
+    assert_eq!(prof.cores_used, 4);
+    assert_eq!(prof.instructions, p.instrs.len());
+    assert_eq!(prof.host_bytes, 3 * 64 * 4);
+    assert_eq!(prof.flops, 2 * 8 * 8 * 8);
+    // 16 copies of a 4x4 f32 block (64 B); 8 of them stay on their core.
+    assert_eq!(prof.copy_bytes, 8 * 64);
+    assert_eq!(prof.mesh_bytes, 8 * 64); // every remote copy is one hop in a 2x2 block
+    assert_eq!(
+        prof.link_bytes.iter().map(|(_, b)| *b).sum::<u64>(),
+        prof.mesh_bytes
+    );
+    assert_eq!(prof.peak_sram_bytes, 5 * 64);
+    assert_eq!(prof.busy_seconds_per_core.len(), 4);
+    assert!(prof.simulated_seconds > 0.0);
+    assert!(prof
+        .timeline
+        .iter()
+        .all(|e| e.end_s >= e.start_s && e.end_s <= prof.simulated_seconds));
+}
+
+#[test]
+fn runs_are_bit_identical() {
+    let p = summa_program();
+    let ins = summa_inputs();
+    let (o1, p1) = run(&p, &ins).unwrap();
+    let (o2, p2) = run(&p, &ins).unwrap();
+    assert_eq!(bits(&o1[0].data), bits(&o2[0].data));
+    assert_eq!(p1, p2);
+    assert_eq!(
+        serde_json::to_string(&p1).unwrap(),
+        serde_json::to_string(&p2).unwrap()
+    );
+    assert_eq!(p1.chrome_trace_json(), p2.chrome_trace_json());
+    // The program itself round-trips through JSON and runs the same.
+    let q = Program::from_json(&p.to_json()).unwrap();
+    let (o3, p3) = run(&q, &ins).unwrap();
+    assert_eq!(bits(&o1[0].data), bits(&o3[0].data));
+    assert_eq!(p1, p3);
+}
+
+#[test]
+fn binary_broadcasts_numpy_style() {
+    let a = vec![1.0, 2.0, 3.0]; // [3, 1]
+    let b = vec![10.0, 20.0, 30.0, 40.0]; // [4]
+    let out = run_kernel(
+        KernelOp::Binary { op: BinaryOp::Add },
+        &[(vec![3, 1], a.clone()), (vec![4], b.clone())],
+        &[3, 4],
+    );
+    let want: Vec<f32> = (0..3)
+        .flat_map(|i| (0..4).map(move |j| [1.0, 2.0, 3.0][i] + [10.0, 20.0, 30.0, 40.0][j]))
+        .collect();
+    assert_eq!(out, want);
+    let out = run_kernel(
+        KernelOp::Binary { op: BinaryOp::Sub },
+        &[(vec![4], b.clone()), (vec![3, 1], a.clone())],
+        &[3, 4],
+    );
+    assert_eq!(out[4..8], [8.0, 18.0, 28.0, 38.0]); // row 1: b - 2
+                                                    // Comparisons give 1.0 / 0.0; a rank-0 operand broadcasts everywhere.
+    let out = run_kernel(
+        KernelOp::Binary { op: BinaryOp::Gt },
+        &[(vec![4], b), (vec![], vec![25.0])],
+        &[4],
+    );
+    assert_eq!(out, vec![0.0, 0.0, 1.0, 1.0]);
+    // NaN propagates through Max (like torch.maximum) and does not stop the run.
+    let out = run_kernel(
+        KernelOp::Binary { op: BinaryOp::Max },
+        &[(vec![2], vec![f32::NAN, 1.0]), (vec![2], vec![0.0, 2.0])],
+        &[2],
+    );
+    assert!(out[0].is_nan());
+    assert_eq!(out[1], 2.0);
+}
+
+#[test]
+fn select_broadcasts_all_three_inputs() {
+    let cond = vec![1.0, 0.0, 1.0]; // [3, 1]
+    let a = vec![1.0, 2.0]; // [1, 2]
+    let out = run_kernel(
+        KernelOp::Select,
+        &[(vec![3, 1], cond), (vec![1, 2], a), (vec![], vec![-5.0])],
+        &[3, 2],
+    );
+    assert_eq!(out, vec![1.0, 2.0, -5.0, -5.0, 1.0, 2.0]);
+}
+
+#[test]
+fn reduce_sum_keeps_dims() {
+    let x: Vec<f32> = (0..24).map(|v| v as f32).collect(); // [2, 3, 4]
+    let out = run_kernel(
+        KernelOp::ReduceSum { dims: vec![0, 2] },
+        &[(vec![2, 3, 4], x.clone())],
+        &[1, 3, 1],
+    );
+    let want: Vec<f32> = (0..3)
+        .map(|j| {
+            (0..2)
+                .flat_map(|i| (0..4).map(move |k| (i * 12 + j * 4 + k) as f32))
+                .sum()
+        })
+        .collect();
+    assert_eq!(out, want);
+    let out = run_kernel(
+        KernelOp::ReduceSum { dims: vec![] },
+        &[(vec![2, 3, 4], x.clone())],
+        &[2, 3, 4],
+    );
+    assert_eq!(out, x);
+}
+
+#[test]
+fn transpose_follows_torch_permute() {
+    let x: Vec<f32> = (0..24).map(|v| v as f32).collect(); // [2, 3, 4]
+    let out = run_kernel(
+        KernelOp::Transpose {
+            perm: vec![2, 0, 1],
+        },
+        &[(vec![2, 3, 4], x.clone())],
+        &[4, 2, 3],
+    );
+    for j0 in 0..4 {
+        for j1 in 0..2 {
+            for j2 in 0..3 {
+                // out[j0, j1, j2] = x[j1, j2, j0]
+                assert_eq!(out[j0 * 6 + j1 * 3 + j2], x[j1 * 12 + j2 * 4 + j0]);
+            }
+        }
+    }
+}
+
+#[test]
+fn reshape_unary_scale_and_batched_matmul() {
+    let x: Vec<f32> = (0..12).map(|v| v as f32 - 6.0).collect();
+    assert_eq!(
+        run_kernel(KernelOp::Reshape, &[(vec![2, 6], x.clone())], &[3, 4]),
+        x
+    );
+    let relu = run_kernel(
+        KernelOp::Unary { op: UnaryOp::Relu },
+        &[(vec![12], x.clone())],
+        &[12],
+    );
+    assert_eq!(relu, x.iter().map(|v| v.max(0.0)).collect::<Vec<_>>());
+    let neg = run_kernel(
+        KernelOp::Unary { op: UnaryOp::Neg },
+        &[(vec![12], x.clone())],
+        &[12],
+    );
+    assert_eq!(neg, x.iter().map(|v| -v).collect::<Vec<_>>());
+    let sig = run_kernel(
+        KernelOp::Unary {
+            op: UnaryOp::Sigmoid,
+        },
+        &[(vec![1], vec![0.0])],
+        &[1],
+    );
+    assert_eq!(sig, vec![0.5]);
+    let half = run_kernel(
+        KernelOp::Scale { factor: 0.5 },
+        &[(vec![12], x.clone())],
+        &[12],
+    );
+    assert_eq!(half, x.iter().map(|v| v * 0.5).collect::<Vec<_>>());
+
+    let (bt, m, k, n) = (3, 2, 5, 4);
+    let a = data(bt * m * k, 3);
+    let b = data(bt * k * n, 4);
+    let out = run_kernel(
+        KernelOp::MatMul { accumulate: false },
+        &[(vec![bt, m, k], a.clone()), (vec![bt, k, n], b.clone())],
+        &[bt, m, n],
+    );
+    for t in 0..bt {
+        let want = matmul_ref(&a[t * m * k..][..m * k], &b[t * k * n..][..k * n], m, k, n);
+        assert_eq!(bits(&out[t * m * n..][..m * n]), bits(&want));
+    }
+}
+
+#[test]
+fn fill_and_copy_between_boxes() {
+    let mut b = Builder::new("d1:1x3");
+    let x = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Fill { buf: x, value: 7.0 });
+    let y = b.buf((0, 2), &[3, 4]);
+    b.push(Instr::Copy {
+        src: x,
+        src_region: Region::new(vec![0, 1], vec![2, 2]),
+        dst: y,
+        dst_region: Region::new(vec![1, 2], vec![2, 2]),
+    });
+    b.store_full(y);
+    let (outs, prof) = run(&b.p, &[]).unwrap();
+    assert_eq!(
+        outs[0].data,
+        vec![0., 0., 0., 0., 0., 0., 7., 7., 0., 0., 7., 7.]
+    );
+    assert_eq!(prof.copy_bytes, 16);
+    assert_eq!(prof.mesh_bytes, 32); // 2 hops
+    assert_eq!(prof.link_bytes.len(), 2);
+}
+
+#[test]
+fn execute_checks_inputs() {
+    let p = summa_program();
+    let m = run(&p, &summa_inputs()[..1]).unwrap_err().message;
+    assert!(m.contains("takes 2 input"), "{m}");
+    let mut ins = summa_inputs();
+    ins[1].0 = vec![4, 16];
+    let m = run(&p, &ins).unwrap_err().message;
+    assert!(m.starts_with("input 1: expected shape [8, 8]"), "{m}");
+    let mut ins = summa_inputs();
+    ins[0].1.pop();
+    let m = run(&p, &ins).unwrap_err().message;
+    assert!(
+        m.starts_with("input 0") && m.contains("needs 64 values"),
+        "{m}"
+    );
+    // An invalid program is rejected before it runs.
+    let mut b = Builder::new("d1");
+    b.buf((17, 10), &[4]);
+    assert!(run(&b.p, &[]).unwrap_err().message.contains("disabled"));
+}
+
+/// A copy of `bytes` f32 values from (0,0) to `to` on a d1.
+fn one_copy(to: (u32, u32), elems: usize) -> Profile {
+    let mut b = Builder::new("d1");
+    let x = b.buf((0, 0), &[elems]);
+    let y = b.buf(to, &[elems]);
+    b.push(Instr::Copy {
+        src: x,
+        src_region: Region::full(&[elems]),
+        dst: y,
+        dst_region: Region::full(&[elems]),
+    });
+    run(&b.p, &[]).unwrap().1
+}
+
+fn one_matmul(n: usize) -> Profile {
+    let mut b = Builder::new("core");
+    let a = b.buf((0, 0), &[n, n]);
+    let w = b.buf((0, 0), &[n, n]);
+    let o = b.buf((0, 0), &[n, n]);
+    b.push(Instr::Kernel {
+        op: KernelOp::MatMul { accumulate: false },
+        inputs: vec![a, w],
+        output: o,
+    });
+    run(&b.p, &[]).unwrap().1
+}
+
+#[test]
+fn timing_grows_with_distance_size_and_work() {
+    let near = one_copy((0, 1), 1024);
+    let far = one_copy((15, 15), 1024);
+    assert!(near.simulated_seconds > 0.0);
+    assert!(far.simulated_seconds > near.simulated_seconds);
+    assert!(one_copy((0, 1), 4096).simulated_seconds > near.simulated_seconds);
+    assert_eq!(far.mesh_bytes, 4096 * 30);
+
+    let small = one_matmul(16);
+    let big = one_matmul(64);
+    assert!(small.simulated_seconds > 0.0);
+    assert!(big.simulated_seconds > small.simulated_seconds);
+    assert_eq!(big.flops, 2 * 64 * 64 * 64);
+    // Compute-bound: 2 n^3 / (32 FLOP/cycle * 2 GHz).
+    let t = Target::preset("core").unwrap();
+    let want = (2.0 * 64f64.powi(3)) / (t.fp32_flops_per_cycle * t.clock_hz);
+    assert!(
+        (big.simulated_seconds - want).abs() < 1e-15,
+        "{} vs {want}",
+        big.simulated_seconds
+    );
+    assert_eq!(big.busy_seconds_per_core[0].1, big.simulated_seconds);
+}
+
+#[test]
+fn copies_across_chip_edges_pay_the_edge_latency() {
+    let mut b = Builder::new("tile");
+    let x = b.buf((0, 0), &[16]);
+    let y = b.buf((0, 19), &[16]);
+    let z = b.buf((0, 20), &[16]);
+    b.push(Instr::Copy {
+        src: x,
+        src_region: Region::full(&[16]),
+        dst: y,
+        dst_region: Region::full(&[16]),
+    });
+    let within = run(&b.p, &[]).unwrap().1.simulated_seconds;
+    b.p.instrs.pop();
+    b.push(Instr::Copy {
+        src: x,
+        src_region: Region::full(&[16]),
+        dst: z,
+        dst_region: Region::full(&[16]),
+    });
+    let across = run(&b.p, &[]).unwrap().1.simulated_seconds;
+    let t = Target::preset("tile").unwrap();
+    assert!(
+        across - within >= t.chip_edge_latency_s * 0.999,
+        "{within} {across}"
+    );
+}
+
+#[test]
+fn host_transfers_use_the_dip_channel() {
+    let mut b = Builder::new("core");
+    let i = b.input(&[1024]);
+    let x = b.load_full(i, (0, 0));
+    b.store_full(x);
+    let ins = vec![(vec![1024], data(1024, 9))];
+    let (outs, prof) = run(&b.p, &ins).unwrap();
+    assert_eq!(outs[0].data, ins[0].1);
+    assert_eq!(prof.host_bytes, 2 * 4096);
+    let t = Target::preset("core").unwrap();
+    // Store waits for the Load to land: two serialisations plus two latencies.
+    let want = 2.0 * (4096.0 / t.dip_hbm_bytes_per_s + t.host_latency_s);
+    assert!((prof.simulated_seconds - want).abs() < 1e-15);
+    let trace = prof.chrome_trace_json();
+    assert!(
+        trace.contains("\"dip 0\"") && trace.contains("\"Load\""),
+        "{trace}"
+    );
+}
+
+#[test]
+fn host_copy_passes_an_input_through() {
+    let mut b = Builder::new("core");
+    let i = b.input(&[3]);
+    let o = b.output(&[3]);
+    b.push(Instr::HostCopy {
+        input: i,
+        output: o,
+    });
+    let (outs, prof) = run(&b.p, &[(vec![3], vec![1.0, 2.0, 3.0])]).unwrap();
+    assert_eq!(outs[0].data, vec![1.0, 2.0, 3.0]);
+    assert_eq!(prof.simulated_seconds, 0.0);
+    assert_eq!(prof.cores_used, 0);
+}
