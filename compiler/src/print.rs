@@ -252,6 +252,10 @@ pub fn print_module(m: &Module) -> String {
 
 fn write_module(out: &mut String, m: &Module) -> fmt::Result {
     out.push_str("\"builtin.module\"() ({\n");
+    if m.funcs.is_empty() {
+        // MLIR needs the module's one block even when it is empty; its label says so.
+        out.push_str("^bb0:\n");
+    }
     for f in &m.funcs {
         print_func(out, f)?;
     }

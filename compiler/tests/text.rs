@@ -91,6 +91,9 @@ fn malformed_text_gives_line_and_column() {
 #[test]
 fn empty_text_is_an_empty_module() {
     assert_eq!(parse_module("  // nothing\n").unwrap(), Module::default());
+    let empty = print_module(&Module::default());
+    assert!(empty.contains("^bb0:"), "MLIR needs the empty block: {empty}");
+    assert_eq!(parse_module(&empty).unwrap(), Module::default());
 }
 
 #[test]

@@ -189,8 +189,13 @@ impl CompiledGraph {
             .zip(&self.output_dtypes)
             .map(|(t, d)| HostTensor { shape: t.shape, dtype: d.clone(), data: t.data })
             .collect();
-        let profile_json = serde_json::to_string(&profile)
+        // The summary only: the per-operation timeline is large and belongs to a trace.
+        let mut summary = serde_json::to_value(&profile)
             .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
+        if let Some(obj) = summary.as_object_mut() {
+            obj.remove("timeline");
+        }
+        let profile_json = summary.to_string();
         Ok(RunResult { outputs, profile_json })
     }
 }

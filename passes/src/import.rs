@@ -119,6 +119,14 @@ fn convert_attr(a: &AttrDesc, node: &str) -> Result<Option<Attr>, String> {
                 .map(|v| v.as_i64().ok_or_else(bad))
                 .collect::<Result<_, _>>()?,
         ),
+        "bools" => Attr::Array(
+            a.value
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|v| v.as_bool().map(Attr::Bool).ok_or_else(bad))
+                .collect::<Result<_, _>>()?,
+        ),
         "floats" => Attr::Floats(
             a.value
                 .as_array()

@@ -196,6 +196,25 @@ impl<'a> Lx<'a> {
         let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
         let mapped: Vec<Value> = op.operands.iter().map(|v| self.v(*v)).collect();
         let x = |i: usize| mapped.get(i).copied().ok_or(format!("missing operand #{i}"));
+        // Tensor arguments by schema name, in order: a Python number passed for a Tensor
+        // argument arrives as an attribute of that name and becomes a constant of `elem`.
+        let tensor_args = |s: &mut Self, names: &[&str], elem: ElemType| -> Result<Vec<Value>, String> {
+            let mut next = 0;
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                match op.attr(n).and_then(Attr::as_float) {
+                    Some(c) => out.push(s.constant(c, elem)),
+                    None => {
+                        out.push(x(next)?);
+                        next += 1;
+                    }
+                }
+            }
+            if next != mapped.len() {
+                return Err(format!("expected {next} tensor operand(s), got {}", mapped.len()));
+            }
+            Ok(out)
+        };
         let res: Vec<TensorType> = op.results().filter_map(|v| self.src.tensor(v).cloned()).collect();
         let out = res.first().cloned().ok_or("op has no tensor result")?;
         let float_attr = |n: &str, default: Option<f64>| -> Result<f64, String> {
@@ -268,8 +287,8 @@ impl<'a> Lx<'a> {
             }
             // a + alpha*b, a - alpha*b
             ("add" | "sub", "Tensor" | "Scalar") => {
-                let a = x(0)?;
-                let mut b = if overload == "Tensor" { x(1)? } else { self.constant(float_attr("other", None)?, out.elem) };
+                let ab = tensor_args(self, &["self", "other"], out.elem)?;
+                let (a, mut b) = (ab[0], ab[1]);
                 let alpha = float_attr("alpha", Some(1.0))?;
                 if alpha != 1.0 {
                     let c = self.constant(alpha, out.elem);
@@ -278,27 +297,21 @@ impl<'a> Lx<'a> {
                 Ok(vec![self.binary(base, a, b, out.elem)?])
             }
             ("mul" | "div", "Tensor" | "Scalar") | ("maximum" | "minimum", "default") | ("pow", "Tensor_Tensor" | "Tensor_Scalar") => {
-                let a = x(0)?;
-                let b = match overload {
-                    "Scalar" => self.constant(float_attr("other", None)?, out.elem),
-                    "Tensor_Scalar" => self.constant(float_attr("exponent", None)?, out.elem),
-                    _ => x(1)?,
-                };
-                Ok(vec![self.binary(base, a, b, out.elem)?])
+                let second = if base == "pow" { "exponent" } else { "other" };
+                let ab = tensor_args(self, &["self", second], out.elem)?;
+                Ok(vec![self.binary(base, ab[0], ab[1], out.elem)?])
             }
             // comparisons -> cmp {predicate}
             (p @ ("eq" | "ne" | "lt" | "le" | "gt" | "ge"), "Scalar" | "Tensor") => {
-                let a = x(0)?;
-                let b = if overload == "Scalar" {
-                    let e = self.t(a).elem;
-                    self.constant(float_attr("other", None)?, e)
-                } else {
-                    x(1)?
-                };
-                Ok(vec![self.compare(p, a, b)?])
+                let e = mapped.first().map(|v| self.t(*v).elem).unwrap_or(ElemType::F32);
+                let ab = tensor_args(self, &["self", "other"], e)?;
+                Ok(vec![self.compare(p, ab[0], ab[1])?])
             }
             // where(c, a, b) -> select
-            ("where", "self") => Ok(vec![self.select(x(0)?, x(1)?, x(2)?, out.elem)?]),
+            ("where", "self") => {
+                let cab = tensor_args(self, &["condition", "self", "other"], out.elem)?;
+                Ok(vec![self.select(cab[0], cab[1], cab[2], out.elem)?])
+            }
             // threshold_backward(grad, y, t) -> select(y <= t, 0, grad)
             ("threshold_backward", "default") => {
                 let (g, y) = (x(0)?, x(1)?);

@@ -1,0 +1,31 @@
+"""torch-dojo: a ``torch.compile`` backend ("dojo") for a simulated Tesla Dojo mesh.
+
+    import torch, torch_dojo
+    compiled = torch.compile(model, backend="dojo", options={"mesh": "d1"})
+    compiled(x)
+    print(torch_dojo.format_report())
+"""
+
+# torch must be imported before the native module: handing a Rust-made tensor to Python
+# before torch is initialised segfaults.
+import torch  # noqa: F401  (import order matters)
+
+from . import _native
+from ._native import CapacityError, DeviceError, DojoError, InvalidInputError, UnsupportedOpError
+from .backend import register as _register
+from .report import format_report, last_report
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "DojoError",
+    "UnsupportedOpError",
+    "InvalidInputError",
+    "CapacityError",
+    "DeviceError",
+    "last_report",
+    "format_report",
+    "__version__",
+]
+
+_register()

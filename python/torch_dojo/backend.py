@@ -1,0 +1,160 @@
+"""The ``dojo`` torch.compile backend.
+
+``dojo(gm, example_inputs, options=None, mode=None)`` is a plain function (an
+``aot_autograd(...)`` object used as a backend drops ``options``): it validates the options,
+then runs AOTAutograd with the core ATen decompositions, so every forward, backward and
+inference graph reaches :func:`_compile` as aten OpOverloads. Each graph is captured to JSON
+(:mod:`torch_dojo.capture`), compiled by the native driver and returned as a boxed callable
+that runs on the simulated mesh.
+
+The backend is registered under "dojo" when torch_dojo is imported, and through the
+``torch_dynamo_backends`` entry point, so ``backend="dojo"`` works without the import.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch._dynamo
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+from torch._decomp import core_aten_decompositions, get_decompositions
+
+from . import _native
+from .capture import capture_json
+from ._native import InvalidInputError
+
+__all__ = ["dojo", "compile_count", "compiled_graphs", "DEFAULT_OPTIONS", "PRECISIONS"]
+
+aten = torch.ops.aten
+
+#: Options the backend understands, with their defaults.
+DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+#: Precisions the compiler supports so far.
+PRECISIONS = ("fp32",)
+
+#: Number of graphs (forward, backward, inference) compiled since import; tests assert it.
+compile_count = 0
+
+
+@dataclass
+class CompiledRecord:
+    """One compiled graph and the profile of its most recent run."""
+
+    name: str
+    graph: Any  # _native.CompiledGraph
+    options: dict[str, Any]
+    runs: int = 0
+    last_profile: dict[str, Any] | None = field(default=None, repr=False)
+
+
+#: Every graph compiled in this process, in compile order (for reports).
+compiled_graphs: list[CompiledRecord] = []
+#: The record whose run finished last.
+last_run: CompiledRecord | None = None
+
+
+def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = None, mode: str | None = None):
+    """The torch.compile backend: ``torch.compile(model, backend="dojo", options={...})``."""
+    opts = validate_options(options)
+    if mode not in (None, "default"):
+        warnings.warn(f"torch-dojo ignores torch.compile mode={mode!r}", stacklevel=2)
+
+    def compiler(name: str) -> Callable:
+        return lambda graph, inputs: _compile(graph, name, opts)
+
+    return aot_autograd(
+        fw_compiler=compiler("forward"),
+        bw_compiler=compiler("backward"),
+        inference_compiler=compiler("inference"),
+        decompositions=decompositions(),
+    )(gm, example_inputs)
+
+
+def validate_options(options: dict | None) -> dict[str, Any]:
+    """Options with defaults filled in; raises InvalidInputError naming what is wrong."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise InvalidInputError(f"torch-dojo options must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown torch-dojo option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options are {', '.join(map(repr, DEFAULT_OPTIONS))}"
+        )
+    opts = {**DEFAULT_OPTIONS, **options}
+    if not isinstance(opts["mesh"], str):
+        raise InvalidInputError(f"option 'mesh' must be a string such as 'd1', got {opts['mesh']!r}")
+    if opts["precision"] not in PRECISIONS:
+        raise InvalidInputError(
+            f"option 'precision'={opts['precision']!r} is not supported yet; supported: "
+            f"{', '.join(map(repr, PRECISIONS))}"
+        )
+    if not isinstance(opts["dump_ir"], bool):
+        raise InvalidInputError(f"option 'dump_ir' must be True or False, got {opts['dump_ir']!r}")
+    return opts
+
+
+_DECOMPOSITIONS: dict | None = None
+
+
+def decompositions() -> dict:
+    """The core ATen decompositions, plus ops that survive them (training batch norm, ``t``)."""
+    global _DECOMPOSITIONS
+    if _DECOMPOSITIONS is None:
+        table = dict(core_aten_decompositions())
+        table.update(get_decompositions([aten._native_batch_norm_legit_functional, aten.t]))
+        _DECOMPOSITIONS = table
+    return _DECOMPOSITIONS
+
+
+def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
+    global compile_count
+    graph_json = capture_json(gm, name)
+    compiled = _native.compile_graph(graph_json, json.dumps(opts))
+    compile_count += 1
+    record = CompiledRecord(name=name, graph=compiled, options=opts)
+    compiled_graphs.append(record)
+    if opts["dump_ir"]:
+        for stage, text in compiled.stages():
+            print(f"// ----- torch-dojo {name} graph #{len(compiled_graphs)}: {stage} -----", file=sys.stderr)
+            print(text, file=sys.stderr)
+    output_is_none = [o is None for o in json.loads(graph_json)["outputs"]]
+
+    def run(*args):
+        global last_run
+        outs = compiled.run(list(args))
+        record.runs += 1
+        record.last_profile = json.loads(compiled.last_profile())
+        last_run = record
+        if len(outs) == len(output_is_none):  # the driver kept placeholders for null outputs
+            return [None if is_none else out for is_none, out in zip(output_is_none, outs)]
+        it = iter(outs)
+        return [None if is_none else next(it) for is_none in output_is_none]
+
+    return make_boxed_func(run)
+
+
+def register() -> None:
+    """Register "dojo" with Dynamo, once.
+
+    Dynamo raises on a duplicate name, and when it resolves ``backend="dojo"`` through the
+    entry point it imports this package and *then* registers what the entry point names. So
+    registering here is skipped when the entry point is already discovered (Dynamo registers
+    it itself right after this import) or "dojo" is registered; otherwise (import before any
+    lookup, or a source tree without the entry point) it registers directly, and a later
+    lookup finds it registered and never loads the entry point.
+    """
+    from importlib.metadata import EntryPoint
+
+    from torch._dynamo.backends import registry
+
+    if "dojo" in registry._COMPILER_FNS or isinstance(registry._BACKENDS.get("dojo"), EntryPoint):
+        return
+    torch._dynamo.register_backend(dojo, name="dojo")

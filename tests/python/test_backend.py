@@ -1,0 +1,135 @@
+"""The "dojo" backend: options, the path from torch.compile to the driver, boxed runners,
+compile counts and reports (the driver is faked where the test is about the Python side)."""
+
+import json
+
+import pytest
+import torch
+import torch._dynamo
+
+import torch_dojo
+from torch_dojo import backend
+
+
+def mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+
+
+def compile_error(excinfo):
+    """The exception the backend raised (Dynamo wraps it in BackendCompilerFailed)."""
+    e = excinfo.value
+    return getattr(e, "inner_exception", e)
+
+
+def test_defaults_fill_in():
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+
+
+def test_unknown_option_lists_valid_keys():
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"'meshh'.*valid options are 'mesh', 'precision', 'dump_ir'"):
+        backend.validate_options({"meshh": "d1"})
+
+
+def test_unsupported_precision_says_what_is_supported():
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"'bf16' is not supported yet; supported: 'fp32'"):
+        backend.validate_options({"precision": "bf16"})
+
+
+def test_options_must_be_a_dict():
+    with pytest.raises(torch_dojo.InvalidInputError, match="must be a dict"):
+        backend.validate_options(["mesh"])
+
+
+def test_bad_option_through_torch_compile_raises_typed_error():
+    compiled = torch.compile(mlp(), backend="dojo", options={"precision": "fp8"})
+    with pytest.raises(Exception) as excinfo:
+        compiled(torch.randn(2, 8))
+    assert isinstance(compile_error(excinfo), torch_dojo.InvalidInputError)
+
+
+def test_torch_compile_reaches_the_native_compiler(monkeypatch):
+    """With the real driver: the captured graph arrives at `_native.compile_graph`, and
+    whatever the driver says comes back as a DojoError subclass or a result (never a crash)."""
+    seen = []
+    real = backend._native.compile_graph
+
+    def spy(graph_json, options_json):
+        seen.append((json.loads(graph_json), json.loads(options_json)))
+        return real(graph_json, options_json)
+
+    monkeypatch.setattr(backend._native, "compile_graph", spy)
+    model = mlp()
+    x = torch.randn(2, 8)
+    try:
+        with torch.no_grad():
+            out = torch.compile(model, backend="dojo", dynamic=False)(x)
+    except Exception as e:  # noqa: BLE001 - checked below
+        assert isinstance(getattr(e, "inner_exception", e), torch_dojo.DojoError), repr(e)
+    else:
+        assert out.shape == (2, 4)
+    graph, options = seen[0]
+    assert graph["name"] == "inference"
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+    assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
+    assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
+
+
+def test_inference_runs_through_the_boxed_runner(fake_driver):
+    model = mlp()
+    x = torch.randn(2, 8)
+    compiled = torch.compile(model, backend="dojo", dynamic=False)
+    before = backend.compile_count
+    with torch.no_grad():
+        for _ in range(3):
+            got = compiled(x)
+    assert backend.compile_count - before == 1, "1 compile, 3 executions"
+    assert len(fake_driver) == 1
+    torch.testing.assert_close(got, model(x).detach())
+
+
+def test_training_forward_and_backward(fake_driver):
+    model = mlp()
+    reference = mlp()
+    x = torch.randn(2, 8)
+    compiled = torch.compile(model, backend="dojo", dynamic=False)
+    before = backend.compile_count
+    compiled(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    assert backend.compile_count - before == 2
+    assert [g.graph["name"] for g in fake_driver] == ["forward", "backward"]
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+def test_null_outputs_come_back_as_none(fake_driver):
+    """The gradient of an input that needs no grad is a null output of the backward graph."""
+    w = torch.randn(3, 3, requires_grad=True)
+    x = torch.randn(3, 3)
+
+    def f(w, x):
+        return (w @ x).sum()
+
+    torch.compile(f, backend="dojo", dynamic=False)(w, x).backward()
+    bw = fake_driver[-1].graph
+    assert bw["name"] == "backward" and None in bw["outputs"]
+    torch.testing.assert_close(w.grad, torch.ones(3, 3) @ x.T)
+
+
+def test_report_after_a_run(fake_driver):
+    with torch.no_grad():
+        torch.compile(mlp(), backend="dojo", dynamic=False)(torch.randn(2, 8))
+    report = torch_dojo.last_report()
+    assert report["graph"] == "inference"
+    assert report["simulated_seconds"] == 2.5e-6
+    assert report["cores_used"] == 4
+    assert report["peak_sram_bytes_per_core"] == 3 << 20
+    assert report["mesh_bytes"] == 4096
+    text = torch_dojo.format_report()
+    assert "2.500 us" in text and "3.0 MiB" in text and "4.0 KiB" in text
+
+
+def test_dump_ir_prints_every_stage(fake_driver, capsys):
+    with torch.no_grad():
+        torch.compile(mlp(), backend="dojo", options={"dump_ir": True}, dynamic=False)(torch.randn(2, 8))
+    assert "torch-dojo inference graph" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+"""The extension module's surface: exception classes, error mapping, panic safety."""
+
+import pytest
+
+import torch_dojo
+from torch_dojo import _native
+
+
+def test_exception_hierarchy_is_exported_from_both_modules():
+    for name in ("UnsupportedOpError", "InvalidInputError", "CapacityError", "DeviceError"):
+        cls = getattr(torch_dojo, name)
+        assert cls is getattr(_native, name)
+        assert issubclass(cls, torch_dojo.DojoError)
+    assert issubclass(torch_dojo.DojoError, Exception)
+    assert torch_dojo.DojoError.__module__ == "torch_dojo"
+
+
+def test_malformed_graph_json_raises_invalid_input():
+    with pytest.raises(torch_dojo.InvalidInputError):
+        _native.compile_graph("{this is not json", "{}")
+
+
+def test_panic_becomes_dojo_error_not_a_crash():
+    with pytest.raises(torch_dojo.DojoError, match="internal error: kaboom.*please report") as info:
+        _native._panic_for_tests("kaboom")
+    # A plain DojoError, not pyo3's PanicException (which derives from BaseException).
+    assert type(info.value) is torch_dojo.DojoError
+
+
+def test_version():
+    assert torch_dojo.__version__ == _native.__version__
+    assert torch_dojo.__version__.count(".") == 2
