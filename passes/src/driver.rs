@@ -93,8 +93,11 @@ pub struct CompiledGraph {
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub outputs: Vec<HostTensor>,
-    /// The simulator's profile as JSON (simulated time, cores used, SRAM, traffic).
+    /// The simulator's profile as JSON (simulated time, cores used, SRAM, traffic), without
+    /// the per-operation timeline.
     pub profile_json: String,
+    /// The full profile, timeline included (`profile.chrome_trace_json()` gives a trace).
+    pub profile: dojo_runtime::Profile,
 }
 
 /// Compile options; the Python side checks the key set, this checks the values.
@@ -173,7 +176,38 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     })
 }
 
+/// The ops of a captured graph that the compiler cannot run (empty when it can run all of
+/// them). Callers partition the graph on this: supported parts compile, the rest stays eager.
+pub fn unsupported_ops(graph_json: &str) -> Result<Vec<UnsupportedOp>, DojoError> {
+    let mut module = import_graph(graph_json).map_err(DojoError::Invalid)?.module;
+    let mut pm = build_pipeline("legalize-aten").map_err(DojoError::Invalid)?;
+    pm.keep_ir(false);
+    match pm.run(&mut module).1 {
+        Ok(()) => Ok(Vec::new()),
+        Err(e) => match pass_error(e) {
+            DojoError::Unsupported(ops) => Ok(ops),
+            other => Err(other),
+        },
+    }
+}
+
 impl CompiledGraph {
+    /// Rebuild a compiled graph from a Program saved earlier (e.g. a compile cache entry) and
+    /// its stages. The Program is parsed and validated: a corrupt or truncated entry is an
+    /// `Invalid` error, never a graph that runs.
+    pub fn from_saved(program_json: &str, stages: Vec<(String, String)>) -> Result<CompiledGraph, DojoError> {
+        let program = Program::from_json(program_json).map_err(|e| DojoError::Invalid(format!("saved Program: {e}")))?;
+        let stats = program.validate().map_err(|e| DojoError::Invalid(format!("saved Program: {e}")))?;
+        let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        Ok(CompiledGraph {
+            stages,
+            program_json: program.to_json(),
+            output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
+            peak_sram_bytes,
+            program,
+        })
+    }
+
     /// The Program this graph compiled to.
     pub fn program(&self) -> &Program {
         &self.program
@@ -196,6 +230,6 @@ impl CompiledGraph {
             obj.remove("timeline");
         }
         let profile_json = summary.to_string();
-        Ok(RunResult { outputs, profile_json })
+        Ok(RunResult { outputs, profile_json, profile })
     }
 }
