@@ -43,7 +43,8 @@ pub struct NodeDesc {
     pub operands: Vec<String>,
     #[serde(default)]
     pub attrs: Vec<AttrDesc>,
-    pub outputs: Vec<TensorDesc>,
+    /// One entry per result; None for a result that is None (it gets no value).
+    pub outputs: Vec<Option<TensorDesc>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,11 +172,13 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
                 attrs.push((a.name.clone(), v));
             }
         }
+        // Results that are None get no value; the others keep their index in their names.
+        let present: Vec<usize> = (0..node.outputs.len()).filter(|&k| node.outputs[k].is_some()).collect();
         let types = node
             .outputs
             .iter()
             .enumerate()
-            .map(|(k, t)| tensor_type(t, &format!("{what} output {k}")))
+            .filter_map(|(k, t)| t.as_ref().map(|t| tensor_type(t, &format!("{what} output {k}"))))
             .collect::<Result<Vec<_>, _>>()?;
         if types.is_empty() {
             return Err(format!("{what}: a node must produce at least one tensor"));
@@ -193,11 +196,14 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
             }
             Ok(())
         };
-        if n == 1 {
-            define(node.name.clone(), first)?;
-        } else {
-            for k in 0..n {
-                define(format!("{}#{k}", node.name), Value(first.0 + k as u32))?;
+        // `node` names result 0; `node#k` names result k (the capture uses both forms).
+        for (r, &k) in present.iter().enumerate() {
+            let v = Value(first.0 + r as u32);
+            if k == 0 {
+                define(node.name.clone(), v)?;
+            }
+            if node.outputs.len() > 1 || n > 1 {
+                define(format!("{}#{k}", node.name), v)?;
             }
         }
     }

@@ -9,6 +9,7 @@ mod tensor;
 use std::sync::Mutex;
 
 use dojo_passes::driver::{self, CompiledGraph as DriverGraph};
+use dojo_runtime::Profile;
 use pyo3::prelude::*;
 
 use errors::{
@@ -23,10 +24,32 @@ fn compile_graph(py: Python<'_>, graph_json: &str, options_json: &str) -> PyResu
         let inner = py
             .detach(|| guarded_native(|| driver::compile_graph(graph_json, options_json)))?
             .map_err(|e| errors::to_py(py, &e))?;
-        Ok(CompiledGraph {
-            inner,
-            last_profile: Mutex::new(None),
-        })
+        Ok(CompiledGraph::new(inner))
+    })
+}
+
+/// Rebuild a compiled graph from a Program (JSON) and stages saved earlier, e.g. by the
+/// compile cache. The Program is parsed and validated: a corrupt or truncated entry raises
+/// `InvalidInputError` instead of giving a graph that runs.
+#[pyfunction]
+fn load_compiled(py: Python<'_>, program_json: &str, stages: Vec<(String, String)>) -> PyResult<CompiledGraph> {
+    guarded(|| {
+        let inner = py
+            .detach(|| guarded_native(|| DriverGraph::from_saved(program_json, stages)))?
+            .map_err(|e| errors::to_py(py, &e))?;
+        Ok(CompiledGraph::new(inner))
+    })
+}
+
+/// The ops of a captured graph (JSON) that the compiler cannot run, as
+/// `(overload, node, operand types)`; empty when it can run them all.
+#[pyfunction]
+fn unsupported_ops(py: Python<'_>, graph_json: &str) -> PyResult<Vec<(String, String, String)>> {
+    guarded(|| {
+        let ops = py
+            .detach(|| guarded_native(|| driver::unsupported_ops(graph_json)))?
+            .map_err(|e| errors::to_py(py, &e))?;
+        Ok(ops.into_iter().map(|o| (o.target, o.node, o.operands)).collect())
     })
 }
 
@@ -36,6 +59,18 @@ fn compile_graph(py: Python<'_>, graph_json: &str, options_json: &str) -> PyResu
 struct CompiledGraph {
     inner: DriverGraph,
     last_profile: Mutex<Option<String>>,
+    /// The full profile of the last run (timeline included), for `last_trace`.
+    last_run: Mutex<Option<Profile>>,
+}
+
+impl CompiledGraph {
+    fn new(inner: DriverGraph) -> CompiledGraph {
+        CompiledGraph {
+            inner,
+            last_profile: Mutex::new(None),
+            last_run: Mutex::new(None),
+        }
+    }
 }
 
 #[pymethods]
@@ -62,6 +97,7 @@ impl CompiledGraph {
                 .map_err(|e| errors::to_py(py, &e))?;
             *self.last_profile.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(result.profile_json);
+            *self.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.profile);
             result
                 .outputs
                 .iter()
@@ -78,6 +114,17 @@ impl CompiledGraph {
     fn last_profile(&self) -> String {
         let last = self.last_profile.lock().unwrap_or_else(|p| p.into_inner());
         last.clone().unwrap_or_else(|| "null".to_owned())
+    }
+
+    /// The timeline of the last `run` as Chrome trace-event JSON (opens in Perfetto or
+    /// `chrome://tracing`; one thread per core pipeline, injection port and DIP channel,
+    /// times in microseconds). `"null"` before the first run.
+    fn last_trace(&self) -> PyResult<String> {
+        guarded(|| {
+            // With the GIL held: releasing it while holding the lock could deadlock with `run`.
+            let last = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(last.as_ref().map_or_else(|| "null".to_owned(), |p| p.chrome_trace_json()))
+        })
     }
 
     /// `(stage name, IR text)` for every pipeline stage, starting with `import`.
@@ -121,6 +168,8 @@ fn _panic_for_tests(message: &str) -> PyResult<()> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(compile_graph, m)?)?;
+    m.add_function(wrap_pyfunction!(load_compiled, m)?)?;
+    m.add_function(wrap_pyfunction!(unsupported_ops, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     m.add_class::<CompiledGraph>()?;
     m.add("DojoError", py.get_type::<DojoError>())?;

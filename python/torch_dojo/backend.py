@@ -27,14 +27,15 @@ from torch._decomp import core_aten_decompositions, get_decompositions
 
 from . import _native
 from .capture import capture_json
-from ._native import InvalidInputError
+from ._native import InvalidInputError, UnsupportedOpError
+from .partition import find_unsupported, format_unsupported, split
 
-__all__ = ["dojo", "compile_count", "compiled_graphs", "DEFAULT_OPTIONS", "PRECISIONS"]
+__all__ = ["dojo", "compile_count", "compiled_graphs", "fallback_stats", "DEFAULT_OPTIONS", "PRECISIONS", "FALLBACKS"]
 
 aten = torch.ops.aten
 
 #: Options the backend understands, with their defaults.
-DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
 #: Precisions the compiler supports so far.
 PRECISIONS = ("fp32",)
 
@@ -66,7 +67,7 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
         warnings.warn(f"torch-dojo ignores torch.compile mode={mode!r}", stacklevel=2)
 
     def compiler(name: str) -> Callable:
-        return lambda graph, inputs: _compile(graph, name, opts)
+        return lambda graph, inputs: _compile_with_fallback(graph, name, opts)
 
     return aot_autograd(
         fw_compiler=compiler("forward"),
@@ -96,6 +97,10 @@ def validate_options(options: dict | None) -> dict[str, Any]:
             f"option 'precision'={opts['precision']!r} is not supported yet; supported: "
             f"{', '.join(map(repr, PRECISIONS))}"
         )
+    if opts["fallback"] not in FALLBACKS:
+        raise InvalidInputError(
+            f"option 'fallback' must be one of {', '.join(map(repr, FALLBACKS))}, got {opts['fallback']!r}"
+        )
     if not isinstance(opts["dump_ir"], bool):
         raise InvalidInputError(f"option 'dump_ir' must be True or False, got {opts['dump_ir']!r}")
     return opts
@@ -112,6 +117,32 @@ def decompositions() -> dict:
         table.update(get_decompositions([aten._native_batch_norm_legit_functional, aten.t]))
         _DECOMPOSITIONS = table
     return _DECOMPOSITIONS
+
+
+#: What to do with ops the mesh cannot run: run them eagerly on the host, or raise.
+FALLBACKS = ("eager", "error")
+
+#: Per compiled graph: {"graph", "nodes", "fallback_nodes", "ops"} (tests assert on it).
+fallback_stats: list[dict[str, Any]] = []
+
+
+def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
+    """Compile ``gm`` whole when the mesh can run every node; otherwise split off the nodes
+    it cannot run (they run eagerly) or, with ``fallback="error"``, raise listing them all."""
+    unsupported = find_unsupported(gm, name)
+    fallback_stats.append(
+        {"graph": name, "nodes": unsupported.total, "fallback_nodes": len(unsupported.nodes), "ops": unsupported.ops}
+    )
+    if not unsupported.nodes:
+        return _compile(gm, name, opts)
+    message = format_unsupported(name, unsupported)
+    if opts["fallback"] == "error":
+        err = UnsupportedOpError(message + "\nWith options={'fallback': 'eager'} they run on the host instead.")
+        err.ops = tuple(unsupported.ops)
+        raise err
+    warnings.warn(message, stacklevel=2)
+    parts = split(gm, unsupported, lambda sub, i: _compile(sub, f"{name}.part{i}", opts))
+    return make_boxed_func(parts)
 
 
 def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:

@@ -68,8 +68,16 @@ def capture_json(gm: torch.fx.GraphModule, name: str) -> str:
     return json.dumps(capture(gm, name), allow_nan=False)
 
 
-def capture(gm: torch.fx.GraphModule, name: str) -> dict[str, Any]:
-    """The graph description of ``gm`` as a dict (see the module doc)."""
+def capture(gm: torch.fx.GraphModule, name: str, skipped: list[str] | None = None) -> dict[str, Any]:
+    """The graph description of ``gm`` as a dict (see the module doc).
+
+    With ``skipped`` (a list), nodes that cannot be described (non-aten calls, graph
+    constants, symbolic sizes, unknown dtypes) do not raise: their tensor results become graph
+    inputs, and their names are appended to ``skipped``. Fallback partitioning uses this to
+    ask the compiler about every other node at once.
+    """
+    if skipped is not None:
+        return _capture_lenient(gm, name, skipped)
     values: dict[torch.fx.Node, str | list[str | None]] = {}
     inputs: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
@@ -282,3 +290,44 @@ def _unsupported(message: str, ops: list[tuple[str, str, str]]) -> UnsupportedOp
     err = UnsupportedOpError(message)
     err.ops = tuple(ops)
     return err
+
+
+def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) -> dict[str, Any]:
+    values: dict[torch.fx.Node, str | list[str | None]] = {}
+    inputs: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+
+    def as_input(node: torch.fx.Node) -> None:
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            try:
+                inputs.append({"name": node.name, **_tensor_type(val, node)})
+                values[node] = node.name
+            except (UnsupportedOpError, InvalidInputError):
+                pass
+
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr"):
+            if node.op == "get_attr":
+                skipped.append(node.name)
+            as_input(node)
+        elif node.op == "call_function":
+            if node.target is operator.getitem:
+                source, index = node.args
+                results = values.get(source)
+                if isinstance(results, list) and isinstance(index, int) and results[index] is not None:
+                    values[node] = results[index]
+                else:
+                    as_input(node)
+                continue
+            try:
+                if not isinstance(node.target, torch._ops.OpOverload):
+                    raise UnsupportedOpError("not an aten op")
+                entry, names = _op_node(node, values)
+            except (UnsupportedOpError, InvalidInputError):
+                skipped.append(node.name)
+                as_input(node)
+                continue
+            nodes.append(entry)
+            values[node] = names
+    return {"name": name, "inputs": inputs, "nodes": nodes, "outputs": []}

@@ -23,7 +23,7 @@ def compile_error(excinfo):
 
 
 def test_defaults_fill_in():
-    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
 
 
 def test_unknown_option_lists_valid_keys():
@@ -70,7 +70,7 @@ def test_torch_compile_reaches_the_native_compiler(monkeypatch):
         assert out.shape == (2, 4)
     graph, options = seen[0]
     assert graph["name"] == "inference"
-    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False}
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
     assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
     assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
 

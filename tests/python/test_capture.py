@@ -156,6 +156,9 @@ def test_interpreting_the_json_reproduces_eager_training(make_model, fake_driver
         torch.testing.assert_close(p.grad, q.grad)
     for b, c in zip(model.buffers(), reference.buffers()):
         torch.testing.assert_close(b, c)  # batch-norm running stats written back
-    assert [g.graph["name"] for g in fake_driver] == ["forward", "backward"]
+    # Whole graphs, or their parts when some nodes fall back to eager.
+    names = [g.graph["name"] for g in fake_driver]
+    assert [n.split(".")[0] for n in names] == sorted((n.split(".")[0] for n in names), key=["forward", "backward"].index)
+    assert {n.split(".")[0] for n in names} == {"forward", "backward"}
     for g in fake_driver:
         assert {n["target"].split(".")[0] for n in g.graph["nodes"]} == {"aten"}

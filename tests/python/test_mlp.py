@@ -141,17 +141,42 @@ def inner(excinfo):
     return getattr(e, "inner_exception", e)
 
 
-def test_unsupported_op_is_one_clear_error():
+def test_unsupported_ops_are_one_clear_error_when_asked():
     def f(x):
         return torch.cumsum(x, 1).relu() + torch.special.erfcx(x)
 
     with pytest.raises(Exception) as excinfo:
-        torch.compile(f, backend="dojo")(torch.randn(4, 8))
+        torch.compile(f, backend="dojo", options={"fallback": "error"})(torch.randn(4, 8))
     err = inner(excinfo)
     assert isinstance(err, torch_dojo.UnsupportedOpError), repr(err)
     msg = str(err)
     assert "aten.cumsum.default" in msg and "aten.special_erfcx.default" in msg
     assert "f32[4, 8]" in msg
+    assert {op[0] for op in err.ops} == {"aten.cumsum.default", "aten.special_erfcx.default"}
+
+
+def test_unsupported_ops_fall_back_to_eager_with_one_warning():
+    def f(x, w):
+        y = torch.cumsum(x @ w, 1)  # cumsum runs on the host, the rest on the mesh
+        return torch.relu(y) * 2.0 + y.sum(0)
+
+    x, w = torch.randn(16, 32), torch.randn(32, 24)
+    compiled = torch.compile(f, backend="dojo")
+    with pytest.warns(UserWarning, match=r"aten\.cumsum\.default.*f32\[16, 24\]") as record:
+        got = compiled(x, w)
+    assert len([r for r in record if "torch-dojo runs" in str(r.message)]) == 1
+    assert max_rel_diff(got, f(x, w)) <= 1e-5
+    stats = backend.fallback_stats[-1]
+    assert stats["fallback_nodes"] == 1 and stats["nodes"] > 4
+    parts = [r for r in backend.compiled_graphs if r.name.startswith("inference.part") or r.name.startswith("forward.part")]
+    assert len(parts) >= 2 and all(r.runs >= 1 for r in parts[-2:])
+
+
+def test_mlp_needs_no_fallback():
+    model = mlp()
+    compiled = torch.compile(model, backend="dojo")
+    compiled(torch.randn(32, 64)).sum().backward()
+    assert [s["fallback_nodes"] for s in backend.fallback_stats[-2:]] == [0, 0]
 
 
 def test_bad_mesh_is_a_clear_error():
