@@ -3,7 +3,7 @@
     import torch, torch_dojo
     compiled = torch.compile(model, backend="dojo", options={"mesh": "d1"})
     compiled(x)
-    print(torch_dojo.format_report())
+    torch_dojo.report()          # a table; in Jupyter with a utilisation heatmap and timeline
 """
 
 # torch must be imported before the native module: handing a Rust-made tensor to Python
@@ -13,7 +13,7 @@ import torch  # noqa: F401  (import order matters)
 from . import _native
 from ._native import CapacityError, DeviceError, DojoError, InvalidInputError, UnsupportedOpError
 from .backend import register as _register
-from .report import format_report, last_report
+from .report import Report, format_report, last_report, report
 
 __version__: str = _native.__version__
 
@@ -23,6 +23,8 @@ __all__ = [
     "InvalidInputError",
     "CapacityError",
     "DeviceError",
+    "report",
+    "Report",
     "last_report",
     "format_report",
     "__version__",

@@ -13,6 +13,7 @@ The backend is registered under "dojo" when torch_dojo is imported, and through 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import warnings
@@ -52,12 +53,18 @@ class CompiledRecord:
     options: dict[str, Any]
     runs: int = 0
     last_profile: dict[str, Any] | None = field(default=None, repr=False)
+    #: "compiler" or "cache", and the wall seconds it took.
+    compiled_by: str = "compiler"
+    compile_seconds: float = 0.0
+    #: Increases with every run of any graph (orders reports by recency).
+    run_order: int = 0
 
 
 #: Every graph compiled in this process, in compile order (for reports).
 compiled_graphs: list[CompiledRecord] = []
 #: The record whose run finished last.
 last_run: CompiledRecord | None = None
+_run_order = itertools.count(1)
 
 
 def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = None, mode: str | None = None):
@@ -163,6 +170,7 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
         outs = compiled.run(list(args))
         record.runs += 1
         record.last_profile = json.loads(compiled.last_profile())
+        record.run_order = next(_run_order)
         last_run = record
         if len(outs) == len(output_is_none):  # the driver kept placeholders for null outputs
             return [None if is_none else out for is_none, out in zip(output_is_none, outs)]
