@@ -13,6 +13,8 @@ import torch  # noqa: F401  (import order matters)
 from . import _native
 from ._native import CapacityError, DeviceError, DojoError, InvalidInputError, UnsupportedOpError
 from .backend import register as _register
+from . import cache
+from .logs import configure_from_env as _configure_logging
 from .report import Report, format_report, last_report, report
 
 __version__: str = _native.__version__
@@ -27,7 +29,9 @@ __all__ = [
     "Report",
     "last_report",
     "format_report",
+    "cache",
     "__version__",
 ]
 
 _register()
+_configure_logging()

@@ -26,8 +26,9 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 from torch._decomp import core_aten_decompositions, get_decompositions
 
-from . import _native
+from . import _native, cache, logs
 from .capture import capture_json
+from .errors import model_source_on_error
 from ._native import InvalidInputError, UnsupportedOpError
 from .partition import find_unsupported, format_unsupported, split
 
@@ -74,7 +75,11 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
         warnings.warn(f"torch-dojo ignores torch.compile mode={mode!r}", stacklevel=2)
 
     def compiler(name: str) -> Callable:
-        return lambda graph, inputs: _compile_with_fallback(graph, name, opts)
+        def compile_graph(graph: torch.fx.GraphModule, inputs: list) -> Callable:
+            with model_source_on_error(graph):  # errors name the model's source line
+                return _compile_with_fallback(graph, name, opts)
+
+        return compile_graph
 
     return aot_autograd(
         fw_compiler=compiler("forward"),
@@ -154,11 +159,18 @@ def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, 
 
 def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
     global compile_count
-    graph_json = capture_json(gm, name)
-    compiled = _native.compile_graph(graph_json, json.dumps(opts))
+    with logs.compile_progress(name) as progress:
+        graph_json = capture_json(gm, name)
+        progress.step("compile")
+        result = cache.compile_graph(graph_json, opts)  # the compiler, or the compile cache
+    compiled = result.graph
     compile_count += 1
-    record = CompiledRecord(name=name, graph=compiled, options=opts)
+    record = CompiledRecord(
+        name=name, graph=compiled, options=opts, compiled_by=result.source, compile_seconds=result.seconds
+    )
     compiled_graphs.append(record)
+    logs.log_compiled(len(compiled_graphs), record)
+    logs.dump_stages(len(compiled_graphs), name, compiled.stages())
     if opts["dump_ir"]:
         for stage, text in compiled.stages():
             print(f"// ----- torch-dojo {name} graph #{len(compiled_graphs)}: {stage} -----", file=sys.stderr)

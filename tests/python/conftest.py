@@ -13,6 +13,17 @@ from graph_interpreter import interpret
 
 
 @pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test has its own compile cache and no IR dumps: tests never read or write the
+    user's cache directory."""
+    directory = tmp_path_factory.mktemp("dojo-cache")
+    monkeypatch.setenv("DOJO_CACHE_DIR", str(directory))
+    monkeypatch.delenv("DOJO_CACHE", raising=False)
+    monkeypatch.delenv("DOJO_DUMP_DIR", raising=False)
+    return directory
+
+
+@pytest.fixture(autouse=True)
 def fresh_dynamo():
     """Every test compiles from scratch."""
     torch._dynamo.reset()
@@ -59,4 +70,5 @@ def fake_driver(monkeypatch):
         return g
 
     monkeypatch.setattr(backend._native, "compile_graph", compile_graph)
+    monkeypatch.setenv("DOJO_CACHE", "0")  # fake graphs have no Program to cache
     return compiled

@@ -1,0 +1,219 @@
+"""The persistent compile cache: a graph compiled once is loaded, not recompiled, by later
+processes.
+
+* Where: ``$DOJO_CACHE_DIR``, else ``$XDG_CACHE_HOME/torch_dojo``, else
+  ``~/.cache/torch_dojo``. ``DOJO_CACHE=0`` (or ``configure(enabled=False)``) turns it off.
+* Key: SHA-256 of the captured graph JSON (ops, attributes, input shapes and dtypes), the
+  options that shape the Program (all but ``dump_ir``), the torch-dojo version and a
+  fingerprint of the native extension (so a rebuilt compiler never reads stale entries).
+* Entry ``<key>.dojo``: one JSON header line (format, key, section sizes, SHA-256 of the
+  rest), then the Program JSON as it is, then the stages (a JSON list of ``[name, IR]``).
+  Loading checks the header, the sizes and the checksum, then ``_native.load_compiled`` parses
+  and validates the Program; an entry that fails any check is reported with a warning,
+  deleted and recompiled, never run.
+* Writes go to a temporary file in the same directory and are renamed into place
+  (``os.replace``), so a reader sees a whole entry or none even with concurrent writers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _native
+from .logs import logger
+
+__all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory", "entry_key", "clear"]
+
+#: Version of the entry layout; part of every key.
+FORMAT = 2
+_SUFFIX = ".dojo"
+#: Options that do not change the Program (left out of the key).
+_NOT_IN_KEY = frozenset({"dump_ir"})
+_OFF = frozenset({"0", "false", "no", "off"})
+
+_enabled: bool | None = None
+_directory: Path | None = None
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """A compiled graph and where it came from."""
+
+    graph: Any  # _native.CompiledGraph
+    #: "compiler" or "cache".
+    source: str
+    #: Wall seconds spent compiling or loading.
+    seconds: float
+    #: The cache key (None when the cache is off).
+    key: str | None
+
+
+def configure(*, enabled: bool | None = None, directory: str | os.PathLike | None = None) -> None:
+    """Override ``DOJO_CACHE`` / ``DOJO_CACHE_DIR`` for this process (None: back to the env)."""
+    global _enabled, _directory
+    _enabled = enabled
+    _directory = None if directory is None else Path(directory).expanduser()
+
+
+def enabled() -> bool:
+    """Whether compiles read and write the cache."""
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get("DOJO_CACHE", "1").strip().lower() not in _OFF
+
+
+def directory() -> Path:
+    """The cache directory (created on first write)."""
+    if _directory is not None:
+        return _directory
+    if env := os.environ.get("DOJO_CACHE_DIR", "").strip():
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
+    return Path(base).expanduser() / "torch_dojo"
+
+
+def clear() -> int:
+    """Delete every entry of the cache directory; returns how many were deleted."""
+    removed = 0
+    for path in directory().glob(f"*{_SUFFIX}"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def entry_key(graph_json: str, options: dict[str, Any]) -> str:
+    """The cache key of a graph compiled with ``options``."""
+    keyed = {k: v for k, v in sorted(options.items()) if k not in _NOT_IN_KEY}
+    h = hashlib.sha256()
+    for part in (f"format {FORMAT}", _native.__version__, _extension_fingerprint(), json.dumps(keyed), graph_json):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def compile_graph(graph_json: str, options: dict[str, Any]) -> CompileResult:
+    """The compiled graph for ``graph_json``: from the cache when it holds a sound entry,
+    else from the compiler (and then stored)."""
+    start = time.perf_counter()
+    if not enabled():
+        graph = _native.compile_graph(graph_json, json.dumps(options))
+        return CompileResult(graph, "compiler", time.perf_counter() - start, None)
+    key = entry_key(graph_json, options)
+    path = directory() / f"{key}{_SUFFIX}"
+    graph = _load(path, key)
+    if graph is not None:
+        return CompileResult(graph, "cache", time.perf_counter() - start, key)
+    graph = _native.compile_graph(graph_json, json.dumps(options))
+    seconds = time.perf_counter() - start
+    _store(path, key, graph)
+    return CompileResult(graph, "compiler", seconds, key)
+
+
+def _load(path: Path, key: str):
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        logger.warning("cannot read compile cache entry %s: %s; compiling instead", path, e)
+        return None
+    try:
+        program_json, stages = _checked_sections(data, key)
+        return _native.load_compiled(program_json, stages)
+    except (ValueError, TypeError, _native.DojoError) as e:
+        warnings.warn(
+            f"torch-dojo: compile cache entry {path} is corrupt ({e}); it was deleted and the "
+            f"graph is compiled again",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
+
+
+def _checked_sections(data: bytes, key: str) -> tuple[str, list[tuple[str, str]]]:
+    """Program JSON and stages of an entry after checking header, sizes and checksum
+    (ValueError if any check fails)."""
+    head, sep, body = data.partition(b"\n")
+    if not sep:
+        raise ValueError("no header line (truncated?)")
+    header = json.loads(head)  # json.JSONDecodeError is a ValueError
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
+        raise ValueError("the header does not match this cache format and key")
+    program_bytes, stages_bytes = header.get("program_bytes"), header.get("stages_bytes")
+    if not isinstance(program_bytes, int) or not isinstance(stages_bytes, int):
+        raise ValueError("the header has no section sizes")
+    if program_bytes + stages_bytes != len(body):
+        raise ValueError(f"{len(body)} bytes after the header, expected {program_bytes + stages_bytes} (truncated?)")
+    if header.get("sha256") != hashlib.sha256(body).hexdigest():
+        raise ValueError("checksum mismatch")
+    stages = json.loads(body[program_bytes:])
+    if not isinstance(stages, list):
+        raise ValueError("the stages are not a list")
+    return body[:program_bytes].decode(), [(str(name), str(text)) for name, text in stages]
+
+
+def _store(path: Path, key: str, graph) -> None:
+    program = graph.program_json().encode()
+    stages = json.dumps(graph.stages()).encode()
+    body = program + stages
+    header = {
+        "format": FORMAT,
+        "key": key,
+        "torch_dojo": _native.__version__,
+        "program_bytes": len(program),
+        "stages_bytes": len(stages),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(header).encode() + b"\n" + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: readers see the old entry, none, or this one whole
+        tmp = None
+    except OSError as e:
+        logger.warning(
+            "cannot write the compile cache entry %s: %s; set DOJO_CACHE_DIR to a writable "
+            "directory or DOJO_CACHE=0 to turn the cache off",
+            path,
+            e,
+        )
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+_FINGERPRINT: str | None = None
+
+
+def _extension_fingerprint() -> str:
+    """Size and modification time of the native extension: changes with every rebuild."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        try:
+            st = os.stat(_native.__file__)
+            _FINGERPRINT = f"{st.st_size}:{st.st_mtime_ns}"
+        except (AttributeError, OSError):
+            _FINGERPRINT = "unknown"
+    return _FINGERPRINT
