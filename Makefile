@@ -5,6 +5,7 @@
 #   make develop   build the extension (release) into python/torch_dojo, editable install
 #   make test      cargo test (default members, with the MLIR bridge) + pytest tests/python
 #   make demo      compile a small MLP with backend="dojo" and print a report
+#   make bench     benchmarks (bench-cfloat: CFloat conversion throughput in GB/s)
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -91,3 +92,10 @@ test-python: develop
 
 demo: develop
 	$(PY) examples/demo.py
+
+.PHONY: bench bench-cfloat
+bench: bench-cfloat
+
+# std-only benchmark binary (runtime/benches/cfloat.rs), release profile; not a timed test.
+bench-cfloat:
+	cargo bench -p dojo-runtime --bench cfloat

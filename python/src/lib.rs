@@ -3,6 +3,7 @@
 //! and raises typed `torch_dojo.DojoError` subclasses (see `errors.rs`). No compiler logic
 //! lives here.
 
+mod cfloat;
 mod errors;
 mod tensor;
 
@@ -171,6 +172,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_compiled, m)?)?;
     m.add_function(wrap_pyfunction!(unsupported_ops, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
+    m.add_function(wrap_pyfunction!(cfloat::cfloat_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(cfloat::cfloat_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(cfloat::cfloat_choose_bias, m)?)?;
+    m.add_function(wrap_pyfunction!(cfloat::cfloat_limits, m)?)?;
     m.add_class::<CompiledGraph>()?;
     m.add("DojoError", py.get_type::<DojoError>())?;
     m.add("UnsupportedOpError", py.get_type::<UnsupportedOpError>())?;

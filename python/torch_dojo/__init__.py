@@ -13,7 +13,7 @@ import torch  # noqa: F401  (import order matters)
 from . import _native
 from ._native import CapacityError, DeviceError, DojoError, InvalidInputError, UnsupportedOpError
 from .backend import register as _register
-from . import cache
+from . import cache, cfloat
 from .logs import configure_from_env as _configure_logging
 from .report import Report, format_report, last_report, report
 
@@ -30,6 +30,7 @@ __all__ = [
     "last_report",
     "format_report",
     "cache",
+    "cfloat",
     "__version__",
 ]
 

@@ -27,3 +27,18 @@ def compile_graph(graph_json: str, options_json: str) -> CompiledGraph: ...
 def load_compiled(program_json: str, stages: list[tuple[str, str]]) -> CompiledGraph:
     """Rebuild a graph from a saved Program and stages; InvalidInputError if it is corrupt."""
 def _panic_for_tests(message: str) -> None: ...
+
+# CFloat conversions (python/src/cfloat.rs); the public API is torch_dojo.cfloat.
+def cfloat_encode(
+    tensor: torch.Tensor,
+    format: str,
+    bias: int | None,
+    rounding: str,
+    seed: int,
+    stream: int,
+    denormal: str,
+) -> tuple[torch.Tensor, int, tuple[int, int, int, int]]:
+    """Codes, the bias used, and (invalid, denormal, overflow, underflow) counts."""
+def cfloat_decode(codes: torch.Tensor, format: str, bias: int, denormal: str) -> torch.Tensor: ...
+def cfloat_choose_bias(tensor: torch.Tensor, format: str, margin: float) -> int: ...
+def cfloat_limits(format: str, bias: int, denormal: str) -> tuple[float, float, float]: ...

@@ -11,10 +11,14 @@
 //!   `f32` and times it (compute, SRAM, NoC links, chip edges, DIP/HBM), returning outputs
 //!   and a [`Profile`].
 //!
+//! Beside them, [`cfloat`] holds the number formats of the spec `cfloat.md` (CFloat8/16 with
+//! their bias, bf16, f32): exact decoding, rounding encoders with status flags, the bias rule.
+//!
 //! **Architecture invariant:** every hardware number is a field of [`Target`]; the literals
 //! live only in `target.rs`. Outputs are deterministic: equal Programs serialise to equal
 //! bytes, and equal runs give bit-identical outputs and Profiles.
 
+pub mod cfloat;
 pub mod error;
 mod kernels;
 pub mod program;
@@ -22,6 +26,7 @@ mod shape;
 pub mod sim;
 pub mod target;
 
+pub use cfloat::{Codec, Denormals, Flags, Format, Rounding};
 pub use error::RuntimeError;
 pub use program::{
     BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Program, ProgramStats, Region, TensorDecl,
