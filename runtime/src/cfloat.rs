@@ -7,6 +7,18 @@
 //! (D1, D3), saturating on overflow (D4), mapping NaN to `+0` (D5), and counting the status
 //! flags of every call in [`Flags`]. [`choose_bias`] is the bias rule D7.
 //!
+//! ```
+//! use dojo_runtime::cfloat::{Codec, Format, Rounding};
+//!
+//! let cf8 = Codec::new(Format::Cf8_143, 7)?;
+//! let mut codes = [0u8; 3];
+//! let flags = cf8.encode_slice(&[1.0, 500.0, f32::NAN], &mut codes, Rounding::NearestEven)?;
+//! assert_eq!(codes, [0x38, 0x7f, 0x00]); // 500 saturates to 480; NaN becomes +0
+//! assert_eq!((flags.overflow, flags.invalid), (1, 1));
+//! assert_eq!(cf8.decode(0x7f), 480.0);
+//! # Ok::<(), dojo_runtime::RuntimeError>(())
+//! ```
+//!
 //! Choices the spec leaves open, fixed here:
 //! - Nearest means nearest *representable* value. With whitepaper-literal denormals there is
 //!   a gap between the largest denormal `D = (1 − 2^−M)·2^−bias` and the smallest normal
@@ -643,9 +655,11 @@ fn encode_blocks_dispatch<K: BlockKernel, C: Code, const SR: bool>(
     encode_blocks_inline::<K, C, SR>(kernel, src, dst, key, first)
 }
 
+/// # Safety
+/// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn encode_blocks_avx2<K: BlockKernel, C: Code, const SR: bool>(
+unsafe fn encode_blocks_avx2<K: BlockKernel, C: Code, const SR: bool>(
     kernel: &K,
     src: &[f32],
     dst: &mut [C],
