@@ -4,6 +4,8 @@
 #   make venv      .venv with the pinned Python tools (requirements-dev.txt)
 #   make develop   build the extension (release) into python/torch_dojo, editable install
 #   make test      cargo test (default members, with the MLIR bridge) + pytest tests/python
+#   make test-opinfo  every PyTorch OpInfo entry through backend="dojo" vs tests/opinfo/expected.tsv
+#                  (make test runs a stratified subset; DOJO_OPINFO_UPDATE=1 rewrites the table)
 #   make demo      compile a small MLP with backend="dojo" and print a report
 #   make bench     benchmarks (bench-cfloat: CFloat conversion throughput in GB/s)
 #
@@ -45,7 +47,7 @@ EXTENSION_INPUTS := Cargo.toml $(wildcard Cargo.lock) $(RUST_SOURCES) pyproject.
 # Rebuild when the built module is gone even if the stamp is newer than every input.
 EXTENSION := $(wildcard python/torch_dojo/_native*.so)
 
-.PHONY: apt venv develop test test-rust test-python demo FORCE
+.PHONY: apt venv develop test test-rust test-python test-opinfo demo FORCE
 
 apt:
 	@missing=""; \
@@ -89,6 +91,10 @@ test-rust: apt
 
 test-python: develop
 	$(PY) -m pytest tests/python
+
+# The full OpInfo sweep (~5 min on 2 cores); `make test` runs every 4th entry of it.
+test-opinfo: develop
+	DOJO_OPINFO_FULL=1 $(PY) -m pytest tests/python/test_opinfo.py -k sweep
 
 demo: develop
 	$(PY) examples/demo.py
