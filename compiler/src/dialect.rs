@@ -1,7 +1,8 @@
 //! The op sets of the two dialects torch-dojo defines, and their rules.
 //!
-//! - `aten.*`: ops as imported from PyTorch, named by overload (`aten.addmm.default`). They are
-//!   checked only structurally; `legalize-aten` gives them meaning.
+//! - `aten.*` (and `prims.*`): ops as imported from PyTorch, named by overload
+//!   (`aten.addmm.default`). They are checked only structurally; `legalize-aten` gives them
+//!   meaning.
 //! - `dojo.*`: graph level. Whole tensors, NumPy broadcasting, no placement.
 //! - `d1.*`: mesh level. Every value but the function's host tensors lives on a block of cores
 //!   with a [`Layout`]; compute ops run per core on the local shards, and data moves between
@@ -12,7 +13,7 @@ use crate::layout::{Layout, NONE};
 
 /// Elementwise functions of one operand (`dojo.<name>` and `d1.map {fn = "<name>"}`).
 pub const UNARY: &[&str] =
-    &["relu", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "reciprocal"];
+    &["relu", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "tanh", "sigmoid", "reciprocal", "erf"];
 /// Elementwise arithmetic of two broadcast operands.
 pub const BINARY: &[&str] = &["add", "sub", "mul", "div", "maximum", "minimum", "pow"];
 /// Comparison predicates (`dojo.cmp {predicate}`, `d1.map {fn}`); the result is `i1`.
@@ -209,7 +210,7 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             float_attr(op, "value")?;
             result_of(func, op, 0).map(|_| ())
         }
-        "reduce_sum" => {
+        "reduce_sum" | "reduce_max" => {
             arity(op, 1, 1)?;
             let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
             let dims = check_dims(ints_attr(op, "dims")?, a.rank())?;
@@ -359,14 +360,23 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             }
             let (a, b) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?);
             let (la, lb) = (mesh(0)?, mesh(1)?);
-            if a.rank() != 2 || b.rank() != 2 || a.shape[1] != b.shape[0] {
+            let r = a.rank();
+            let ok = (r == 2 || r == 3) && b.rank() == r && a.shape[r - 1] == b.shape[r - 2] && a.shape[..r - 2] == b.shape[..r - 2];
+            if !ok {
                 return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
             }
-            expect_shape("result", &r.shape, &[a.shape[0], b.shape[1]])?;
+            let mut want = a.shape[..r - 1].to_vec();
+            want.push(b.shape[r - 1]);
+            let rt = result_of(func, op, 0)?;
+            expect_shape("result", &rt.shape, &want)?;
             // Every core multiplies its row block of `a` by its column block of `b`: the
-            // contraction dim is whole on every core.
-            let want_a = Layout { origin: out.origin, grid: out.grid, split: vec![out.split[0], NONE] };
-            let want_b = Layout { origin: out.origin, grid: out.grid, split: vec![NONE, out.split[1]] };
+            // contraction dim (and a batch dim) is whole on every core.
+            if r == 3 && out.split[0] != NONE {
+                return Err("the batch dim of a batched d1.matmul must not be split".into());
+            }
+            let lead = vec![NONE; r - 2];
+            let want_a = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
+            let want_b = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
             if *la != want_a {
                 return Err(format!("operand a must have layout {want_a} for this result, has {la}"));
             }
@@ -375,14 +385,14 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             }
             if op.operands.len() == 3 {
                 let acc = tensor_of(func, op, 2)?;
-                expect_shape("accumulator", &acc.shape, &r.shape)?;
+                expect_shape("accumulator", &acc.shape, &rt.shape)?;
                 if *mesh(2)? != out {
                     return Err("accumulator must have the result's layout".into());
                 }
             }
             Ok(())
         }
-        "reduce_sum" => {
+        "reduce_sum" | "reduce_max" => {
             arity(op, 1, 1)?;
             let a = tensor_of(func, op, 0)?;
             let la = mesh(0)?;
@@ -393,7 +403,7 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
                 .collect();
             expect_shape("result", &r.shape, &want)?;
             if out.origin != la.origin || out.grid != la.grid || out.split != la.split {
-                return Err("d1.reduce_sum result layout must equal its operand's".into());
+                return Err(format!("{} result layout must equal its operand's", op.name));
             }
             Ok(())
         }
@@ -417,15 +427,10 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             if a.numel() != r.numel() {
                 return Err(format!("cannot reshape {:?} to {:?}", a.shape, r.shape));
             }
-            // A local reshape is only valid when every core's shard reshapes to its new shard:
-            // the non-unit dims and their splits must agree.
-            let key = |shape: &[usize], l: &Layout| -> Vec<(usize, i8)> {
-                shape.iter().zip(&l.split).filter(|(n, _)| **n != 1).map(|(n, s)| (*n, *s)).collect()
-            };
-            let whole = |l: &Layout| l.split.iter().all(|&s| s == NONE);
+            // A local reshape is only valid when every core's shard reshapes to its new shard.
             let same_block = out.origin == la.origin && out.grid == la.grid;
-            if !same_block || !((whole(la) && whole(&out)) || key(&a.shape, la) == key(&r.shape, &out)) {
-                return Err("d1.reshape only regroups unit dims of local shards; reshard first".into());
+            if !same_block || !crate::layout::reshape_is_local(&a.shape, &la.split, &r.shape, &out.split) {
+                return Err("d1.reshape must be local: each split dim keeps its size and the product of the dims before it (reshard first)".into());
             }
             Ok(())
         }

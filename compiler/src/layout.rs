@@ -207,6 +207,50 @@ impl Layout {
     }
 }
 
+/// Split dims of a shape as `(axis, product of the dims before it, size)`.
+fn split_signature(shape: &[usize], split: &[i8]) -> Vec<(i8, usize, usize)> {
+    let mut prefix = 1;
+    let mut out = Vec::new();
+    for (&n, &s) in shape.iter().zip(split) {
+        if s != NONE {
+            out.push((s, prefix, n));
+        }
+        prefix *= n;
+    }
+    out
+}
+
+/// Whether reshaping `in_shape` (split `in_split`) to `out_shape` (split `out_split`) on the
+/// same block is a purely local operation: every split dim keeps its size and the product of
+/// the dims before it, so each core's row-major shard reshapes into exactly its new shard.
+pub fn reshape_is_local(in_shape: &[usize], in_split: &[i8], out_shape: &[usize], out_split: &[i8]) -> bool {
+    split_signature(in_shape, in_split) == split_signature(out_shape, out_split)
+}
+
+/// Pairs `(input dim, output dim)` of a reshape that can carry a split: equal size (> 1) and
+/// equal product of the dims before them.
+pub fn reshape_carriable_dims(in_shape: &[usize], out_shape: &[usize]) -> Vec<(usize, usize)> {
+    let prefixes = |shape: &[usize]| {
+        let mut p = 1;
+        shape.iter().map(|&n| {
+            let here = p;
+            p *= n;
+            here
+        }).collect::<Vec<usize>>()
+    };
+    let (pi, po) = (prefixes(in_shape), prefixes(out_shape));
+    let mut pairs = Vec::new();
+    for (di, &n) in in_shape.iter().enumerate() {
+        if n <= 1 {
+            continue;
+        }
+        if let Some(dout) = (0..out_shape.len()).find(|&d| out_shape[d] == n && po[d] == pi[di]) {
+            pairs.push((di, dout));
+        }
+    }
+    pairs
+}
+
 impl fmt::Display for Layout {
     /// The attribute's text form, as it appears in the IR.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

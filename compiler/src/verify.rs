@@ -115,7 +115,7 @@ fn verify_func(func: &Func, fi: usize, errors: &mut Vec<VerifyError>) {
     let mut any_d1 = false;
     for (i, op) in func.ops.iter().enumerate() {
         let result = match op.dialect() {
-            "aten" => Ok(()),
+            "aten" | "prims" => Ok(()),
             "dojo" => verify_dojo(func, op),
             "d1" => {
                 any_d1 = true;
@@ -130,7 +130,7 @@ fn verify_func(func: &Func, fi: usize, errors: &mut Vec<VerifyError>) {
                 r
             }
             other => Err(format!(
-                "unknown dialect '{other}': function bodies hold aten.*, dojo.* and d1.* ops"
+                "unknown dialect '{other}': function bodies hold aten.*, prims.*, dojo.* and d1.* ops"
             )),
         };
         if let Err(m) = result {

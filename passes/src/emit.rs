@@ -60,6 +60,7 @@ fn kernel_for(f: &str) -> Option<KernelOp> {
         "tanh" => u(UnaryOp::Tanh),
         "sigmoid" => u(UnaryOp::Sigmoid),
         "reciprocal" => u(UnaryOp::Reciprocal),
+        "erf" => u(UnaryOp::Erf),
         "convert" => u(UnaryOp::Copy),
         "add" => b(BinaryOp::Add),
         "sub" => b(BinaryOp::Sub),
@@ -256,7 +257,7 @@ impl<'a> Emitter<'a> {
                         });
                     }
                 }
-                "d1.map" | "d1.reduce_sum" | "d1.transpose" | "d1.reshape" => {
+                "d1.map" | "d1.reduce_sum" | "d1.reduce_max" | "d1.transpose" | "d1.reshape" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     let kernel = match op.name.as_str() {
                         "d1.map" => {
@@ -264,6 +265,9 @@ impl<'a> Emitter<'a> {
                             kernel_for(f).ok_or(PassError::Invalid(format!("no kernel for map function '{f}'")))?
                         }
                         "d1.reduce_sum" => KernelOp::ReduceSum {
+                            dims: op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect(),
+                        },
+                        "d1.reduce_max" => KernelOp::ReduceMax {
                             dims: op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect(),
                         },
                         "d1.transpose" => KernelOp::Transpose {

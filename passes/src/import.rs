@@ -183,10 +183,10 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
         if types.is_empty() {
             return Err(format!("{what}: a node must produce at least one tensor"));
         }
-        let op_name = if node.target.starts_with("aten.") {
+        let op_name = if node.target.starts_with("aten.") || node.target.starts_with("prims.") {
             node.target.clone()
         } else {
-            return Err(format!("{what}: only aten ops can be imported, got '{}'", node.target));
+            return Err(format!("{what}: only aten and prims ops can be imported, got '{}'", node.target));
         };
         let n = types.len();
         let first = func.push(op_name, operands, attrs, types);

@@ -59,6 +59,7 @@ fn unary(f: &str, x: f32) -> Option<f32> {
         "tanh" => x.tanh(),
         "sigmoid" => 1.0 / (1.0 + (-x).exp()),
         "reciprocal" => 1.0 / x,
+        "erf" => libm::erf(x as f64) as f32,
         "convert" => x,
         _ => return None,
     })
@@ -145,14 +146,22 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 let data = (0..n).map(|e| if c.data[ci[e]] != 0.0 { a.data[ai[e]] } else { b.data[bi[e]] }).collect();
                 Array { shape: rt.shape.clone(), data }
             }
-            "reduce_sum" => {
+            "reduce_sum" | "reduce_max" => {
+                let is_max = kind == "reduce_max";
                 let a = get(0)?;
                 let dims: Vec<usize> = op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect();
                 let kept: Vec<usize> = a.shape.iter().enumerate().map(|(d, &l)| if dims.contains(&d) { 1 } else { l }).collect();
-                let mut data = vec![0.0f32; kept.iter().product()];
+                let mut data = vec![if is_max { f32::NEG_INFINITY } else { 0.0f32 }; kept.iter().product()];
                 let idx = broadcast_index(&kept, &a.shape);
                 for (e, &o) in idx.iter().enumerate() {
-                    data[o] += a.data[e];
+                    let x = a.data[e];
+                    if !is_max {
+                        data[o] += x;
+                    } else if data[o].is_nan() || x.is_nan() {
+                        data[o] = f32::NAN;
+                    } else {
+                        data[o] = data[o].max(x);
+                    }
                 }
                 Array { shape: rt.shape.clone(), data }
             }

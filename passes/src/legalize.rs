@@ -20,7 +20,7 @@ impl Pass for LegalizeAten {
         for func in &mut module.funcs {
             let mut lx = Lx::new(func);
             for (i, op) in func.ops.iter().enumerate() {
-                if op.dialect() != "aten" {
+                if op.dialect() != "aten" && op.dialect() != "prims" {
                     lx.copy_op(op);
                     continue;
                 }
@@ -176,6 +176,20 @@ impl<'a> Lx<'a> {
         Ok(self.emit("select", vec![c, a, b], vec![], TensorType::new(shape, elem)))
     }
 
+    /// `reduce_sum`/`reduce_max` over `dims` with the result type `out`.
+    fn reduce(&mut self, kind: &str, x: Value, dims: &[i64], keepdim: bool, out: &TensorType) -> Result<Value, String> {
+        let mut sorted = dims.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let elem = self.t(x).elem;
+        Ok(self.emit(
+            kind,
+            vec![x],
+            vec![attr("dims", Attr::Ints(sorted)), attr("keepdim", Attr::Bool(keepdim))],
+            TensorType::new(out.shape.clone(), elem),
+        ))
+    }
+
     fn reshape(&mut self, x: Value, ty: &TensorType) -> Value {
         if self.t(x).shape == ty.shape {
             return x;
@@ -191,6 +205,9 @@ impl<'a> Lx<'a> {
                 Type::Tensor(t) if supported_elem(t.elem) => {}
                 t => return Err(format!("dtype of {} is not supported yet (f32 and bool are)", short_type(t))),
             }
+        }
+        if op.dialect() == "prims" {
+            return Err(String::new());
         }
         let name = op.name.strip_prefix("aten.").unwrap_or(&op.name).to_string();
         let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
@@ -358,6 +375,104 @@ impl<'a> Lx<'a> {
                 let c = self.constant(n as f64, out.elem);
                 Ok(vec![self.binary("div", s, c, out.elem)?])
             }
+            // amax / max over dims -> reduce_max
+            ("amax", "default") | ("max", "default") => {
+                let a = x(0)?;
+                let r = rank(a, self);
+                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
+                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
+                    _ => (0..r).collect(),
+                };
+                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                Ok(vec![self.reduce("reduce_max", a, &dims, keepdim, &out)?])
+            }
+            // any(x, dims) -> reduce_max(x != 0) != 0
+            ("any", "dim" | "dims" | "default") => {
+                let a = self.convert(x(0)?, ElemType::F32);
+                let r = rank(a, self);
+                let dims: Vec<i64> = match op.attr("dim") {
+                    Some(Attr::Int(d)) => vec![norm(*d, r)?],
+                    Some(Attr::Ints(d)) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
+                    _ => (0..r).collect(),
+                };
+                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let zero = self.constant(0.0, ElemType::F32);
+                let nz = self.compare("ne", a, zero)?;
+                let nz = self.convert(nz, ElemType::F32);
+                let m = self.reduce("reduce_max", nz, &dims, keepdim, &TensorType::new(out.shape.clone(), ElemType::F32))?;
+                Ok(vec![self.convert(m, ElemType::I1)])
+            }
+            // var_mean(x, dims, correction) -> (sum((x - mean)^2) / (n - correction), mean)
+            ("var_mean" | "var", "correction") => {
+                let a = x(0)?;
+                let t = self.t(a);
+                let r = t.rank() as i64;
+                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
+                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
+                    _ => (0..r).collect(),
+                };
+                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let correction = float_attr("correction", Some(1.0))?;
+                let n: usize = dims.iter().map(|&d| t.shape[d as usize]).product();
+                let kept_shape: Vec<usize> =
+                    (0..t.rank()).map(|d| if dims.contains(&(d as i64)) { 1 } else { t.shape[d] }).collect();
+                let kept = TensorType::new(kept_shape, t.elem);
+                let total = self.reduce("reduce_sum", a, &dims, true, &kept)?;
+                let count = self.constant(n as f64, t.elem);
+                let mean = self.binary("div", total, count, t.elem)?;
+                let diff = self.binary("sub", a, mean, t.elem)?;
+                let sq = self.binary("mul", diff, diff, t.elem)?;
+                let ss = self.reduce("reduce_sum", sq, &dims, keepdim, &out)?;
+                let denom = self.constant((n as f64 - correction).max(0.0), t.elem);
+                let var = self.binary("div", ss, denom, t.elem)?;
+                if base == "var" {
+                    return Ok(vec![var]);
+                }
+                let mean_out = res.get(1).cloned().ok_or("var_mean has two results")?;
+                let mean = self.reshape(mean, &mean_out);
+                Ok(vec![var, mean])
+            }
+            // clamp(x, min, max) -> minimum(maximum(x, min), max); NaN stays NaN
+            ("clamp", "default") | ("clamp_min", "default") | ("clamp_max", "default") => {
+                let mut v = self.convert(x(0)?, out.elem);
+                let lo = if base == "clamp_max" { None } else { op.attr(if base == "clamp" { "min" } else { "min" }).and_then(Attr::as_float) };
+                let hi = if base == "clamp_min" { None } else { op.attr("max").and_then(Attr::as_float) };
+                if let Some(lo) = lo {
+                    let c = self.constant(lo, out.elem);
+                    v = self.binary("maximum", v, c, out.elem)?;
+                }
+                if let Some(hi) = hi {
+                    let c = self.constant(hi, out.elem);
+                    v = self.binary("minimum", v, c, out.elem)?;
+                }
+                Ok(vec![v])
+            }
+            // boolean logic on bool tensors (as selects and compares)
+            ("logical_not" | "bitwise_not", "default") => {
+                let a = x(0)?;
+                if base == "bitwise_not" && self.t(a).elem != ElemType::I1 {
+                    return Err("bitwise_not is supported on bool tensors only".into());
+                }
+                let zero = self.constant(0.0, self.t(a).elem);
+                Ok(vec![self.compare("eq", a, zero)?])
+            }
+            ("logical_and" | "bitwise_and" | "logical_or" | "bitwise_or", "default" | "Tensor") => {
+                let (a, b) = (x(0)?, x(1)?);
+                if base.starts_with("bitwise") && (self.t(a).elem != ElemType::I1 || self.t(b).elem != ElemType::I1) {
+                    return Err(format!("{base} is supported on bool tensors only"));
+                }
+                let ca = self.convert(a, ElemType::I1);
+                let cb = self.convert(b, ElemType::I1);
+                if base.ends_with("and") {
+                    let f = self.constant(0.0, ElemType::I1);
+                    Ok(vec![self.select(ca, cb, f, ElemType::I1)?])
+                } else {
+                    let t = self.constant(1.0, ElemType::I1);
+                    Ok(vec![self.select(ca, t, cb, ElemType::I1)?])
+                }
+            }
+            // batched matmul
+            ("bmm", "default") => Ok(vec![self.emit("matmul", vec![x(0)?, x(1)?], vec![], out)]),
             // shape-only ops -> reshape
             ("view" | "_unsafe_view" | "reshape", "default") | ("squeeze", "dim" | "dims" | "default") | ("unsqueeze", "default") => {
                 Ok(vec![self.reshape(x(0)?, &out)])

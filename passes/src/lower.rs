@@ -20,7 +20,7 @@
 //! on first use, `d1.store` returns results.
 
 use dojo_compiler::dialect::{broadcast_shapes, map_arity, COMPARE};
-use dojo_compiler::layout::{chunk, COLS, NONE, ROWS};
+use dojo_compiler::layout::{chunk, reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{attr, Attr, ElemType, Func, Layout, Module, Op, Pass, PassError, Region, TensorType, Type, Value};
 use dojo_runtime::Target;
 use std::collections::HashMap;
@@ -307,7 +307,7 @@ impl<'a> Lowering<'a> {
                 let ints = perm.iter().map(|&p| p as i64).collect();
                 Ok(Val::Mesh(self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(ints))], rt, out)))
             }
-            "reduce_sum" => self.reduce_sum(op, rt),
+            "reduce_sum" | "reduce_max" => self.reduce(op, rt, kind),
             "reshape" => {
                 if let Val::Const(v, _) = self.val(op.operands[0])? {
                     return Ok(Val::Const(v, rt));
@@ -398,13 +398,17 @@ impl<'a> Lowering<'a> {
     fn matmul(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
         let (a, b) = (op.operands[0], op.operands[1]);
         let (ta, tb) = (tensor_type(self.src, a)?, tensor_type(self.src, b)?);
-        if ta.rank() != 2 || tb.rank() != 2 {
-            return Err(PassError::Invalid("batched matmul is not lowered yet".into()));
+        let r = ta.rank();
+        if !(r == 2 || r == 3) || tb.rank() != r {
+            return Err(PassError::Invalid(format!("matmul of rank {r} is not lowered yet")));
         }
-        let (m, k, n) = (ta.shape[0], ta.shape[1], tb.shape[1]);
+        // A batch dim (rank 3) is whole on every core; each core multiplies all batches.
+        let batch = if r == 3 { ta.shape[0] } else { 1 };
+        let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         let out = self.place(&rt.shape)?;
         let elem_bytes = rt.elem.bytes() as u64;
         let (mb, nb) = (m.div_ceil(out.grid.0 as usize) as u64, n.div_ceil(out.grid.1 as usize) as u64);
+        let (mb, nb) = (mb * batch as u64, nb);
         // What the operands already occupy per core, then half of the rest for the steps (the
         // other half is headroom for other live values; the Program check is the final word).
         let mut resident = 0u64;
@@ -418,7 +422,7 @@ impl<'a> Lowering<'a> {
         }
         let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
         // Double-buffered operand slices plus the accumulator and its update.
-        let need = |kb: u64| elem_bytes * (2 * (mb * kb + kb * nb) + 2 * mb * nb);
+        let need = |kb: u64| elem_bytes * (2 * (mb * kb + batch as u64 * kb * nb) + 2 * mb * nb);
         let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
@@ -429,13 +433,16 @@ impl<'a> Lowering<'a> {
                 resident
             ))
         })?;
-        let la = Layout { origin: out.origin, grid: out.grid, split: vec![ROWS, NONE] };
-        let lb = Layout { origin: out.origin, grid: out.grid, split: vec![NONE, COLS] };
+        let lead = vec![NONE; r - 2];
+        let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![ROWS, NONE]].concat() };
+        let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, COLS]].concat() };
+        let bdims: Vec<usize> = ta.shape[..r - 2].to_vec();
         let mut acc: Option<Value> = None;
         for s in 0..steps {
             let (ks, kl) = chunk(k, steps, s);
-            let ra = Region { offsets: vec![0, ks], sizes: vec![m, kl] };
-            let rb = Region { offsets: vec![ks, 0], sizes: vec![kl, n] };
+            let z = vec![0; r - 2];
+            let ra = Region { offsets: [z.clone(), vec![0, ks]].concat(), sizes: [bdims.clone(), vec![m, kl]].concat() };
+            let rb = Region { offsets: [z, vec![ks, 0]].concat(), sizes: [bdims.clone(), vec![kl, n]].concat() };
             let a_s = self.materialize(a, &la, Some(&ra))?;
             let b_s = self.materialize(b, &lb, Some(&rb))?;
             let mut ins = vec![a_s, b_s];
@@ -445,7 +452,8 @@ impl<'a> Lowering<'a> {
         acc.map(Val::Mesh).ok_or(PassError::Invalid("matmul with an empty contraction".into()))
     }
 
-    fn reduce_sum(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
+    /// `reduce_sum` or `reduce_max` (`kind`).
+    fn reduce(&mut self, op: &Op, rt: TensorType, kind: &str) -> LResult<Val> {
         let x = op.operands[0];
         let dims: Vec<usize> =
             op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect();
@@ -453,7 +461,7 @@ impl<'a> Lowering<'a> {
         let tx = tensor_type(self.src, x)?;
         if let Val::Const(v, _) = self.val(x)? {
             let count: usize = dims.iter().map(|&d| tx.shape[d]).product();
-            return Ok(Val::Const(v * count as f64, rt));
+            return Ok(Val::Const(if kind == "reduce_max" { v } else { v * count as f64 }, rt));
         }
         let m = self.on_mesh(x)?;
         let l = self.layout(m);
@@ -462,7 +470,7 @@ impl<'a> Lowering<'a> {
         let partial_shape: Vec<usize> = (0..tx.rank())
             .map(|d| if dims.contains(&d) { l.axis_len(l.split[d]) } else { tx.shape[d] })
             .collect();
-        let mut cur = self.emit("reduce_sum", vec![m], vec![dims_attr()], TensorType::new(partial_shape, rt.elem), l.clone());
+        let mut cur = self.emit(kind, vec![m], vec![dims_attr()], TensorType::new(partial_shape, rt.elem), l.clone());
         let mut cl = l.clone();
         // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced.
         if dims.iter().any(|&d| l.split[d] != NONE) {
@@ -477,7 +485,7 @@ impl<'a> Lowering<'a> {
             }
             let gathered = self.reshard(cur, &gl, None)?;
             let kept: Vec<usize> = (0..tx.rank()).map(|d| if dims.contains(&d) { 1 } else { tx.shape[d] }).collect();
-            cur = self.emit("reduce_sum", vec![gathered], vec![dims_attr()], TensorType::new(kept, rt.elem), gl.clone());
+            cur = self.emit(kind, vec![gathered], vec![dims_attr()], TensorType::new(kept, rt.elem), gl.clone());
             cl = gl;
         }
         if keepdim {
@@ -492,13 +500,43 @@ impl<'a> Lowering<'a> {
     fn reshape(&mut self, m: Value, rt: TensorType) -> LResult<Value> {
         let t = tensor_type(&self.out, m)?;
         let l = self.layout(m);
-        let non_unit = |shape: &[usize]| shape.iter().copied().filter(|&n| n != 1).collect::<Vec<_>>();
-        if non_unit(&t.shape) == non_unit(&rt.shape) {
-            // Only unit dims change: carry each non-unit dim's split over.
-            let mut splits = t.shape.iter().zip(&l.split).filter(|(n, _)| **n != 1).map(|(_, s)| *s);
-            let split = rt.shape.iter().map(|&n| if n == 1 { NONE } else { splits.next().unwrap_or(NONE) }).collect();
-            let out = Layout { split, ..l };
+        let pairs = reshape_carriable_dims(&t.shape, &rt.shape);
+        // 1. Carry the current layout when each split dim has a partner in the output.
+        let mut carried = vec![NONE; rt.rank()];
+        let mut ok = true;
+        for (d, &s) in l.split.iter().enumerate() {
+            if s == NONE {
+                continue;
+            }
+            match pairs.iter().find(|(di, _)| *di == d) {
+                Some(&(_, dout)) => carried[dout] = s,
+                None => ok = false,
+            }
+        }
+        if ok && reshape_is_local(&t.shape, &l.split, &rt.shape, &carried) {
+            let out = Layout { split: carried, ..l };
             return Ok(self.emit("reshape", vec![m], vec![], rt, out));
+        }
+        // 2. Reshard onto a layout that splits carriable dims: the last over mesh columns, the
+        //    one before it over mesh rows.
+        if let Some(&(ci, co)) = pairs.last() {
+            let row = pairs.iter().rev().nth(1).copied();
+            let gc = ((t.shape[ci] / MIN_SHARD_EDGE).max(1) as u32).min(self.max_block.1);
+            let gr = row.map(|(ri, _)| ((t.shape[ri] / MIN_SHARD_EDGE).max(1) as u32).min(self.max_block.0)).unwrap_or(1);
+            if let Some(origin) = self.target.find_free_block(gr, gc) {
+                let mut in_split = vec![NONE; t.rank()];
+                let mut out_split = vec![NONE; rt.rank()];
+                in_split[ci] = COLS;
+                out_split[co] = COLS;
+                if let Some((ri, ro)) = row {
+                    in_split[ri] = ROWS;
+                    out_split[ro] = ROWS;
+                }
+                let lin = Layout { origin: (origin.row, origin.col), grid: (gr, gc), split: in_split };
+                let lout = Layout { split: out_split, ..lin.clone() };
+                let moved = self.reshard(m, &lin, None)?;
+                return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
+            }
         }
         // Otherwise gather the whole tensor on one core and reshape it there.
         let single = Layout::single(l.origin, t.rank());

@@ -160,6 +160,8 @@ enum Body<'s> {
     MulAdd(ElemType),
     /// `x + acc` (reduction).
     Add(ElemType),
+    /// `max(x, acc)`, NaN-propagating (reduction).
+    Max(ElemType),
     Unary(&'s str, ElemType),
     Binary(&'s str, ElemType),
     Cmp(&'s str, ElemType),
@@ -330,6 +332,12 @@ impl<'c> Cx<'c> {
                 };
                 self.op1(b, add, &[x, arg(1)?], self.elem(e)?, &[], vec![])
             }
+            Body::Max(e) => {
+                if e != F32 {
+                    return Err(format!("max-reducing {} is not supported", elem_name(e)));
+                }
+                self.op1(b, "arith.maximumf", &[x, arg(1)?], self.elem(e)?, &[], vec![])
+            }
             Body::Unary(f, e) => {
                 let t = self.elem(e)?;
                 let un = |name: &str| self.op1(b, name, &[x], t, &[], vec![]);
@@ -345,6 +353,7 @@ impl<'c> Cx<'c> {
                     ("rsqrt", F32) => un("math.rsqrt"),
                     ("abs", F32) => un("math.absf"),
                     ("tanh", F32) => un("math.tanh"),
+                    ("erf", F32) => un("math.erf"),
                     ("sigmoid", F32) => {
                         let n = un("arith.negf")?;
                         let ex = self.op1(b, "math.exp", &[n], t, &[], vec![])?;
@@ -460,8 +469,12 @@ impl<'c> Cx<'c> {
 
     /// `tensor.empty` filled with zero.
     fn zeros<'a>(&self, block: &'a Block<'c>, t: &TensorType) -> Result<Value<'c, 'a>, String> {
+        self.splat(block, t, 0.0)
+    }
+
+    fn splat<'a>(&self, block: &'a Block<'c>, t: &TensorType, value: f64) -> Result<Value<'c, 'a>, String> {
         let empty = self.empty(block, t)?;
-        let zero = self.scalar_const(block, t.elem, 0.0)?;
+        let zero = self.scalar_const(block, t.elem, value)?;
         let region = self.region(&[t.elem, t.elem], Body::Pass)?;
         let segments = self.segments(1, 1);
         self.op1(block, "linalg.fill", &[zero, empty], self.tensor(t)?, &[("operandSegmentSizes", segments)], vec![region])
@@ -605,7 +618,8 @@ impl<'c> Cx<'c> {
                 }
                 self.generic(block, &with_types(1), rt, Body::Convert(ins[0].elem, rt.elem))
             }
-            "reduce_sum" => {
+            "reduce_sum" | "reduce_max" => {
+                let is_max = kind == "reduce_max";
                 let a = ins[0];
                 let dims = check_dims(op.attr("dims").and_then(Attr::as_ints).ok_or("needs 'dims'")?, a.rank())?;
                 if dims.is_empty() {
@@ -613,8 +627,8 @@ impl<'c> Cx<'c> {
                 }
                 let kept: Vec<usize> = (0..a.rank()).filter(|d| !dims.contains(d)).collect();
                 let reduced = TensorType::new(kept.iter().map(|&d| a.shape[d]).collect::<Vec<_>>(), rt.elem);
-                let acc = self.zeros(block, &reduced)?;
-                let region = self.region(&[a.elem, rt.elem], Body::Add(rt.elem))?;
+                let acc = if is_max { self.splat(block, &reduced, f64::NEG_INFINITY)? } else { self.zeros(block, &reduced)? };
+                let region = self.region(&[a.elem, rt.elem], if is_max { Body::Max(rt.elem) } else { Body::Add(rt.elem) })?;
                 let dims_i64: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
                 let sum = self.op1(
                     block,

@@ -45,16 +45,24 @@ pub(crate) fn run(
                 .map(|i| if c[i] != 0.0 { a[i] } else { b[i] })
                 .collect()
         }
-        KernelOp::ReduceSum { dims } => {
+        KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             let (shape, data) = ins[0];
+            let is_max = matches!(op, KernelOp::ReduceMax { .. });
             // Walk the input in row-major order; each element lands on its keepdim slot.
             let out_strides = strides(out_shape);
             let to_out: Vec<usize> = (0..shape.len())
                 .map(|d| if dims.contains(&d) { 0 } else { out_strides[d] })
                 .collect();
-            let mut out = vec![0.0f32; n];
+            let mut out = vec![if is_max { f32::NEG_INFINITY } else { 0.0f32 }; n];
             for (&x, o) in data.iter().zip(strided_offsets(shape, &to_out)) {
-                out[o] += x;
+                if !is_max {
+                    out[o] += x;
+                } else if x.is_nan() || x > out[o] {
+                    // NaN wins and stays (a NaN slot is never replaced: NaN > x is false).
+                    if !out[o].is_nan() {
+                        out[o] = x;
+                    }
+                }
             }
             out
         }
@@ -126,6 +134,7 @@ fn unary(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Tanh => x.tanh(),
         UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         UnaryOp::Reciprocal => 1.0 / x,
+        UnaryOp::Erf => libm::erff(x),
         UnaryOp::Copy => x,
     }
 }
@@ -175,6 +184,6 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Binary { .. }
         | KernelOp::Select
         | KernelOp::Scale { .. } => out,
-        KernelOp::ReduceSum { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
+        KernelOp::ReduceSum { .. } | KernelOp::ReduceMax { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
     }
 }

@@ -133,6 +133,8 @@ pub enum UnaryOp {
     Sigmoid,
     /// `1 / x`.
     Reciprocal,
+    /// The error function (`torch.erf`), via libm's `erff`.
+    Erf,
     /// Identity.
     Copy,
 }
@@ -200,6 +202,12 @@ pub enum KernelOp {
         /// Dimensions to reduce, each `< rank`, no repeats.
         dims: Vec<usize>,
     },
+    /// Maximum over `dims` (NaN if any reduced element is NaN, as `torch.amax`); the output
+    /// keeps the rank with the reduced dimensions of size 1.
+    ReduceMax {
+        /// Dimensions to reduce, each `< rank`, no repeats.
+        dims: Vec<usize>,
+    },
     /// `out.shape[i] = in.shape[perm[i]]` and `out[j] = in[i]` with `i[perm[d]] = j[d]`
     /// (`torch.permute`).
     Transpose {
@@ -225,6 +233,7 @@ impl KernelOp {
             KernelOp::Binary { op } => format!("Binary({op:?})"),
             KernelOp::Select => "Select".to_string(),
             KernelOp::ReduceSum { .. } => "ReduceSum".to_string(),
+            KernelOp::ReduceMax { .. } => "ReduceMax".to_string(),
             KernelOp::Transpose { .. } => "Transpose".to_string(),
             KernelOp::Reshape => "Reshape".to_string(),
             KernelOp::Scale { .. } => "Scale".to_string(),
@@ -774,7 +783,7 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                 }
             }
         }
-        KernelOp::ReduceSum { dims } => {
+        KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             arity(1)?;
             let a = ins[0];
             let mut seen = vec![false; a.len()];
