@@ -148,10 +148,11 @@ def _load(path: Path, key: str):
 def _checked_sections(data: bytes, key: str) -> tuple[str, list[tuple[str, str]]]:
     """Program JSON and stages of an entry after checking header, sizes and checksum
     (ValueError if any check fails)."""
-    head, sep, body = data.partition(b"\n")
-    if not sep:
+    end = data.find(b"\n")
+    if end < 0:
         raise ValueError("no header line (truncated?)")
-    header = json.loads(head)  # json.JSONDecodeError is a ValueError
+    header = json.loads(data[:end])  # json.JSONDecodeError is a ValueError
+    body = memoryview(data)[end + 1 :]  # no copies of the (megabytes of) Program
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("key") != key:
         raise ValueError("the header does not match this cache format and key")
     program_bytes, stages_bytes = header.get("program_bytes"), header.get("stages_bytes")
@@ -161,10 +162,10 @@ def _checked_sections(data: bytes, key: str) -> tuple[str, list[tuple[str, str]]
         raise ValueError(f"{len(body)} bytes after the header, expected {program_bytes + stages_bytes} (truncated?)")
     if header.get("sha256") != hashlib.sha256(body).hexdigest():
         raise ValueError("checksum mismatch")
-    stages = json.loads(body[program_bytes:])
+    stages = json.loads(bytes(body[program_bytes:]))
     if not isinstance(stages, list):
         raise ValueError("the stages are not a list")
-    return body[:program_bytes].decode(), [(str(name), str(text)) for name, text in stages]
+    return str(body[:program_bytes], "utf-8"), [(str(name), str(text)) for name, text in stages]
 
 
 def _store(path: Path, key: str, graph) -> None:
