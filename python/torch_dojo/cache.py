@@ -13,6 +13,12 @@ processes.
   deleted and recompiled, never run.
 * Writes go to a temporary file in the same directory and are renamed into place
   (``os.replace``), so a reader sees a whole entry or none even with concurrent writers.
+
+Cost, measured (tests/python/test_cache.py prints it): the compiler is fast today, and a load
+costs about as much as a compile (0.3-1.3x "speedup" on a 3-layer MLP; 5-8 MB Programs load
+in 60-120 ms against 75-80 ms to compile) because ``CompiledGraph::from_saved`` parses the
+Program JSON twice (version check, then the Program), validates it and serializes it again.
+The cache pays off once compiling costs more than reading a Program back.
 """
 
 from __future__ import annotations
