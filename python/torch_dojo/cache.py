@@ -13,6 +13,9 @@ processes.
   deleted and recompiled, never run.
 * Writes go to a temporary file in the same directory and are renamed into place
   (``os.replace``), so a reader sees a whole entry or none even with concurrent writers.
+* Size: when the entries pass ``DOJO_CACHE_MAX_MB`` (default 1024), the least recently used
+  ones (a load refreshes an entry's modification time) are deleted down to 3/4 of it. The
+  directory is measured on the first write of a process and every 32 writes after.
 
 Cost, measured (tests/python/test_cache.py prints it): the compiler is fast today, and a load
 costs about as much as a compile (0.3-1.3x "speedup" on a 3-layer MLP; 5-8 MB Programs load
@@ -36,7 +39,7 @@ from typing import Any
 from . import _native
 from .logs import logger
 
-__all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory", "entry_key", "clear"]
+__all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory", "entry_key", "clear", "prune", "max_bytes"]
 
 #: Version of the entry layout; part of every key.
 FORMAT = 2
@@ -44,6 +47,10 @@ _SUFFIX = ".dojo"
 #: Options that do not change the Program (left out of the key).
 _NOT_IN_KEY = frozenset({"dump_ir"})
 _OFF = frozenset({"0", "false", "no", "off"})
+_DEFAULT_MAX_MB = 1024
+#: Writes between two measurements of the directory's size.
+_PRUNE_EVERY = 32
+_writes = 0
 
 _enabled: bool | None = None
 _directory: Path | None = None
@@ -136,7 +143,9 @@ def _load(path: Path, key: str):
         return None
     try:
         program_json, stages = _checked_sections(data, key)
-        return _native.load_compiled(program_json, stages)
+        graph = _native.load_compiled(program_json, stages)
+        _touch(path)
+        return graph
     except (ValueError, TypeError, _native.DojoError) as e:
         warnings.warn(
             f"torch-dojo: compile cache entry {path} is corrupt ({e}); it was deleted and the "
@@ -196,6 +205,7 @@ def _store(path: Path, key: str, graph) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: readers see the old entry, none, or this one whole
         tmp = None
+        _after_write(path.parent)
     except OSError as e:
         logger.warning(
             "cannot write the compile cache entry %s: %s; set DOJO_CACHE_DIR to a writable "
@@ -209,6 +219,64 @@ def _store(path: Path, key: str, graph) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def max_bytes() -> int:
+    """The size the cache directory is kept under (``DOJO_CACHE_MAX_MB``)."""
+    value = os.environ.get("DOJO_CACHE_MAX_MB", "").strip()
+    try:
+        return int(float(value) * 2**20) if value else _DEFAULT_MAX_MB * 2**20
+    except ValueError:
+        logger.warning("DOJO_CACHE_MAX_MB=%r is not a number of MiB; using %d", value, _DEFAULT_MAX_MB)
+        return _DEFAULT_MAX_MB * 2**20
+
+
+def prune(directory_: Path | None = None, limit: int | None = None) -> int:
+    """Delete least recently used entries until the cache is under 3/4 of ``limit`` (if it is
+    over ``limit``); returns how many were deleted."""
+    directory_ = directory() if directory_ is None else directory_
+    limit = max_bytes() if limit is None else limit
+    entries = []
+    try:
+        with os.scandir(directory_) as it:
+            for e in it:
+                if e.name.endswith(_SUFFIX):
+                    try:
+                        st = e.stat()
+                        entries.append((st.st_mtime_ns, st.st_size, e.path))
+                    except OSError:
+                        pass  # deleted meanwhile by another process
+    except OSError:
+        return 0
+    total = sum(size for _, size, _ in entries)
+    if total <= limit:
+        return 0
+    removed = 0
+    for _, size, path in sorted(entries):
+        if total <= limit * 3 // 4:
+            break
+        try:
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            pass
+        total -= size
+    logger.info("compile cache over %d MiB: deleted the %d least recently used entries", limit >> 20, removed)
+    return removed
+
+
+def _after_write(directory_: Path) -> None:
+    global _writes
+    if _writes % _PRUNE_EVERY == 0:
+        prune(directory_)
+    _writes += 1
+
+
+def _touch(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 _FINGERPRINT: str | None = None

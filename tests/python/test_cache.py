@@ -226,3 +226,23 @@ def test_an_unwritable_cache_directory_does_not_stop_compiling(tmp_path, monkeyp
 
 def test_the_public_module_is_reachable():
     assert torch_dojo.cache is cache
+
+
+def test_the_cache_keeps_under_its_size_limit_dropping_least_recently_used(isolated_cache):
+    import time
+
+    entries = []
+    for n in (4, 5, 6):  # three entries, written oldest first
+        compile_and_run(torch.randn(n, 16))
+        (new,) = set(isolated_cache.glob("*.dojo")) - set(entries)
+        entries.append(new)
+    for age, entry in zip((30, 20, 10), entries):
+        os.utime(entry, ns=(time.time_ns() - age * 10**9,) * 2)
+    compile_and_run(torch.randn(4, 16))  # a load makes the oldest entry the most recently used
+    assert backend.compiled_graphs[-1].compiled_by == "cache"
+
+    sizes = sorted(p.stat().st_size for p in entries)
+    limit = (sizes[-1] + sizes[-2]) * 4 // 3 + 1  # two entries fit under 3/4 of it, three do not
+    assert cache.prune(limit=limit) == 1
+    assert set(isolated_cache.glob("*.dojo")) == {entries[0], entries[2]}  # the 5x16 one went
+    assert cache.prune(limit=10**12) == 0
