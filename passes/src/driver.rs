@@ -201,7 +201,9 @@ impl CompiledGraph {
         let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
         Ok(CompiledGraph {
             stages,
-            program_json: program.to_json(),
+            // The saved text itself: it came from `to_json`, and re-serialising costs as much
+            // as parsing.
+            program_json: program_json.to_string(),
             output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
             peak_sram_bytes,
             program,

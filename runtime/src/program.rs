@@ -400,27 +400,32 @@ impl Program {
     /// Parses JSON written by [`Program::to_json`]. Checks the format version; call
     /// [`Program::validate`] for everything else.
     pub fn from_json(s: &str) -> Result<Program, RuntimeError> {
-        // Read the version first so a newer format gets a version error, not a field error.
-        #[derive(Deserialize)]
-        struct Version {
-            format_version: Option<u32>,
-        }
-        if let Ok(Version {
-            format_version: Some(v),
-        }) = serde_json::from_str::<Version>(s)
-        {
-            if v != FORMAT_VERSION {
-                return Err(version_error(v));
-            }
-        }
-        serde_json::from_str(s).map_err(|e| {
-            RuntimeError::new(format!(
-                "invalid Program JSON at line {} column {}: {e}; the text must come from \
-                 Program::to_json (format_version {FORMAT_VERSION})",
-                e.line(),
-                e.column()
-            ))
-        })
+        // One parse in the common case; only a failure looks at the version, so that a newer
+        // format gets a version error rather than a field error.
+        serde_json::from_str::<Program>(s)
+            .map_err(|e| {
+                #[derive(Deserialize)]
+                struct Version {
+                    format_version: Option<u32>,
+                }
+                if let Ok(Version { format_version: Some(v) }) = serde_json::from_str::<Version>(s) {
+                    if v != FORMAT_VERSION {
+                        return version_error(v);
+                    }
+                }
+                RuntimeError::new(format!(
+                    "invalid Program JSON at line {} column {}: {e}; the text must come from \
+                     Program::to_json (format_version {FORMAT_VERSION})",
+                    e.line(),
+                    e.column()
+                ))
+            })
+            .and_then(|p| {
+                if p.format_version != FORMAT_VERSION {
+                    return Err(version_error(p.format_version));
+                }
+                Ok(p)
+            })
     }
 
     /// Checks the Program without running it: target sanity, every buffer on an enabled
