@@ -199,9 +199,12 @@ impl<'a> Lx<'a> {
     }
 
     fn legalize(&mut self, op: &Op) -> LResult {
-        // Types first: everything this compiler runs is f32 or bool.
+        // Types first: everything this compiler runs is f32 or bool, with no empty dims.
         for v in op.operands.iter().copied().chain(op.results()) {
             match self.src.ty(v) {
+                Type::Tensor(t) if t.shape.contains(&0) => {
+                    return Err(format!("{} has no elements; empty tensors stay on the host", short_type(self.src.ty(v))))
+                }
                 Type::Tensor(t) if supported_elem(t.elem) => {}
                 t => return Err(format!("dtype of {} is not supported yet (f32 and bool are)", short_type(t))),
             }
@@ -244,6 +247,8 @@ impl<'a> Lx<'a> {
             op.attr(n).and_then(Attr::as_ints).map(<[i64]>::to_vec).ok_or(format!("missing attribute '{n}'"))
         };
         let rank = |v: Value, s: &Self| s.t(v).rank() as i64;
+        // Reductions over a rank-0 tensor reduce nothing (torch accepts dim 0 / -1 there).
+        let reduce_dims = |dims: Vec<i64>, r: i64| if r == 0 { Vec::new() } else { dims };
         let norm = |d: i64, r: i64| -> Result<i64, String> {
             let n = if d < 0 { d + r.max(1) } else { d };
             if n < 0 || n >= r.max(1) {
@@ -358,6 +363,7 @@ impl<'a> Lx<'a> {
                     Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
                     _ => (0..r).collect(),
                 };
+                let dims = reduce_dims(dims, r);
                 let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
                 let mut dims_sorted = dims.clone();
                 dims_sorted.sort_unstable();
@@ -383,6 +389,7 @@ impl<'a> Lx<'a> {
                     Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
                     _ => (0..r).collect(),
                 };
+                let dims = reduce_dims(dims, r);
                 let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
                 Ok(vec![self.reduce("reduce_max", a, &dims, keepdim, &out)?])
             }
@@ -395,6 +402,7 @@ impl<'a> Lx<'a> {
                     Some(Attr::Ints(d)) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
                     _ => (0..r).collect(),
                 };
+                let dims = reduce_dims(dims, r);
                 let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
                 let zero = self.constant(0.0, ElemType::F32);
                 let nz = self.compare("ne", a, zero)?;
@@ -411,6 +419,7 @@ impl<'a> Lx<'a> {
                     Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
                     _ => (0..r).collect(),
                 };
+                let dims = reduce_dims(dims, r);
                 let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
                 let correction = float_attr("correction", Some(1.0))?;
                 let n: usize = dims.iter().map(|&d| t.shape[d as usize]).product();

@@ -534,8 +534,13 @@ impl<'a> Lowering<'a> {
                 }
                 let lin = Layout { origin: (origin.row, origin.col), grid: (gr, gc), split: in_split };
                 let lout = Layout { split: out_split, ..lin.clone() };
-                let moved = self.reshard(m, &lin, None)?;
-                return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
+                let valid = lin.check(&t.shape).is_ok()
+                    && lout.check(&rt.shape).is_ok()
+                    && reshape_is_local(&t.shape, &lin.split, &rt.shape, &lout.split);
+                if valid {
+                    let moved = self.reshard(m, &lin, None)?;
+                    return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
+                }
             }
         }
         // Otherwise gather the whole tensor on one core and reshape it there.
