@@ -90,7 +90,7 @@ test-rust: apt
 	cargo test --no-fail-fast --features dojo-passes/mlir
 
 test-python: develop
-	$(PY) -m pytest tests/python
+	DOJO_OPINFO_FULL=1 $(PY) -m pytest tests/python
 
 # The full OpInfo sweep (~5 min on 2 cores); `make test` runs every 4th entry of it.
 test-opinfo: develop

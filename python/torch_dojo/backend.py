@@ -174,8 +174,10 @@ def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, 
     fallback_stats.append(
         {"graph": name, "nodes": unsupported.total, "fallback_nodes": len(unsupported.nodes), "ops": unsupported.ops}
     )
-    if not unsupported.nodes:
+    if not unsupported.needs_split:
         return _compile(gm, name, opts)
+    if not unsupported.nodes:  # only graph constants: every part runs on the mesh
+        return make_boxed_func(split(gm, unsupported, lambda sub, i: _compile(sub, f"{name}.part{i}", opts)))
     message = format_unsupported(name, unsupported)
     if opts["fallback"] == "error":
         err = UnsupportedOpError(message + "\nWith options={'fallback': 'eager'} they run on the host instead.")

@@ -292,6 +292,10 @@ def _unsupported(message: str, ops: list[tuple[str, str, str]]) -> UnsupportedOp
     return err
 
 
+#: Dtypes the native import reads (others, e.g. complex or unsigned, stay on the host).
+_IMPORTABLE = {"f32", "f64", "f16", "bf16", "bool", "i8", "i16", "i32", "i64"}
+
+
 def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) -> dict[str, Any]:
     values: dict[torch.fx.Node, str | list[str | None]] = {}
     inputs: list[dict[str, Any]] = []
@@ -299,7 +303,7 @@ def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) ->
 
     def as_input(node: torch.fx.Node) -> None:
         val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
+        if isinstance(val, torch.Tensor) and dtype_name(val.dtype) in _IMPORTABLE:
             try:
                 inputs.append({"name": node.name, **_tensor_type(val, node)})
                 values[node] = node.name
@@ -321,9 +325,13 @@ def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) ->
                     as_input(node)
                 continue
             try:
-                if not isinstance(node.target, torch._ops.OpOverload):
-                    raise UnsupportedOpError("not an aten op")
+                if not isinstance(node.target, torch._ops.OpOverload) or not _target_name(node.target).startswith(
+                    ("aten.", "prims.")
+                ):
+                    raise UnsupportedOpError("not an aten or prims op")
                 entry, names = _op_node(node, values)
+                if any(o is not None and o["dtype"] not in _IMPORTABLE for o in entry["outputs"]):
+                    raise UnsupportedOpError("a dtype the compiler does not know")
             except (UnsupportedOpError, InvalidInputError):
                 skipped.append(node.name)
                 as_input(node)

@@ -35,6 +35,12 @@ class Unsupported:
     ops: list[tuple[str, str, str]] = field(default_factory=list)
     #: call_function nodes in the graph (for counts).
     total: int = 0
+    #: Graph constants (get_attr): the graph must be split so parts take them as inputs.
+    constants: int = 0
+
+    @property
+    def needs_split(self) -> bool:
+        return bool(self.nodes) or self.constants > 0
 
 
 def _describe(node: torch.fx.Node) -> tuple[str, str, str]:
@@ -50,6 +56,8 @@ def find_unsupported(gm: torch.fx.GraphModule, name: str) -> Unsupported:
     from_compiler = {node for _, node, _ in _native.unsupported_ops(graph_json)}
     result = Unsupported()
     for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            result.constants += 1
         if node.op != "call_function" or node.target is operator.getitem:
             continue
         result.total += 1
