@@ -247,14 +247,23 @@ impl<'a> Lx<'a> {
             op.attr(n).and_then(Attr::as_ints).map(<[i64]>::to_vec).ok_or(format!("missing attribute '{n}'"))
         };
         let rank = |v: Value, s: &Self| s.t(v).rank() as i64;
-        // Reductions over a rank-0 tensor reduce nothing (torch accepts dim 0 / -1 there).
-        let reduce_dims = |dims: Vec<i64>, r: i64| if r == 0 { Vec::new() } else { dims };
         let norm = |d: i64, r: i64| -> Result<i64, String> {
             let n = if d < 0 { d + r.max(1) } else { d };
             if n < 0 || n >= r.max(1) {
                 return Err(format!("dim {d} is out of range for rank {r}"));
             }
             Ok(n)
+        };
+        // A reduction's dims (`dim`: one int, a list, or none/empty for all) and keepdim. A
+        // rank-0 tensor reduces nothing (torch accepts dim 0 / -1 there).
+        let reduction = |r: i64| -> Result<(Vec<i64>, bool), String> {
+            let dims: Vec<i64> = match op.attr("dim") {
+                _ if r == 0 => Vec::new(),
+                Some(Attr::Int(d)) => vec![norm(*d, r)?],
+                Some(Attr::Ints(d)) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
+                _ => (0..r).collect(),
+            };
+            Ok((dims, op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false)))
         };
 
         match (base, overload) {
@@ -359,12 +368,7 @@ impl<'a> Lx<'a> {
             ("sum", "dim_IntList" | "default") | ("mean", "dim" | "default") => {
                 let a = self.convert(x(0)?, out.elem);
                 let r = rank(a, self);
-                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
-                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
-                    _ => (0..r).collect(),
-                };
-                let dims = reduce_dims(dims, r);
-                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let (dims, keepdim) = reduction(r)?;
                 let mut dims_sorted = dims.clone();
                 dims_sorted.sort_unstable();
                 dims_sorted.dedup();
@@ -385,25 +389,14 @@ impl<'a> Lx<'a> {
             ("amax", "default") | ("max", "default") => {
                 let a = x(0)?;
                 let r = rank(a, self);
-                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
-                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
-                    _ => (0..r).collect(),
-                };
-                let dims = reduce_dims(dims, r);
-                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let (dims, keepdim) = reduction(r)?;
                 Ok(vec![self.reduce("reduce_max", a, &dims, keepdim, &out)?])
             }
             // any(x, dims) -> reduce_max(x != 0) != 0
             ("any", "dim" | "dims" | "default") => {
                 let a = self.convert(x(0)?, ElemType::F32);
                 let r = rank(a, self);
-                let dims: Vec<i64> = match op.attr("dim") {
-                    Some(Attr::Int(d)) => vec![norm(*d, r)?],
-                    Some(Attr::Ints(d)) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
-                    _ => (0..r).collect(),
-                };
-                let dims = reduce_dims(dims, r);
-                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let (dims, keepdim) = reduction(r)?;
                 let zero = self.constant(0.0, ElemType::F32);
                 let nz = self.compare("ne", a, zero)?;
                 let nz = self.convert(nz, ElemType::F32);
@@ -415,12 +408,7 @@ impl<'a> Lx<'a> {
                 let a = x(0)?;
                 let t = self.t(a);
                 let r = t.rank() as i64;
-                let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
-                    Some(d) if !d.is_empty() => d.iter().map(|&d| norm(d, r)).collect::<Result<_, _>>()?,
-                    _ => (0..r).collect(),
-                };
-                let dims = reduce_dims(dims, r);
-                let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+                let (dims, keepdim) = reduction(r)?;
                 let correction = float_attr("correction", Some(1.0))?;
                 let n: usize = dims.iter().map(|&d| t.shape[d as usize]).product();
                 let kept_shape: Vec<usize> =
