@@ -80,6 +80,8 @@ impl std::error::Error for DojoError {}
 pub struct CompiledGraph {
     /// `(stage name, IR text)` in pipeline order, starting with `import`.
     pub stages: Vec<(String, String)>,
+    /// Seconds each stage took, parallel to `stages` (empty for a graph loaded from a cache).
+    pub stage_seconds: Vec<f64>,
     /// The Program as serialized JSON (byte-identical for identical input and options).
     pub program_json: String,
     /// The dtypes of the outputs, in order.
@@ -150,6 +152,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     }
     // Check the mesh name before any work, for a clear message.
     dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
+    let import_start = std::time::Instant::now();
     let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
     let mut module = imported.module;
     if let Err(errors) = verify(&module) {
@@ -157,11 +160,13 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
         return Err(DojoError::Invalid(format!("captured graph is not valid IR:\n{}", lines.join("\n"))));
     }
     let mut stages = vec![("import".to_string(), print_module(&module))];
+    let mut stage_seconds = vec![import_start.elapsed().as_secs_f64()];
     let mut pm = build_pipeline(&default_pipeline(&options.mesh)).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;
     for r in records {
+        stage_seconds.push(r.time.as_secs_f64());
         stages.push((r.name, r.ir.unwrap_or_default()));
     }
     let program = emit_program(&module, None).map_err(pass_error)?;
@@ -169,6 +174,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
     Ok(CompiledGraph {
         stages,
+        stage_seconds,
         program_json: program.to_json(),
         output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
         peak_sram_bytes,
@@ -201,6 +207,7 @@ impl CompiledGraph {
         let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
         Ok(CompiledGraph {
             stages,
+            stage_seconds: Vec::new(),
             // The saved text itself: it came from `to_json`, and re-serialising costs as much
             // as parsing.
             program_json: program_json.to_string(),

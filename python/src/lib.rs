@@ -133,6 +133,11 @@ impl CompiledGraph {
         self.inner.stages.clone()
     }
 
+    /// Seconds each stage took, parallel to `stages()` (empty for a graph from the cache).
+    fn stage_seconds(&self) -> Vec<f64> {
+        self.inner.stage_seconds.clone()
+    }
+
     /// The Program as JSON (byte-identical for identical graph and options).
     fn program_json(&self) -> String {
         self.inner.program_json.clone()

@@ -82,19 +82,18 @@ _OP_LINE = re.compile(r'^\s*(?:%[^=]+=\s*)?"[\w.]+"\(', re.MULTILINE)
 
 
 def log_compiled(graph_number: int, record) -> None:
-    """INFO: where a graph came from and how long it took; DEBUG: the size of every stage.
-
-    Per-pass times are not available yet (the driver keeps only each stage's IR), so the
-    time logged is the whole compile (or cache load) of the graph.
-    """
+    """INFO: where a graph came from and how long it took; DEBUG: every stage (pass) with
+    its time and IR size (a graph loaded from the cache has no pass times)."""
     if not logger.isEnabledFor(logging.INFO):
         return
     how = "loaded from the compile cache" if record.compiled_by == "cache" else "compiled"
     logger.info("%s graph #%d %s in %.1f ms", record.name, graph_number, how, record.compile_seconds * 1e3)
     if logger.isEnabledFor(logging.DEBUG):
+        seconds = record.graph.stage_seconds()
         for i, (stage, text) in enumerate(record.graph.stages()):
             ops = len(_OP_LINE.findall(text))
-            logger.debug("%s graph #%d after stage %d (%s): %d ops", record.name, graph_number, i, stage, ops)
+            took = f" in {seconds[i] * 1e3:.2f} ms" if i < len(seconds) else ""
+            logger.debug("%s graph #%d after stage %d (%s)%s: %d ops", record.name, graph_number, i, stage, took, ops)
 
 
 def _file_safe(stage: str) -> str:

@@ -55,6 +55,9 @@ class FakeCompiledGraph:
     def stages(self):
         return [("import", f"// {self.graph['name']}: {len(self.graph['nodes'])} nodes")]
 
+    def stage_seconds(self):
+        return [0.0]
+
     def program_json(self):
         return "{}"
 

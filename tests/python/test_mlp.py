@@ -203,3 +203,19 @@ def test_wrong_input_at_run_time_is_a_device_error_not_a_crash():
     graph = backend.compiled_graphs[-1].graph
     with pytest.raises(torch_dojo.DeviceError):
         graph.run([torch.randn(3, 3)])
+
+
+def test_every_stage_has_its_time(caplog):
+    import logging
+
+    model = mlp()
+    with torch.no_grad(), caplog.at_level(logging.DEBUG, logger="torch_dojo"):
+        torch.compile(model, backend="dojo")(torch.randn(32, 64))
+    graph = backend.compiled_graphs[-1].graph
+    names = [name for name, _ in graph.stages()]
+    seconds = graph.stage_seconds()
+    if not seconds:  # loaded from the compile cache: no pass ran
+        return
+    assert names[:2] == ["import", "legalize-aten"] and "lower-to-d1" in names
+    assert len(seconds) == len(names) and all(t >= 0 for t in seconds) and sum(seconds) > 0
+    assert any("(lower-to-d1) in" in r.getMessage() for r in caplog.records)
