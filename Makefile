@@ -92,7 +92,8 @@ test-rust: apt
 test-python: develop
 	DOJO_OPINFO_FULL=1 $(PY) -m pytest tests/python
 
-# The full OpInfo sweep (~5 min on 2 cores); `make test` runs every 4th entry of it.
+# The full OpInfo sweep alone (~3.5 min on 2 cores; make test-python runs it too). A plain
+# `pytest tests/python` runs every 4th entry (~1 min).
 test-opinfo: develop
 	DOJO_OPINFO_FULL=1 $(PY) -m pytest tests/python/test_opinfo.py -k sweep
 

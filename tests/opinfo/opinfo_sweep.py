@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TABLE = HERE / "expected.tsv"
 #: Detailed results of the last sweep (not checked in).
-RESULTS = ROOT / "target" / "opinfo" / "results.json"
+RESULTS = Path(os.environ.get("DOJO_OPINFO_RESULTS", ROOT / "target" / "opinfo" / "results.json"))
 
 STATUSES = ("mesh", "fallback", "wrong", "crash", "error", "skip")
 #: Worst first: an entry's status is the worst over its samples.

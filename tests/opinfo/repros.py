@@ -1,4 +1,5 @@
-"""Smallest reproductions of the crashes and wrong results the OpInfo sweep found.
+"""Smallest reproductions of the crashes and errors the OpInfo sweep found (all fixed by 15faa00 and
+5d1e712; kept as regression checks: every case prints "ok" now).
 
     .venv/bin/python tests/opinfo/repros.py [NAME ...]
 
@@ -40,6 +41,15 @@ CASES = {
                                   "nn.functional.adaptive_avg_pool1d"),
     "unfold-empty": (lambda x: torch.nn.functional.unfold(x, 2, 1, 0, 1), [torch.zeros(0, 1, 5, 5)],
                      "nn.functional.unfold"),
+    # Errors where fallback="eager" should have run the node on the host: a dtype the mesh lacks
+    # made `_native.unsupported_ops` raise instead of listing the node; a graph constant
+    # (get_attr) was not counted as unsupported, so the strict capture raised.
+    "uint8-cast": (lambda x: x.to(torch.uint8), [torch.randn(4)], "byte eye linalg.matrix_power _batch_norm_with_update"),
+    "complex": (lambda x: torch.fft.rfft(x).abs(), [torch.randn(4, 4)], "fft.* stft complex polar cfloat linalg.eig"),
+    "graph-constant": (lambda x: x + torch.tensor([1.0, 2.0, 3.0, 4.0]), [torch.randn(4, 4)], "masked.*"),
+    # CapacityError claiming 64 B do not fit in 1.1 MiB (an empty matmul).
+    "empty-multi-dot": (lambda a, b: torch.linalg.multi_dot([a, b, a]), [torch.randn(2, 0), torch.randn(0, 2)],
+                        "linalg.multi_dot linalg.pinv.singular"),
 }
 
 
