@@ -5,25 +5,10 @@ compiler needs (argument order, defaults, attrs, multi-result naming)."""
 
 import torch
 
-_DTYPES = {
-    "f32": torch.float32, "f64": torch.float64, "f16": torch.float16, "bf16": torch.bfloat16,
-    "bool": torch.bool, "i64": torch.int64, "i32": torch.int32, "i16": torch.int16,
-    "i8": torch.int8, "u8": torch.uint8,
-}
+from torch_dojo.capture import _DTYPE_NAMES, _tensor_kind
 
-
-def _tensor_kind(t):
-    if isinstance(t, torch.OptionalType):
-        t = t.getElementType()
-    if isinstance(t, torch.TensorType):
-        return "tensor"
-    if isinstance(t, torch.ListType):
-        e = t.getElementType()
-        if isinstance(e, torch.OptionalType):
-            e = e.getElementType()
-        if isinstance(e, torch.TensorType):
-            return "list"
-    return None
+# The capture's dtype names, read back.
+_DTYPES = {name: dtype for dtype, name in _DTYPE_NAMES.items()}
 
 
 def _float(v):
