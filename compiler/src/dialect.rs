@@ -508,7 +508,7 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             }
             // A local reshape is only valid when every core's shard reshapes to its new shard.
             let same_block = out.origin == la.origin && out.grid == la.grid;
-            if !same_block || !crate::layout::reshape_is_local(&a.shape, &la.split, &r.shape, &out.split) {
+            if !same_block || !crate::layout::reshape_is_local(out.grid, &a.shape, &la.split, &r.shape, &out.split) {
                 return Err("d1.reshape must be local: each split dim keeps its size and the product of the dims before it (reshard first)".into());
             }
             Ok(())
