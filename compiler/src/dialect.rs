@@ -249,6 +249,7 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             expect_shape("result", &r.shape, &a.shape)
         }
         "slice" | "pad" | "concat" => verify_movement(kind, func, op),
+        "iota" => verify_iota(func, op),
         other => Err(format!("unknown op 'dojo.{other}'")),
     }
 }
@@ -329,6 +330,20 @@ pub fn verify_movement(kind: &str, func: &Func, op: &Op) -> Result<(), String> {
         }
         other => Err(format!("'{other}' is not a data-movement op")),
     }
+}
+
+/// `iota {dim}`: no operands; the result counts 0, 1, ... along `dim` (f32 or i64).
+fn verify_iota(func: &Func, op: &Op) -> Result<(), String> {
+    arity(op, 0, 1)?;
+    let r = result_of(func, op, 0)?;
+    let dim = op.attr("dim").and_then(Attr::as_int).ok_or("needs attribute 'dim' as an integer")?;
+    if dim < 0 || dim as usize >= r.rank() {
+        return Err(format!("dim {dim} is out of range for rank {}", r.rank()));
+    }
+    if !matches!(r.elem, ElemType::F32 | ElemType::I64) || r.shape[dim as usize] > 1 << 24 {
+        return Err("iota counts in f32 or i64, below 2^24".into());
+    }
+    Ok(())
 }
 
 /// The layout of a mesh value's defining op.
@@ -513,6 +528,7 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             }
             Ok(())
         }
+        "iota" => verify_iota(func, op),
         "slice" | "pad" | "concat" => {
             for i in 0..op.operands.len() {
                 mesh(i)?;

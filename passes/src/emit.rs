@@ -281,6 +281,18 @@ impl<'a> Emitter<'a> {
                         self.program.instrs.push(Instr::Kernel { op: kernel.clone(), inputs, output: s.buf });
                     }
                 }
+                "d1.iota" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        self.program.instrs.push(Instr::Kernel {
+                            op: KernelOp::Iota { dim, start: s.region.offsets[dim] },
+                            inputs: vec![],
+                            output: s.buf,
+                        });
+                    }
+                }
                 "d1.slice" | "d1.pad" | "d1.concat" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     self.alloc(r, &l)?;

@@ -221,6 +221,11 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 }
                 Array { shape: rt.shape.clone(), data }
             }
+            "iota" => {
+                let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
+                let st = strides(&rt.shape);
+                Array { shape: rt.shape.clone(), data: (0..n).map(|e| ((e / st[dim]) % rt.shape[dim]) as f32).collect() }
+            }
             "concat" => {
                 let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
                 let ost = strides(&rt.shape);

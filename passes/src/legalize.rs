@@ -93,8 +93,19 @@ struct Lx<'a> {
 type LResult = Result<Vec<Value>, String>;
 
 fn supported_elem(e: ElemType) -> bool {
-    matches!(e, ElemType::F32 | ElemType::I1)
+    matches!(e, ElemType::F32 | ElemType::I1 | ElemType::I64)
 }
+
+/// Op families whose int64 results are exact when computed on integers carried as f32 (the
+/// simulator checks at run time that every int64 value stays below 2^24). Anything else
+/// producing int64 (division, sums, cumulative ops, float -> int casts) is not accepted.
+const EXACT_INT_OPS: &[&str] = &[
+    "add", "sub", "mul", "neg", "abs", "maximum", "minimum", "where", "clamp", "clamp_min", "clamp_max",
+    "view", "_unsafe_view", "reshape", "squeeze", "unsqueeze", "expand", "permute", "t", "transpose", "numpy_T",
+    "alias", "detach", "clone", "lift_fresh_copy", "_to_copy", "contiguous", "slice", "select", "cat",
+    "split", "split_with_sizes", "full", "full_like", "zeros_like", "ones_like", "scalar_tensor",
+    "constant_pad_nd", "slice_backward", "select_backward", "arange", "max_pool2d_with_indices",
+];
 
 impl<'a> Lx<'a> {
     fn new(src: &'a Func) -> Lx<'a> {
@@ -225,6 +236,17 @@ impl<'a> Lx<'a> {
         }
         let name = op.name.strip_prefix("aten.").unwrap_or(&op.name).to_string();
         let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
+        let int_result = op.results().any(|v| self.src.tensor(v).is_some_and(|t| t.elem == ElemType::I64));
+        if int_result {
+            if !EXACT_INT_OPS.contains(&base) {
+                return Err("int64 results are supported only for exact integer ops (add, sub, mul, min/max, shape ops)".into());
+            }
+            let from_float = op.operands.iter().any(|v| self.src.tensor(*v).is_some_and(|t| t.elem == ElemType::F32));
+            let fractional = op.attrs.iter().any(|(_, a)| matches!(a, Attr::Float(x) if x.fract() != 0.0));
+            if (from_float && base != "max_pool2d_with_indices") || fractional {
+                return Err("a float -> int64 conversion (truncation) is not supported yet".into());
+            }
+        }
         let mapped: Vec<Value> = op.operands.iter().map(|v| self.v(*v)).collect();
         let x = |i: usize| mapped.get(i).copied().ok_or(format!("missing operand #{i}"));
         // Tensor arguments by schema name, in order: a Python number passed for a Tensor
@@ -505,6 +527,9 @@ impl<'a> Lx<'a> {
             ("split_with_sizes", "default") | ("split", "Tensor") => self.split(op, x(0)?, &res),
             ("constant_pad_nd", "default") => self.constant_pad(op, x(0)?, &out),
             ("convolution", "default") => self.convolution(op, &mapped, &out),
+            ("arange", "default" | "start" | "start_step") => self.arange(op, &out),
+            ("max_pool2d_with_indices", "default") => self.max_pool(op, x(0)?, &res),
+            ("max_pool2d_with_indices_backward", "default") => self.max_pool_backward(op, &mapped, &out),
             ("convolution_backward", "default") => self.convolution_backward(op, &mapped, &res),
             ("_native_batch_norm_legit_no_training", "default") => self.batch_norm_inference(op, &mapped, &out, res.len()),
             _ => Err(String::new()),

@@ -348,7 +348,10 @@ impl<'a> Lowering<'a> {
                 match (from, rt.elem) {
                     (a, b) if a == b => self.val(op.operands[0]),
                     (ElemType::F32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
-                    (ElemType::I1, ElemType::F32) => self.elementwise("convert", &op.operands, None, rt),
+                    (ElemType::I1 | ElemType::I64, ElemType::F32) | (ElemType::I1, ElemType::I64) => {
+                        self.elementwise("convert", &op.operands, None, rt)
+                    }
+                    (ElemType::I64, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
                     (a, b) => Err(PassError::Invalid(format!("conversion from {a} to {b} is not supported yet"))),
                 }
             }
@@ -369,6 +372,10 @@ impl<'a> Lowering<'a> {
                 let m = self.on_mesh(op.operands[0])?;
                 let out = self.follow(m, &rt.shape)?;
                 Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
+            }
+            "iota" => {
+                let out = self.place(&rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, vec![], op.attrs.clone(), rt, out)))
             }
             "concat" => {
                 let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;

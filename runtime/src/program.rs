@@ -230,6 +230,14 @@ pub enum KernelOp {
         /// Step on each dimension (at least 1).
         strides: Vec<usize>,
     },
+    /// `out[i] = start + i[dim]`: an index ramp along `dim` (constant along the other dims);
+    /// no inputs.
+    Iota {
+        /// The dimension the values count along.
+        dim: usize,
+        /// The value at index 0 (this shard's offset in the whole tensor).
+        start: usize,
+    },
     /// The transpose of a strided window: `out` is `value` everywhere except
     /// `out[low + i * (interior + 1)] = in[i]`; every written index must lie inside the output.
     Pad {
@@ -258,6 +266,7 @@ impl KernelOp {
             KernelOp::Scale { .. } => "Scale".to_string(),
             KernelOp::Slice { .. } => "Slice".to_string(),
             KernelOp::Pad { .. } => "Pad".to_string(),
+            KernelOp::Iota { .. } => "Iota".to_string(),
         }
     }
 }
@@ -850,6 +859,12 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                         out[d], offsets[d], strides[d], a[d]
                     ));
                 }
+            }
+        }
+        KernelOp::Iota { dim, .. } => {
+            arity(0)?;
+            if *dim >= out.len() {
+                return Err(format!("iota dim {dim} is out of range for the output rank {}", out.len()));
             }
         }
         KernelOp::Pad { low, interior, .. } => {

@@ -421,6 +421,9 @@ impl<'a> Sim<'a> {
                 let (shape, data) = self.inputs[*input];
                 let decl = &prog.buffers[*buf];
                 copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
+                if decl.dtype == crate::program::DType::I64 {
+                    kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                }
                 let bytes = self.bytes(*buf, dst.elements());
                 let end = self.on_dip(pc, "Load", self.read_done[*buf], bytes);
                 self.ready[*buf] = self.ready[*buf].max(end);
@@ -446,6 +449,9 @@ impl<'a> Sim<'a> {
                 self.read_done[*buf] = self.read_done[*buf].max(end);
             }
             Instr::HostCopy { input, output } => {
+                if prog.inputs[*input].dtype == crate::program::DType::I64 {
+                    kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
+                }
                 self.outputs[*output] = self.inputs[*input].1.to_vec();
             }
             Instr::Copy {
@@ -517,6 +523,9 @@ impl<'a> Sim<'a> {
             Instr::Fill { buf, value } => {
                 self.bufs[*buf].fill(*value);
                 let decl = &prog.buffers[*buf];
+                if decl.dtype == crate::program::DType::I64 {
+                    kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
+                }
                 let bytes = self.bytes(*buf, self.bufs[*buf].len());
                 let earliest = self.ready[*buf].max(self.read_done[*buf]);
                 let dur = bytes as f64 / t.sram_store_bytes_per_s;
@@ -538,6 +547,9 @@ impl<'a> Sim<'a> {
                     kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
                 };
                 self.bufs[*output] = result;
+                if out_decl.dtype == crate::program::DType::I64 {
+                    kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                }
 
                 let flops = kernels::flops(op, &in_shapes, &out_decl.shape);
                 let mut read: u64 = inputs

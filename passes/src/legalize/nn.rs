@@ -99,6 +99,103 @@ impl Conv {
     }
 }
 
+/// Geometry of a 2-D max pooling over `[N, C, H, W]`.
+pub(super) struct Pool {
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    out: [usize; 2],
+}
+
+impl Pool {
+    /// From the op's attributes; `y` (values or their gradient) gives the output size, which
+    /// covers ceil_mode.
+    fn from_op(op: &Op, x: &TensorType, y: &TensorType) -> Result<Pool, String> {
+        if x.rank() != 4 || y.rank() != 4 {
+            return Err("max pooling is supported on [N, C, H, W] tensors".into());
+        }
+        let pair = |name: &str, default: Option<[usize; 2]>| -> Result<[usize; 2], String> {
+            match op.attr(name).and_then(Attr::as_ints) {
+                Some([a]) if *a > 0 || name == "padding" => Ok([*a as usize; 2]),
+                Some([a, b]) if *a >= 0 && *b >= 0 => Ok([*a as usize, *b as usize]),
+                Some([]) | None => default.ok_or(format!("missing attribute '{name}'")),
+                Some(v) => Err(format!("'{name}' {v:?} is not one or two sizes")),
+            }
+        };
+        let kernel = pair("kernel_size", None)?;
+        let stride = pair("stride", Some(kernel))?;
+        let padding = pair("padding", Some([0, 0]))?;
+        let dilation = pair("dilation", Some([1, 1]))?;
+        if kernel.contains(&0) || stride.contains(&0) || dilation.contains(&0) {
+            return Err("kernel size, stride and dilation must be positive".into());
+        }
+        let size = [x.shape[2], x.shape[3]];
+        let out = [y.shape[2], y.shape[3]];
+        for i in 0..2 {
+            // Every window starts inside the input or its low padding (PyTorch's rule).
+            if out[i] == 0 || (out[i] - 1) * stride[i] >= size[i] + padding[i] {
+                return Err("a pooling window starts outside the input".into());
+            }
+        }
+        Ok(Pool { size, kernel, stride, padding, dilation, out })
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    fn tap(&self, t: usize) -> (usize, usize) {
+        (t / self.kernel[1], t % self.kernel[1])
+    }
+
+    fn low(&self) -> [usize; 4] {
+        [0, 0, self.padding[0], self.padding[1]]
+    }
+
+    /// Padding after the input so that every window's last tap exists.
+    fn high(&self) -> [usize; 4] {
+        let need = |i: usize| (self.out[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1;
+        let h = |i: usize| need(i).saturating_sub(self.size[i] + self.padding[i]);
+        [0, 0, h(0), h(1)]
+    }
+
+    fn padded(&self) -> [usize; 2] {
+        let (l, h) = (self.low(), self.high());
+        [self.size[0] + l[2] + h[2], self.size[1] + l[3] + h[3]]
+    }
+
+    /// Tap `t` of the padded `xp` (`[N or 1, C or 1, ...]`): the window element it reads for
+    /// every output position.
+    fn tap_slice(&self, lx: &mut Lx<'_>, xp: Value, t: usize) -> Value {
+        let (kh, kw) = self.tap(t);
+        let lead = lx.t(xp).shape[..2].to_vec();
+        let offsets = [0, 0, kh * self.dilation[0], kw * self.dilation[1]];
+        let strides = [1, 1, self.stride[0], self.stride[1]];
+        lx.slice(xp, &offsets, &strides, [lead, self.out.to_vec()].concat())
+    }
+
+    /// `[1, 1, OH, OW]` int64: the flat input position `h*W + w` tap `t` reads (negative or
+    /// out of the row inside the padding; those are never selected).
+    fn positions(&self, lx: &mut Lx<'_>, t: usize) -> Result<Value, String> {
+        let (kh, kw) = self.tap(t);
+        let i64t = ElemType::I64;
+        let w = self.size[1] as f64;
+        let rows = lx.iota(vec![1, 1, self.out[0], 1], 2, i64t);
+        let cols = lx.iota(vec![1, 1, 1, self.out[1]], 3, i64t);
+        let rs = lx.constant(self.stride[0] as f64 * w, i64t);
+        let cs = lx.constant(self.stride[1] as f64, i64t);
+        let rows = lx.binary("mul", rows, rs, i64t)?;
+        let cols = lx.binary("mul", cols, cs, i64t)?;
+        let base = (kh * self.dilation[0]) as f64 * w - self.padding[0] as f64 * w + (kw * self.dilation[1]) as f64
+            - self.padding[1] as f64;
+        let pos = lx.binary("add", rows, cols, i64t)?;
+        let b = lx.constant(base, i64t);
+        lx.binary("add", pos, b, i64t)
+    }
+}
+
 impl<'a> Lx<'a> {
     fn ty(&self, shape: Vec<usize>, like: Value) -> TensorType {
         TensorType::new(shape, self.t(like).elem)
@@ -440,6 +537,108 @@ impl<'a> Lx<'a> {
             outs.push(self.emit("constant", vec![], vec![attr("value", Attr::Float(0.0))], empty));
         }
         Ok(outs)
+    }
+
+    /// `iota` along `dim` of `shape` in `elem`.
+    fn iota(&mut self, shape: Vec<usize>, dim: usize, elem: ElemType) -> Value {
+        self.emit("iota", vec![], vec![attr("dim", Attr::Int(dim as i64))], TensorType::new(shape, elem))
+    }
+
+    /// aten.arange (default / start / start_step): `start + i*step`, for integral start and
+    /// step (then every value is exact).
+    pub(super) fn arange(&mut self, op: &Op, out: &TensorType) -> LResult {
+        let num = |n: &str, d: f64| op.attr(n).and_then(Attr::as_float).unwrap_or(d);
+        let (start, end, step) = (num("start", 0.0), num("end", 0.0), num("step", 1.0));
+        if [start, end, step].iter().any(|v| v.fract() != 0.0 || v.abs() >= (1u64 << 24) as f64) || out.rank() != 1 {
+            return Err("arange is supported with integer start, end and step below 2^24".into());
+        }
+        let mut v = self.iota(out.shape.clone(), 0, out.elem);
+        if step != 1.0 {
+            let c = self.constant(step, out.elem);
+            v = self.binary("mul", v, c, out.elem)?;
+        }
+        if start != 0.0 {
+            let c = self.constant(start, out.elem);
+            v = self.binary("add", v, c, out.elem)?;
+        }
+        Ok(vec![v])
+    }
+
+    /// aten.max_pool2d_with_indices(x, kernel_size, stride, padding, dilation, ceil_mode) ->
+    /// (values, indices): the maximum over the window taps, and the flat `h*W + w` index of
+    /// the first maximum in window order (the last NaN if the window has NaNs), as PyTorch's
+    /// CPU kernel picks it.
+    pub(super) fn max_pool(&mut self, op: &Op, x: Value, results: &[TensorType]) -> LResult {
+        let pool = Pool::from_op(op, &self.t(x), &results[0])?;
+        let e = results[0].elem;
+        let xp = self.pad(x, &pool.low(), &pool.high(), &[0; 4], f64::NEG_INFINITY);
+        let taps: Vec<Value> = (0..pool.taps()).map(|t| pool.tap_slice(self, xp, t)).collect();
+        let mut out = taps[0];
+        for &t in &taps[1..] {
+            out = self.binary("maximum", out, t, e)?;
+        }
+        if results.len() == 1 {
+            return Ok(vec![out]);
+        }
+        let i64t = ElemType::I64;
+        // Which taps are inside the input (not padding), and their flat input positions.
+        let truth = self.constant(1.0, ElemType::I1);
+        let ones = self.emit("broadcast", vec![truth], vec![], TensorType::new(vec![1, 1, pool.size[0], pool.size[1]], ElemType::I1));
+        let validp = self.pad(ones, &pool.low(), &pool.high(), &[0; 4], 0.0);
+        let (mut first, mut last_nan) = (self.constant(0.0, i64t), self.constant(0.0, i64t));
+        let mut conds = Vec::new();
+        for (t, &tap) in taps.iter().enumerate() {
+            let valid = pool.tap_slice(self, validp, t);
+            let pos = pool.positions(self, t)?;
+            let eq = self.compare("eq", tap, out)?;
+            let f = self.constant(0.0, ElemType::I1);
+            let hit = self.select(valid, eq, f, ElemType::I1)?;
+            let nan = self.compare("ne", tap, tap)?;
+            last_nan = self.select(nan, pos, last_nan, i64t)?;
+            conds.push((hit, pos));
+        }
+        for (hit, pos) in conds.into_iter().rev() {
+            first = self.select(hit, pos, first, i64t)?;
+        }
+        let is_nan = self.compare("ne", out, out)?;
+        let idx = self.select(is_nan, last_nan, first, i64t)?;
+        let idx = self.reshape(idx, &results[1]);
+        Ok(vec![out, idx])
+    }
+
+    /// aten.max_pool2d_with_indices_backward(grad, x, kernel_size, stride, padding, dilation,
+    /// ceil_mode, indices): each tap sends the gradient of the outputs whose index is its
+    /// position back to that position.
+    pub(super) fn max_pool_backward(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        let (g, x, indices) = (ins[0], ins[1], ins[2]);
+        let pool = Pool::from_op(op, &self.t(x), &self.t(g))?;
+        let e = out.elem;
+        let zero = self.constant(0.0, e);
+        let mut acc: Option<Value> = None;
+        for t in 0..pool.taps() {
+            let pos = pool.positions(self, t)?;
+            let m = self.compare("eq", indices, pos)?;
+            let part = self.select(m, g, zero, e)?;
+            let (kh, kw) = pool.tap(t);
+            let low = [0, 0, kh * pool.dilation[0], kw * pool.dilation[1]];
+            let padded = pool.padded();
+            let high = [
+                0,
+                0,
+                padded[0] - (low[2] + (pool.out[0] - 1) * pool.stride[0] + 1),
+                padded[1] - (low[3] + (pool.out[1] - 1) * pool.stride[1] + 1),
+            ];
+            let interior = [0, 0, pool.stride[0] - 1, pool.stride[1] - 1];
+            let placed = self.pad(part, &low, &high, &interior, 0.0);
+            acc = Some(match acc {
+                None => placed,
+                Some(a) => self.binary("add", a, placed, e)?,
+            });
+        }
+        let acc = acc.ok_or("a pooling window without taps")?;
+        let n = self.t(x).shape;
+        let gx = self.slice(acc, &[0, 0, pool.padding[0], pool.padding[1]], &[1; 4], n);
+        Ok(vec![gx])
     }
 
     fn dim_attr(&self, op: &Op, name: &str, rank: usize) -> Result<usize, String> {
