@@ -51,6 +51,11 @@ impl Pass for LegalizeAten {
     }
 }
 
+/// A Python number attribute (bools are 0 and 1, as in PyTorch's type promotion).
+fn number(a: &Attr) -> Option<f64> {
+    a.as_float().or(a.as_bool().map(|b| if b { 1.0 } else { 0.0 }))
+}
+
 /// `f32[32, 64]` for messages.
 pub fn short_type(t: &Type) -> String {
     match t {
@@ -255,7 +260,7 @@ impl<'a> Lx<'a> {
             let mut next = 0;
             let mut out = Vec::with_capacity(names.len());
             for n in names {
-                match op.attr(n).and_then(Attr::as_float) {
+                match op.attr(n).and_then(number) {
                     Some(c) => out.push(s.constant(c, elem)),
                     None => {
                         out.push(x(next)?);
@@ -272,7 +277,7 @@ impl<'a> Lx<'a> {
         let out = res.first().cloned().ok_or("op has no tensor result")?;
         let float_attr = |n: &str, default: Option<f64>| -> Result<f64, String> {
             match op.attr(n) {
-                Some(a) => a.as_float().ok_or(format!("attribute '{n}' must be a number")),
+                Some(a) => number(a).ok_or(format!("attribute '{n}' must be a number")),
                 None => default.ok_or(format!("missing attribute '{n}'")),
             }
         };
@@ -370,6 +375,17 @@ impl<'a> Lx<'a> {
                 let e = mapped.first().map(|v| self.t(*v).elem).unwrap_or(ElemType::F32);
                 let ab = tensor_args(self, &["self", "other"], e)?;
                 Ok(vec![self.compare(p, ab[0], ab[1])?])
+            }
+            // isinf(x) -> |x| == inf, isfinite(x) -> |x| < inf (false for NaN), isnan(x) -> x != x
+            ("isinf" | "isfinite" | "isnan", "default") => {
+                let a = x(0)?;
+                let e = self.t(a).elem;
+                if base == "isnan" {
+                    return Ok(vec![self.compare("ne", a, a)?]);
+                }
+                let m = self.unary("abs", a);
+                let inf = self.constant(f64::INFINITY, e);
+                Ok(vec![self.compare(if base == "isinf" { "eq" } else { "lt" }, m, inf)?])
             }
             // where(c, a, b) -> select
             ("where", "self") => {

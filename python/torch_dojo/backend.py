@@ -27,7 +27,7 @@ from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 from torch._decomp import core_aten_decompositions, get_decompositions
 
-from . import _native, cache, logs
+from . import _native, attention, cache, logs
 from .capture import capture_json
 from .errors import model_source_on_error
 from ._native import DeviceError, InvalidInputError, UnsupportedOpError
@@ -151,11 +151,10 @@ def decompositions() -> dict:
                 ]
             )
         )
-        # PyTorch 2.13's decomposition of the CPU flash-attention op gives wrong gradients
-        # under AOTAutograd (off by ~100x against a hand-written attention; no torch-dojo
-        # code involved, see tests/python/test_models.py::test_sdpa_decomposition_stays_off).
-        # Keeping the op whole makes it run eagerly, with correct gradients.
-        table.pop(aten._scaled_dot_product_flash_attention_for_cpu.default, None)
+        # PyTorch 2.13's own decomposition of the CPU flash-attention op gives wrong gradients
+        # under AOTAutograd (off by ~100x against a hand-written attention); torch-dojo
+        # decomposes the forward and backward ops itself (attention.py).
+        table.update(attention.decompositions())
         _DECOMPOSITIONS = table
     return _DECOMPOSITIONS
 
