@@ -131,3 +131,13 @@ fn compiled_graphs_never_beat_their_roofline() {
     assert!(compiled >= CASES * 9 / 10, "only {compiled} of {CASES} compiled ({skipped} did not fit)");
     assert!(bound_names.len() >= 3, "{bound_names:?}");
 }
+
+#[test]
+fn graphs_compile_and_time_on_a_tray_and_an_exapod() {
+    for mesh in ["tray", "exapod"] {
+        let p = compile(&graph(64, 96, 80, None), mesh).expect("fits");
+        let prof = SimMesh::timing_only().time(&p).unwrap();
+        check(&prof, mesh);
+        assert!(prof.cores_used <= 256, "{mesh}: the default lowering uses one 16x16 block");
+    }
+}
