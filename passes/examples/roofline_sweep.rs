@@ -135,14 +135,14 @@ fn main() {
                     let s = prof.simulated_seconds;
                     let b = *base.get_or_insert(s);
                     println!(
-                        "| {mesh} | {} | {} | {} | {} | {} | {:.1}% | {} |",
+                        "| {mesh} | {} | {} | {} | {} | {} | {:.1}% | {:.1}x |",
                         t.enabled_cores(),
                         prof.cores_used,
                         ms(s),
                         ms(prof.roofline_seconds),
                         prof.roofline_bound.as_deref().unwrap_or("-"),
                         100.0 * prof.roofline_efficiency.unwrap_or(0.0),
-                        format!("{:.1}x", b / s)
+                        b / s
                     );
                 }
                 Err(e) => {

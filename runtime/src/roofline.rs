@@ -173,16 +173,17 @@ fn cut_capacity(t: &Target) -> [f64; CUTS] {
     // A cut between sites `at - 1` and `at` of one axis (`sites_per_chip` sites per chip,
     // `chips_per_tile` chips per tile along it), crossed by `lanes` links, `chips` chip edges
     // and `tiles` tile edges when it is a chip or tile boundary.
-    let capacity = |at: u32, sites_per_chip: u32, chips_per_tile: u32, lanes: u32, chips: u32, tiles: u32| {
-        let mut c = f64::from(lanes) * link;
-        if at > 0 && at % sites_per_chip == 0 {
-            c = c.min(f64::from(chips) * t.chip_edge_bytes_per_s);
-            if (at / sites_per_chip) % chips_per_tile == 0 {
-                c = c.min(f64::from(tiles) * t.tile_edge_bytes_per_s);
+    let capacity =
+        |at: u32, sites_per_chip: u32, chips_per_tile: u32, lanes: u32, chips: u32, tiles: u32| {
+            let mut c = f64::from(lanes) * link;
+            if at > 0 && at % sites_per_chip == 0 {
+                c = c.min(f64::from(chips) * t.chip_edge_bytes_per_s);
+                if (at / sites_per_chip) % chips_per_tile == 0 {
+                    c = c.min(f64::from(tiles) * t.tile_edge_bytes_per_s);
+                }
             }
-        }
-        c
-    };
+            c
+        };
     let v = capacity(
         t.cols() / 2,
         t.core_grid.1,

@@ -718,8 +718,7 @@ impl<'a> Sim<'a> {
                 if s.core == d.core {
                     let sram = bytes as f64 / t.sram_load_bytes_per_s
                         + bytes as f64 / t.sram_store_bytes_per_s;
-                    let end =
-                        self.on_core(pc, "Copy".to_string(), &s.core, earliest, 0, 0.0, sram);
+                    let end = self.on_core(pc, "Copy".to_string(), &s.core, earliest, 0, 0.0, sram);
                     self.ready[*dst] = self.ready[*dst].max(end);
                     self.read_done[*src] = self.read_done[*src].max(end);
                 } else {

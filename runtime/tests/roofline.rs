@@ -56,7 +56,13 @@ fn copy(b: &mut Builder, src: BufId, dst: BufId, n: usize) {
 }
 
 /// A Program on `mesh` with one copy of `n` f32 per (from, to) pair, all independent.
-fn copies(mesh: &str, pairs: &[((u32, u32), (u32, u32))], n: usize) -> Profile {
+/// A (from, to) pair of core coordinates.
+type Pair = ((u32, u32), (u32, u32));
+
+/// Host inputs: (shape, data) each.
+type Inputs = Vec<(Vec<usize>, Vec<f32>)>;
+
+fn copies(mesh: &str, pairs: &[Pair], n: usize) -> Profile {
     let mut b = Builder::new(mesh);
     for &(from, to) in pairs {
         let x = b.buf(from, &[n]);
@@ -77,7 +83,10 @@ fn transfers_sharing_a_link_serialise() {
     let serial = (n * 4) as f64 / (t.link_bytes_per_cycle * t.clock_hz);
     assert!(both > long.max(short), "{both} vs {long} {short}");
     // The second waits for the first's serialisation.
-    assert!((both - (serial + short)).abs() < 1e-12, "{both} {serial} {short}");
+    assert!(
+        (both - (serial + short)).abs() < 1e-12,
+        "{both} {serial} {short}"
+    );
 
     // Disjoint routes (different rows) do not interfere.
     let apart = copies("d1", &[((0, 0), (0, 3)), ((1, 1), (1, 2))], n).simulated_seconds;
@@ -148,7 +157,10 @@ fn the_simulator_rejects_disabled_cores_and_sram_overflow() {
     let mut b = Builder::new("d1");
     b.buf((17, 16), &[4]);
     let m = SimMesh::timing_only().time(&b.p).unwrap_err().message;
-    assert!(m.contains("(17,16)") && m.contains("disabled (harvested)"), "{m}");
+    assert!(
+        m.contains("(17,16)") && m.contains("disabled (harvested)"),
+        "{m}"
+    );
 
     let mut b = Builder::new("exapod");
     b.buf((49 * 18 + 4, 59 * 20 + 19), &[4]);
@@ -159,7 +171,9 @@ fn the_simulator_rejects_disabled_cores_and_sram_overflow() {
     b.buf((1, 1), &[300, 1024]); // 1,228,800 B > 1,179,648 B usable
     let m = run(&b.p, &[]).unwrap_err().message;
     assert!(
-        m.starts_with("core (1,1) needs 1,228,800 B of SRAM at instruction 0 but has 1,179,648 B usable"),
+        m.starts_with(
+            "core (1,1) needs 1,228,800 B of SRAM at instruction 0 but has 1,179,648 B usable"
+        ),
         "{m}"
     );
 }
@@ -253,7 +267,7 @@ fn two_by_two_chips() -> Target {
 
 /// A random Program: buffers of one square shape on random enabled cores, random loads,
 /// local and remote (sub-box) copies, kernels, fills and stores, grouped into random ops.
-fn random_program(rng: &mut Rng, target: Target) -> (Program, Vec<(Vec<usize>, Vec<f32>)>) {
+fn random_program(rng: &mut Rng, target: Target) -> (Program, Inputs) {
     let r = 1 + rng.below(24) as usize;
     let shape = vec![r, r];
     let mut b = Builder {
@@ -296,9 +310,15 @@ fn random_program(rng: &mut Rng, target: Target) -> (Program, Vec<(Vec<usize>, V
             }
             1 | 2 => {
                 let ((_, x), (_, y)) = (pick(rng), pick(rng));
-                let sizes = vec![1 + rng.below(r as u64) as usize, 1 + rng.below(r as u64) as usize];
+                let sizes = vec![
+                    1 + rng.below(r as u64) as usize,
+                    1 + rng.below(r as u64) as usize,
+                ];
                 let off = |rng: &mut Rng| -> Vec<usize> {
-                    sizes.iter().map(|&s| rng.below((r - s + 1) as u64) as usize).collect()
+                    sizes
+                        .iter()
+                        .map(|&s| rng.below((r - s + 1) as u64) as usize)
+                        .collect()
                 };
                 let (so, d_o) = (off(rng), off(rng));
                 b.push(Instr::Copy {
@@ -311,9 +331,15 @@ fn random_program(rng: &mut Rng, target: Target) -> (Program, Vec<(Vec<usize>, V
             3 => {
                 // A kernel on one core's three buffers.
                 let k = rng.below(cores.len() as u64) as usize;
-                let mine: Vec<BufId> = bufs.iter().filter(|(c, _)| *c == k).map(|&(_, b)| b).collect();
+                let mine: Vec<BufId> = bufs
+                    .iter()
+                    .filter(|(c, _)| *c == k)
+                    .map(|&(_, b)| b)
+                    .collect();
                 let op = match rng.below(4) {
-                    0 => KernelOp::MatMul { accumulate: rng.below(2) == 0 },
+                    0 => KernelOp::MatMul {
+                        accumulate: rng.below(2) == 0,
+                    },
                     1 => KernelOp::Binary { op: BinaryOp::Add },
                     2 => KernelOp::Unary { op: UnaryOp::Exp },
                     _ => KernelOp::Scale { factor: 0.5 },
@@ -323,11 +349,18 @@ fn random_program(rng: &mut Rng, target: Target) -> (Program, Vec<(Vec<usize>, V
                 } else {
                     vec![mine[0]]
                 };
-                b.push(Instr::Kernel { op, inputs, output: mine[2] });
+                b.push(Instr::Kernel {
+                    op,
+                    inputs,
+                    output: mine[2],
+                });
             }
             4 => {
                 let (_, x) = pick(rng);
-                b.push(Instr::Fill { buf: x, value: 0.25 });
+                b.push(Instr::Fill {
+                    buf: x,
+                    value: 0.25,
+                });
             }
             _ => {
                 let (_, x) = pick(rng);
@@ -368,7 +401,9 @@ fn simulated_time_never_beats_the_roofline_on_random_programs() {
         let name = target.name.clone();
         let (p, inputs) = random_program(&mut rng, target);
         let what = format!("case {case} on {name}");
-        let timed = SimMesh::timing_only().time(&p).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let timed = SimMesh::timing_only()
+            .time(&p)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_never_beats_roofline(&timed, &what);
         for op in &timed.ops {
             if let Some(b) = op.roofline.binding {
@@ -399,9 +434,17 @@ fn bisection_counts_bytes_crossing_the_middle() {
     let n = 1024;
     let t = Target::preset("d1").unwrap();
     let link = t.link_bytes_per_cycle * t.clock_hz;
-    let prof = copies("d1", &[((0, 9), (0, 10)), ((3, 0), (3, 19)), ((4, 12), (4, 2))], n);
+    let prof = copies(
+        "d1",
+        &[((0, 9), (0, 10)), ((3, 0), (3, 19)), ((4, 12), (4, 2))],
+        n,
+    );
     let east = 2.0 * (n * 4) as f64 / (18.0 * link);
-    assert!((prof.roofline.bisection_s - east).abs() < 1e-18, "{:?}", prof.roofline);
+    assert!(
+        (prof.roofline.bisection_s - east).abs() < 1e-18,
+        "{:?}",
+        prof.roofline
+    );
     // On 2 x 2 chips the middle is a D1 edge: 2 chip edges at 2 TB/s < 36 links.
     let mut b = Builder {
         p: Program::new(two_by_two_chips()),

@@ -32,8 +32,14 @@ fn presets_have_the_documented_core_counts() {
     assert!(!pod.is_enabled(&CoreId::new(49 * 18 + 17, 59 * 20 + 16)));
     assert!(pod.is_enabled(&CoreId::new(49 * 18 + 16, 59 * 20 + 16)));
     assert_eq!(pod.tile_of(&CoreId::new(899, 1199)), (9, 11));
-    assert_eq!(pod.tile_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)), 2);
-    assert_eq!(pod.chip_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)), 10);
+    assert_eq!(
+        pod.tile_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)),
+        2
+    );
+    assert_eq!(
+        pod.chip_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)),
+        10
+    );
     pod.validate().unwrap();
 
     let s = Target::preset("d1:4x4").unwrap();
