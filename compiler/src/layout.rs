@@ -220,15 +220,25 @@ fn split_signature(shape: &[usize], split: &[i8]) -> Vec<(i8, usize, usize)> {
     out
 }
 
-/// Whether reshaping `in_shape` (split `in_split`) to `out_shape` (split `out_split`) on the
-/// same block is a purely local operation: every split dim keeps its size and the product of
-/// the dims before it, so each core's row-major shard reshapes into exactly its new shard.
-pub fn reshape_is_local(in_shape: &[usize], in_split: &[i8], out_shape: &[usize], out_split: &[i8]) -> bool {
-    split_signature(in_shape, in_split) == split_signature(out_shape, out_split)
+/// Whether reshaping `in_shape` (split `in_split`) to `out_shape` (split `out_split`) on a
+/// block of `grid` cores is a purely local operation, so that each core's row-major shard
+/// reshapes into exactly its new shard. Split dims pair up in order, each pair on the same
+/// mesh axis with the same product of the dims before it, and either the same size, or sizes
+/// that the axis's chunk count divides (the split dim is the outermost of a group of dims
+/// that the reshape merges or splits, e.g. `[32, 64]` rows-split -> `[2048]` rows-split).
+pub fn reshape_is_local(grid: (u32, u32), in_shape: &[usize], in_split: &[i8], out_shape: &[usize], out_split: &[i8]) -> bool {
+    let (a, b) = (split_signature(in_shape, in_split), split_signature(out_shape, out_split));
+    let layout = Layout { origin: (0, 0), grid, split: vec![] };
+    a.len() == b.len()
+        && a.iter().zip(&b).all(|(&(ax, pa, na), &(bx, pb, nb))| {
+            let g = layout.axis_len(ax);
+            ax == bx && pa == pb && (na == nb || (na % g == 0 && nb % g == 0))
+        })
 }
 
-/// Pairs `(input dim, output dim)` of a reshape that can carry a split: equal size (> 1) and
-/// equal product of the dims before them.
+/// Pairs `(input dim, output dim)` of a reshape that can carry a split: size > 1 on both
+/// sides and equal product of the dims before them (equal sizes carry any split; different
+/// sizes carry a split whose chunk count divides both, see [`reshape_is_local`]).
 pub fn reshape_carriable_dims(in_shape: &[usize], out_shape: &[usize]) -> Vec<(usize, usize)> {
     let prefixes = |shape: &[usize]| {
         let mut p = 1;
@@ -244,7 +254,9 @@ pub fn reshape_carriable_dims(in_shape: &[usize], out_shape: &[usize]) -> Vec<(u
         if n <= 1 {
             continue;
         }
-        if let Some(dout) = (0..out_shape.len()).find(|&d| out_shape[d] == n && po[d] == pi[di]) {
+        let same = |d: usize| out_shape[d] > 1 && po[d] == pi[di];
+        let pick = (0..out_shape.len()).find(|&d| same(d) && out_shape[d] == n).or((0..out_shape.len()).find(|&d| same(d)));
+        if let Some(dout) = pick {
             pairs.push((di, dout));
         }
     }

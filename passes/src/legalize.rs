@@ -8,6 +8,8 @@
 
 use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, UnsupportedOp, Value};
 
+mod nn;
+
 pub struct LegalizeAten;
 
 impl Pass for LegalizeAten {
@@ -84,13 +86,26 @@ struct Lx<'a> {
     src: &'a Func,
     out: Func,
     map: Vec<Option<Value>>,
+    /// Whether each source value is read by an op or returned.
+    used: Vec<bool>,
 }
 
 type LResult = Result<Vec<Value>, String>;
 
 fn supported_elem(e: ElemType) -> bool {
-    matches!(e, ElemType::F32 | ElemType::I1)
+    matches!(e, ElemType::F32 | ElemType::I1 | ElemType::I64)
 }
+
+/// Op families whose int64 results are exact when computed on integers carried as f32 (the
+/// simulator checks at run time that every int64 value stays below 2^24). Anything else
+/// producing int64 (division, sums, cumulative ops, float -> int casts) is not accepted.
+const EXACT_INT_OPS: &[&str] = &[
+    "add", "sub", "mul", "neg", "abs", "maximum", "minimum", "where", "clamp", "clamp_min", "clamp_max",
+    "view", "_unsafe_view", "reshape", "squeeze", "unsqueeze", "expand", "permute", "t", "transpose", "numpy_T",
+    "alias", "detach", "clone", "lift_fresh_copy", "_to_copy", "contiguous", "slice", "select", "cat",
+    "split", "split_with_sizes", "full", "full_like", "zeros_like", "ones_like", "scalar_tensor",
+    "constant_pad_nd", "slice_backward", "select_backward", "arange", "max_pool2d_with_indices",
+];
 
 impl<'a> Lx<'a> {
     fn new(src: &'a Func) -> Lx<'a> {
@@ -100,7 +115,11 @@ impl<'a> Lx<'a> {
         for a in src.args() {
             map[a.index()] = Some(a);
         }
-        Lx { src, out, map }
+        let mut used = vec![false; src.value_types.len()];
+        for v in src.ops.iter().flat_map(|op| op.operands.iter()).chain(&src.returns) {
+            used[v.index()] = true;
+        }
+        Lx { src, out, map, used }
     }
 
     fn finish(mut self) -> Func {
@@ -201,7 +220,10 @@ impl<'a> Lx<'a> {
     fn legalize(&mut self, op: &Op) -> LResult {
         // Types first: everything this compiler runs is f32 or bool, with no empty dims.
         for v in op.operands.iter().copied().chain(op.results()) {
+            let is_result = v.index() >= op.result(0).index();
             match self.src.ty(v) {
+                // An empty result nobody reads (batch norm's saved statistics in inference).
+                Type::Tensor(t) if t.shape.contains(&0) && is_result && !self.used[v.index()] && t.elem == ElemType::F32 => {}
                 Type::Tensor(t) if t.shape.contains(&0) => {
                     return Err(format!("{} has no elements; empty tensors stay on the host", short_type(self.src.ty(v))))
                 }
@@ -214,6 +236,17 @@ impl<'a> Lx<'a> {
         }
         let name = op.name.strip_prefix("aten.").unwrap_or(&op.name).to_string();
         let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
+        let int_result = op.results().any(|v| self.src.tensor(v).is_some_and(|t| t.elem == ElemType::I64));
+        if int_result {
+            if !EXACT_INT_OPS.contains(&base) {
+                return Err("int64 results are supported only for exact integer ops (add, sub, mul, min/max, shape ops)".into());
+            }
+            let from_float = op.operands.iter().any(|v| self.src.tensor(*v).is_some_and(|t| t.elem == ElemType::F32));
+            let fractional = op.attrs.iter().any(|(_, a)| matches!(a, Attr::Float(x) if x.fract() != 0.0));
+            if (from_float && base != "max_pool2d_with_indices") || fractional {
+                return Err("a float -> int64 conversion (truncation) is not supported yet".into());
+            }
+        }
         let mapped: Vec<Value> = op.operands.iter().map(|v| self.v(*v)).collect();
         let x = |i: usize| mapped.get(i).copied().ok_or(format!("missing operand #{i}"));
         // Tensor arguments by schema name, in order: a Python number passed for a Tensor
@@ -485,6 +518,20 @@ impl<'a> Lx<'a> {
             ("alias" | "detach" | "clone" | "lift_fresh_copy" | "_to_copy" | "contiguous", "default") => {
                 Ok(vec![self.convert(x(0)?, out.elem)])
             }
+            // shape-moving and neural-network families (legalize/nn.rs)
+            ("slice", "Tensor") => self.slice_tensor(op, x(0)?, &out),
+            ("slice_backward", "default") => self.slice_backward(op, x(0)?, &out),
+            ("select", "int") => self.select_int(op, x(0)?, &out),
+            ("select_backward", "default") => self.select_backward(op, x(0)?, &out),
+            ("cat", "default") => self.cat(op, mapped.clone(), &out),
+            ("split_with_sizes", "default") | ("split", "Tensor") => self.split(op, x(0)?, &res),
+            ("constant_pad_nd", "default") => self.constant_pad(op, x(0)?, &out),
+            ("convolution", "default") => self.convolution(op, &mapped, &out),
+            ("arange", "default" | "start" | "start_step") => self.arange(op, &out),
+            ("max_pool2d_with_indices", "default") => self.max_pool(op, x(0)?, &res),
+            ("max_pool2d_with_indices_backward", "default") => self.max_pool_backward(op, &mapped, &out),
+            ("convolution_backward", "default") => self.convolution_backward(op, &mapped, &res),
+            ("_native_batch_norm_legit_no_training", "default") => self.batch_norm_inference(op, &mapped, &out, res.len()),
             _ => Err(String::new()),
         }
     }

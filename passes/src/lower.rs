@@ -176,24 +176,41 @@ impl<'a> Lowering<'a> {
         v
     }
 
-    /// The default layout for a tensor shape (see the module doc).
+    /// The default layout for a tensor shape (see the module doc): the two dims whose splits
+    /// give the most cores (shards of at least [`MIN_SHARD_EDGE`]), the later dims on ties, so
+    /// a matrix splits its last two dims while a conv weight `[256, 128, 3, 3]` or an
+    /// activation `[2, 128, 8, 8]` splits its channels.
     fn place(&self, shape: &[usize]) -> LResult<Layout> {
         let rank = shape.len();
+        let chunks = |d: usize, max: u32| ((shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(max) as usize;
+        let mut best = (rank.checked_sub(2), rank.checked_sub(1));
+        let mut best_cores = best.0.map_or(1, |r| chunks(r, self.max_block.0)) * best.1.map_or(1, |c| chunks(c, self.max_block.1));
+        for c in (0..rank).rev() {
+            for r in (0..c).rev() {
+                let cores = chunks(r, self.max_block.0) * chunks(c, self.max_block.1);
+                if cores > best_cores {
+                    (best, best_cores) = ((Some(r), Some(c)), cores);
+                }
+            }
+        }
+        self.place_on(shape, best.0, best.1)
+    }
+
+    /// The layout splitting dim `rows` over mesh rows and `cols` over mesh columns (as many
+    /// chunks as give shards of at least [`MIN_SHARD_EDGE`], at most the largest block), at the
+    /// first block free of disabled sites.
+    fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>) -> LResult<Layout> {
         let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
-        let (mut gr, mut gc) = match rank {
-            0 => (1, 1),
-            1 => (1, grid_for(shape[0], self.max_block.1)),
-            _ => (grid_for(shape[rank - 2], self.max_block.0), grid_for(shape[rank - 1], self.max_block.1)),
-        };
-        let mut split = vec![NONE; rank];
-        if rank >= 1 {
-            split[rank - 1] = COLS;
+        let mut split = vec![NONE; shape.len()];
+        let mut gr = 1;
+        let mut gc = 1;
+        if let Some(c) = cols {
+            split[c] = COLS;
+            gc = grid_for(shape[c], self.max_block.1);
         }
-        if rank >= 2 {
-            split[rank - 2] = ROWS;
-        }
-        if rank == 1 {
-            gr = 1;
+        if let Some(r) = rows {
+            split[r] = ROWS;
+            gr = grid_for(shape[r], self.max_block.0);
         }
         let origin = loop {
             match self.target.find_free_block(gr, gc) {
@@ -331,7 +348,10 @@ impl<'a> Lowering<'a> {
                 match (from, rt.elem) {
                     (a, b) if a == b => self.val(op.operands[0]),
                     (ElemType::F32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
-                    (ElemType::I1, ElemType::F32) => self.elementwise("convert", &op.operands, None, rt),
+                    (ElemType::I1 | ElemType::I64, ElemType::F32) | (ElemType::I1, ElemType::I64) => {
+                        self.elementwise("convert", &op.operands, None, rt)
+                    }
+                    (ElemType::I64, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
                     (a, b) => Err(PassError::Invalid(format!("conversion from {a} to {b} is not supported yet"))),
                 }
             }
@@ -342,9 +362,40 @@ impl<'a> Lowering<'a> {
                 }
                 self.elementwise(&pred, &op.operands, None, rt)
             }
+            "slice" | "pad" => {
+                if let Val::Const(v, _) = self.val(op.operands[0])? {
+                    let fill = op.attr("value").and_then(Attr::as_float).unwrap_or(v);
+                    if kind == "slice" || fill.to_bits() == v.to_bits() {
+                        return Ok(Val::Const(v, rt));
+                    }
+                }
+                let m = self.on_mesh(op.operands[0])?;
+                let out = self.follow(m, &rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
+            }
+            "iota" => {
+                let out = self.place(&rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, vec![], op.attrs.clone(), rt, out)))
+            }
+            "concat" => {
+                let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;
+                let out = self.follow(ins[0], &rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, ins, op.attrs.clone(), rt, out)))
+            }
             k if map_arity(k).is_some() => self.elementwise(k, &op.operands, None, rt),
             other => Err(PassError::Invalid(format!("no lowering for 'dojo.{other}' yet"))),
         }
+    }
+
+    /// The layout of a data-movement result of shape `shape` made from mesh value `m`: `m`'s
+    /// own block and splits when they fit the new shape (each core then mostly reads from
+    /// itself and its neighbours), else the default placement.
+    fn follow(&self, m: Value, shape: &[usize]) -> LResult<Layout> {
+        let l = self.layout(m);
+        if l.split.len() == shape.len() && l.check(shape).is_ok() {
+            return Ok(l);
+        }
+        self.place(shape)
     }
 
     /// The layout an elementwise operand of shape `shape` needs for a result laid out `out`.
@@ -405,7 +456,7 @@ impl<'a> Lowering<'a> {
         // A batch dim (rank 3) is whole on every core; each core multiplies all batches.
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
-        let out = self.place(&rt.shape)?;
+        let out = self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?;
         let elem_bytes = rt.elem.bytes() as u64;
         let (mb, nb) = (m.div_ceil(out.grid.0 as usize) as u64, n.div_ceil(out.grid.1 as usize) as u64);
         let (mb, nb) = (mb * batch as u64, nb);
@@ -513,16 +564,21 @@ impl<'a> Lowering<'a> {
                 None => ok = false,
             }
         }
-        if ok && reshape_is_local(&t.shape, &l.split, &rt.shape, &carried) {
+        if ok && reshape_is_local(l.grid, &t.shape, &l.split, &rt.shape, &carried) {
             let out = Layout { split: carried, ..l };
             return Ok(self.emit("reshape", vec![m], vec![], rt, out));
         }
         // 2. Reshard onto a layout that splits carriable dims: the last over mesh columns, the
-        //    one before it over mesh rows.
+        //    one before it over mesh rows; a pair of different sizes (a merged or split group)
+        //    gets a chunk count that divides both.
         if let Some(&(ci, co)) = pairs.last() {
             let row = pairs.iter().rev().nth(1).copied();
-            let gc = ((t.shape[ci] / MIN_SHARD_EDGE).max(1) as u32).min(self.max_block.1);
-            let gr = row.map(|(ri, _)| ((t.shape[ri] / MIN_SHARD_EDGE).max(1) as u32).min(self.max_block.0)).unwrap_or(1);
+            let grid = |(i, o): (usize, usize), max: u32| {
+                let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(max);
+                (1..=want).rev().find(|&g| t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0).unwrap_or(1)
+            };
+            let gc = grid((ci, co), self.max_block.1);
+            let gr = row.map(|p| grid(p, self.max_block.0)).unwrap_or(1);
             if let Some(origin) = self.target.find_free_block(gr, gc) {
                 let mut in_split = vec![NONE; t.rank()];
                 let mut out_split = vec![NONE; rt.rank()];
@@ -536,7 +592,7 @@ impl<'a> Lowering<'a> {
                 let lout = Layout { split: out_split, ..lin.clone() };
                 let valid = lin.check(&t.shape).is_ok()
                     && lout.check(&rt.shape).is_ok()
-                    && reshape_is_local(&t.shape, &lin.split, &rt.shape, &lout.split);
+                    && reshape_is_local(lin.grid, &t.shape, &lin.split, &rt.shape, &lout.split);
                 if valid {
                     let moved = self.reshard(m, &lin, None)?;
                     return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));

@@ -76,6 +76,46 @@ pub(crate) fn run(
                 .collect()
         }
         KernelOp::Reshape => ins[0].1.to_vec(),
+        KernelOp::Slice { offsets, strides: steps } => {
+            let (shape, data) = ins[0];
+            let st = strides(shape);
+            let base: usize = offsets.iter().zip(&st).map(|(o, s)| o * s).sum();
+            let walk: Vec<usize> = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
+            strided_offsets(out_shape, &walk).into_iter().map(|i| data[base + i]).collect()
+        }
+        KernelOp::Iota { dim, start } => {
+            let st = strides(out_shape);
+            (0..n).map(|i| (start + (i / st[*dim]) % out_shape[*dim]) as f32).collect()
+        }
+        KernelOp::Pad { low, interior, value } => {
+            let (shape, data) = ins[0];
+            let st = strides(out_shape);
+            let base: usize = low.iter().zip(&st).map(|(o, s)| o * s).sum();
+            let walk: Vec<usize> = interior.iter().zip(&st).map(|(k, s)| (k + 1) * s).collect();
+            let mut out = vec![*value; n];
+            for (&x, o) in data.iter().zip(strided_offsets(shape, &walk)) {
+                out[base + o] = x;
+            }
+            out
+        }
+    }
+}
+
+/// `I64` values are carried as `f32`, which holds every integer of magnitude below 2^24
+/// exactly; sums, differences, products, maxima and selections of such integers are then
+/// exact too, as long as the result stays below the limit.
+pub(crate) const EXACT_INT_LIMIT: f32 = 16_777_216.0;
+
+/// Check that a buffer of `I64` values holds only integers below [`EXACT_INT_LIMIT`]; an
+/// error names the first offending value, so an integer result can never be silently rounded.
+pub(crate) fn check_exact_ints(data: &[f32], what: &str) -> Result<(), crate::error::RuntimeError> {
+    match data.iter().find(|x| !(x.abs() < EXACT_INT_LIMIT && x.fract() == 0.0)) {
+        None => Ok(()),
+        Some(x) => Err(crate::error::RuntimeError::new(format!(
+            "{what}: the int64 value {x} is outside the range the simulator computes exactly \
+             (integers below 2^24 in magnitude), so the result would not be exact; run this \
+             model eagerly for such inputs or keep its integer tensors below 2^24"
+        ))),
     }
 }
 
@@ -179,7 +219,12 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
             let k = ins.first().and_then(|a| a.last()).copied().unwrap_or(0) as u64;
             2 * out * k
         }
-        KernelOp::Unary { op: UnaryOp::Copy } | KernelOp::Transpose { .. } | KernelOp::Reshape => 0,
+        KernelOp::Unary { op: UnaryOp::Copy }
+        | KernelOp::Transpose { .. }
+        | KernelOp::Reshape
+        | KernelOp::Slice { .. }
+        | KernelOp::Pad { .. }
+        | KernelOp::Iota { .. } => 0,
         KernelOp::Unary { .. }
         | KernelOp::Binary { .. }
         | KernelOp::Select

@@ -650,6 +650,9 @@ impl<'a> Sim<'a> {
                     let (shape, data) = self.inputs[*input];
                     let decl = &prog.buffers[*buf];
                     copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
+                    if decl.dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                    }
                 }
                 let bytes = self.bytes(*buf, dst.elements());
                 let end = self.on_dip(pc, "Load", self.read_done[*buf], bytes);
@@ -679,6 +682,12 @@ impl<'a> Sim<'a> {
             }
             Instr::HostCopy { input, output } => {
                 if self.functional {
+                    if prog.inputs[*input].dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(
+                            self.inputs[*input].1,
+                            &format!("input {input}"),
+                        )?;
+                    }
                     self.outputs[*output] = self.inputs[*input].1.to_vec();
                 }
             }
@@ -732,6 +741,9 @@ impl<'a> Sim<'a> {
                     self.bufs[*buf].fill(*value);
                 }
                 let decl = &prog.buffers[*buf];
+                if self.functional && decl.dtype == crate::program::DType::I64 {
+                    kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
+                }
                 let bytes = self.bytes(*buf, self.elems[*buf]);
                 let earliest = self.ready[*buf].max(self.read_done[*buf]);
                 let sram = bytes as f64 / t.sram_store_bytes_per_s;
@@ -755,6 +767,9 @@ impl<'a> Sim<'a> {
                         kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
                     };
                     self.bufs[*output] = result;
+                    if out_decl.dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                    }
                 }
 
                 let flops = kernels::flops(op, &in_shapes, &out_decl.shape);

@@ -53,8 +53,8 @@ def mobilenet_v3_small():
 MODELS = {
     "gpt2": (gpt2, 1e-4, 1e-3, 48, 63),
     "bert": (bert, 1e-4, 1e-3, 10, 30),
-    "resnet18": (resnet18, 1e-4, 1e-3, 41, 62),
-    "mobilenet_v3_small": (mobilenet_v3_small, 1e-4, 1e-3, 86, 138),
+    "resnet18": (resnet18, 1e-4, 1e-3, 1, 22),
+    "mobilenet_v3_small": (mobilenet_v3_small, 1e-4, 1e-3, 0, 34),
 }
 
 
