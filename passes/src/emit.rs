@@ -173,6 +173,7 @@ impl<'a> Emitter<'a> {
         }
         for (i, op) in func.ops.iter().enumerate() {
             let r = op.result(0);
+            let first_instr = self.program.instrs.len();
             let mut reused: Option<Value> = None;
             match op.name.as_str() {
                 "d1.store" => {
@@ -320,6 +321,8 @@ impl<'a> Emitter<'a> {
                     }
                 }
             }
+            // Provenance for the profile's per-op roofline: this op's instructions.
+            self.program.label_since(first_instr, format!("{} %{}", op.name, r.0));
         }
         Ok(self.program)
     }

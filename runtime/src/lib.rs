@@ -3,13 +3,14 @@
 //! Three layers, no knowledge of any IR:
 //!
 //! - [`target`]: the [`Target`] description, every hardware parameter of a simulated Dojo
-//!   mesh (a single core, a D1 or a slice of one, a 5 x 5 training tile), presets, and the
+//!   mesh (a single core, a D1 or a slice of one, a 5 x 5 training tile, a tray, an ExaPOD), presets, and the
 //!   mesh geometry (XY routes, chips, free blocks around harvested sites).
 //! - [`program`]: the [`Program`] format the machine executes (buffers in core SRAM,
 //!   transfers, kernels), its JSON form and static validation.
 //! - [`sim`]: the [`Device`] trait and [`SimMesh`], which executes a Program functionally in
-//!   `f32` and times it (compute, SRAM, NoC links, chip edges, DIP/HBM), returning outputs
-//!   and a [`Profile`].
+//!   `f32` and times it (compute, SRAM, NoC links with contention, chip and tile edges,
+//!   DIP/HBM), returning outputs and a [`Profile`] with per-op and whole-Program rooflines
+//!   ([`roofline`]).
 //!
 //! Beside them, [`cfloat`] holds the number formats of the spec `cfloat.md` (CFloat8/16 with
 //! their bias, bf16, f32): exact decoding, rounding encoders with status flags, the bias rule.
@@ -22,6 +23,7 @@ pub mod cfloat;
 pub mod error;
 mod kernels;
 pub mod program;
+pub mod roofline;
 mod shape;
 pub mod sim;
 pub mod target;
@@ -32,5 +34,6 @@ pub use program::{
     BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Program, ProgramStats, Region, TensorDecl,
     UnaryOp, FORMAT_VERSION,
 };
+pub use roofline::{Bound, OpProfile, Roofline};
 pub use sim::{Device, HostTensor, Profile, SimMesh, TimelineEvent, Unit};
 pub use target::{CoreId, Link, Target};

@@ -391,6 +391,14 @@ pub struct Program {
     pub buffers: Vec<BufferDecl>,
     /// The instructions, run in order.
     pub instrs: Vec<Instr>,
+    /// Provenance, optional: the names of the compiler ops the instructions came from (e.g.
+    /// `d1.matmul %7`). The profile's per-op roofline groups instructions by them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub op_names: Vec<String>,
+    /// Provenance, optional: for each instruction, its index into `op_names` (`null`: none).
+    /// It may be shorter than `instrs`; later instructions have no op.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instr_op: Vec<Option<u32>>,
 }
 
 /// Liveness of a buffer while walking the instructions.
@@ -411,7 +419,23 @@ impl Program {
             outputs: Vec::new(),
             buffers: Vec::new(),
             instrs: Vec::new(),
+            op_names: Vec::new(),
+            instr_op: Vec::new(),
         }
+    }
+
+    /// Records that instructions `first..` (up to the current end) came from the op `name`.
+    pub fn label_since(&mut self, first: usize, name: impl Into<String>) {
+        let op = Some(self.op_names.len() as u32);
+        self.op_names.push(name.into());
+        self.instr_op.resize(first.min(self.instrs.len()), None);
+        self.instr_op.resize(self.instrs.len(), op);
+    }
+
+    /// The name of the op instruction `pc` came from, if the Program records it.
+    pub fn op_of(&self, pc: usize) -> Option<&str> {
+        let op = (*self.instr_op.get(pc)?)?;
+        self.op_names.get(op as usize).map(String::as_str)
     }
 
     /// Compact JSON; equal Programs give identical bytes.
@@ -468,6 +492,7 @@ impl Program {
             return Err(version_error(self.format_version));
         }
         self.target.validate()?;
+        crate::roofline::check_provenance(self)?;
         for (kind, decls) in [("input", &self.inputs), ("output", &self.outputs)] {
             for (i, t) in decls.iter().enumerate() {
                 if numel(&t.shape).is_none() {

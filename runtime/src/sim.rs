@@ -9,54 +9,72 @@
 //! infinities propagate as in eager PyTorch. The same Program and inputs always give
 //! bit-identical outputs and Profile.
 //!
-//! # Timing model (first version)
+//! # Timing model (v2)
 //!
-//! Time is `f64` seconds. Instructions are list-scheduled in program order onto resources,
-//! each of which is busy until a known time:
+//! Time is `f64` seconds. Instructions are list-scheduled in program order onto exclusive
+//! resources, each busy until a known time (kept only for the cores and links a Program
+//! touches, so an ExaPOD costs nothing until used):
 //!
-//! - `core_free[c]`: the core's compute pipeline (kernels, fills, same-core copies);
-//! - `dma_free[c]`: the core's NoC injection port (outgoing core-to-core copies);
-//! - `dip_free[k]` for each of `target.dips` host/HBM channels (Load/Store take the channel
-//!   that frees first, lowest index on ties).
+//! - each core's compute pipeline (kernels, fills, same-core copies);
+//! - each core's NoC injection port and ejection port (the router reads one 64 B packet
+//!   from SRAM and writes one into SRAM per cycle: one link's bandwidth each);
+//! - each directed mesh link; each directed D1 edge (`chip_edge_bytes_per_s`, shared by all
+//!   the links crossing between the same two chips) and tile edge (`tile_edge_bytes_per_s`);
+//! - `target.dips` host/HBM channels (Load/Store take the channel that frees first, lowest
+//!   index on ties).
 //!
-//! Every buffer has `ready` (its last write completes) and `read_done` (its last read
-//! completes). A write to a buffer also waits for `read_done` (write-after-read) and, when
-//! it replaces the whole buffer, for `ready` (write-after-write).
+//! Synchronisation: every buffer has `ready` (its last write completes), `written` (its
+//! last whole-buffer write completes) and `read_done` (its last read completes). An
+//! instruction waits for the producers of what it reads (`ready`), for the readers of what
+//! it overwrites (`read_done`, write-after-read) and, for whole-buffer writes, for the
+//! previous writers (`ready`, write-after-write). Box copies into disjoint parts of one
+//! buffer may run concurrently but wait for the last whole-buffer write (`written`).
 //!
-//! - **Kernel** on core `c`: starts at `max(core_free[c], ready[inputs], ready[out],
-//!   read_done[out])`; lasts `max(flops / (fp32_flops_per_cycle * clock_hz),
-//!   bytes_read / sram_load + bytes_written / sram_store)` with matmul flops `2 m n k`,
-//!   elementwise one per output element, reduction one per input element, and
-//!   Copy/Transpose/Reshape none. An accumulating matmul also reads its output. The
-//!   simulator computes in f32, so the FP32 rate applies (`matrix_flops_per_cycle` is for
-//!   the reduced-precision formats).
-//! - **Copy between cores**: starts at `max(ready[src], dma_free[src core],
-//!   read_done[dst])`; serialisation `bytes / (link_bytes_per_cycle * clock_hz)`, with the
-//!   bandwidth capped at `chip_edge_bytes_per_s` when the route crosses a chip edge; latency
-//!   `(injection_latency_cycles + hops * hop_latency_cycles) / clock_hz` plus
-//!   `chip_edge_latency_s` per crossing. The injection port is busy for the serialisation;
-//!   `ready[dst]` becomes `max(ready[dst], end)` (several copies may fill disjoint boxes of
-//!   one buffer concurrently). The payload is added to every link of the XY route. Link
-//!   contention is not modelled yet.
+//! - **Kernel** on core `c`: starts at `max(core free, ready[inputs], ready[out],
+//!   read_done[out])`; lasts `max(flops / core peak, bytes_read / sram_load + bytes_written
+//!   / sram_store)`, the core peak being that of the inputs' format
+//!   ([`crate::roofline::core_flops_per_s`]: the FP32 rate for every dtype today), with
+//!   matmul flops `2 m n k`, elementwise one per output element, reduction one per input
+//!   element, and Copy/Transpose/Reshape none. An accumulating matmul also reads its output.
+//! - **Copy between cores** (cut-through over the XY route, reserved as a whole): starts
+//!   when the source is ready, the destination's readers are done, and the sender's
+//!   injection port, the receiver's ejection port, every link of the route and every chip
+//!   and tile edge it crosses are free. Serialisation is `bytes` over the slowest of them
+//!   (`link_bytes_per_cycle * clock_hz` for the links and ports); ports and links stay busy
+//!   for the serialisation, an edge for `bytes / its bandwidth` (several rows share it).
+//!   The data lands after the serialisation plus the latency `(injection_latency_cycles +
+//!   hops * hop_latency_cycles) / clock_hz + chip crossings * chip_edge_latency_s + tile
+//!   crossings * tile_edge_latency_s`. So two transfers sharing a link serialise
+//!   (contention), and a core receiving from four neighbours at once drains them one by one.
 //! - **Copy on one core**: a core operation at SRAM bandwidth (`bytes / load + bytes /
 //!   store`).
 //! - **Load / Store**: a DIP channel is busy for `bytes / dip_hbm_bytes_per_s`; the data is
 //!   there `host_latency_s` later (the fixed cost is pipelined across transfers, as a DMA
-//!   engine with several descriptors in flight would). A Store waits for `ready[buf]`, a
-//!   Load for `read_done[buf]`.
+//!   engine with several descriptors in flight would). The mesh path between the DIP and
+//!   the core is not modelled. A Store waits for `ready[buf]`, a Load for `read_done[buf]`.
 //! - **Fill**: a core operation writing the buffer at store bandwidth.
 //! - **Alloc / Free / HostCopy**: no time.
 //!
 //! `simulated_seconds` is the latest end time of any operation. Busy time per core counts
-//! kernels, fills and same-core copies.
+//! kernels, fills and same-core copies. The timing never depends on data, so
+//! [`SimMesh::timing_only`] skips the arithmetic and gives the same Profile.
+//!
+//! # Roofline
+//!
+//! While timing, the simulator tallies each instruction's work per compiler op (the
+//! Program's optional provenance, `op_names` / `instr_op`) and for the whole Program; the
+//! Profile gives each op's simulated span, its bounds and efficiency ([`OpProfile`]), and
+//! the Program's ([`Profile::roofline`], [`Profile::roofline_efficiency`]). See
+//! [`crate::roofline`] for the bounds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
 use crate::kernels;
 use crate::program::{BufId, Instr, Program, Region};
+use crate::roofline::{self, core_flops_per_s, link_bytes_per_s, OpProfile, Roofline, Tally};
 use crate::shape::{numel, region_runs, show};
 use crate::target::{CoreId, Link};
 
@@ -65,7 +83,7 @@ use crate::target::{CoreId, Link};
 pub struct HostTensor {
     /// Dimensions, row-major.
     pub shape: Vec<usize>,
-    /// `shape.iter().product()` values.
+    /// `shape.iter().product()` values (empty from a timing-only run).
     pub data: Vec<f32>,
 }
 
@@ -81,13 +99,33 @@ pub trait Device {
 }
 
 /// The simulated mesh. Stateless between runs; the machine is the Program's target.
-#[derive(Clone, Debug, Default)]
-pub struct SimMesh;
+#[derive(Clone, Debug)]
+pub struct SimMesh {
+    functional: bool,
+}
+
+impl Default for SimMesh {
+    fn default() -> SimMesh {
+        SimMesh::new()
+    }
+}
 
 impl SimMesh {
-    /// A simulator.
+    /// A simulator that computes the outputs and times the Program.
     pub fn new() -> SimMesh {
-        SimMesh
+        SimMesh { functional: true }
+    }
+
+    /// A simulator that only times the Program: no arithmetic, no buffer memory; `execute`
+    /// still checks the input shapes but returns outputs with empty `data`. The Profile is
+    /// identical to a functional run's (timing never depends on values).
+    pub fn timing_only() -> SimMesh {
+        SimMesh { functional: false }
+    }
+
+    /// Times `program` without data (a timing-only run that needs no inputs).
+    pub fn time(&self, program: &Program) -> Result<Profile, RuntimeError> {
+        run(program, &[], false).map(|(_, p)| p)
     }
 }
 
@@ -115,6 +153,10 @@ pub struct TimelineEvent {
     pub start_s: f64,
     /// End (data available), seconds.
     pub end_s: f64,
+    /// The compiler op it belongs to: an index into [`Profile::ops`] (and the Program's
+    /// `op_names`), if the Program records provenance.
+    #[serde(default)]
+    pub op: Option<u32>,
 }
 
 /// What a simulated run cost.
@@ -142,6 +184,22 @@ pub struct Profile {
     pub instructions: usize,
     /// Bytes carried by each used directed link, sorted by link.
     pub link_bytes: Vec<(Link, u64)>,
+    /// The whole Program's roofline (its bound never exceeds `simulated_seconds`).
+    #[serde(default)]
+    pub roofline: Roofline,
+    /// `roofline.seconds`: the physical lower bound of this Program's time.
+    #[serde(default)]
+    pub roofline_seconds: f64,
+    /// `roofline_seconds / simulated_seconds` (`None` when nothing was timed).
+    #[serde(default)]
+    pub roofline_efficiency: Option<f64>,
+    /// The binding term's name (`compute`, `sram`, `injection`, `bisection`, `latency`,
+    /// `host`), `None` when nothing was timed.
+    #[serde(default)]
+    pub roofline_bound: Option<String>,
+    /// Per compiler op, in the Program's `op_names` order (empty without provenance).
+    #[serde(default)]
+    pub ops: Vec<OpProfile>,
     /// Every timed operation, in instruction order.
     pub timeline: Vec<TimelineEvent>,
 }
@@ -149,6 +207,7 @@ pub struct Profile {
 impl Profile {
     /// The timeline in Chrome trace-event JSON (open in `chrome://tracing` or Perfetto):
     /// one thread per core pipeline, injection port and DIP channel; times in microseconds.
+    /// An event's `args` carry its instruction index and, with provenance, its op's name.
     pub fn chrome_trace_json(&self) -> String {
         let mut units: Vec<&Unit> = self.timeline.iter().map(|e| &e.unit).collect();
         units.sort();
@@ -166,10 +225,14 @@ impl Profile {
             }));
         }
         for e in &self.timeline {
+            let mut args = serde_json::json!({"instr": e.instr});
+            if let Some(op) = e.op.and_then(|k| self.ops.get(k as usize)) {
+                args["op"] = serde_json::Value::String(op.name.clone());
+            }
             events.push(serde_json::json!({
                 "name": e.name, "ph": "X", "pid": 0, "tid": tid(&e.unit),
                 "ts": e.start_s * 1e6, "dur": (e.end_s - e.start_s) * 1e6,
-                "args": {"instr": e.instr}
+                "args": args
             }));
         }
         serde_json::Value::Array(events).to_string()
@@ -182,8 +245,8 @@ impl Device for SimMesh {
         program: &Program,
         inputs: &[(&[usize], &[f32])],
     ) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
-        let stats = program.validate()?;
         if inputs.len() != program.inputs.len() {
+            program.validate()?;
             return Err(RuntimeError::new(format!(
                 "the Program takes {} input tensor(s) but {} were passed",
                 program.inputs.len(),
@@ -192,6 +255,7 @@ impl Device for SimMesh {
         }
         for (i, ((shape, data), decl)) in inputs.iter().zip(&program.inputs).enumerate() {
             if *shape != decl.shape.as_slice() {
+                program.validate()?;
                 return Err(RuntimeError::new(format!(
                     "input {i}: expected shape {} ({:?}) but got {}",
                     show(&decl.shape),
@@ -200,7 +264,8 @@ impl Device for SimMesh {
                 )));
             }
             let n = numel(shape).unwrap_or(usize::MAX);
-            if data.len() != n {
+            if self.functional && data.len() != n {
+                program.validate()?;
                 return Err(RuntimeError::new(format!(
                     "input {i}: shape {} needs {n} values but the data has {}",
                     show(shape),
@@ -208,64 +273,100 @@ impl Device for SimMesh {
                 )));
             }
         }
-
-        let mut sim = Sim::new(program, inputs)?;
-        for (pc, instr) in program.instrs.iter().enumerate() {
-            sim.step(pc, instr)
-                .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
-        }
-
-        let mut busy: BTreeMap<CoreId, f64> = stats
-            .peak_sram_per_core
-            .iter()
-            .map(|(c, _)| (c.clone(), 0.0))
-            .collect();
-        for (c, s) in sim.busy {
-            busy.insert(c, s);
-        }
-        let profile = Profile {
-            simulated_seconds: sim.makespan,
-            cores_used: stats.cores_used,
-            peak_sram_bytes: stats
-                .peak_sram_per_core
-                .iter()
-                .map(|(_, b)| *b)
-                .max()
-                .unwrap_or(0),
-            peak_sram_per_core: stats.peak_sram_per_core,
-            mesh_bytes: sim.mesh_bytes,
-            copy_bytes: sim.copy_bytes,
-            host_bytes: sim.host_bytes,
-            flops: sim.flops,
-            busy_seconds_per_core: busy.into_iter().collect(),
-            instructions: program.instrs.len(),
-            link_bytes: sim.link_bytes.into_iter().collect(),
-            timeline: sim.timeline,
-        };
-        let outputs = program
-            .outputs
-            .iter()
-            .zip(sim.outputs)
-            .map(|(decl, data)| HostTensor {
-                shape: decl.shape.clone(),
-                data,
-            })
-            .collect();
-        Ok((outputs, profile))
+        run(program, inputs, self.functional)
     }
 }
+
+/// Validates, runs and times `program` (computing only if `functional`).
+fn run(
+    program: &Program,
+    inputs: &[(&[usize], &[f32])],
+    functional: bool,
+) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
+    let stats = program.validate()?;
+    let mut sim = Sim::new(program, inputs, functional)?;
+    for (pc, instr) in program.instrs.iter().enumerate() {
+        sim.step(pc, instr)
+            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
+    }
+
+    let t = &program.target;
+    let mut busy: BTreeMap<CoreId, f64> = stats
+        .peak_sram_per_core
+        .iter()
+        .map(|(c, _)| (c.clone(), 0.0))
+        .collect();
+    for (c, s) in sim.busy {
+        busy.insert(c, s);
+    }
+    for op in program.instr_op.iter().flatten() {
+        sim.per_op[*op as usize].instructions += 1;
+    }
+    let ops: Vec<OpProfile> = sim
+        .per_op
+        .iter()
+        .zip(&program.op_names)
+        .map(|(tally, name)| tally.op_profile(t, name))
+        .collect();
+    let roofline = sim.total.roofline(t);
+    let profile = Profile {
+        simulated_seconds: sim.makespan,
+        cores_used: stats.cores_used,
+        peak_sram_bytes: stats
+            .peak_sram_per_core
+            .iter()
+            .map(|(_, b)| *b)
+            .max()
+            .unwrap_or(0),
+        peak_sram_per_core: stats.peak_sram_per_core,
+        mesh_bytes: sim.mesh_bytes,
+        copy_bytes: sim.copy_bytes,
+        host_bytes: sim.host_bytes,
+        flops: sim.flops,
+        busy_seconds_per_core: busy.into_iter().collect(),
+        instructions: program.instrs.len(),
+        link_bytes: sim.link_bytes.into_iter().collect(),
+        roofline_seconds: roofline.seconds,
+        roofline_efficiency: roofline::efficiency(roofline.seconds, sim.makespan),
+        roofline_bound: roofline.binding.map(|b| b.name().to_string()),
+        roofline,
+        ops,
+        timeline: sim.timeline,
+    };
+    let outputs = program
+        .outputs
+        .iter()
+        .zip(sim.outputs)
+        .map(|(decl, data)| HostTensor {
+            shape: decl.shape.clone(),
+            data,
+        })
+        .collect();
+    Ok((outputs, profile))
+}
+
+/// A directed edge between two chips (or two tiles): (from, to) as grid coordinates.
+type EdgeKey = ((u32, u32), (u32, u32));
 
 /// Simulator state for one run.
 struct Sim<'a> {
     program: &'a Program,
     inputs: &'a [(&'a [usize], &'a [f32])],
+    functional: bool,
     bufs: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
-    // timing
-    core_free: BTreeMap<CoreId, f64>,
-    dma_free: BTreeMap<CoreId, f64>,
+    /// Elements of each buffer.
+    elems: Vec<usize>,
+    // timing: busy-until per resource (only resources in use have an entry)
+    core_free: HashMap<CoreId, f64>,
+    dma_free: HashMap<CoreId, f64>,
+    eject_free: HashMap<CoreId, f64>,
+    link_free: HashMap<Link, f64>,
+    chip_edge_free: HashMap<EdgeKey, f64>,
+    tile_edge_free: HashMap<EdgeKey, f64>,
     dip_free: Vec<f64>,
     ready: Vec<f64>,
+    written: Vec<f64>,
     read_done: Vec<f64>,
     busy: BTreeMap<CoreId, f64>,
     makespan: f64,
@@ -276,6 +377,9 @@ struct Sim<'a> {
     host_bytes: u64,
     flops: u64,
     timeline: Vec<TimelineEvent>,
+    // roofline tallies: the whole Program and each op of its provenance
+    total: Tally,
+    per_op: Vec<Tally>,
 }
 
 /// A zeroed `f32` vector, as an error rather than an abort if memory runs out.
@@ -316,28 +420,49 @@ fn max_of(times: impl IntoIterator<Item = f64>) -> f64 {
     times.into_iter().fold(0.0, f64::max)
 }
 
+/// Busy-until of `key` in `map` (0 if never used).
+fn free_at<K: std::hash::Hash + Eq>(map: &HashMap<K, f64>, key: &K) -> f64 {
+    map.get(key).copied().unwrap_or(0.0)
+}
+
 impl<'a> Sim<'a> {
     fn new(
         program: &'a Program,
         inputs: &'a [(&'a [usize], &'a [f32])],
+        functional: bool,
     ) -> Result<Sim<'a>, RuntimeError> {
         let mut outputs = Vec::with_capacity(program.outputs.len());
-        for (i, decl) in program.outputs.iter().enumerate() {
-            outputs.push(zeros(
-                numel(&decl.shape).unwrap_or(0),
-                &format!("output {i}"),
-            )?);
+        if functional {
+            for (i, decl) in program.outputs.iter().enumerate() {
+                outputs.push(zeros(
+                    numel(&decl.shape).unwrap_or(0),
+                    &format!("output {i}"),
+                )?);
+            }
+        } else {
+            outputs.resize(program.outputs.len(), Vec::new());
         }
         let nb = program.buffers.len();
         Ok(Sim {
             program,
             inputs,
+            functional,
             bufs: vec![Vec::new(); nb],
             outputs,
-            core_free: BTreeMap::new(),
-            dma_free: BTreeMap::new(),
+            elems: program
+                .buffers
+                .iter()
+                .map(|b| numel(&b.shape).unwrap_or(0))
+                .collect(),
+            core_free: HashMap::new(),
+            dma_free: HashMap::new(),
+            eject_free: HashMap::new(),
+            link_free: HashMap::new(),
+            chip_edge_free: HashMap::new(),
+            tile_edge_free: HashMap::new(),
             dip_free: vec![0.0; program.target.dips as usize],
             ready: vec![0.0; nb],
+            written: vec![0.0; nb],
             read_done: vec![0.0; nb],
             busy: BTreeMap::new(),
             makespan: 0.0,
@@ -347,6 +472,8 @@ impl<'a> Sim<'a> {
             host_bytes: 0,
             flops: 0,
             timeline: Vec::new(),
+            total: Tally::default(),
+            per_op: vec![Tally::default(); program.op_names.len()],
         })
     }
 
@@ -354,31 +481,52 @@ impl<'a> Sim<'a> {
         elements as u64 * self.program.buffers[buf].dtype.size_bytes()
     }
 
+    /// The op instruction `pc` belongs to, if any.
+    fn op_of(&self, pc: usize) -> Option<u32> {
+        self.program.instr_op.get(pc).copied().flatten()
+    }
+
+    /// Applies `f` to the Program's tally and to the tally of `pc`'s op.
+    fn tally(&mut self, pc: usize, f: impl Fn(&mut Tally)) {
+        f(&mut self.total);
+        if let Some(op) = self.op_of(pc) {
+            f(&mut self.per_op[op as usize]);
+        }
+    }
+
     fn record(&mut self, instr: usize, name: String, unit: Unit, start_s: f64, end_s: f64) {
         self.makespan = self.makespan.max(end_s);
+        let op = self.op_of(instr);
         self.timeline.push(TimelineEvent {
             instr,
             name,
             unit,
             start_s,
             end_s,
+            op,
         });
     }
 
-    /// Occupies core `c`'s pipeline from `earliest` for `duration`; returns the end time.
+    /// Occupies core `c`'s pipeline from `earliest` for `max(compute_s, sram_s)`; returns
+    /// the end time.
+    #[allow(clippy::too_many_arguments)]
     fn on_core(
         &mut self,
         pc: usize,
         name: String,
         c: &CoreId,
         earliest: f64,
-        duration: f64,
+        flops: u64,
+        compute_s: f64,
+        sram_s: f64,
     ) -> f64 {
-        let start = earliest.max(self.core_free.get(c).copied().unwrap_or(0.0));
+        let duration = compute_s.max(sram_s);
+        let start = earliest.max(free_at(&self.core_free, c));
         let end = start + duration;
         self.core_free.insert(c.clone(), end);
         *self.busy.entry(c.clone()).or_insert(0.0) += duration;
         self.record(pc, name, Unit::Core(c.clone()), start, end);
+        self.tally(pc, |t| t.core_op(c, flops, compute_s, sram_s, start, end));
         end
     }
 
@@ -394,11 +542,90 @@ impl<'a> Sim<'a> {
         }
         let start = earliest.max(self.dip_free[k]);
         let busy_until = start + bytes as f64 / t.dip_hbm_bytes_per_s;
-        let end = busy_until + t.host_latency_s;
+        let latency = t.host_latency_s;
+        let end = busy_until + latency;
         self.dip_free[k] = busy_until;
         self.host_bytes += bytes;
         self.record(pc, name.to_string(), Unit::Dip(k as u32), start, end);
+        self.tally(pc, |tl| tl.host(bytes, latency, start, end));
         end
+    }
+
+    /// A core-to-core transfer of `bytes` from `src` to `dst` (different cores), no earlier
+    /// than `earliest`: reserves the ports, links and edges of the XY route (see the module
+    /// doc). Returns (start, end of serialisation, arrival).
+    fn transfer(
+        &mut self,
+        pc: usize,
+        src: &CoreId,
+        dst: &CoreId,
+        earliest: f64,
+        bytes: u64,
+    ) -> (f64, f64, f64) {
+        let t = &self.program.target;
+        let route = t.route(src, dst);
+        let mut chip_edges: Vec<EdgeKey> = Vec::new();
+        let mut tile_edges: Vec<EdgeKey> = Vec::new();
+        for l in &route {
+            let (cf, ct) = (t.chip_of(&l.from), t.chip_of(&l.to));
+            if cf != ct {
+                chip_edges.push((cf, ct));
+                let (tf, tt) = (t.tile_of(&l.from), t.tile_of(&l.to));
+                if tf != tt {
+                    tile_edges.push((tf, tt));
+                }
+            }
+        }
+        let mut start = earliest
+            .max(free_at(&self.dma_free, src))
+            .max(free_at(&self.eject_free, dst));
+        for l in &route {
+            start = start.max(free_at(&self.link_free, l));
+        }
+        for e in &chip_edges {
+            start = start.max(free_at(&self.chip_edge_free, e));
+        }
+        for e in &tile_edges {
+            start = start.max(free_at(&self.tile_edge_free, e));
+        }
+        let b = bytes as f64;
+        let link_s = b / link_bytes_per_s(t);
+        let chip_s = b / t.chip_edge_bytes_per_s;
+        let tile_s = b / t.tile_edge_bytes_per_s;
+        let mut serial = link_s;
+        if !chip_edges.is_empty() {
+            serial = serial.max(chip_s);
+        }
+        if !tile_edges.is_empty() {
+            serial = serial.max(tile_s);
+        }
+        let done = start + serial;
+        self.dma_free.insert(src.clone(), done);
+        self.eject_free.insert(dst.clone(), done);
+        for e in chip_edges {
+            self.chip_edge_free.insert(e, start + chip_s);
+        }
+        for e in tile_edges {
+            self.tile_edge_free.insert(e, start + tile_s);
+        }
+        let hops = route.len() as u32;
+        let latency = (t.injection_latency_cycles + f64::from(hops) * t.hop_latency_cycles)
+            / t.clock_hz
+            + f64::from(t.chip_crossings(src, dst)) * t.chip_edge_latency_s
+            + f64::from(t.tile_crossings(src, dst)) * t.tile_edge_latency_s;
+        let end = done + latency;
+        for link in route {
+            *self.link_bytes.entry(link.clone()).or_insert(0) += bytes;
+            self.link_free.insert(link, done);
+        }
+        self.mesh_bytes += bytes * u64::from(hops);
+        self.copy_bytes += bytes;
+        self.record(pc, "Copy".to_string(), Unit::Dma(src.clone()), start, end);
+        let target = &self.program.target;
+        self.tally(pc, |tl| {
+            tl.transfer(target, src, dst, bytes, latency, start, end)
+        });
+        (start, done, end)
     }
 
     fn step(&mut self, pc: usize, instr: &Instr) -> Result<(), RuntimeError> {
@@ -406,8 +633,9 @@ impl<'a> Sim<'a> {
         let t = &prog.target;
         match instr {
             Instr::Alloc { buf } => {
-                let n = numel(&prog.buffers[*buf].shape).unwrap_or(0);
-                self.bufs[*buf] = zeros(n, &format!("buffer {buf}"))?;
+                if self.functional {
+                    self.bufs[*buf] = zeros(self.elems[*buf], &format!("buffer {buf}"))?;
+                }
             }
             Instr::Free { buf } => {
                 self.bufs[*buf] = Vec::new();
@@ -418,11 +646,13 @@ impl<'a> Sim<'a> {
                 buf,
                 dst,
             } => {
-                let (shape, data) = self.inputs[*input];
-                let decl = &prog.buffers[*buf];
-                copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
-                if decl.dtype == crate::program::DType::I64 {
-                    kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                if self.functional {
+                    let (shape, data) = self.inputs[*input];
+                    let decl = &prog.buffers[*buf];
+                    copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
+                    if decl.dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                    }
                 }
                 let bytes = self.bytes(*buf, dst.elements());
                 let end = self.on_dip(pc, "Load", self.read_done[*buf], bytes);
@@ -434,25 +664,32 @@ impl<'a> Sim<'a> {
                 output,
                 dst,
             } => {
-                let decl = &prog.buffers[*buf];
-                let out_shape = &prog.outputs[*output].shape;
-                copy_box(
-                    &self.bufs[*buf],
-                    &decl.shape,
-                    src,
-                    &mut self.outputs[*output],
-                    out_shape,
-                    dst,
-                )?;
+                if self.functional {
+                    let decl = &prog.buffers[*buf];
+                    let out_shape = &prog.outputs[*output].shape;
+                    copy_box(
+                        &self.bufs[*buf],
+                        &decl.shape,
+                        src,
+                        &mut self.outputs[*output],
+                        out_shape,
+                        dst,
+                    )?;
+                }
                 let bytes = self.bytes(*buf, src.elements());
                 let end = self.on_dip(pc, "Store", self.ready[*buf], bytes);
                 self.read_done[*buf] = self.read_done[*buf].max(end);
             }
             Instr::HostCopy { input, output } => {
-                if prog.inputs[*input].dtype == crate::program::DType::I64 {
-                    kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
+                if self.functional {
+                    if prog.inputs[*input].dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(
+                            self.inputs[*input].1,
+                            &format!("input {input}"),
+                        )?;
+                    }
+                    self.outputs[*output] = self.inputs[*input].1.to_vec();
                 }
-                self.outputs[*output] = self.inputs[*input].1.to_vec();
             }
             Instr::Copy {
                 src,
@@ -461,76 +698,58 @@ impl<'a> Sim<'a> {
                 dst_region,
             } => {
                 let (s, d) = (&prog.buffers[*src], &prog.buffers[*dst]);
-                if src == dst {
-                    let from = self.bufs[*src].clone();
-                    copy_box(
-                        &from,
-                        &s.shape,
-                        src_region,
-                        &mut self.bufs[*dst],
-                        &d.shape,
-                        dst_region,
-                    )?;
-                } else {
-                    let (from, to) = if src < dst {
-                        let (lo, hi) = self.bufs.split_at_mut(*dst);
-                        (&lo[*src], &mut hi[0])
+                if self.functional {
+                    if src == dst {
+                        let from = self.bufs[*src].clone();
+                        copy_box(
+                            &from,
+                            &s.shape,
+                            src_region,
+                            &mut self.bufs[*dst],
+                            &d.shape,
+                            dst_region,
+                        )?;
                     } else {
-                        let (lo, hi) = self.bufs.split_at_mut(*src);
-                        (&hi[0], &mut lo[*dst])
-                    };
-                    copy_box(from, &s.shape, src_region, to, &d.shape, dst_region)?;
+                        let (from, to) = if src < dst {
+                            let (lo, hi) = self.bufs.split_at_mut(*dst);
+                            (&lo[*src], &mut hi[0])
+                        } else {
+                            let (lo, hi) = self.bufs.split_at_mut(*src);
+                            (&hi[0], &mut lo[*dst])
+                        };
+                        copy_box(from, &s.shape, src_region, to, &d.shape, dst_region)?;
+                    }
                 }
                 let bytes = self.bytes(*src, src_region.elements());
-                let earliest = self.ready[*src].max(self.read_done[*dst]);
+                let earliest = self.ready[*src]
+                    .max(self.read_done[*dst])
+                    .max(self.written[*dst]);
                 if s.core == d.core {
-                    let dur = bytes as f64 / t.sram_load_bytes_per_s
+                    let sram = bytes as f64 / t.sram_load_bytes_per_s
                         + bytes as f64 / t.sram_store_bytes_per_s;
-                    let end = self.on_core(pc, "Copy".to_string(), &s.core, earliest, dur);
+                    let end = self.on_core(pc, "Copy".to_string(), &s.core, earliest, 0, 0.0, sram);
                     self.ready[*dst] = self.ready[*dst].max(end);
                     self.read_done[*src] = self.read_done[*src].max(end);
                 } else {
-                    let hops = t.hops(&s.core, &d.core);
-                    let crossings = t.chip_crossings(&s.core, &d.core);
-                    let mut bw = t.link_bytes_per_cycle * t.clock_hz;
-                    if crossings > 0 {
-                        bw = bw.min(t.chip_edge_bytes_per_s);
-                    }
-                    let serial = bytes as f64 / bw;
-                    let latency = (t.injection_latency_cycles
-                        + f64::from(hops) * t.hop_latency_cycles)
-                        / t.clock_hz
-                        + f64::from(crossings) * t.chip_edge_latency_s;
-                    let start = earliest.max(self.dma_free.get(&s.core).copied().unwrap_or(0.0));
-                    let end = start + serial + latency;
-                    self.dma_free.insert(s.core.clone(), start + serial);
+                    let (_, done, end) = self.transfer(pc, &s.core, &d.core, earliest, bytes);
                     self.ready[*dst] = self.ready[*dst].max(end);
-                    self.read_done[*src] = self.read_done[*src].max(start + serial);
-                    for link in t.route(&s.core, &d.core) {
-                        *self.link_bytes.entry(link).or_insert(0) += bytes;
-                    }
-                    self.mesh_bytes += bytes * u64::from(hops);
-                    self.copy_bytes += bytes;
-                    self.record(
-                        pc,
-                        "Copy".to_string(),
-                        Unit::Dma(s.core.clone()),
-                        start,
-                        end,
-                    );
+                    self.read_done[*src] = self.read_done[*src].max(done);
                 }
             }
             Instr::Fill { buf, value } => {
-                self.bufs[*buf].fill(*value);
+                if self.functional {
+                    self.bufs[*buf].fill(*value);
+                }
                 let decl = &prog.buffers[*buf];
-                if decl.dtype == crate::program::DType::I64 {
+                if self.functional && decl.dtype == crate::program::DType::I64 {
                     kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
                 }
-                let bytes = self.bytes(*buf, self.bufs[*buf].len());
+                let bytes = self.bytes(*buf, self.elems[*buf]);
                 let earliest = self.ready[*buf].max(self.read_done[*buf]);
-                let dur = bytes as f64 / t.sram_store_bytes_per_s;
-                let end = self.on_core(pc, "Fill".to_string(), &decl.core, earliest, dur);
+                let sram = bytes as f64 / t.sram_store_bytes_per_s;
+                let end = self.on_core(pc, "Fill".to_string(), &decl.core, earliest, 0, 0.0, sram);
                 self.ready[*buf] = end;
+                self.written[*buf] = end;
             }
             Instr::Kernel { op, inputs, output } => {
                 let out_decl = &prog.buffers[*output];
@@ -538,37 +757,41 @@ impl<'a> Sim<'a> {
                     .iter()
                     .map(|&b| prog.buffers[b].shape.as_slice())
                     .collect();
-                let result = {
-                    let arrays: Vec<kernels::Array<'_>> = inputs
-                        .iter()
-                        .zip(&in_shapes)
-                        .map(|(&b, &s)| (s, self.bufs[b].as_slice()))
-                        .collect();
-                    kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
-                };
-                self.bufs[*output] = result;
-                if out_decl.dtype == crate::program::DType::I64 {
-                    kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                if self.functional {
+                    let result = {
+                        let arrays: Vec<kernels::Array<'_>> = inputs
+                            .iter()
+                            .zip(&in_shapes)
+                            .map(|(&b, &s)| (s, self.bufs[b].as_slice()))
+                            .collect();
+                        kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
+                    };
+                    self.bufs[*output] = result;
+                    if out_decl.dtype == crate::program::DType::I64 {
+                        kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                    }
                 }
 
                 let flops = kernels::flops(op, &in_shapes, &out_decl.shape);
-                let mut read: u64 = inputs
-                    .iter()
-                    .map(|&b| self.bytes(b, self.bufs[b].len()))
-                    .sum();
-                let written = self.bytes(*output, self.bufs[*output].len());
+                let mut read: u64 = inputs.iter().map(|&b| self.bytes(b, self.elems[b])).sum();
+                let written = self.bytes(*output, self.elems[*output]);
                 if matches!(op, crate::KernelOp::MatMul { accumulate: true }) {
                     read += written;
                 }
-                let compute = flops as f64 / (t.fp32_flops_per_cycle * t.clock_hz);
+                // The format the kernel computes in: its inputs' (the output's if none).
+                let dtype = inputs
+                    .first()
+                    .map_or(out_decl.dtype, |&b| prog.buffers[b].dtype);
+                let compute = flops as f64 / core_flops_per_s(t, dtype);
                 let memory = read as f64 / t.sram_load_bytes_per_s
                     + written as f64 / t.sram_store_bytes_per_s;
                 let earliest = max_of(inputs.iter().map(|&b| self.ready[b]))
                     .max(self.ready[*output])
                     .max(self.read_done[*output]);
-                let end =
-                    self.on_core(pc, op.name(), &out_decl.core, earliest, compute.max(memory));
+                let core = out_decl.core.clone();
+                let end = self.on_core(pc, op.name(), &core, earliest, flops, compute, memory);
                 self.ready[*output] = end;
+                self.written[*output] = end;
                 for &b in inputs {
                     self.read_done[b] = self.read_done[b].max(end);
                 }

@@ -8,7 +8,9 @@
 //!
 //! Coordinates: a [`CoreId`] is a *global* site coordinate across chips. A tile of 5 x 5
 //! chips of 18 x 20 sites is 90 rows x 100 columns; chip `(i, j)` holds rows
-//! `18 i .. 18 i + 17` and columns `20 j .. 20 j + 19`.
+//! `18 i .. 18 i + 17` and columns `20 j .. 20 j + 19`. Trays and ExaPODs continue the same
+//! mesh over several tiles (`chips_per_tile`): a link between two chips is a chip-edge link
+//! (bandwidth shared per D1 edge), one between two tiles also a tile-edge link.
 //!
 //! Routing is dimension-ordered XY: a packet first travels along its source row (the column
 //! changes), then along the destination column (the row changes). Routes between two cores
@@ -36,6 +38,11 @@ const D1_CORE_GRID: (u32, u32) = (18, 20);
 const D1_HARVESTED: [(u32, u32); 6] = [(4, 19), (9, 19), (14, 19), (17, 3), (17, 10), (17, 16)];
 /// Chips per training tile: 5 x 5 [P].
 const TILE_CHIP_GRID: (u32, u32) = (5, 5);
+/// Tiles of a system tray as (rows, cols): 6 tiles [S]; the 2 x 3 arrangement is *assumed*.
+const TRAY_TILE_GRID: (u32, u32) = (2, 3);
+/// Tiles of an ExaPOD as (rows, cols): 120 tiles [S] (10 cabinets of 12); the 10 x 12
+/// arrangement as one 2D mesh is *assumed* (the real system adds the DIP "Z-plane").
+const EXAPOD_TILE_GRID: (u32, u32) = (10, 12);
 /// SRAM per core: 1.25 MiB [P] size, *assumed* MiB.
 const SRAM_BYTES: u64 = 1_310_720;
 /// SRAM set aside on every core for code, the runtime and stacks: 128 KiB (*assumed*; no
@@ -62,6 +69,12 @@ const INJECTION_LATENCY_CYCLES: f64 = 5.0;
 const CHIP_EDGE_BYTES_PER_S: f64 = 2.0e12;
 /// Extra latency per chip-edge crossing: 100 ns (*assumed*).
 const CHIP_EDGE_LATENCY_S: f64 = 100.0e-9;
+/// Off-tile bandwidth per training-tile edge: 9 TB/s [P] (36 TB/s over 4 edges); taken per
+/// direction, like the D1 edge (*assumed*).
+const TILE_EDGE_BYTES_PER_S: f64 = 9.0e12;
+/// Extra latency per tile-edge crossing, on top of the chip-edge crossing it also is: 100 ns
+/// (*assumed*).
+const TILE_EDGE_LATENCY_S: f64 = 100.0e-9;
 /// HBM bandwidth of one DIP (host/HBM <-> mesh streaming): 800 GB/s [P].
 const DIP_HBM_BYTES_PER_S: f64 = 800.0e9;
 /// DIPs serving a training tile: 10, five on each of two edges (*assumed* from "5 per tile
@@ -69,6 +82,10 @@ const DIP_HBM_BYTES_PER_S: f64 = 800.0e9;
 const DIPS_PER_TILE: u32 = 10;
 /// DIPs serving a single D1 (or a slice of one): 1 (*assumed*: a lone chip is fed by one DIP).
 const DIPS_PER_D1: u32 = 1;
+/// DIPs of a system tray: 20, the "V1 Dojo Training Matrix" of 6 tiles + 20 DIPs [S].
+const DIPS_PER_TRAY: u32 = 20;
+/// DIPs of an ExaPOD: 400 = 20 per 6 tiles x 20 [D] (400 x 32 GB = 12.8 TB, the quoted 13 TB).
+const DIPS_PER_EXAPOD: u32 = 400;
 /// Fixed cost of one host/DIP transfer (descriptor setup, DMA start, completion): 1 us
 /// (*assumed*).
 const HOST_LATENCY_S: f64 = 1.0e-6;
@@ -111,11 +128,12 @@ pub struct Link {
 /// target.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
-    /// Preset name, e.g. `"d1"`, `"d1:4x4"`, `"tile"`, `"core"`.
+    /// Preset name, e.g. `"d1"`, `"d1:4x4"`, `"tile"`, `"core"`, `"exapod"`.
     pub name: String,
     /// Core clock in Hz.
     pub clock_hz: f64,
-    /// Chips as (rows, cols): `(1, 1)` for a D1 or a slice of one, `(5, 5)` for a tile.
+    /// Chips as (rows, cols): `(1, 1)` for a D1 or a slice of one, `(5, 5)` for a tile,
+    /// `(10, 15)` for a tray, `(50, 60)` for an ExaPOD.
     pub chip_grid: (u32, u32),
     /// Core sites per chip as (rows, cols): `(18, 20)` for a full D1.
     pub core_grid: (u32, u32),
@@ -145,6 +163,16 @@ pub struct Target {
     pub chip_edge_bytes_per_s: f64,
     /// Extra latency per chip-edge crossing, seconds.
     pub chip_edge_latency_s: f64,
+    /// Chips per training tile as (rows, cols); tile edges are where the chip grid crosses a
+    /// multiple of it. (Absent from Programs written before tiles had edges: defaults 5 x 5.)
+    #[serde(default = "default_chips_per_tile")]
+    pub chips_per_tile: (u32, u32),
+    /// Off-tile bandwidth per tile edge per direction, bytes/s.
+    #[serde(default = "default_tile_edge_bytes_per_s")]
+    pub tile_edge_bytes_per_s: f64,
+    /// Extra latency per tile-edge crossing (on top of its chip-edge latency), seconds.
+    #[serde(default = "default_tile_edge_latency_s")]
+    pub tile_edge_latency_s: f64,
     /// HBM bandwidth of one DIP (host/HBM <-> mesh), bytes/s.
     pub dip_hbm_bytes_per_s: f64,
     /// DIPs (independent host/HBM channels) serving this target.
@@ -153,7 +181,19 @@ pub struct Target {
     pub host_latency_s: f64,
 }
 
-const PRESET_HELP: &str = "expected core, d1, d1:RxC (R<=18, C<=20), tile";
+const PRESET_HELP: &str = "expected core, d1, d1:RxC (R<=18, C<=20), tile, tray, exapod";
+
+fn default_chips_per_tile() -> (u32, u32) {
+    TILE_CHIP_GRID
+}
+
+fn default_tile_edge_bytes_per_s() -> f64 {
+    TILE_EDGE_BYTES_PER_S
+}
+
+fn default_tile_edge_latency_s() -> f64 {
+    TILE_EDGE_LATENCY_S
+}
 
 impl Target {
     /// A named target.
@@ -163,29 +203,31 @@ impl Target {
     /// - `d1:RxC`: the R x C slice at the origin of one D1 (1 <= R <= 18, 1 <= C <= 20), with
     ///   the harvested sites that fall inside it.
     /// - `tile`: 5 x 5 D1 chips, every chip with the same harvested set (8,850 cores).
+    /// - `tray`: 2 x 3 tiles = 10 x 15 chips (53,100 cores), 20 DIPs.
+    /// - `exapod`: 10 x 12 tiles = 50 x 60 chips (1,062,000 cores, 900 x 1200 sites), 400
+    ///   DIPs. Nothing is allocated per core: the simulator keeps state only for cores and
+    ///   links a Program uses, and `disabled` (18,000 sites) is searched by bisection.
     pub fn preset(spec: &str) -> Result<Target, RuntimeError> {
         match spec {
             "core" => Ok(Target::d1_slice("core", 1, 1)),
             "d1" => Ok(Target::d1_slice("d1", D1_CORE_GRID.0, D1_CORE_GRID.1)),
-            "tile" => {
-                let mut t = Target::d1_slice("tile", D1_CORE_GRID.0, D1_CORE_GRID.1);
-                t.chip_grid = TILE_CHIP_GRID;
-                t.dips = DIPS_PER_TILE;
-                let mut disabled = Vec::new();
-                for chip_row in 0..TILE_CHIP_GRID.0 {
-                    for chip_col in 0..TILE_CHIP_GRID.1 {
-                        for &(r, c) in &D1_HARVESTED {
-                            disabled.push(CoreId::new(
-                                chip_row * D1_CORE_GRID.0 + r,
-                                chip_col * D1_CORE_GRID.1 + c,
-                            ));
-                        }
-                    }
-                }
-                disabled.sort();
-                t.disabled = disabled;
-                Ok(t)
-            }
+            "tile" => Ok(Target::chips("tile", TILE_CHIP_GRID, DIPS_PER_TILE)),
+            "tray" => Ok(Target::chips(
+                "tray",
+                (
+                    TRAY_TILE_GRID.0 * TILE_CHIP_GRID.0,
+                    TRAY_TILE_GRID.1 * TILE_CHIP_GRID.1,
+                ),
+                DIPS_PER_TRAY,
+            )),
+            "exapod" => Ok(Target::chips(
+                "exapod",
+                (
+                    EXAPOD_TILE_GRID.0 * TILE_CHIP_GRID.0,
+                    EXAPOD_TILE_GRID.1 * TILE_CHIP_GRID.1,
+                ),
+                DIPS_PER_EXAPOD,
+            )),
             _ => {
                 let Some(dims) = spec.strip_prefix("d1:") else {
                     return Err(RuntimeError::new(format!(
@@ -211,6 +253,27 @@ impl Target {
                 Ok(Target::d1_slice(spec, rows, cols))
             }
         }
+    }
+
+    /// A grid of whole D1 chips, every chip with the same harvested set.
+    fn chips(name: &str, grid: (u32, u32), dips: u32) -> Target {
+        let mut t = Target::d1_slice(name, D1_CORE_GRID.0, D1_CORE_GRID.1);
+        t.chip_grid = grid;
+        t.dips = dips;
+        let mut disabled = Vec::with_capacity((grid.0 * grid.1) as usize * D1_HARVESTED.len());
+        for chip_row in 0..grid.0 {
+            for chip_col in 0..grid.1 {
+                for &(r, c) in &D1_HARVESTED {
+                    disabled.push(CoreId::new(
+                        chip_row * D1_CORE_GRID.0 + r,
+                        chip_col * D1_CORE_GRID.1 + c,
+                    ));
+                }
+            }
+        }
+        disabled.sort();
+        t.disabled = disabled;
+        t
     }
 
     /// The `rows x cols` slice at the origin of one D1, with the harvested sites inside it.
@@ -239,6 +302,9 @@ impl Target {
             injection_latency_cycles: INJECTION_LATENCY_CYCLES,
             chip_edge_bytes_per_s: CHIP_EDGE_BYTES_PER_S,
             chip_edge_latency_s: CHIP_EDGE_LATENCY_S,
+            chips_per_tile: TILE_CHIP_GRID,
+            tile_edge_bytes_per_s: TILE_EDGE_BYTES_PER_S,
+            tile_edge_latency_s: TILE_EDGE_LATENCY_S,
             dip_hbm_bytes_per_s: DIP_HBM_BYTES_PER_S,
             dips: DIPS_PER_D1,
             host_latency_s: HOST_LATENCY_S,
@@ -273,6 +339,7 @@ impl Target {
             ("fp32_flops_per_cycle", self.fp32_flops_per_cycle),
             ("link_bytes_per_cycle", self.link_bytes_per_cycle),
             ("chip_edge_bytes_per_s", self.chip_edge_bytes_per_s),
+            ("tile_edge_bytes_per_s", self.tile_edge_bytes_per_s),
             ("dip_hbm_bytes_per_s", self.dip_hbm_bytes_per_s),
         ];
         for (name, v) in rates {
@@ -284,12 +351,19 @@ impl Target {
             ("hop_latency_cycles", self.hop_latency_cycles),
             ("injection_latency_cycles", self.injection_latency_cycles),
             ("chip_edge_latency_s", self.chip_edge_latency_s),
+            ("tile_edge_latency_s", self.tile_edge_latency_s),
             ("host_latency_s", self.host_latency_s),
         ];
         for (name, v) in latencies {
             if !(v.is_finite() && v >= 0.0) {
                 return err(format!("{name} must be a finite number >= 0, got {v}"));
             }
+        }
+        if self.chips_per_tile.0 == 0 || self.chips_per_tile.1 == 0 {
+            return err(format!(
+                "chips_per_tile {:?} must be at least 1 x 1",
+                self.chips_per_tile
+            ));
         }
         if self.simd_bytes == 0 {
             return err("simd_bytes must be > 0".to_string());
@@ -337,9 +411,10 @@ impl Target {
         c.row < self.rows() && c.col < self.cols()
     }
 
-    /// Whether `c` is inside the mesh and not harvested.
+    /// Whether `c` is inside the mesh and not harvested (`disabled` is sorted, see
+    /// [`Target::validate`], so this is a binary search: an ExaPOD has 18,000 such sites).
     pub fn is_enabled(&self, c: &CoreId) -> bool {
-        self.in_range(c) && !self.disabled.contains(c)
+        self.in_range(c) && self.disabled.binary_search(c).is_err()
     }
 
     /// Number of enabled cores (354 for `d1`).
@@ -368,6 +443,15 @@ impl Target {
         (
             c.row.checked_div(self.core_grid.0).unwrap_or(0),
             c.col.checked_div(self.core_grid.1).unwrap_or(0),
+        )
+    }
+
+    /// The training tile holding `c`, as (tile row, tile col).
+    pub fn tile_of(&self, c: &CoreId) -> (u32, u32) {
+        let (r, c) = self.chip_of(c);
+        (
+            r.checked_div(self.chips_per_tile.0).unwrap_or(0),
+            c.checked_div(self.chips_per_tile.1).unwrap_or(0),
         )
     }
 
@@ -417,6 +501,13 @@ impl Target {
         let (ar, ac) = self.chip_of(a);
         let (br, bc) = self.chip_of(b);
         // The row leg changes only the chip column, the column leg only the chip row.
+        ar.abs_diff(br) + ac.abs_diff(bc)
+    }
+
+    /// Number of tile-edge crossings on the XY route from `a` to `b`.
+    pub fn tile_crossings(&self, a: &CoreId, b: &CoreId) -> u32 {
+        let (ar, ac) = self.tile_of(a);
+        let (br, bc) = self.tile_of(b);
         ar.abs_diff(br) + ac.abs_diff(bc)
     }
 

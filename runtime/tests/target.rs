@@ -20,6 +20,28 @@ fn presets_have_the_documented_core_counts() {
     assert_eq!(tile.dips, 10);
     tile.validate().unwrap();
 
+    let tray = Target::preset("tray").unwrap();
+    assert_eq!((tray.rows(), tray.cols()), (180, 300));
+    assert_eq!(tray.enabled_cores(), 6 * 8850);
+    assert_eq!(tray.dips, 20);
+    tray.validate().unwrap();
+    let pod = Target::preset("exapod").unwrap();
+    assert_eq!(pod.chip_grid, (50, 60));
+    assert_eq!(pod.enabled_cores(), 1_062_000);
+    assert_eq!(pod.dips, 400);
+    assert!(!pod.is_enabled(&CoreId::new(49 * 18 + 17, 59 * 20 + 16)));
+    assert!(pod.is_enabled(&CoreId::new(49 * 18 + 16, 59 * 20 + 16)));
+    assert_eq!(pod.tile_of(&CoreId::new(899, 1199)), (9, 11));
+    assert_eq!(
+        pod.tile_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)),
+        2
+    );
+    assert_eq!(
+        pod.chip_crossings(&CoreId::new(0, 0), &CoreId::new(90, 100)),
+        10
+    );
+    pod.validate().unwrap();
+
     let s = Target::preset("d1:4x4").unwrap();
     assert_eq!(s.enabled_cores(), 16);
     assert_eq!(s.name, "d1:4x4");
@@ -35,7 +57,7 @@ fn bad_preset_names_list_the_valid_ones() {
     let e = Target::preset("foo").unwrap_err();
     assert_eq!(
         e.message,
-        "unknown mesh 'foo': expected core, d1, d1:RxC (R<=18, C<=20), tile"
+        "unknown mesh 'foo': expected core, d1, d1:RxC (R<=18, C<=20), tile, tray, exapod"
     );
     for bad in ["d1:19x4", "d1:4x21", "d1:0x3", "d1:4xq", "d1:", "D1"] {
         let e = Target::preset(bad).unwrap_err();
