@@ -248,7 +248,86 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
             expect_shape("result", &r.shape, &a.shape)
         }
+        "slice" | "pad" | "concat" => verify_movement(kind, func, op),
         other => Err(format!("unknown op 'dojo.{other}'")),
+    }
+}
+
+/// Non-negative integer attribute entries, one per dimension of a rank-`rank` operand.
+fn dims_attr(op: &Op, name: &str, rank: usize) -> Result<Vec<usize>, String> {
+    let v = ints_attr(op, name)?;
+    if v.len() != rank || v.iter().any(|&x| x < 0) {
+        return Err(format!("'{name}' needs {rank} non-negative entries, has {v:?}"));
+    }
+    Ok(v.iter().map(|&x| x as usize).collect())
+}
+
+/// The rules of the data-movement ops, the same at both levels (`dojo.*` on whole tensors,
+/// `d1.*` on mesh values of any layouts):
+/// - `slice {offsets, strides}`: `out[j] = in[offsets + j*strides]`; the result type gives
+///   the sizes, every index read must be inside the operand.
+/// - `pad {low, high, interior, value}`: `in[i]` lands at `low + i*(interior+1)`, `value`
+///   elsewhere; the result has `low + n + (n-1)*interior + high` elements on each dim.
+/// - `concat {dim}`: operands joined along `dim`, all other dims equal.
+pub fn verify_movement(kind: &str, func: &Func, op: &Op) -> Result<(), String> {
+    let r = result_of(func, op, 0)?;
+    match kind {
+        "slice" => {
+            arity(op, 1, 1)?;
+            let a = tensor_of(func, op, 0)?;
+            same_elem("result", a, r)?;
+            let (offsets, strides) = (dims_attr(op, "offsets", a.rank())?, dims_attr(op, "strides", a.rank())?);
+            if r.rank() != a.rank() {
+                return Err(format!("result rank {} must equal the operand's {}", r.rank(), a.rank()));
+            }
+            for d in 0..a.rank() {
+                let last = offsets[d] as u128 + (r.shape[d].max(1) - 1) as u128 * strides[d] as u128;
+                if strides[d] == 0 || r.shape[d] == 0 || last >= a.shape[d] as u128 {
+                    return Err(format!(
+                        "dim {d}: {} elements from {} in steps of {} do not fit in {}",
+                        r.shape[d], offsets[d], strides[d], a.shape[d]
+                    ));
+                }
+            }
+            Ok(())
+        }
+        "pad" => {
+            arity(op, 1, 1)?;
+            let a = tensor_of(func, op, 0)?;
+            same_elem("result", a, r)?;
+            float_attr(op, "value")?;
+            let (low, high, interior) =
+                (dims_attr(op, "low", a.rank())?, dims_attr(op, "high", a.rank())?, dims_attr(op, "interior", a.rank())?);
+            let want: Vec<usize> = (0..a.rank())
+                .map(|d| low[d] + high[d] + a.shape[d] + a.shape[d].saturating_sub(1) * interior[d])
+                .collect();
+            expect_shape("result", &r.shape, &want)
+        }
+        "concat" => {
+            if op.operands.is_empty() || op.num_results != 1 {
+                return Err("concat takes one or more operands and has one result".into());
+            }
+            let dim = op.attr("dim").and_then(Attr::as_int).ok_or("needs attribute 'dim' as an integer")?;
+            let first = tensor_of(func, op, 0)?;
+            if dim < 0 || dim as usize >= first.rank() {
+                return Err(format!("dim {dim} is out of range for rank {}", first.rank()));
+            }
+            let dim = dim as usize;
+            let mut want = first.shape.clone();
+            want[dim] = 0;
+            for i in 0..op.operands.len() {
+                let t = tensor_of(func, op, i)?;
+                same_elem("operands", first, t)?;
+                let fits = t.rank() == first.rank() && (0..t.rank()).all(|d| d == dim || t.shape[d] == first.shape[d]);
+                if !fits {
+                    return Err(format!("operand #{i} of shape {:?} does not join {:?} along dim {dim}", t.shape, first.shape));
+                }
+                want[dim] += t.shape[dim];
+            }
+            same_elem("result", first, r)?;
+            expect_shape("result", &r.shape, &want)
+        }
+        other => Err(format!("'{other}' is not a data-movement op")),
     }
 }
 
@@ -433,6 +512,12 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
                 return Err("d1.reshape must be local: each split dim keeps its size and the product of the dims before it (reshard first)".into());
             }
             Ok(())
+        }
+        "slice" | "pad" | "concat" => {
+            for i in 0..op.operands.len() {
+                mesh(i)?;
+            }
+            verify_movement(kind, func, op)
         }
         other => Err(format!("unknown op 'd1.{other}'")),
     }

@@ -281,6 +281,15 @@ impl<'a> Emitter<'a> {
                         self.program.instrs.push(Instr::Kernel { op: kernel.clone(), inputs, output: s.buf });
                     }
                 }
+                "d1.slice" | "d1.pad" | "d1.concat" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    self.alloc(r, &l)?;
+                    match op.name.as_str() {
+                        "d1.slice" => self.slice(op, r)?,
+                        "d1.pad" => self.pad(op, r)?,
+                        _ => self.concat(op, r)?,
+                    }
+                }
                 other => return Err(PassError::Invalid(format!("cannot emit '{other}': lower to d1 first"))),
             }
             // Free what dies here (and results nobody uses).
@@ -306,39 +315,164 @@ impl<'a> Emitter<'a> {
     /// Copies that lay out `dst` (already allocated) from `src`, where `dst` is the box of
     /// `src` starting at `offsets`.
     fn reshard(&mut self, src: Value, dst: Value, offsets: &[usize]) -> Result<(), PassError> {
-        let src_shards = self.shards(src)?.to_vec();
-        // Distinct source shards in first-seen order, each with its replicas.
-        let mut groups: Vec<(IrRegion, Vec<Shard>)> = Vec::new();
-        for s in src_shards {
-            match groups.iter_mut().find(|(r, _)| *r == s.region) {
-                Some((_, reps)) => reps.push(s),
-                None => groups.push((s.region.clone(), vec![s])),
-            }
-        }
-        let target = &self.program.target;
-        let mut copies = Vec::new();
-        for d in self.shards(dst)? {
+        for d in self.shards(dst)?.to_vec() {
             // What this core needs, in the source's coordinates.
             let need = IrRegion {
                 offsets: d.region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(),
                 sizes: d.region.sizes.clone(),
             };
-            for (r, reps) in &groups {
-                let Some(inter) = need.intersect(r) else { continue };
-                let dc = CoreId::new(d.core.0, d.core.1);
-                let from = reps
-                    .iter()
-                    .min_by_key(|s| target.hops(&CoreId::new(s.core.0, s.core.1), &dc))
-                    .ok_or(PassError::Invalid("a source shard has no core".into()))?;
-                copies.push(Instr::Copy {
-                    src: from.buf,
-                    src_region: region(&inter.relative_to(r)),
-                    dst: d.buf,
-                    dst_region: region(&inter.relative_to(&need)),
-                });
+            let at = vec![0; need.sizes.len()];
+            self.gather_into(src, &need, d.buf, d.core, &at)?;
+        }
+        Ok(())
+    }
+
+    /// Copies of box `need` of `src` (in its coordinates) into buffer `buf` on `core`, placed
+    /// at `at` in the buffer: for each distinct source shard that overlaps, the overlap from
+    /// its nearest replica.
+    fn gather_into(&mut self, src: Value, need: &IrRegion, buf: BufId, core: (u32, u32), at: &[usize]) -> Result<(), PassError> {
+        let dc = CoreId::new(core.0, core.1);
+        let mut copies = Vec::new();
+        let mut seen: Vec<&IrRegion> = Vec::new();
+        let shards = self.shards(src)?;
+        for s in shards {
+            if seen.contains(&&s.region) {
+                continue;
             }
+            seen.push(&s.region);
+            let Some(inter) = need.intersect(&s.region) else { continue };
+            let target = &self.program.target;
+            let from = shards
+                .iter()
+                .filter(|r| r.region == s.region)
+                .min_by_key(|r| target.hops(&CoreId::new(r.core.0, r.core.1), &dc))
+                .unwrap_or(s);
+            let rel = inter.relative_to(need);
+            copies.push(Instr::Copy {
+                src: from.buf,
+                src_region: region(&inter.relative_to(&s.region)),
+                dst: buf,
+                dst_region: Region::new(rel.offsets.iter().zip(at).map(|(a, b)| a + b).collect(), rel.sizes),
+            });
         }
         self.program.instrs.extend(copies);
         Ok(())
     }
+
+    /// Box `need` of `src` as a buffer on `core`: `(buffer, offsets of need in it, staged)`.
+    /// A shard on that core holding all of it is used in place; otherwise the box is copied
+    /// into a new staging buffer there, which the caller frees.
+    fn local_box(&mut self, src: Value, need: &IrRegion, core: (u32, u32)) -> Result<(BufId, Vec<usize>, bool), PassError> {
+        if let Some(s) = self.shards(src)?.iter().find(|s| s.core == core && need.intersect(&s.region).as_ref() == Some(need)) {
+            return Ok((s.buf, need.relative_to(&s.region).offsets, false));
+        }
+        let dt = dtype(self.tensor(src)?.elem)?;
+        let buf = self.program.buffers.len();
+        self.program.buffers.push(BufferDecl { core: CoreId::new(core.0, core.1), shape: need.sizes.clone(), dtype: dt });
+        self.program.instrs.push(Instr::Alloc { buf });
+        self.gather_into(src, need, buf, core, &vec![0; need.sizes.len()])?;
+        Ok((buf, vec![0; need.sizes.len()], true))
+    }
+
+    /// `d1.slice`: each result shard reads the (strided) window of the operand it needs.
+    fn slice(&mut self, op: &dojo_compiler::Op, r: Value) -> Result<(), PassError> {
+        let (offsets, steps) = (ints(op, "offsets"), ints(op, "strides"));
+        for d in self.shards(r)?.to_vec() {
+            let need = IrRegion {
+                offsets: (0..offsets.len()).map(|k| offsets[k] + d.region.offsets[k] * steps[k]).collect(),
+                sizes: (0..offsets.len()).map(|k| (d.region.sizes[k] - 1) * steps[k] + 1).collect(),
+            };
+            let (buf, at, staged) = self.local_box(op.operands[0], &need, d.core)?;
+            self.program.instrs.push(Instr::Kernel {
+                op: KernelOp::Slice { offsets: at, strides: steps.clone() },
+                inputs: vec![buf],
+                output: d.buf,
+            });
+            if staged {
+                self.program.instrs.push(Instr::Free { buf });
+            }
+        }
+        Ok(())
+    }
+
+    /// `d1.pad`: each result shard places the operand elements that land in it.
+    fn pad(&mut self, op: &dojo_compiler::Op, r: Value) -> Result<(), PassError> {
+        let (low, interior) = (ints(op, "low"), ints(op, "interior"));
+        let value = op.attr("value").and_then(Attr::as_float).unwrap_or(0.0) as f32;
+        let n = self.tensor(op.operands[0])?.shape;
+        for d in self.shards(r)?.to_vec() {
+            // Operand indices i with low + i*step inside the shard, per dim.
+            let mut need = IrRegion { offsets: vec![], sizes: vec![] };
+            let mut place = Vec::new();
+            for k in 0..n.len() {
+                let step = interior[k] + 1;
+                let (lo, hi) = (d.region.offsets[k], d.region.offsets[k] + d.region.sizes[k]);
+                let first = lo.saturating_sub(low[k]).div_ceil(step);
+                let end = if hi <= low[k] { 0 } else { ((hi - 1 - low[k]) / step + 1).min(n[k]) };
+                if first >= end {
+                    need.sizes.clear();
+                    break;
+                }
+                need.offsets.push(first);
+                need.sizes.push(end - first);
+                place.push(low[k] + first * step - lo);
+            }
+            if need.sizes.len() != n.len() {
+                self.program.instrs.push(Instr::Fill { buf: d.buf, value });
+                continue;
+            }
+            let (buf, at, staged) = self.local_box(op.operands[0], &need, d.core)?;
+            let input = if at.iter().all(|&x| x == 0) && self.program.buffers[buf].shape == need.sizes {
+                buf
+            } else {
+                // The window is part of a larger local shard: cut it out first.
+                let w = self.program.buffers.len();
+                let dt = self.program.buffers[buf].dtype;
+                self.program.buffers.push(BufferDecl { core: CoreId::new(d.core.0, d.core.1), shape: need.sizes.clone(), dtype: dt });
+                self.program.instrs.push(Instr::Alloc { buf: w });
+                self.program.instrs.push(Instr::Kernel {
+                    op: KernelOp::Slice { offsets: at, strides: vec![1; n.len()] },
+                    inputs: vec![buf],
+                    output: w,
+                });
+                w
+            };
+            self.program.instrs.push(Instr::Kernel {
+                op: KernelOp::Pad { low: place, interior: interior.clone(), value },
+                inputs: vec![input],
+                output: d.buf,
+            });
+            if input != buf {
+                self.program.instrs.push(Instr::Free { buf: input });
+            }
+            if staged {
+                self.program.instrs.push(Instr::Free { buf });
+            }
+        }
+        Ok(())
+    }
+
+    /// `d1.concat`: each result shard copies in the parts of the operands that overlap it.
+    fn concat(&mut self, op: &dojo_compiler::Op, r: Value) -> Result<(), PassError> {
+        let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
+        let mut start = 0;
+        for &x in &op.operands {
+            let len = self.tensor(x)?.shape[dim];
+            for d in self.shards(r)?.to_vec() {
+                let mut part = IrRegion::full(&self.tensor(x)?.shape);
+                part.offsets[dim] = start;
+                let Some(inter) = d.region.intersect(&part) else { continue };
+                let at = inter.relative_to(&d.region).offsets;
+                let mut need = inter;
+                need.offsets[dim] -= start;
+                self.gather_into(x, &need, d.buf, d.core, &at)?;
+            }
+            start += len;
+        }
+        Ok(())
+    }
+}
+
+fn ints(op: &dojo_compiler::Op, name: &str) -> Vec<usize> {
+    op.attr(name).and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&x| x as usize).collect()
 }

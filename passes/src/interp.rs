@@ -193,6 +193,52 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 };
                 Array { shape: rt.shape.clone(), data }
             }
+            "slice" => {
+                let a = get(0)?;
+                let ints = |k: &str| -> Vec<usize> { op.attr(k).and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&x| x as usize).collect() };
+                let (offsets, steps) = (ints("offsets"), ints("strides"));
+                let (ist, ost) = (strides(&a.shape), strides(&rt.shape));
+                let data = (0..n)
+                    .map(|e| {
+                        let src: usize =
+                            (0..rt.shape.len()).map(|d| (offsets[d] + ((e / ost[d]) % rt.shape[d]) * steps[d]) * ist[d]).sum();
+                        a.data[src]
+                    })
+                    .collect();
+                Array { shape: rt.shape.clone(), data }
+            }
+            "pad" => {
+                let a = get(0)?;
+                let ints = |k: &str| -> Vec<usize> { op.attr(k).and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&x| x as usize).collect() };
+                let (low, interior) = (ints("low"), ints("interior"));
+                let value = op.attr("value").and_then(Attr::as_float).unwrap_or(0.0) as f32;
+                let (ist, ost) = (strides(&a.shape), strides(&rt.shape));
+                let mut data = vec![value; n];
+                for (e, &x) in a.data.iter().enumerate() {
+                    let dst: usize =
+                        (0..a.shape.len()).map(|d| (low[d] + ((e / ist[d]) % a.shape[d]) * (interior[d] + 1)) * ost[d]).sum();
+                    data[dst] = x;
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
+            "concat" => {
+                let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
+                let ost = strides(&rt.shape);
+                let mut data = vec![0.0f32; n];
+                let mut at = 0;
+                for k in 0..op.operands.len() {
+                    let a = get(k)?;
+                    let ist = strides(&a.shape);
+                    for (e, &x) in a.data.iter().enumerate() {
+                        let dst: usize = (0..a.shape.len())
+                            .map(|d| ((e / ist[d]) % a.shape[d] + if d == dim { at } else { 0 }) * ost[d])
+                            .sum();
+                        data[dst] = x;
+                    }
+                    at += a.shape[dim];
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
             "cmp" => {
                 let pred = op.attr("predicate").and_then(Attr::as_str).unwrap_or("");
                 elementwise(pred, &[get(0)?, get(1)?], &rt.shape)?

@@ -8,6 +8,8 @@
 
 use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, UnsupportedOp, Value};
 
+mod nn;
+
 pub struct LegalizeAten;
 
 impl Pass for LegalizeAten {
@@ -84,6 +86,8 @@ struct Lx<'a> {
     src: &'a Func,
     out: Func,
     map: Vec<Option<Value>>,
+    /// Whether each source value is read by an op or returned.
+    used: Vec<bool>,
 }
 
 type LResult = Result<Vec<Value>, String>;
@@ -100,7 +104,11 @@ impl<'a> Lx<'a> {
         for a in src.args() {
             map[a.index()] = Some(a);
         }
-        Lx { src, out, map }
+        let mut used = vec![false; src.value_types.len()];
+        for v in src.ops.iter().flat_map(|op| op.operands.iter()).chain(&src.returns) {
+            used[v.index()] = true;
+        }
+        Lx { src, out, map, used }
     }
 
     fn finish(mut self) -> Func {
@@ -201,7 +209,10 @@ impl<'a> Lx<'a> {
     fn legalize(&mut self, op: &Op) -> LResult {
         // Types first: everything this compiler runs is f32 or bool, with no empty dims.
         for v in op.operands.iter().copied().chain(op.results()) {
+            let is_result = v.index() >= op.result(0).index();
             match self.src.ty(v) {
+                // An empty result nobody reads (batch norm's saved statistics in inference).
+                Type::Tensor(t) if t.shape.contains(&0) && is_result && !self.used[v.index()] && t.elem == ElemType::F32 => {}
                 Type::Tensor(t) if t.shape.contains(&0) => {
                     return Err(format!("{} has no elements; empty tensors stay on the host", short_type(self.src.ty(v))))
                 }
@@ -485,6 +496,17 @@ impl<'a> Lx<'a> {
             ("alias" | "detach" | "clone" | "lift_fresh_copy" | "_to_copy" | "contiguous", "default") => {
                 Ok(vec![self.convert(x(0)?, out.elem)])
             }
+            // shape-moving and neural-network families (legalize/nn.rs)
+            ("slice", "Tensor") => self.slice_tensor(op, x(0)?, &out),
+            ("slice_backward", "default") => self.slice_backward(op, x(0)?, &out),
+            ("select", "int") => self.select_int(op, x(0)?, &out),
+            ("select_backward", "default") => self.select_backward(op, x(0)?, &out),
+            ("cat", "default") => self.cat(op, mapped.clone(), &out),
+            ("split_with_sizes", "default") | ("split", "Tensor") => self.split(op, x(0)?, &res),
+            ("constant_pad_nd", "default") => self.constant_pad(op, x(0)?, &out),
+            ("convolution", "default") => self.convolution(op, &mapped, &out),
+            ("convolution_backward", "default") => self.convolution_backward(op, &mapped, &res),
+            ("_native_batch_norm_legit_no_training", "default") => self.batch_norm_inference(op, &mapped, &out, res.len()),
             _ => Err(String::new()),
         }
     }

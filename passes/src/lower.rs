@@ -342,9 +342,36 @@ impl<'a> Lowering<'a> {
                 }
                 self.elementwise(&pred, &op.operands, None, rt)
             }
+            "slice" | "pad" => {
+                if let Val::Const(v, _) = self.val(op.operands[0])? {
+                    let fill = op.attr("value").and_then(Attr::as_float).unwrap_or(v);
+                    if kind == "slice" || fill.to_bits() == v.to_bits() {
+                        return Ok(Val::Const(v, rt));
+                    }
+                }
+                let m = self.on_mesh(op.operands[0])?;
+                let out = self.follow(m, &rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
+            }
+            "concat" => {
+                let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;
+                let out = self.follow(ins[0], &rt.shape)?;
+                Ok(Val::Mesh(self.emit(kind, ins, op.attrs.clone(), rt, out)))
+            }
             k if map_arity(k).is_some() => self.elementwise(k, &op.operands, None, rt),
             other => Err(PassError::Invalid(format!("no lowering for 'dojo.{other}' yet"))),
         }
+    }
+
+    /// The layout of a data-movement result of shape `shape` made from mesh value `m`: `m`'s
+    /// own block and splits when they fit the new shape (each core then mostly reads from
+    /// itself and its neighbours), else the default placement.
+    fn follow(&self, m: Value, shape: &[usize]) -> LResult<Layout> {
+        let l = self.layout(m);
+        if l.split.len() == shape.len() && l.check(shape).is_ok() {
+            return Ok(l);
+        }
+        self.place(shape)
     }
 
     /// The layout an elementwise operand of shape `shape` needs for a result laid out `out`.

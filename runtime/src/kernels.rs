@@ -76,6 +76,24 @@ pub(crate) fn run(
                 .collect()
         }
         KernelOp::Reshape => ins[0].1.to_vec(),
+        KernelOp::Slice { offsets, strides: steps } => {
+            let (shape, data) = ins[0];
+            let st = strides(shape);
+            let base: usize = offsets.iter().zip(&st).map(|(o, s)| o * s).sum();
+            let walk: Vec<usize> = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
+            strided_offsets(out_shape, &walk).into_iter().map(|i| data[base + i]).collect()
+        }
+        KernelOp::Pad { low, interior, value } => {
+            let (shape, data) = ins[0];
+            let st = strides(out_shape);
+            let base: usize = low.iter().zip(&st).map(|(o, s)| o * s).sum();
+            let walk: Vec<usize> = interior.iter().zip(&st).map(|(k, s)| (k + 1) * s).collect();
+            let mut out = vec![*value; n];
+            for (&x, o) in data.iter().zip(strided_offsets(shape, &walk)) {
+                out[base + o] = x;
+            }
+            out
+        }
     }
 }
 
@@ -179,7 +197,11 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
             let k = ins.first().and_then(|a| a.last()).copied().unwrap_or(0) as u64;
             2 * out * k
         }
-        KernelOp::Unary { op: UnaryOp::Copy } | KernelOp::Transpose { .. } | KernelOp::Reshape => 0,
+        KernelOp::Unary { op: UnaryOp::Copy }
+        | KernelOp::Transpose { .. }
+        | KernelOp::Reshape
+        | KernelOp::Slice { .. }
+        | KernelOp::Pad { .. } => 0,
         KernelOp::Unary { .. }
         | KernelOp::Binary { .. }
         | KernelOp::Select

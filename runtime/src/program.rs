@@ -222,6 +222,25 @@ pub enum KernelOp {
         #[serde(with = "json_f32")]
         factor: f32,
     },
+    /// Strided window: `out[j] = in[offsets + j * strides]` on every dimension; every read
+    /// index must lie inside the input.
+    Slice {
+        /// Start index on each dimension.
+        offsets: Vec<usize>,
+        /// Step on each dimension (at least 1).
+        strides: Vec<usize>,
+    },
+    /// The transpose of a strided window: `out` is `value` everywhere except
+    /// `out[low + i * (interior + 1)] = in[i]`; every written index must lie inside the output.
+    Pad {
+        /// Elements before the first input element, on each dimension.
+        low: Vec<usize>,
+        /// Elements between two input elements, on each dimension.
+        interior: Vec<usize>,
+        /// The fill value.
+        #[serde(with = "json_f32")]
+        value: f32,
+    },
 }
 
 impl KernelOp {
@@ -237,6 +256,8 @@ impl KernelOp {
             KernelOp::Transpose { .. } => "Transpose".to_string(),
             KernelOp::Reshape => "Reshape".to_string(),
             KernelOp::Scale { .. } => "Scale".to_string(),
+            KernelOp::Slice { .. } => "Slice".to_string(),
+            KernelOp::Pad { .. } => "Pad".to_string(),
         }
     }
 }
@@ -813,6 +834,40 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                     show(&want),
                     show(out)
                 ));
+            }
+        }
+        KernelOp::Slice { offsets, strides } => {
+            arity(1)?;
+            let a = ins[0];
+            if offsets.len() != a.len() || strides.len() != a.len() || out.len() != a.len() {
+                return Err(format!("slice of rank {} needs offsets, strides and output of that rank", a.len()));
+            }
+            for d in 0..a.len() {
+                let last = (out[d].max(1) - 1).checked_mul(strides[d]).and_then(|x| x.checked_add(offsets[d]));
+                if strides[d] == 0 || out[d] == 0 || last.is_none_or(|l| l >= a[d]) {
+                    return Err(format!(
+                        "slice dim {d}: {} elements from {} in steps of {} do not fit the input's {}",
+                        out[d], offsets[d], strides[d], a[d]
+                    ));
+                }
+            }
+        }
+        KernelOp::Pad { low, interior, .. } => {
+            arity(1)?;
+            let a = ins[0];
+            if low.len() != a.len() || interior.len() != a.len() || out.len() != a.len() {
+                return Err(format!("pad of rank {} needs low, interior and output of that rank", a.len()));
+            }
+            for d in 0..a.len() {
+                let last = (a[d].max(1) - 1)
+                    .checked_mul(interior[d].saturating_add(1))
+                    .and_then(|x| x.checked_add(low[d]));
+                if a[d] == 0 || last.is_none_or(|l| l >= out[d]) {
+                    return Err(format!(
+                        "pad dim {d}: {} elements placed from {} every {} do not fit the output's {}",
+                        a[d], low[d], interior[d].saturating_add(1), out[d]
+                    ));
+                }
             }
         }
         KernelOp::Transpose { perm } => {
