@@ -24,9 +24,11 @@
 //!   op on the target (the default placement's core count, the FP32 rate, SRAM and link
 //!   bandwidth, per-op latency), all read from `dojo_runtime::Target`.
 //!
-//! Not here yet: fusion epilogues (the lowering has no fused kernel to run them), batch-norm
-//! folding into convolutions and multi-pattern merges (no conv, concat or slice op in the
-//! dialect yet).
+//! Not here yet: fusion epilogues (the lowering has no fused kernel to run them) and
+//! batch-norm folding into convolution weights. The greedy DAG extraction is quadratic in the
+//! depth of the graph (each class carries the set of classes below it): about 1 s for a
+//! 900-op chain in a debug build, so it is bounded by `time_ms` too and falls back to the
+//! greedy tree extraction when it runs out (as with every limit, output then depends on time).
 
 use crate::lower::{MAX_BLOCK_EDGE, MIN_SHARD_EDGE};
 use dojo_compiler::dialect::{broadcast_shapes, check_perm, BINARY, UNARY};
@@ -996,14 +998,24 @@ fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>) -> O
 /// Greedy DAG extraction: each class's cost is the summed cost of the *set* of classes its
 /// best term uses, so shared subterms count once; a node whose subterm contains its own class
 /// is never chosen (cycle filter). Iterates to a fixpoint (bounded).
-fn extract_dag(eg: &EG, model: &CostModel) -> HashMap<Id, Node> {
+fn extract_dag(eg: &EG, model: &CostModel, deadline: Instant) -> HashMap<Id, Node> {
     // Per class: (total, class -> node cost) of the chosen term, and the chosen node.
     let mut best: HashMap<Id, (f64, BTreeMap<Id, f64>, Node)> = HashMap::new();
     let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
+    // Nodes are revisited only when one of their children improved in the previous round.
+    let mut dirty: Option<BTreeSet<Id>> = None;
     for _round in 0..64 {
-        let mut changed = false;
+        let mut changed = BTreeSet::new();
         for &id in &classes {
+            if Instant::now() > deadline {
+                return best.into_iter().map(|(k, (_, _, n))| (k, n)).collect();
+            }
             for node in &eg[id].nodes {
+                if let Some(d) = &dirty {
+                    if !node.children().iter().any(|&c| d.contains(&eg.find(c))) {
+                        continue;
+                    }
+                }
                 let own = model.cost_in(eg, node, id);
                 if !own.is_finite() {
                     continue;
@@ -1031,13 +1043,14 @@ fn extract_dag(eg: &EG, model: &CostModel) -> HashMap<Id, Node> {
                 };
                 if better {
                     best.insert(id, (total, set, node.clone()));
-                    changed = true;
+                    changed.insert(id);
                 }
             }
         }
-        if !changed {
+        if changed.is_empty() {
             break;
         }
+        dirty = Some(changed);
     }
     best.into_iter().map(|(k, (_, _, n))| (k, n)).collect()
 }
@@ -1194,6 +1207,9 @@ pub struct Stats {
     /// `dag+search`, `dag`, `greedy`, or `input` (nothing cheaper found).
     pub extractor: &'static str,
     pub seconds: f64,
+    /// Of which: conversion and saturation, and greedy DAG extraction.
+    pub saturation_seconds: f64,
+    pub dag_seconds: f64,
     /// Rule name -> times applied, sorted by name.
     pub applied: BTreeMap<String, usize>,
 }
@@ -1202,9 +1218,9 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "@{}: ops {} -> {}, cost {:.3e} -> {:.3e} s, e-graph {} nodes / {} classes, {} iteration(s), stopped: {}, extractor: {}, {:.1} ms",
+            "@{}: ops {} -> {}, cost {:.3e} -> {:.3e} s, e-graph {} nodes / {} classes, {} iteration(s), stopped: {}, extractor: {}, {:.1} ms ({:.1} saturation, {:.1} DAG extraction)",
             self.func, self.ops_before, self.ops_after, self.cost_before, self.cost_after, self.enodes, self.eclasses, self.iterations,
-            self.stop_reason, self.extractor, self.seconds * 1e3
+            self.stop_reason, self.extractor, self.seconds * 1e3, self.saturation_seconds * 1e3, self.dag_seconds * 1e3
         )
     }
 }
@@ -1226,6 +1242,8 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
         stop_reason: "skipped".into(),
         extractor: "input",
         seconds: 0.0,
+        saturation_seconds: 0.0,
+        dag_seconds: 0.0,
         applied: BTreeMap::new(),
     };
     let has_mesh_ops = func.ops.iter().any(|o| o.dialect() == "d1");
@@ -1261,8 +1279,11 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
         }
     }
     let root = eg.find(conv.root);
-    let dag = extract_dag(eg, model);
-    let deadline = start + limits.time;
+    stats.saturation_seconds = start.elapsed().as_secs_f64();
+    // Extraction gets the time limit again (saturation may have used all of its own).
+    let deadline = Instant::now() + limits.time;
+    let dag = extract_dag(eg, model, deadline);
+    stats.dag_seconds = start.elapsed().as_secs_f64() - stats.saturation_seconds;
     let mut candidates: Vec<(&'static str, HashMap<Id, Node>)> = vec![("dag+search", improve(eg, model, root, dag.clone(), deadline)), ("dag", dag)];
     let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
     candidates.push(("greedy", extract_greedy(eg, model, &classes)));
