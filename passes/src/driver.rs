@@ -109,6 +109,41 @@ struct Options {
     mesh: String,
     #[serde(default = "default_precision")]
     precision: String,
+    /// `egraph-optimize`: `false` (default), `true`, or its limits `{"iters", "nodes", "time_ms"}`.
+    #[serde(default)]
+    egraph: EgraphOption,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EgraphOption {
+    On(bool),
+    Limits(std::collections::BTreeMap<String, u64>),
+}
+
+impl Default for EgraphOption {
+    fn default() -> EgraphOption {
+        EgraphOption::On(false)
+    }
+}
+
+impl EgraphOption {
+    /// The pass options for `default_pipeline`, or None when the pass is off.
+    fn pass_options(&self) -> Result<Option<String>, DojoError> {
+        match self {
+            EgraphOption::On(on) => Ok(on.then(String::new)),
+            EgraphOption::Limits(limits) => {
+                let mut opts = Vec::new();
+                for (k, v) in limits {
+                    if !["iters", "nodes", "time_ms"].contains(&k.as_str()) {
+                        return Err(DojoError::Invalid(format!("option 'egraph' has no limit '{k}'; limits: iters, nodes, time_ms")));
+                    }
+                    opts.push(format!("{k}={v}"));
+                }
+                Ok(Some(opts.join(" ")))
+            }
+        }
+    }
 }
 
 fn default_mesh() -> String {
@@ -161,7 +196,8 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     }
     let mut stages = vec![("import".to_string(), print_module(&module))];
     let mut stage_seconds = vec![import_start.elapsed().as_secs_f64()];
-    let mut pm = build_pipeline(&default_pipeline(&options.mesh)).map_err(DojoError::Invalid)?;
+    let egraph = options.egraph.pass_options()?;
+    let mut pm = build_pipeline(&default_pipeline(&options.mesh, egraph.as_deref())).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;

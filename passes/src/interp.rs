@@ -41,7 +41,7 @@ fn broadcast_index(shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-fn unary(f: &str, x: f32) -> Option<f32> {
+pub(crate) fn unary(f: &str, x: f32) -> Option<f32> {
     Some(match f {
         "relu" => {
             if x.is_nan() {
@@ -65,7 +65,7 @@ fn unary(f: &str, x: f32) -> Option<f32> {
     })
 }
 
-fn binary(f: &str, a: f32, b: f32) -> Option<f32> {
+pub(crate) fn binary(f: &str, a: f32, b: f32) -> Option<f32> {
     let t = |c: bool| if c { 1.0 } else { 0.0 };
     Some(match f {
         "add" => a + b,
@@ -277,4 +277,60 @@ fn elementwise(f: &str, ins: &[&Array], shape: &[usize]) -> Result<Array, String
         _ => return Err(format!("'{f}' with {} operands", ins.len())),
     };
     Ok(Array { shape: shape.to_vec(), data })
+}
+
+/// Deterministic pseudo-random values in [-1, 1) (an LCG is enough for test data).
+pub fn random_data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Random inputs for `func`'s arguments (bools as 0.0/1.0); argument `i` uses seed `seed + i`.
+pub fn random_inputs(func: &Func, seed: u64) -> Result<Vec<Array>, String> {
+    (0..func.num_args)
+        .map(|i| {
+            let t = func.tensor(Value(i as u32)).ok_or(format!("argument {i} is not a tensor"))?;
+            let mut data = random_data(t.numel(), seed + i as u64);
+            if t.elem == ElemType::I1 {
+                data.iter_mut().for_each(|x| *x = if *x > 0.0 { 1.0 } else { 0.0 });
+            }
+            Ok(Array { shape: t.shape.clone(), data })
+        })
+        .collect()
+}
+
+/// Whether `got` equals `want` within f32 tolerance (relative 1e-5; NaN equals NaN).
+pub fn close(got: &[Array], want: &[Array]) -> Result<(), String> {
+    if got.len() != want.len() {
+        return Err(format!("{} outputs, reference has {}", got.len(), want.len()));
+    }
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        if g.shape != w.shape {
+            return Err(format!("output {k} has shape {:?}, reference {:?}", g.shape, w.shape));
+        }
+        for (e, (x, y)) in g.data.iter().zip(&w.data).enumerate() {
+            let tol = 1e-5 * (1.0 + y.abs().max(x.abs()));
+            if !((x - y).abs() <= tol || (x.is_nan() && y.is_nan())) {
+                return Err(format!("output {k}[{e}] = {x}, reference {y}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run two graph-level functions with the same signature on the same random inputs (one run
+/// per seed) and compare their results: the semantic check of rewrites.
+pub fn check_equivalent(reference: &Func, candidate: &Func, seeds: &[u64]) -> Result<(), String> {
+    for &seed in seeds {
+        let inputs = random_inputs(reference, seed)?;
+        let want = run(reference, &inputs).map_err(|e| format!("reference: {e}"))?;
+        let got = run(candidate, &inputs).map_err(|e| format!("candidate: {e}"))?;
+        close(&got, &want).map_err(|e| format!("@{} with seed {seed}: {e}", reference.name))?;
+    }
+    Ok(())
 }

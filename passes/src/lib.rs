@@ -7,6 +7,7 @@
 
 pub mod dce;
 pub mod driver;
+pub mod egraph;
 pub mod emit;
 pub mod import;
 pub mod interp;

@@ -1,25 +1,38 @@
 //! The one registry of passes: every pass's stable name, what it does, and how its options
 //! are read. `dojo-opt --pass-pipeline` and the compile driver both build pipelines here.
 
-use crate::{dce::Dce, legalize::LegalizeAten, lower::LowerToD1};
+use crate::{dce::Dce, egraph::EgraphOptimize, legalize::LegalizeAten, lower::LowerToD1};
 use dojo_compiler::{parse_pipeline, Pass, PassManager, PassSpec};
 
 /// `(name, summary, options)` of every registered pass.
 pub const PASSES: &[(&str, &str, &str)] = &[
     ("legalize-aten", "rewrite imported aten.* ops into the graph-level dojo dialect", ""),
     ("dce", "remove ops whose results are unused", ""),
+    (
+        "egraph-optimize",
+        "equality saturation over dojo ops, extracted with the mesh cost model",
+        "iters=<n> (15) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr)",
+    ),
     ("lower-to-d1", "place dojo ops on a mesh of D1 cores (d1 dialect, explicit transfers)", "mesh=<preset> (default d1)"),
 ];
 
-/// The pipeline the compile driver runs for a mesh.
-pub fn default_pipeline(mesh: &str) -> String {
-    format!("legalize-aten,dce,lower-to-d1{{mesh={mesh}}},dce")
+/// The pipeline the compile driver runs for a mesh. `egraph` adds `egraph-optimize` after
+/// legalization, with these extra options (`""` for its defaults, e.g. `"iters=5"`).
+pub fn default_pipeline(mesh: &str, egraph: Option<&str>) -> String {
+    match egraph {
+        None => format!("legalize-aten,dce,lower-to-d1{{mesh={mesh}}},dce"),
+        Some(opts) => {
+            let opts = if opts.is_empty() { String::new() } else { format!(" {opts}") };
+            format!("legalize-aten,dce,egraph-optimize{{mesh={mesh}{opts}}},lower-to-d1{{mesh={mesh}}},dce")
+        }
+    }
 }
 
 /// Build one pass from its spec.
 pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh"],
+        "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats"],
         _ => vec![],
     };
     for (k, _) in &spec.options {
@@ -35,6 +48,23 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
         "legalize-aten" => Box::new(LegalizeAten),
         "dce" => Box::new(Dce),
         "lower-to-d1" => Box::new(LowerToD1 { mesh: spec.option("mesh").unwrap_or("d1").to_string() }),
+        "egraph-optimize" => {
+            let num = |k: &str, default: usize| -> Result<usize, String> {
+                spec.option(k).map_or(Ok(default), |v| v.parse().map_err(|_| format!("egraph-optimize option {k}={v}: expected a whole number")))
+            };
+            let d = crate::egraph::Limits::default();
+            let limits = crate::egraph::Limits {
+                iters: num("iters", d.iters)?,
+                nodes: num("nodes", d.nodes)?,
+                time: std::time::Duration::from_millis(num("time_ms", d.time.as_millis() as usize)? as u64),
+            };
+            let stats = match spec.option("stats") {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(v) => return Err(format!("egraph-optimize option stats={v}: expected true or false")),
+            };
+            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats })
+        }
         other => {
             let names: Vec<&str> = PASSES.iter().map(|p| p.0).collect();
             return Err(format!("unknown pass '{other}'; registered passes: {}", names.join(", ")));

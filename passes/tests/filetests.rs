@@ -4,8 +4,10 @@
 //!
 //! Cases whose pipeline lowers to the mesh are also checked for meaning: the input, legalized,
 //! runs on the reference interpreter; the output's Program runs on the simulator; both get the
-//! same random inputs and must agree within f32 tolerance. With the `mlir` feature, every IR
-//! text in the cases (inputs and outputs) must also be readable by MLIR itself.
+//! same random inputs and must agree within f32 tolerance. Cases that run `egraph-optimize`
+//! without lowering run input and output on the interpreter and compare the same way. With
+//! the `mlir` feature, every IR text in the cases (inputs and outputs) must also be readable
+//! by MLIR itself.
 //!
 //! Refresh snapshots with `INSTA_UPDATE=always cargo test -p dojo-passes --test filetests`.
 
@@ -63,25 +65,29 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// Deterministic pseudo-random values in [-1, 1) (an LCG is enough for test data).
-fn random(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+/// `module` with its aten ops legalized, for the interpreter.
+fn legalized(name: &str, module: &Module) -> Module {
+    let mut m = module.clone();
+    if m.funcs.iter().flat_map(|f| &f.ops).any(|o| o.dialect() == "aten") {
+        let (_, r) = build_pipeline("legalize-aten").expect("pipeline").run(&mut m);
+        r.unwrap_or_else(|e| panic!("{name}: legalize for the reference failed: {e}"));
+    }
+    m
+}
+
+/// Graph-level cases (the `egraph-optimize` rewrites): input and output both run on the
+/// interpreter, on the same random inputs, and must agree within f32 tolerance.
+fn check_rewrite_semantics(name: &str, input: &Module, output: &Module) {
+    let (input, output) = (legalized(name, input), legalized(name, output));
+    assert_eq!(input.funcs.len(), output.funcs.len(), "{name}: function count");
+    for (a, b) in input.funcs.iter().zip(&output.funcs) {
+        interp::check_equivalent(a, b, &[1, 2, 3]).unwrap_or_else(|e| panic!("{name}: output differs from input: {e}"));
+    }
 }
 
 /// Run the input on the interpreter and the output's Program on the simulator; compare.
 fn check_semantics(name: &str, input: &Module, output: &Module) {
-    let mut reference = input.clone();
-    let needs_legalize = reference.funcs.iter().flat_map(|f| &f.ops).any(|o| o.dialect() == "aten");
-    if needs_legalize {
-        let (_, r) = build_pipeline("legalize-aten").expect("pipeline").run(&mut reference);
-        r.unwrap_or_else(|e| panic!("{name}: legalize for the reference failed: {e}"));
-    }
+    let reference = legalized(name, input);
     for (fi, func) in reference.funcs.iter().enumerate() {
         let inputs: Vec<Array> = func
             .arg_types()
@@ -92,7 +98,7 @@ fn check_semantics(name: &str, input: &Module, output: &Module) {
                     dojo_compiler::Type::Tensor(t) => t,
                     _ => panic!("non-tensor arg"),
                 };
-                let mut data = random(t.numel(), (fi * 100 + i) as u64 + 1);
+                let mut data = interp::random_data(t.numel(), (fi * 100 + i) as u64 + 1);
                 if t.elem == ElemType::I1 {
                     data.iter_mut().for_each(|x| *x = if *x > 0.0 { 1.0 } else { 0.0 });
                 }
@@ -158,6 +164,10 @@ fn file_tests() {
             let input = parse_module(&text).expect("input parses");
             let output = parse_module(&stdout).unwrap_or_else(|d| panic!("{rel}: output does not parse: {d}"));
             check_semantics(&rel, &input, &output);
+        } else if is_ir && run.contains("egraph-optimize") {
+            let input = parse_module(&text).expect("input parses");
+            let output = parse_module(&stdout).unwrap_or_else(|d| panic!("{rel}: output does not parse: {d}"));
+            check_rewrite_semantics(&rel, &input, &output);
         }
         #[cfg(feature = "mlir")]
         {
