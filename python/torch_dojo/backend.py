@@ -38,7 +38,9 @@ __all__ = ["dojo", "compile_count", "compiled_graphs", "fallback_stats", "DEFAUL
 aten = torch.ops.aten
 
 #: Options the backend understands, with their defaults.
-DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
+DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
+#: Limits of the e-graph optimizer that ``options={"egraph": {...}}`` may set.
+EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
 #: Precisions the compiler supports so far.
 PRECISIONS = ("fp32",)
 
@@ -113,6 +115,14 @@ def validate_options(options: dict | None) -> dict[str, Any]:
     if opts["fallback"] not in FALLBACKS:
         raise InvalidInputError(
             f"option 'fallback' must be one of {', '.join(map(repr, FALLBACKS))}, got {opts['fallback']!r}"
+        )
+    eg = opts["egraph"]
+    bad_limits = isinstance(eg, dict) and any(
+        k not in EGRAPH_LIMITS or isinstance(v, bool) or not isinstance(v, int) or v < 0 for k, v in eg.items()
+    )
+    if not isinstance(eg, (bool, dict)) or bad_limits:
+        raise InvalidInputError(
+            f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints, got {eg!r}"
         )
     if not isinstance(opts["dump_ir"], bool):
         raise InvalidInputError(f"option 'dump_ir' must be True or False, got {opts['dump_ir']!r}")

@@ -31,7 +31,7 @@ from . import backend
 __all__ = ["report", "Report", "GraphReport", "OpTime", "last_report", "format_report"]
 
 #: Printed for the roofline while the profile has no roofline model.
-ROOFLINE_NA = "n/a (timing model v1)"
+ROOFLINE_NA = "n/a"
 #: Op kinds listed per graph.
 TOP_OPS = 5
 

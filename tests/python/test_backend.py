@@ -23,7 +23,7 @@ def compile_error(excinfo):
 
 
 def test_defaults_fill_in():
-    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
 
 
 def test_unknown_option_lists_valid_keys():
@@ -34,6 +34,27 @@ def test_unknown_option_lists_valid_keys():
 def test_unsupported_precision_says_what_is_supported():
     with pytest.raises(torch_dojo.InvalidInputError, match=r"'bf16' is not supported yet; supported: 'fp32'"):
         backend.validate_options({"precision": "bf16"})
+
+
+@pytest.mark.parametrize("bad", ["yes", {"iters": -1}, {"itres": 3}, {"nodes": 1.5}])
+def test_bad_egraph_option_says_what_is_valid(bad):
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"option 'egraph' must be True, False or a dict of limits"):
+        backend.validate_options({"egraph": bad})
+
+
+def test_egraph_option_reaches_the_compiler_and_keeps_results():
+    """With the e-graph optimizer on, its stage runs (visible in the IR stages) and the model
+    gives the same outputs as without it."""
+    torch.manual_seed(0)
+    model, x = mlp(), torch.randn(2, 8)
+    outs = []
+    for eg in (False, {"iters": 8, "nodes": 5000}):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            outs.append(torch.compile(model, backend="dojo", options={"egraph": eg})(x))
+        stages = [name for name, _ in backend.compiled_graphs[-1].graph.stages()]
+        assert ("egraph-optimize" in stages) == bool(eg)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
 
 
 def test_options_must_be_a_dict():
@@ -70,7 +91,7 @@ def test_torch_compile_reaches_the_native_compiler(monkeypatch):
         assert out.shape == (2, 4)
     graph, options = seen[0]
     assert graph["name"] == "inference"
-    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager"}
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
     assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
     assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
 
