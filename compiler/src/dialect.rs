@@ -250,6 +250,7 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
         }
         "slice" | "pad" | "concat" => verify_movement(kind, func, op),
         "iota" => verify_iota(func, op),
+        "embedding" | "embedding_grad" => verify_embedding(kind, func, op),
         other => Err(format!("unknown op 'dojo.{other}'")),
     }
 }
@@ -332,7 +333,28 @@ pub fn verify_movement(kind: &str, func: &Func, op: &Op) -> Result<(), String> {
     }
 }
 
-/// `iota {dim}`: no operands; the result counts 0, 1, ... along `dim` (f32 or i64).
+/// - `embedding(table: [V, D], ids: S x i64) -> S + [D]`: row `ids[i]` for every index.
+/// - `embedding_grad {padding_idx?}(grad: S + [D], ids: S x i64) -> [V, D]`: gradient rows
+///   summed per id (the row `padding_idx` gets none).
+fn verify_embedding(kind: &str, func: &Func, op: &Op) -> Result<(), String> {
+    arity(op, 2, 1)?;
+    let (a, ids, r) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, result_of(func, op, 0)?);
+    if ids.elem != ElemType::I64 {
+        return Err(format!("ids must be i64, are {}", ids.elem));
+    }
+    same_elem("result", a, r)?;
+    let (rows, grad) = if kind == "embedding" { (a, r) } else { (r, a) };
+    let fits = rows.rank() == 2
+        && grad.rank() == ids.rank() + 1
+        && grad.shape[..ids.rank()] == ids.shape[..]
+        && grad.shape[ids.rank()] == rows.shape[1];
+    if !fits {
+        return Err(format!("table {:?}, ids {:?} and rows {:?} do not fit", rows.shape, ids.shape, grad.shape));
+    }
+    Ok(())
+}
+
+/// `iota {dim}`: no operands; the result counts 0, 1, ... along `dim` (f32, i64 or i32).
 fn verify_iota(func: &Func, op: &Op) -> Result<(), String> {
     arity(op, 0, 1)?;
     let r = result_of(func, op, 0)?;
@@ -340,8 +362,8 @@ fn verify_iota(func: &Func, op: &Op) -> Result<(), String> {
     if dim < 0 || dim as usize >= r.rank() {
         return Err(format!("dim {dim} is out of range for rank {}", r.rank()));
     }
-    if !matches!(r.elem, ElemType::F32 | ElemType::I64) || r.shape[dim as usize] > 1 << 24 {
-        return Err("iota counts in f32 or i64, below 2^24".into());
+    if !matches!(r.elem, ElemType::F32 | ElemType::I64 | ElemType::I32) || r.shape[dim as usize] > 1 << 24 {
+        return Err("iota counts in f32, i64 or i32, below 2^24".into());
     }
     Ok(())
 }
@@ -529,6 +551,11 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             Ok(())
         }
         "iota" => verify_iota(func, op),
+        "embedding" | "embedding_grad" => {
+            mesh(0)?;
+            mesh(1)?;
+            verify_embedding(kind, func, op)
+        }
         "slice" | "pad" | "concat" => {
             for i in 0..op.operands.len() {
                 mesh(i)?;

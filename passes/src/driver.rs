@@ -172,6 +172,7 @@ fn dtype_name(d: DType) -> &'static str {
         DType::F32 => "f32",
         DType::Bool => "bool",
         DType::I64 => "i64",
+        DType::I32 => "i32",
     }
 }
 

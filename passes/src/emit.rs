@@ -34,6 +34,7 @@ fn dtype(elem: ElemType) -> Result<DType, PassError> {
         ElemType::F32 => Ok(DType::F32),
         ElemType::I1 => Ok(DType::Bool),
         ElemType::I64 => Ok(DType::I64),
+        ElemType::I32 => Ok(DType::I32),
         e => Err(PassError::Invalid(format!("element type {e} cannot be executed yet"))),
     }
 }
@@ -280,6 +281,20 @@ impl<'a> Emitter<'a> {
                     for s in self.shards(r)?.to_vec() {
                         let inputs = op.operands.iter().map(|v| self.buf_on(*v, s.core)).collect::<Result<Vec<_>, _>>()?;
                         self.program.instrs.push(Instr::Kernel { op: kernel.clone(), inputs, output: s.buf });
+                    }
+                }
+                "d1.embedding" | "d1.embedding_grad" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let skip = op.attr("padding_idx").and_then(Attr::as_int).and_then(|p| usize::try_from(p).ok());
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        let kernel = if op.name == "d1.embedding" {
+                            KernelOp::Embedding
+                        } else {
+                            KernelOp::EmbeddingGrad { offset: s.region.offsets[0], skip }
+                        };
+                        let inputs = vec![self.buf_on(op.operands[0], s.core)?, self.buf_on(op.operands[1], s.core)?];
+                        self.program.instrs.push(Instr::Kernel { op: kernel, inputs, output: s.buf });
                     }
                 }
                 "d1.iota" => {

@@ -188,7 +188,6 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
         } else {
             return Err(format!("{what}: only aten and prims ops can be imported, got '{}'", node.target));
         };
-        let n = types.len();
         let first = func.push(op_name, operands, attrs, types);
         let mut define = |name: String, v: Value| -> Result<(), String> {
             if names.insert(name.clone(), v).is_some() {
@@ -196,15 +195,14 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
             }
             Ok(())
         };
-        // `node` names result 0; `node#k` names result k (the capture uses both forms).
+        // `node` names result 0; `node#k` names result k (the capture uses both forms, and
+        // `#0` also for a list of one tensor).
         for (r, &k) in present.iter().enumerate() {
             let v = Value(first.0 + r as u32);
             if k == 0 {
                 define(node.name.clone(), v)?;
             }
-            if node.outputs.len() > 1 || n > 1 {
-                define(format!("{}#{k}", node.name), v)?;
-            }
+            define(format!("{}#{k}", node.name), v)?;
         }
     }
     let mut returns = Vec::new();

@@ -221,6 +221,27 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 }
                 Array { shape: rt.shape.clone(), data }
             }
+            "embedding" | "embedding_grad" => {
+                let (a, ids) = (get(0)?, get(1)?);
+                let d = *a.shape.last().ok_or("embedding needs rank >= 1")?;
+                let rows = if kind == "embedding" { a.shape[0] } else { rt.shape[0] };
+                let skip = op.attr("padding_idx").and_then(Attr::as_int);
+                let mut data = vec![0.0f32; n];
+                for (i, &id) in ids.data.iter().enumerate() {
+                    if !(id >= 0.0 && (id as usize) < rows) {
+                        return Err(format!("op #{i}: embedding index {id} is out of range for {rows} rows"));
+                    }
+                    let id = id as usize;
+                    if kind == "embedding" {
+                        data[i * d..(i + 1) * d].copy_from_slice(&a.data[id * d..(id + 1) * d]);
+                    } else if Some(id as i64) != skip {
+                        for k in 0..d {
+                            data[id * d + k] += a.data[i * d + k];
+                        }
+                    }
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
             "iota" => {
                 let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
                 let st = strides(&rt.shape);

@@ -98,7 +98,12 @@ struct Lx<'a> {
 type LResult = Result<Vec<Value>, String>;
 
 fn supported_elem(e: ElemType) -> bool {
-    matches!(e, ElemType::F32 | ElemType::I1 | ElemType::I64)
+    matches!(e, ElemType::F32 | ElemType::I1 | ElemType::I64 | ElemType::I32)
+}
+
+/// Integer element types (carried as f32 on the simulated mesh, exact below 2^24).
+fn is_int(e: ElemType) -> bool {
+    matches!(e, ElemType::I64 | ElemType::I32)
 }
 
 /// Op families whose int64 results are exact when computed on integers carried as f32 (the
@@ -110,6 +115,7 @@ const EXACT_INT_OPS: &[&str] = &[
     "alias", "detach", "clone", "lift_fresh_copy", "_to_copy", "contiguous", "slice", "select", "cat",
     "split", "split_with_sizes", "full", "full_like", "zeros_like", "ones_like", "scalar_tensor",
     "constant_pad_nd", "slice_backward", "select_backward", "arange", "max_pool2d_with_indices",
+    "embedding", "index", "gather", "argmax", "cumsum",
 ];
 
 impl<'a> Lx<'a> {
@@ -228,7 +234,11 @@ impl<'a> Lx<'a> {
             let is_result = v.index() >= op.result(0).index();
             match self.src.ty(v) {
                 // An empty result nobody reads (batch norm's saved statistics in inference).
-                Type::Tensor(t) if t.shape.contains(&0) && is_result && !self.used[v.index()] && t.elem == ElemType::F32 => {}
+                Type::Tensor(t)
+                    if t.shape.contains(&0)
+                        && is_result
+                        && !self.used[v.index()]
+                        && op.name == "aten._native_batch_norm_legit_no_training.default" => {}
                 Type::Tensor(t) if t.shape.contains(&0) => {
                     return Err(format!("{} has no elements; empty tensors stay on the host", short_type(self.src.ty(v))))
                 }
@@ -241,14 +251,14 @@ impl<'a> Lx<'a> {
         }
         let name = op.name.strip_prefix("aten.").unwrap_or(&op.name).to_string();
         let (base, overload) = name.rsplit_once('.').unwrap_or((&name, "default"));
-        let int_result = op.results().any(|v| self.src.tensor(v).is_some_and(|t| t.elem == ElemType::I64));
+        let int_result = op.results().any(|v| self.src.tensor(v).is_some_and(|t| is_int(t.elem)));
         if int_result {
             if !EXACT_INT_OPS.contains(&base) {
                 return Err("int64 results are supported only for exact integer ops (add, sub, mul, min/max, shape ops)".into());
             }
             let from_float = op.operands.iter().any(|v| self.src.tensor(*v).is_some_and(|t| t.elem == ElemType::F32));
             let fractional = op.attrs.iter().any(|(_, a)| matches!(a, Attr::Float(x) if x.fract() != 0.0));
-            if (from_float && base != "max_pool2d_with_indices") || fractional {
+            if (from_float && !matches!(base, "max_pool2d_with_indices" | "argmax")) || fractional {
                 return Err("a float -> int64 conversion (truncation) is not supported yet".into());
             }
         }
@@ -544,6 +554,14 @@ impl<'a> Lx<'a> {
             ("constant_pad_nd", "default") => self.constant_pad(op, x(0)?, &out),
             ("convolution", "default") => self.convolution(op, &mapped, &out),
             ("arange", "default" | "start" | "start_step") => self.arange(op, &out),
+            ("embedding", "default") => self.embedding(x(0)?, x(1)?, &out),
+            ("embedding_dense_backward", "default") => self.embedding_backward(op, x(0)?, x(1)?, &out),
+            ("index", "Tensor") => self.index(op, &mapped, &out),
+            ("index_put", "default") => self.index_put(op, &mapped, &out),
+            ("gather", "default") => self.gather(op, x(0)?, x(1)?, &out),
+            ("scatter_add", "default") => self.scatter_add(op, &mapped, &out),
+            ("argmax", "default") => self.argmax(op, x(0)?, &out),
+            ("cumsum", "default") => self.cumsum(op, x(0)?, &out),
             ("max_pool2d_with_indices", "default") => self.max_pool(op, x(0)?, &res),
             ("max_pool2d_with_indices_backward", "default") => self.max_pool_backward(op, &mapped, &out),
             ("convolution_backward", "default") => self.convolution_backward(op, &mapped, &res),

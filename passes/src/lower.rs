@@ -348,10 +348,12 @@ impl<'a> Lowering<'a> {
                 match (from, rt.elem) {
                     (a, b) if a == b => self.val(op.operands[0]),
                     (ElemType::F32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
-                    (ElemType::I1 | ElemType::I64, ElemType::F32) | (ElemType::I1, ElemType::I64) => {
+                    // Integers and bools are carried as exact f32 values: a copy converts them.
+                    (ElemType::I1 | ElemType::I64 | ElemType::I32, ElemType::F32)
+                    | (ElemType::I1 | ElemType::I64 | ElemType::I32, ElemType::I64 | ElemType::I32) => {
                         self.elementwise("convert", &op.operands, None, rt)
                     }
-                    (ElemType::I64, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
+                    (ElemType::I64 | ElemType::I32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
                     (a, b) => Err(PassError::Invalid(format!("conversion from {a} to {b} is not supported yet"))),
                 }
             }
@@ -372,6 +374,29 @@ impl<'a> Lowering<'a> {
                 let m = self.on_mesh(op.operands[0])?;
                 let out = self.follow(m, &rt.shape)?;
                 Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
+            }
+            "embedding" => {
+                // Each core holds its ids and the table's columns for its part of D.
+                let out = self.place(&rt.shape)?;
+                let r = rt.rank();
+                let ids_l = Layout { split: out.split[..r - 1].to_vec(), ..out.clone() };
+                let table_l = Layout { split: vec![NONE, out.split[r - 1]], ..out.clone() };
+                let table = self.materialize(op.operands[0], &table_l, None)?;
+                let ids = self.materialize(op.operands[1], &ids_l, None)?;
+                Ok(Val::Mesh(self.emit(kind, vec![table, ids], op.attrs.clone(), rt, out)))
+            }
+            "embedding_grad" => {
+                // Each core sums the gradient rows of the ids in its block of table rows: every
+                // core sees all ids and the gradient's columns for its part of D.
+                let out = self.place(&rt.shape)?;
+                let g = tensor_type(self.src, op.operands[0])?;
+                let mut gsplit = vec![NONE; g.rank()];
+                gsplit[g.rank() - 1] = out.split[1];
+                let grad_l = Layout { split: gsplit, ..out.clone() };
+                let ids_l = Layout { split: vec![NONE; g.rank() - 1], ..out.clone() };
+                let grad = self.materialize(op.operands[0], &grad_l, None)?;
+                let ids = self.materialize(op.operands[1], &ids_l, None)?;
+                Ok(Val::Mesh(self.emit(kind, vec![grad, ids], op.attrs.clone(), rt, out)))
             }
             "iota" => {
                 let out = self.place(&rt.shape)?;

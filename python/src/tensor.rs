@@ -50,6 +50,7 @@ pub fn from_host(py: Python<'_>, out: &HostTensor) -> Result<Py<PyAny>, String> 
         "f32" => Kind::Float,
         "bool" => Kind::Bool,
         "i64" => Kind::Int64,
+        "i32" => Kind::Int,
         "f16" => Kind::Half,
         "bf16" => Kind::BFloat16,
         other => return Err(format!("unknown dtype {other:?}")),

@@ -165,6 +165,8 @@ def decompositions() -> dict:
         # under AOTAutograd (off by ~100x against a hand-written attention); torch-dojo
         # decomposes the forward and backward ops itself (attention.py).
         table.update(attention.decompositions())
+        # Embedding gradients have their own mesh kernel (the decomposition is an index_put).
+        table.pop(aten.embedding_dense_backward.default, None)
         _DECOMPOSITIONS = table
     return _DECOMPOSITIONS
 

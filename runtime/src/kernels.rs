@@ -83,6 +83,33 @@ pub(crate) fn run(
             let walk: Vec<usize> = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
             strided_offsets(out_shape, &walk).into_iter().map(|i| data[base + i]).collect()
         }
+        KernelOp::Embedding => {
+            let ((ts, table), (_, ids)) = (ins[0], ins[1]);
+            let d = ts[1];
+            let mut out = Vec::with_capacity(n);
+            for &id in ids {
+                let row = id as usize * d;
+                out.extend_from_slice(&table[row..row + d]);
+            }
+            out
+        }
+        KernelOp::EmbeddingGrad { offset, skip } => {
+            let ((gs, grad), (_, ids)) = (ins[0], ins[1]);
+            let d = gs[gs.len() - 1];
+            let rows = out_shape[0];
+            let mut out = vec![0.0f32; n];
+            for (i, &id) in ids.iter().enumerate() {
+                let id = id as usize;
+                if id < *offset || id >= offset + rows || Some(id) == *skip {
+                    continue;
+                }
+                let dst = &mut out[(id - offset) * d..(id - offset + 1) * d];
+                for (o, &g) in dst.iter_mut().zip(&grad[i * d..(i + 1) * d]) {
+                    *o += g;
+                }
+            }
+            out
+        }
         KernelOp::Iota { dim, start } => {
             let st = strides(out_shape);
             (0..n).map(|i| (start + (i / st[*dim]) % out_shape[*dim]) as f32).collect()
@@ -116,6 +143,23 @@ pub(crate) fn check_exact_ints(data: &[f32], what: &str) -> Result<(), crate::er
              (integers below 2^24 in magnitude), so the result would not be exact; run this \
              model eagerly for such inputs or keep its integer tensors below 2^24"
         ))),
+    }
+}
+
+/// Check the ids of an `Embedding` (`EmbeddingGrad`) kernel before it runs: every id an
+/// integer in `0..V` (not negative). The compiler maps an out-of-range coordinate to -1.
+pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), crate::error::RuntimeError> {
+    let (ids, rows) = match (op, ins) {
+        (KernelOp::Embedding, [(ts, _), (_, ids)]) => (*ids, ts[0]),
+        (KernelOp::EmbeddingGrad { .. }, [_, (_, ids)]) => (*ids, usize::MAX),
+        _ => return Ok(()),
+    };
+    match ids.iter().find(|&&x| !(x >= 0.0 && (x as usize) < rows && x.fract() == 0.0)) {
+        Some(bad) => Err(crate::error::RuntimeError::new(format!(
+            "index {bad} is out of range{}: an index tensor fed to the model points outside the tensor it indexes (PyTorch raises an IndexError here)",
+            if rows == usize::MAX { String::new() } else { format!(" for {rows} rows") }
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -224,7 +268,9 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Reshape
         | KernelOp::Slice { .. }
         | KernelOp::Pad { .. }
-        | KernelOp::Iota { .. } => 0,
+        | KernelOp::Iota { .. }
+        | KernelOp::Embedding => 0,
+        KernelOp::EmbeddingGrad { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
         KernelOp::Unary { .. }
         | KernelOp::Binary { .. }
         | KernelOp::Select

@@ -37,15 +37,23 @@ pub enum DType {
     Bool,
     /// 64-bit integer, simulated as an `f32` value (8 B).
     I64,
+    /// 32-bit integer, simulated as an `f32` value (4 B).
+    I32,
 }
 
 impl DType {
+    /// Whether values are integers (carried as `f32`, exact below 2^24: the simulator checks).
+    pub fn is_int(self) -> bool {
+        matches!(self, DType::I64 | DType::I32)
+    }
+
     /// Bytes one element occupies in SRAM and on the wire.
     pub fn size_bytes(self) -> u64 {
         match self {
             DType::F32 => 4,
             DType::Bool => 1,
             DType::I64 => 8,
+            DType::I32 => 4,
         }
     }
 }
@@ -230,6 +238,18 @@ pub enum KernelOp {
         /// Step on each dimension (at least 1).
         strides: Vec<usize>,
     },
+    /// Inputs `[table: V x D, ids: any shape]`, output `ids.shape + [D]`: row `ids[i]` of the
+    /// table for every index (`torch.embedding`). Every id must be in `0..V`.
+    Embedding,
+    /// Inputs `[grad: S + [D], ids: S]`, output `Vk x D`: the sum of the gradient rows of every
+    /// id in `offset .. offset + Vk` into row `id - offset`, in index order; ids outside the
+    /// range and ids equal to `skip` contribute nothing (`embedding_dense_backward`).
+    EmbeddingGrad {
+        /// The table row of output row 0.
+        offset: usize,
+        /// The padding index, whose row gets no gradient.
+        skip: Option<usize>,
+    },
     /// `out[i] = start + i[dim]`: an index ramp along `dim` (constant along the other dims);
     /// no inputs.
     Iota {
@@ -267,6 +287,8 @@ impl KernelOp {
             KernelOp::Slice { .. } => "Slice".to_string(),
             KernelOp::Pad { .. } => "Pad".to_string(),
             KernelOp::Iota { .. } => "Iota".to_string(),
+            KernelOp::Embedding => "Embedding".to_string(),
+            KernelOp::EmbeddingGrad { .. } => "EmbeddingGrad".to_string(),
         }
     }
 }
@@ -884,6 +906,22 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                         out[d], offsets[d], strides[d], a[d]
                     ));
                 }
+            }
+        }
+        KernelOp::Embedding => {
+            arity(2)?;
+            let (t, ids) = (ins[0], ins[1]);
+            let want: Vec<usize> = ids.iter().copied().chain(t.get(1).copied()).collect();
+            if t.len() != 2 || want != out {
+                return Err(format!("embedding of table {} by ids {} gives ids + [D], not {}", show(t), show(ids), show(out)));
+            }
+        }
+        KernelOp::EmbeddingGrad { .. } => {
+            arity(2)?;
+            let (g, ids) = (ins[0], ins[1]);
+            let ok = out.len() == 2 && g.len() == ids.len() + 1 && g[..ids.len()] == *ids && g[ids.len()] == out[1];
+            if !ok {
+                return Err(format!("embedding gradient {} by ids {} cannot give rows {}", show(g), show(ids), show(out)));
             }
         }
         KernelOp::Iota { dim, .. } => {

@@ -39,7 +39,7 @@ use crate::target::{CoreId, Target};
 /// (`matrix_flops_per_cycle`, 16x the FP32 rate on D1).
 pub fn core_flops_per_s(t: &Target, dtype: DType) -> f64 {
     match dtype {
-        DType::F32 | DType::Bool | DType::I64 => t.fp32_flops_per_cycle * t.clock_hz,
+        DType::F32 | DType::Bool | DType::I64 | DType::I32 => t.fp32_flops_per_cycle * t.clock_hz,
     }
 }
 

@@ -650,7 +650,7 @@ impl<'a> Sim<'a> {
                     let (shape, data) = self.inputs[*input];
                     let decl = &prog.buffers[*buf];
                     copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
-                    if decl.dtype == crate::program::DType::I64 {
+                    if decl.dtype.is_int() {
                         kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
                     }
                 }
@@ -682,7 +682,7 @@ impl<'a> Sim<'a> {
             }
             Instr::HostCopy { input, output } => {
                 if self.functional {
-                    if prog.inputs[*input].dtype == crate::program::DType::I64 {
+                    if prog.inputs[*input].dtype.is_int() {
                         kernels::check_exact_ints(
                             self.inputs[*input].1,
                             &format!("input {input}"),
@@ -741,7 +741,7 @@ impl<'a> Sim<'a> {
                     self.bufs[*buf].fill(*value);
                 }
                 let decl = &prog.buffers[*buf];
-                if self.functional && decl.dtype == crate::program::DType::I64 {
+                if self.functional && decl.dtype.is_int() {
                     kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
                 }
                 let bytes = self.bytes(*buf, self.elems[*buf]);
@@ -764,10 +764,11 @@ impl<'a> Sim<'a> {
                             .zip(&in_shapes)
                             .map(|(&b, &s)| (s, self.bufs[b].as_slice()))
                             .collect();
+                        kernels::check_kernel_data(op, &arrays)?;
                         kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
                     };
                     self.bufs[*output] = result;
-                    if out_decl.dtype == crate::program::DType::I64 {
+                    if out_decl.dtype.is_int() {
                         kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
                     }
                 }

@@ -51,8 +51,8 @@ def mobilenet_v3_small():
 # Tolerances are relative to the largest magnitude; f32 reductions summed in another order
 # than eager's differ in the last bits, and deep backward graphs accumulate that.
 MODELS = {
-    "gpt2": (gpt2, 1e-4, 1e-3, 15, 20),
-    "bert": (bert, 1e-4, 1e-3, 6, 11),
+    "gpt2": (gpt2, 1e-4, 1e-3, 0, 0),
+    "bert": (bert, 1e-4, 1e-3, 0, 0),
     "resnet18": (resnet18, 1e-4, 1e-3, 0, 0),
     "mobilenet_v3_small": (mobilenet_v3_small, 1e-4, 1e-3, 0, 0),
 }

@@ -13,6 +13,10 @@
 use super::{Lx, LResult};
 use dojo_compiler::{attr, Attr, ElemType, Op, TensorType, Value};
 
+fn is_float(e: ElemType) -> bool {
+    matches!(e, ElemType::F32)
+}
+
 /// A torch-style (start, end) on a dim of `size`: negatives wrap, then clamp to 0..=size.
 fn clamp_range(start: i64, end: i64, size: usize) -> (usize, usize) {
     let n = size as i64;
@@ -639,6 +643,268 @@ impl<'a> Lx<'a> {
         let n = self.t(x).shape;
         let gx = self.slice(acc, &[0, 0, pool.padding[0], pool.padding[1]], &[1; 4], n);
         Ok(vec![gx])
+    }
+
+    /// aten.embedding(weight, indices, ...): rows of the table.
+    pub(super) fn embedding(&mut self, table: Value, ids: Value, out: &TensorType) -> LResult {
+        if self.t(table).rank() != 2 || self.t(ids).elem != ElemType::I64 {
+            return Err("embedding needs a 2-D table and int64 indices".into());
+        }
+        Ok(vec![self.emit("embedding", vec![table, ids], vec![], out.clone())])
+    }
+
+    /// aten.embedding_dense_backward(grad, indices, num_weights, padding_idx, scale_grad_by_freq).
+    pub(super) fn embedding_backward(&mut self, op: &Op, g: Value, ids: Value, out: &TensorType) -> LResult {
+        if op.attr("scale_grad_by_freq").and_then(Attr::as_bool).unwrap_or(false) {
+            return Err("scale_grad_by_freq is not supported yet".into());
+        }
+        let mut attrs = vec![];
+        if let Some(p) = op.attr("padding_idx").and_then(Attr::as_int).filter(|&p| p >= 0) {
+            attrs.push(attr("padding_idx", Attr::Int(p)));
+        }
+        let d = out.shape[1];
+        let g = self.reshape_to(g, [self.t(ids).shape, vec![d]].concat());
+        Ok(vec![self.emit("embedding_grad", vec![g, ids], attrs, out.clone())])
+    }
+
+    /// The flat row index into `self` viewed as `[prod(first k dims), rest]` for advanced
+    /// indexing by `k` int64 tensors on the leading dims (negative indices wrap), and that view.
+    fn flat_rows(&mut self, op: &Op, x: Value, idx: &[Value]) -> Result<(Value, Vec<usize>), String> {
+        if op.attr("indices_none_at").is_some() {
+            return Err("indexing with None (a slice) between index tensors is not supported yet".into());
+        }
+        let shape = self.t(x).shape;
+        let k = idx.len();
+        if k == 0 || k > shape.len() || idx.iter().any(|&i| !matches!(self.t(i).elem, ElemType::I64 | ElemType::I32)) {
+            return Err("advanced indexing is supported with int64 index tensors on the leading dims".into());
+        }
+        // Index tensors broadcast together (PyTorch's advanced indexing).
+        let shapes: Vec<Vec<usize>> = idx.iter().map(|&i| self.t(i).shape).collect();
+        let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        let ishape = dojo_compiler::dialect::broadcast_shapes(&refs)?;
+        let idx: Vec<Value> = idx
+            .iter()
+            .map(|&i| {
+                if self.t(i).shape == ishape {
+                    i
+                } else {
+                    let ty = self.ty(ishape.clone(), i);
+                    self.emit("broadcast", vec![i], vec![], ty)
+                }
+            })
+            .collect();
+        let i64t = ElemType::I64;
+        let mut flat: Option<Value> = None;
+        let mut valid: Option<Value> = None;
+        for (d, &i) in idx.iter().enumerate() {
+            let i = self.convert(i, i64t);
+            let size = self.constant(shape[d] as f64, i64t);
+            let zero = self.constant(0.0, i64t);
+            let neg = self.compare("lt", i, zero)?;
+            let wrapped = self.binary("add", i, size, i64t)?;
+            let i = self.select(neg, wrapped, i, i64t)?;
+            valid = Some(self.in_range(i, shape[d], valid)?);
+            flat = Some(match flat {
+                None => i,
+                Some(f) => {
+                    let f = self.binary("mul", f, size, i64t)?;
+                    self.binary("add", f, i, i64t)?
+                }
+            });
+        }
+        let rows: usize = shape[..k].iter().product();
+        let rest: usize = shape[k..].iter().product();
+        let flat = self.invalid_to_minus_one(flat.ok_or("no index tensors")?, valid)?;
+        Ok((flat, vec![rows, rest]))
+    }
+
+    /// `i` in `0..size`, and `acc` if given.
+    fn in_range(&mut self, i: Value, size: usize, acc: Option<Value>) -> Result<Value, String> {
+        let i64t = ElemType::I64;
+        let (zero, n) = (self.constant(0.0, i64t), self.constant(size as f64, i64t));
+        let lo = self.compare("ge", i, zero)?;
+        let hi = self.compare("lt", i, n)?;
+        let f = self.constant(0.0, ElemType::I1);
+        let ok = self.select(lo, hi, f, ElemType::I1)?;
+        match acc {
+            None => Ok(ok),
+            Some(a) => self.select(a, ok, f, ElemType::I1),
+        }
+    }
+
+    /// Flat row ids with -1 where a coordinate was out of range: the mesh's embedding kernels
+    /// reject it at run time (PyTorch raises an IndexError), so a bad index can never read or
+    /// write another row.
+    fn invalid_to_minus_one(&mut self, flat: Value, valid: Option<Value>) -> Result<Value, String> {
+        match valid {
+            None => Ok(flat),
+            Some(v) => {
+                let bad = self.constant(-1.0, ElemType::I64);
+                self.select(v, flat, bad, ElemType::I64)
+            }
+        }
+    }
+
+    /// aten.index.Tensor(self, indices): int64 index tensors on the leading dims.
+    pub(super) fn index(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        let (flat, table_shape) = self.flat_rows(op, ins[0], &ins[1..])?;
+        let table = self.reshape_to(ins[0], table_shape.clone());
+        let ids_shape = self.t(flat).shape;
+        let ty = TensorType::new([ids_shape, vec![table_shape[1]]].concat(), out.elem);
+        let rows = self.emit("embedding", vec![table, flat], vec![], ty);
+        Ok(vec![self.reshape(rows, out)])
+    }
+
+    /// aten.index_put(self, indices, values, accumulate=True): `self` plus the values summed
+    /// into the indexed rows (the backward of advanced indexing).
+    pub(super) fn index_put(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        if !op.attr("accumulate").and_then(Attr::as_bool).unwrap_or(false) {
+            return Err("index_put without accumulate (an overwrite) is not supported yet".into());
+        }
+        let (x, values) = (ins[0], ins[ins.len() - 1]);
+        let (flat, table_shape) = self.flat_rows(op, x, &ins[1..ins.len() - 1])?;
+        let ids_shape = self.t(flat).shape;
+        let vshape = [ids_shape.clone(), out.shape[out.rank() - (out.rank() - (ins.len() - 2))..].to_vec()].concat();
+        let vt = TensorType::new(vshape, out.elem);
+        let v = if self.t(values).shape == vt.shape { values } else { self.emit("broadcast", vec![values], vec![], vt) };
+        let v = self.reshape_to(v, [ids_shape, vec![table_shape[1]]].concat());
+        let summed = self.emit("embedding_grad", vec![v, flat], vec![], TensorType::new(table_shape, out.elem));
+        let summed = self.reshape(summed, out);
+        Ok(vec![self.binary("add", x, summed, out.elem)?])
+    }
+
+    /// aten.gather(self, dim, index): `out[p] = self[p with dim replaced by index[p]]`, as rows
+    /// of `self` flattened to one column, picked by flat positions.
+    pub(super) fn gather(&mut self, op: &Op, x: Value, index: Value, out: &TensorType) -> LResult {
+        let (xs, is) = (self.t(x).shape, self.t(index).shape);
+        let flat = self.scatter_positions(op, &xs, index)?;
+        let table = self.reshape_to(x, vec![xs.iter().product(), 1]);
+        let ty = TensorType::new([is, vec![1]].concat(), out.elem);
+        let rows = self.emit("embedding", vec![table, flat], vec![], ty);
+        Ok(vec![self.reshape(rows, out)])
+    }
+
+    /// aten.scatter_add(self, dim, index, src): `self` plus `src` summed into the positions
+    /// gather would read (the backward of gather).
+    pub(super) fn scatter_add(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        let (x, index, src) = (ins[0], ins[1], ins[2]);
+        let (xs, is) = (self.t(x).shape, self.t(index).shape);
+        if self.t(src).shape != is {
+            return Err("scatter_add with src larger than index is not supported yet".into());
+        }
+        let flat = self.scatter_positions(op, &xs, index)?;
+        let src = self.reshape_to(src, [is, vec![1]].concat());
+        let n: usize = xs.iter().product();
+        let summed = self.emit("embedding_grad", vec![src, flat], vec![], TensorType::new(vec![n, 1], out.elem));
+        let summed = self.reshape(summed, out);
+        Ok(vec![self.binary("add", x, summed, out.elem)?])
+    }
+
+    /// Flat positions in a tensor of shape `xs` of gather/scatter along attribute `dim` by
+    /// `index` (-1 where an index is out of range).
+    fn scatter_positions(&mut self, op: &Op, xs: &[usize], index: Value) -> Result<Value, String> {
+        let is = self.t(index).shape;
+        let dim = self.dim_attr(op, "dim", xs.len())?;
+        if xs.len() != is.len() || (0..xs.len()).any(|d| d != dim && is[d] > xs[d]) || is.is_empty() {
+            return Err("the index must have self's rank and no larger dims".into());
+        }
+        let i64t = ElemType::I64;
+        let mut stride = 1usize;
+        let mut flat: Option<Value> = None;
+        let mut valid: Option<Value> = None;
+        for d in (0..xs.len()).rev() {
+            let coord = if d == dim {
+                // No wrapping: gather rejects negative indices, as in PyTorch.
+                let i = self.convert(index, i64t);
+                valid = Some(self.in_range(i, xs[d], None)?);
+                i
+            } else {
+                let mut shape = vec![1; is.len()];
+                shape[d] = is[d];
+                self.iota(shape, d, i64t)
+            };
+            let c = if stride == 1 {
+                coord
+            } else {
+                let s = self.constant(stride as f64, i64t);
+                self.binary("mul", coord, s, i64t)?
+            };
+            flat = Some(match flat {
+                None => c,
+                Some(f) => self.binary("add", f, c, i64t)?,
+            });
+            stride *= xs[d];
+        }
+        let flat = flat.ok_or("gather of a scalar")?;
+        let flat = self.invalid_to_minus_one(flat, valid)?;
+        Ok(if self.t(flat).shape == is {
+            flat
+        } else {
+            let ty = self.ty(is.clone(), flat);
+            self.emit("broadcast", vec![flat], vec![], ty)
+        })
+    }
+
+    /// aten.argmax(x, dim?, keepdim): the first index of the maximum (of the first NaN).
+    pub(super) fn argmax(&mut self, op: &Op, x: Value, out: &TensorType) -> LResult {
+        let t = self.t(x);
+        let (x, dim) = match op.attr("dim").and_then(Attr::as_int) {
+            Some(_) => (x, self.dim_attr(op, "dim", t.rank())?),
+            None => (self.reshape_to(x, vec![t.numel()]), 0),
+        };
+        let shape = self.t(x).shape;
+        let e = if is_float(self.t(x).elem) { self.t(x).elem } else { ElemType::F32 };
+        let x = self.convert(x, e);
+        let mut kept = shape.clone();
+        kept[dim] = 1;
+        let m = self.reduce("reduce_max", x, &[dim as i64], true, &TensorType::new(kept.clone(), e))?;
+        let eq = self.compare("eq", x, m)?;
+        let nan = self.compare("ne", x, x)?;
+        let hit = self.select(eq, eq, nan, ElemType::I1)?;
+        let i64t = ElemType::I64;
+        let mut ishape = vec![1; shape.len()];
+        ishape[dim] = shape[dim];
+        let iota = self.iota(ishape, dim, i64t);
+        let neg = self.unary("neg", iota);
+        let far = self.constant(-(shape[dim] as f64), i64t);
+        let cand = self.select(hit, neg, far, i64t)?;
+        let best = self.reduce("reduce_max", cand, &[dim as i64], true, &TensorType::new(kept, i64t))?;
+        let idx = self.unary("neg", best);
+        let idx = self.convert(idx, out.elem);
+        Ok(vec![self.reshape(idx, out)])
+    }
+
+    /// aten.cumsum(x, dim) of integers or bools: `x @ U` with `U` the upper-triangular ones, an
+    /// exact sum in index order (floats are not accepted: `0 * inf` would give NaN).
+    pub(super) fn cumsum(&mut self, op: &Op, x: Value, out: &TensorType) -> LResult {
+        let t = self.t(x);
+        if is_float(t.elem) {
+            return Err("cumsum is supported on integer and bool tensors".into());
+        }
+        let dim = self.dim_attr(op, "dim", t.rank())?;
+        let e = out.elem;
+        let x = self.convert(x, e);
+        let r = t.rank().max(1);
+        let x = if t.rank() == 0 { self.reshape_to(x, vec![1]) } else { x };
+        let mut perm: Vec<usize> = (0..r).filter(|&d| d != dim).collect();
+        perm.push(dim);
+        let moved = self.transpose(x, &perm);
+        let n = t.shape.get(dim).copied().unwrap_or(1);
+        let ms = self.t(moved).shape;
+        let lead: usize = ms[..r - 1].iter().product();
+        let flat = self.reshape_to(moved, vec![lead, n]);
+        let rows = self.iota(vec![n, 1], 0, e);
+        let cols = self.iota(vec![1, n], 1, e);
+        let upper = self.compare("le", rows, cols)?;
+        let upper = self.convert(upper, e);
+        let sums = self.emit("matmul", vec![flat, upper], vec![], TensorType::new(vec![lead, n], e));
+        let sums = self.reshape_to(sums, ms);
+        let mut back = vec![0; r];
+        for (i, &p) in perm.iter().enumerate() {
+            back[p] = i;
+        }
+        let y = self.transpose(sums, &back);
+        Ok(vec![self.reshape(y, out)])
     }
 
     fn dim_attr(&self, op: &Op, name: &str, rank: usize) -> Result<usize, String> {
