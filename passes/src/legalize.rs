@@ -114,7 +114,7 @@ const EXACT_INT_OPS: &[&str] = &[
     "view", "_unsafe_view", "reshape", "squeeze", "unsqueeze", "expand", "permute", "t", "transpose", "numpy_T",
     "alias", "detach", "clone", "lift_fresh_copy", "_to_copy", "contiguous", "slice", "select", "cat",
     "split", "split_with_sizes", "full", "full_like", "zeros_like", "ones_like", "scalar_tensor",
-    "constant_pad_nd", "slice_backward", "select_backward", "arange", "max_pool2d_with_indices",
+    "constant_pad_nd", "slice_backward", "slice_scatter", "select_backward", "arange", "max_pool2d_with_indices",
     "embedding", "index", "gather", "argmax", "cumsum",
 ];
 
@@ -547,6 +547,7 @@ impl<'a> Lx<'a> {
             // shape-moving and neural-network families (legalize/nn.rs)
             ("slice", "Tensor") => self.slice_tensor(op, x(0)?, &out),
             ("slice_backward", "default") => self.slice_backward(op, x(0)?, &out),
+            ("slice_scatter", "default") => self.slice_scatter(op, x(0)?, x(1)?, &out),
             ("select", "int") => self.select_int(op, x(0)?, &out),
             ("select_backward", "default") => self.select_backward(op, x(0)?, &out),
             ("cat", "default") => self.cat(op, mapped.clone(), &out),

@@ -600,7 +600,8 @@ impl<'a> Lowering<'a> {
             let row = pairs.iter().rev().nth(1).copied();
             let grid = |(i, o): (usize, usize), max: u32| {
                 let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(max);
-                (1..=want).rev().find(|&g| t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0).unwrap_or(1)
+                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
+                (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
             };
             let gc = grid((ci, co), self.max_block.1);
             let gr = row.map(|p| grid(p, self.max_block.0)).unwrap_or(1);

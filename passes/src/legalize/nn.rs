@@ -302,6 +302,23 @@ impl<'a> Lx<'a> {
         Ok(vec![self.place_along(g, dim, s, step, out)])
     }
 
+    /// aten.slice_scatter(self, src, dim, start, end, step): `self` with the window replaced.
+    pub(super) fn slice_scatter(&mut self, op: &Op, x: Value, src: Value, out: &TensorType) -> LResult {
+        let dim = self.dim_attr(op, "dim", out.rank())?;
+        let start = op.attr("start").and_then(Attr::as_int).unwrap_or(0);
+        let end = op.attr("end").and_then(Attr::as_int).unwrap_or(i64::MAX);
+        let step = op.attr("step").and_then(Attr::as_int).unwrap_or(1);
+        if step < 1 {
+            return Err(format!("slice step {step} must be positive"));
+        }
+        let (s, _) = clamp_range(start, end, out.shape[dim]);
+        let placed = self.place_along(src, dim, s, step as usize, out);
+        let truth = self.constant(1.0, ElemType::I1);
+        let ones = self.emit("broadcast", vec![truth], vec![], TensorType::new(self.t(src).shape, ElemType::I1));
+        let inside = self.place_along(ones, dim, s, step as usize, &TensorType::new(out.shape.clone(), ElemType::I1));
+        Ok(vec![self.select(inside, placed, x, out.elem)?])
+    }
+
     /// `g` (a strided window of a tensor of type `out` along `dim`) placed in zeros.
     fn place_along(&mut self, g: Value, dim: usize, start: usize, step: usize, out: &TensorType) -> Value {
         let r = out.rank();
