@@ -79,6 +79,8 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
 
     def compiler(name: str) -> Callable:
         def compile_graph(graph: torch.fx.GraphModule, inputs: list) -> Callable:
+            if _is_symbolic(graph):
+                return _compile_per_shape(graph, name, opts)
             with model_source_on_error(graph):  # errors name the model's source line
                 return _compile_with_fallback(graph, name, opts)
 
@@ -169,6 +171,69 @@ def decompositions() -> dict:
         table.pop(aten.embedding_dense_backward.default, None)
         _DECOMPOSITIONS = table
     return _DECOMPOSITIONS
+
+
+#: Static specialisations kept per graph with symbolic shapes; beyond this many distinct input
+#: shapes the least recently used one is dropped (and compiled again if it comes back).
+SHAPE_CACHE_SIZE = 8
+
+
+def _is_symbolic(gm: torch.fx.GraphModule) -> bool:
+    """Whether a graph has symbolic sizes (dynamic=True, or Dynamo's automatic dynamic shapes
+    after a second distinct shape)."""
+    for node in gm.graph.nodes:
+        val = node.meta.get("val")
+        vals = val if isinstance(val, (tuple, list)) else [val]
+        for v in vals:
+            if isinstance(v, torch.SymInt) or (
+                isinstance(v, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in v.shape)
+            ):
+                return True
+    return False
+
+
+def _compile_per_shape(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
+    """A graph with symbolic sizes, compiled once per distinct set of concrete input shapes:
+    the mesh Program is static, so each shape gets its own (re-traced with the sizes baked in),
+    kept in a least-recently-used cache of SHAPE_CACHE_SIZE entries."""
+    from collections import OrderedDict
+
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    specialised: OrderedDict[tuple, Callable] = OrderedDict()
+
+    def run(*args):
+        key = tuple((tuple(a.shape), a.dtype) if isinstance(a, torch.Tensor) else ("value", a) for a in args)
+        fn = specialised.get(key)
+        if fn is None:
+            positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+            values = list(args)
+
+            def static(*tensors):
+                full = list(values)
+                for i, t in zip(positions, tensors):
+                    full[i] = t
+                return gm(*full)
+
+            with model_source_on_error(gm):
+                static_gm = make_fx(static, tracing_mode="fake")(*[args[i] for i in positions])
+                # Sizes the graph returns (a forward saves them for its backward) are now
+                # constants: the mesh part returns only the tensors.
+                out = next(n for n in static_gm.graph.nodes if n.op == "output")
+                results = list(out.args[0]) if isinstance(out.args[0], (tuple, list)) else [out.args[0]]
+                constants = {i: r for i, r in enumerate(results) if not isinstance(r, torch.fx.Node)}
+                out.args = ([r for r in results if isinstance(r, torch.fx.Node)],)
+                static_gm.recompile()
+                compiled = _compile_with_fallback(static_gm, name, opts)
+            fn = specialised[key] = (positions, compiled, constants, len(results))
+            if len(specialised) > SHAPE_CACHE_SIZE:
+                specialised.popitem(last=False)
+        specialised.move_to_end(key)
+        positions, compiled, constants, count = fn
+        tensors = iter(compiled([args[i] for i in positions]))
+        return [constants[i] if i in constants else next(tensors) for i in range(count)]
+
+    return make_boxed_func(run)
 
 
 #: What to do with ops the mesh cannot run: run them eagerly on the host, or raise.

@@ -170,14 +170,15 @@ impl Pool {
         [self.size[0] + l[2] + h[2], self.size[1] + l[3] + h[3]]
     }
 
-    /// Tap `t` of the padded `xp` (`[N or 1, C or 1, ...]`): the window element it reads for
-    /// every output position.
-    fn tap_slice(&self, lx: &mut Lx<'_>, xp: Value, t: usize) -> Value {
-        let (kh, kw) = self.tap(t);
-        let lead = lx.t(xp).shape[..2].to_vec();
-        let offsets = [0, 0, kh * self.dilation[0], kw * self.dilation[1]];
-        let strides = [1, 1, self.stride[0], self.stride[1]];
-        lx.slice(xp, &offsets, &strides, [lead, self.out.to_vec()].concat())
+    /// Every tap's window of the padded `xp` (`[N or 1, C or 1, ...]`), padding with `fill`.
+    fn taps_of(&self, lx: &mut Lx<'_>, xp: Value, fill: f64) -> Vec<Value> {
+        let offsets: Vec<Vec<usize>> = (0..self.taps())
+            .map(|t| {
+                let (kh, kw) = self.tap(t);
+                vec![kh * self.dilation[0], kw * self.dilation[1]]
+            })
+            .collect();
+        lx.window_taps(xp, &offsets, &self.stride, &self.out, fill)
     }
 
     /// `[1, 1, OH, OW]` int64: the flat input position `h*W + w` tap `t` reads (negative or
@@ -407,6 +408,47 @@ impl<'a> Lx<'a> {
         Ok(vec![y])
     }
 
+    /// The windows of `xp` (`[lead..., spatial...]`) that kernel taps read: for each tap's
+    /// spatial offsets `o`, the elements `o + j*stride` for `j < out`, each `[lead..., out...]`.
+    /// A stride above 1 is taken by viewing each spatial dim `H` as `[H/s, s]` (padding the
+    /// end with `fill` to a multiple of `s`), so every tap is a unit-stride box: a core then
+    /// fetches exactly the elements it needs, not the whole strided span.
+    fn window_taps(&mut self, xp: Value, offsets: &[Vec<usize>], stride: &[usize], out: &[usize], fill: f64) -> Vec<Value> {
+        let shape = self.t(xp).shape;
+        let k = stride.len();
+        let lead = shape.len() - k;
+        let unit: Vec<usize> = vec![1; shape.len()];
+        if stride.iter().all(|&s| s == 1) {
+            return offsets
+                .iter()
+                .map(|o| {
+                    let off = [vec![0; lead], o.clone()].concat();
+                    self.slice(xp, &off, &unit, [shape[..lead].to_vec(), out.to_vec()].concat())
+                })
+                .collect();
+        }
+        // Spatial extent as a whole number of stride steps, covering every tap.
+        let blocks: Vec<usize> =
+            (0..k).map(|i| offsets.iter().map(|o| o[i] / stride[i] + out[i]).max().unwrap_or(out[i])).collect();
+        let want: Vec<usize> = (0..k).map(|i| blocks[i] * stride[i]).collect();
+        let cut: Vec<usize> = [shape[..lead].to_vec(), (0..k).map(|i| shape[lead + i].min(want[i])).collect()].concat();
+        let x = self.slice(xp, &vec![0; shape.len()], &unit, cut.clone());
+        let high: Vec<usize> = [vec![0; lead], (0..k).map(|i| want[i] - cut[lead + i]).collect()].concat();
+        let x = self.pad(x, &vec![0; shape.len()], &high, &vec![0; shape.len()], fill);
+        let view: Vec<usize> = [shape[..lead].to_vec(), (0..k).flat_map(|i| [blocks[i], stride[i]]).collect()].concat();
+        let x = self.reshape_to(x, view);
+        let unit2 = vec![1; lead + 2 * k];
+        offsets
+            .iter()
+            .map(|o| {
+                let off = [vec![0; lead], (0..k).flat_map(|i| [o[i] / stride[i], o[i] % stride[i]]).collect()].concat();
+                let sizes = [shape[..lead].to_vec(), (0..k).flat_map(|i| [out[i], 1]).collect()].concat();
+                let t = self.slice(x, &off, &unit2, sizes);
+                self.reshape_to(t, [shape[..lead].to_vec(), out.to_vec()].concat())
+            })
+            .collect()
+    }
+
     /// The columns `[G, M, Cg*T]` of a convolution's input.
     fn conv_columns(&mut self, cv: &Conv, x: Value) -> Value {
         let k = cv.size.len();
@@ -414,14 +456,11 @@ impl<'a> Lx<'a> {
         let zeros = vec![0; 2 + k];
         let pad_lo: Vec<usize> = [vec![0, 0], p].concat();
         let xp = self.pad(x, &pad_lo, &pad_lo, &zeros, 0.0);
-        let mut taps = Vec::with_capacity(cv.taps());
-        for t in 0..cv.taps() {
-            let idx = cv.tap(t);
-            let offsets: Vec<usize> = [vec![0, 0], (0..k).map(|i| idx[i] * cv.dilation[i]).collect()].concat();
-            let strides: Vec<usize> = [vec![1, 1], cv.stride.clone()].concat();
-            let s = self.slice(xp, &offsets, &strides, [vec![cv.n, cv.c], cv.out.clone()].concat());
-            taps.push(self.reshape_to(s, [vec![cv.n, cv.c, 1], cv.out.clone()].concat()));
-        }
+        let offsets: Vec<Vec<usize>> =
+            (0..cv.taps()).map(|t| cv.tap(t).iter().zip(&cv.dilation).map(|(i, d)| i * d).collect()).collect();
+        let taps = self.window_taps(xp, &offsets, &cv.stride, &cv.out, 0.0);
+        let taps: Vec<Value> =
+            taps.into_iter().map(|t| self.reshape_to(t, [vec![cv.n, cv.c, 1], cv.out.clone()].concat())).collect();
         let cols = self.concat(taps, 2); // [N, C, T, O...]
         let (g, cg, tt) = (cv.groups, cv.c / cv.groups, cv.taps());
         let cols = self.reshape_to(cols, [vec![cv.n, g, cg, tt], cv.out.clone()].concat());
@@ -593,7 +632,7 @@ impl<'a> Lx<'a> {
         let pool = Pool::from_op(op, &self.t(x), &results[0])?;
         let e = results[0].elem;
         let xp = self.pad(x, &pool.low(), &pool.high(), &[0; 4], f64::NEG_INFINITY);
-        let taps: Vec<Value> = (0..pool.taps()).map(|t| pool.tap_slice(self, xp, t)).collect();
+        let taps = pool.taps_of(self, xp, f64::NEG_INFINITY);
         let mut out = taps[0];
         for &t in &taps[1..] {
             out = self.binary("maximum", out, t, e)?;
@@ -608,8 +647,9 @@ impl<'a> Lx<'a> {
         let validp = self.pad(ones, &pool.low(), &pool.high(), &[0; 4], 0.0);
         let (mut first, mut last_nan) = (self.constant(0.0, i64t), self.constant(0.0, i64t));
         let mut conds = Vec::new();
+        let valids = pool.taps_of(self, validp, 0.0);
         for (t, &tap) in taps.iter().enumerate() {
-            let valid = pool.tap_slice(self, validp, t);
+            let valid = valids[t];
             let pos = pool.positions(self, t)?;
             let eq = self.compare("eq", tap, out)?;
             let f = self.constant(0.0, ElemType::I1);
