@@ -593,24 +593,29 @@ impl<'a> Lowering<'a> {
             let out = Layout { split: carried, ..l };
             return Ok(self.emit("reshape", vec![m], vec![], rt, out));
         }
-        // 2. Reshard onto a layout that splits carriable dims: the last over mesh columns, the
-        //    one before it over mesh rows; a pair of different sizes (a merged or split group)
-        //    gets a chunk count that divides both.
-        if let Some(&(ci, co)) = pairs.last() {
-            let row = pairs.iter().rev().nth(1).copied();
-            let grid = |(i, o): (usize, usize), max: u32| {
-                let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(max);
-                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
-                (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
-            };
-            let gc = grid((ci, co), self.max_block.1);
-            let gr = row.map(|p| grid(p, self.max_block.0)).unwrap_or(1);
-            if let Some(origin) = self.target.find_free_block(gr, gc) {
+        // 2. Reshard onto a layout that splits carriable dims: of the pairs, the two (one over
+        //    mesh rows, one over columns) that give the most cores, later dims on ties; a pair
+        //    of different sizes (a merged or split group) gets a chunk count dividing both.
+        let grid = |(i, o): (usize, usize), max: u32| {
+            let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(max);
+            let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
+            (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
+        };
+        let mut best: Option<(u32, Layout, Layout)> = None;
+        for (ci, &cp) in pairs.iter().enumerate().rev() {
+            let rows = std::iter::once(None).chain(pairs.iter().enumerate().rev().filter(|(ri, _)| *ri != ci).map(|(_, &p)| Some(p)));
+            for rp in rows {
+                let gc = grid(cp, self.max_block.1);
+                let gr = rp.map(|p| grid(p, self.max_block.0)).unwrap_or(1);
+                if best.as_ref().is_some_and(|(cores, _, _)| *cores >= gr * gc) {
+                    continue;
+                }
+                let Some(origin) = self.target.find_free_block(gr, gc) else { continue };
                 let mut in_split = vec![NONE; t.rank()];
                 let mut out_split = vec![NONE; rt.rank()];
-                in_split[ci] = COLS;
-                out_split[co] = COLS;
-                if let Some((ri, ro)) = row {
+                in_split[cp.0] = COLS;
+                out_split[cp.1] = COLS;
+                if let Some((ri, ro)) = rp {
                     in_split[ri] = ROWS;
                     out_split[ro] = ROWS;
                 }
@@ -620,10 +625,13 @@ impl<'a> Lowering<'a> {
                     && lout.check(&rt.shape).is_ok()
                     && reshape_is_local(lin.grid, &t.shape, &lin.split, &rt.shape, &lout.split);
                 if valid {
-                    let moved = self.reshard(m, &lin, None)?;
-                    return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
+                    best = Some((gr * gc, lin, lout));
                 }
             }
+        }
+        if let Some((_, lin, lout)) = best {
+            let moved = self.reshard(m, &lin, None)?;
+            return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
         }
         // Otherwise gather the whole tensor on one core and reshape it there.
         let single = Layout::single(l.origin, t.rank());

@@ -16,6 +16,7 @@ const USAGE: &str = "usage: dojo-opt [FILE|-] [--pass-pipeline=PIPELINE] [--emit
                 [--print-ir-after-all] [--list-passes] [-o OUTPUT]
 
 With no pipeline, dojo-opt parses, verifies and reprints FILE (stdin when FILE is - or absent).
+A FILE ending in .json is a captured graph (torch_dojo.capture) and is imported as aten IR.
 Example: dojo-opt mlp.mlir --pass-pipeline='legalize-aten,lower-to-d1{mesh=d1}'";
 
 struct Args {
@@ -83,7 +84,14 @@ fn run() -> Result<(), String> {
     } else {
         text = std::fs::read_to_string(&args.input).map_err(|e| format!("cannot read '{name}': {e}"))?;
     }
-    let (mut module, map) = parse_module_with_locations(&text).map_err(|d| format!("{name}:{d}"))?;
+    // A captured graph (the JSON torch-dojo's capture writes, e.g. from DOJO_DUMP_DIR) imports
+    // as aten IR; anything else is IR text.
+    let (mut module, map) = if name.ends_with(".json") {
+        let m = dojo_passes::import::import_graph(&text).map_err(|e| format!("{name}: error: {e}"))?.module;
+        (m, Default::default())
+    } else {
+        parse_module_with_locations(&text).map_err(|d| format!("{name}:{d}"))?
+    };
     if let Err(mut errors) = verify(&module) {
         locate(&mut errors, &map);
         let lines: Vec<String> = errors.iter().map(|e| format!("{name}:{e}")).collect();
