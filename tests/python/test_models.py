@@ -47,6 +47,13 @@ def mobilenet_v3_small():
     return model, (torch.randn(2, 3, 64, 64),)
 
 
+def vit_b_16():
+    model = torchvision.models.vit_b_16(weights=None)
+    # torchvision zero-initialises the classifier head: logits would be 0 on both sides.
+    torch.nn.init.normal_(model.heads.head.weight, std=0.02)
+    return model, (torch.randn(2, 3, 224, 224),)
+
+
 # model -> (inference tolerance, gradient tolerance, fallback nodes in inference, in training)
 # Tolerances are relative to the largest magnitude; f32 reductions summed in another order
 # than eager's differ in the last bits, and deep backward graphs accumulate that.
@@ -55,6 +62,7 @@ MODELS = {
     "bert": (bert, 1e-4, 1e-3, 0, 0),
     "resnet18": (resnet18, 1e-4, 1e-3, 0, 0),
     "mobilenet_v3_small": (mobilenet_v3_small, 1e-4, 1e-3, 0, 0),
+    "vit_b_16": (vit_b_16, 1e-4, 1e-3, 0, 0),
 }
 
 
@@ -93,7 +101,26 @@ def test_inference_equals_eager(name):
         assert fallback_nodes() == want_fallback, backend.fallback_stats
 
 
-@pytest.mark.parametrize("name", MODELS)
+#: Training steps that do not fit the mesh yet, with the reason (strict: the test fails
+#: when one starts to pass, so this list stays true).
+TRAINING_DOES_NOT_FIT = {
+    # ViT-B/16 keeps ~86M parameters' activations live for its backward; the per-op
+    # placement anchors every block at the mesh origin, so core (0,0) runs out of SRAM.
+    # Needs the global layout planner / HBM spilling of issue 5. (Dynamo wraps the
+    # CapacityError in BackendCompilerFailed.)
+    "vit_b_16": "core (0,0) overflows its SRAM: placement anchors every block at the origin",
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(raises=torch._dynamo.exc.BackendCompilerFailed, strict=True, reason=TRAINING_DOES_NOT_FIT[n]))
+        if n in TRAINING_DOES_NOT_FIT
+        else n
+        for n in MODELS
+    ],
+)
 def test_training_step_equals_eager(name):
     make, _, tol, _, want_fallback = MODELS[name]
     torch.manual_seed(0)
