@@ -300,6 +300,7 @@ def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) ->
     values: dict[torch.fx.Node, str | list[str | None]] = {}
     inputs: list[dict[str, Any]] = []
     nodes: list[dict[str, Any]] = []
+    outputs: list[str] = []
 
     def as_input(node: torch.fx.Node) -> None:
         val = node.meta.get("val")
@@ -338,4 +339,11 @@ def _capture_lenient(gm: torch.fx.GraphModule, name: str, skipped: list[str]) ->
                 continue
             nodes.append(entry)
             values[node] = names
-    return {"name": name, "inputs": inputs, "nodes": nodes, "outputs": []}
+        elif node.op == "output":
+            # The graph's results (those that are described): the compiler's answer can depend
+            # on whether a value is used (an unused empty result is fine).
+            (results,) = node.args
+            for r in results if isinstance(results, (list, tuple)) else [results]:
+                if isinstance(r, torch.fx.Node) and isinstance(values.get(r), str):
+                    outputs.append(values[r])
+    return {"name": name, "inputs": inputs, "nodes": nodes, "outputs": outputs}

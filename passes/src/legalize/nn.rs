@@ -906,8 +906,8 @@ impl<'a> Lx<'a> {
     pub(super) fn argmax(&mut self, op: &Op, x: Value, out: &TensorType) -> LResult {
         let t = self.t(x);
         let (x, dim) = match op.attr("dim").and_then(Attr::as_int) {
-            Some(_) => (x, self.dim_attr(op, "dim", t.rank())?),
-            None => (self.reshape_to(x, vec![t.numel()]), 0),
+            Some(_) if t.rank() > 0 => (x, self.dim_attr(op, "dim", t.rank())?),
+            _ => (self.reshape_to(x, vec![t.numel()]), 0),
         };
         let shape = self.t(x).shape;
         let e = if is_float(self.t(x).elem) { self.t(x).elem } else { ElemType::F32 };
