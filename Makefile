@@ -7,7 +7,8 @@
 #   make test-opinfo  every PyTorch OpInfo entry through backend="dojo" vs tests/opinfo/expected.tsv
 #                  (make test runs a stratified subset; DOJO_OPINFO_UPDATE=1 rewrites the table)
 #   make demo      compile a small MLP with backend="dojo" and print a report
-#   make bench     benchmarks (bench-cfloat: CFloat conversion throughput in GB/s)
+#   make bench     benchmarks (bench-cfloat: CFloat conversion GB/s; bench-roofline: GEMM efficiency
+#                  vs roofline on d1 + scaling; bench-models: per-model fallback, compile time, diff)
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -100,8 +101,16 @@ test-opinfo: develop
 demo: develop
 	$(PY) examples/demo.py
 
-.PHONY: bench bench-cfloat
-bench: bench-cfloat
+.PHONY: bench bench-cfloat bench-models bench-roofline
+bench: bench-cfloat bench-roofline bench-models
+
+# Per model (tests/python/test_models.py): fallback nodes, compile time, max difference from eager.
+bench-models: develop
+	$(PY) benchmarks/models.py
+
+# The GEMM roofline sweep on d1 and the scaling table (timing-only simulation).
+bench-roofline:
+	cargo run --release -p dojo-passes --example roofline_sweep
 
 # std-only benchmark binary (runtime/benches/cfloat.rs), release profile; not a timed test.
 bench-cfloat:

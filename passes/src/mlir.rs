@@ -690,8 +690,63 @@ impl<'c> Cx<'c> {
                 }
                 self.generic(block, &with_types(2), rt, Body::Binary(k, ins[0].elem))
             }
+            "slice" => {
+                let ints = |n: &str| op.attr(n).and_then(Attr::as_ints).map(<[i64]>::to_vec).ok_or(format!("needs '{n}'"));
+                let sizes: Vec<i64> = rt.shape.iter().map(|&d| d as i64).collect();
+                let attrs = [
+                    ("static_offsets", self.i64_array(&ints("offsets")?)),
+                    ("static_sizes", self.i64_array(&sizes)),
+                    ("static_strides", self.i64_array(&ints("strides")?)),
+                    ("operandSegmentSizes", DenseI32ArrayAttribute::new(self.ctx, &[1, 0, 0, 0]).into()),
+                ];
+                self.op1(block, "tensor.extract_slice", &[xs[0]], self.tensor(rt)?, &attrs, vec![])
+            }
+            "pad" => {
+                // A tensor of the fill value with the operand inserted at `low`, every
+                // `interior + 1` elements (tensor.pad has no interior padding).
+                let ints = |n: &str| op.attr(n).and_then(Attr::as_ints).map(<[i64]>::to_vec).ok_or(format!("needs '{n}'"));
+                let value = op.attr("value").and_then(Attr::as_float).ok_or("needs 'value'")?;
+                let dest = self.splat(block, rt, value)?;
+                let strides: Vec<i64> = ints("interior")?.iter().map(|&i| i + 1).collect();
+                self.insert_slice(block, xs[0], dest, &ints("low")?, &ins[0].shape, &strides, rt)
+            }
+            "concat" => {
+                let dim = op.attr("dim").and_then(Attr::as_int).ok_or("needs 'dim'")? as usize;
+                let mut dest = self.empty(block, rt)?;
+                let mut at = 0i64;
+                for (x, t) in xs.iter().zip(ins) {
+                    let mut offsets = vec![0i64; rt.rank()];
+                    offsets[dim] = at;
+                    dest = self.insert_slice(block, *x, dest, &offsets, &t.shape, &vec![1; rt.rank()], rt)?;
+                    at += t.shape[dim] as i64;
+                }
+                Ok(dest)
+            }
             other => Err(format!("no MLIR translation for 'dojo.{other}'")),
         }
+    }
+
+    /// `tensor.insert_slice` of `src` (shape `sizes`) into `dest` (type `rt`) at `offsets`
+    /// with `strides`.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_slice<'a>(
+        &self,
+        block: &'a Block<'c>,
+        src: Value<'c, 'a>,
+        dest: Value<'c, 'a>,
+        offsets: &[i64],
+        sizes: &[usize],
+        strides: &[i64],
+        rt: &TensorType,
+    ) -> Result<Value<'c, 'a>, String> {
+        let sizes: Vec<i64> = sizes.iter().map(|&d| d as i64).collect();
+        let attrs = [
+            ("static_offsets", self.i64_array(offsets)),
+            ("static_sizes", self.i64_array(&sizes)),
+            ("static_strides", self.i64_array(strides)),
+            ("operandSegmentSizes", DenseI32ArrayAttribute::new(self.ctx, &[1, 1, 0, 0, 0]).into()),
+        ];
+        self.op1(block, "tensor.insert_slice", &[src, dest], self.tensor(rt)?, &attrs, vec![])
     }
 
     /// `tensor.expand_shape` of `v` (shape `from`, the result without its reduced dims) to `to`
