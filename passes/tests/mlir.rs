@@ -375,15 +375,9 @@ fn file_tests_are_mlir() {
 
 // ----- numerics: run the emitted MLIR with mlir-runner and compare with the interpreter -----
 
-/// Deterministic test data in [-2, 2).
+/// Deterministic test data in [-2, 2) (the interpreter's test data, doubled).
 fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    dojo_passes::interp::random_data(n, seed).into_iter().map(|x| x * 2.0).collect()
 }
 
 fn tensor_type(shape: &[usize]) -> String {

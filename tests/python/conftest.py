@@ -25,8 +25,9 @@ def isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
-    """Every test compiles from scratch."""
+    """Every test compiles from scratch, with no fallback statistics of earlier tests."""
     torch._dynamo.reset()
+    backend.fallback_stats.clear()
     yield
     torch._dynamo.reset()
 

@@ -6,17 +6,8 @@ import copy
 
 import pytest
 import torch
-import torch._dynamo
 
 from torch_dojo import backend
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    torch._dynamo.reset()
-    backend.fallback_stats.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def mlp():

@@ -74,14 +74,6 @@ def rel(got, want):
     return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
 
 
-@pytest.fixture(autouse=True)
-def fresh():
-    torch._dynamo.reset()
-    backend.fallback_stats.clear()
-    yield
-    torch._dynamo.reset()
-
-
 def fallback_nodes():
     return sum(s["fallback_nodes"] for s in backend.fallback_stats)
 

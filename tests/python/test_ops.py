@@ -9,19 +9,10 @@ import warnings
 
 import pytest
 import torch
-import torch._dynamo
 import torch.nn.functional as F
 
 import torch_dojo
 from torch_dojo import backend
-
-
-@pytest.fixture(autouse=True)
-def fresh():
-    torch._dynamo.reset()
-    backend.fallback_stats.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def rel(got, want):
