@@ -29,7 +29,7 @@ from torch._decomp import core_aten_decompositions, get_decompositions
 
 from . import _native, attention, cache, logs
 from .capture import capture_json
-from .errors import model_source_on_error
+from .errors import model_source_on_error, with_model_source
 from ._native import DeviceError, InvalidInputError, UnsupportedOpError
 from .partition import find_unsupported, format_unsupported, split
 
@@ -259,7 +259,7 @@ def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, 
         err = UnsupportedOpError(message + "\nWith options={'fallback': 'eager'} they run on the host instead.")
         err.ops = tuple(unsupported.ops)
         raise err
-    warnings.warn(message, stacklevel=2)
+    warnings.warn(with_model_source(message, gm, unsupported.ops), stacklevel=2)
     parts = split(gm, unsupported, lambda sub, i: _compile(sub, f"{name}.part{i}", opts))
     return make_boxed_func(parts)
 

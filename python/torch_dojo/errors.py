@@ -18,7 +18,7 @@ import torch.fx
 
 from ._native import UnsupportedOpError
 
-__all__ = ["source_lines", "model_source_on_error"]
+__all__ = ["source_lines", "model_source_on_error", "with_model_source"]
 
 # The innermost frame of a stack trace: `File "x.py", line 12, in forward` + the code line.
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -48,13 +48,20 @@ def model_source_on_error(gm: torch.fx.GraphModule) -> Iterator[None]:
     try:
         yield
     except UnsupportedOpError as err:
-        ops = getattr(err, "ops", None) or ()
-        lines = source_lines(gm) if ops else {}
-        where = []
-        for op in ops:
-            node = op[1] if len(op) > 1 else None
-            if node in lines and f"`{node}`: {lines[node]}" not in where:
-                where.append(f"`{node}`: {lines[node]}")
-        if where and err.args:
-            err.args = (f"{err.args[0]}\nIn the model:\n" + "\n".join(f"  {w}" for w in where),) + err.args[1:]
+        if err.args:
+            err.args = (with_model_source(err.args[0], gm, getattr(err, "ops", None) or ()),) + err.args[1:]
         raise
+
+
+def with_model_source(message: str, gm: torch.fx.GraphModule, ops) -> str:
+    """``message`` followed by the model source line of every FX node in ``ops`` (tuples whose
+    second entry is the node name), when Dynamo recorded one."""
+    lines = source_lines(gm) if ops else {}
+    where = []
+    for op in ops:
+        node = op[1] if len(op) > 1 else None
+        if node in lines and f"`{node}`: {lines[node]}" not in where:
+            where.append(f"`{node}`: {lines[node]}")
+    if not where:
+        return message
+    return f"{message}\nIn the model:\n" + "\n".join(f"  {w}" for w in where)

@@ -2,6 +2,7 @@
 D1, forward and backward, and equals eager PyTorch."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -164,7 +165,10 @@ def test_unsupported_ops_fall_back_to_eager_with_one_warning():
     compiled = torch.compile(f, backend="dojo")
     with pytest.warns(UserWarning, match=r"aten\.cumsum\.default.*f32\[16, 24\]") as record:
         got = compiled(x, w)
-    assert len([r for r in record if "torch-dojo runs" in str(r.message)]) == 1
+    warned = [str(r.message) for r in record if "torch-dojo runs" in str(r.message)]
+    assert len(warned) == 1
+    # The warning points at the model line that made the op.
+    assert re.search(r"In the model:\n  `cumsum`: .*test_mlp\.py:\d+ in f: y = torch\.cumsum", warned[0]), warned[0]
     assert max_rel_diff(got, f(x, w)) <= 1e-5
     stats = backend.fallback_stats[-1]
     assert stats["fallback_nodes"] == 1 and stats["nodes"] > 4
