@@ -13,6 +13,14 @@
 use super::{Lx, LResult};
 use dojo_compiler::{attr, Attr, ElemType, Op, TensorType, Value};
 
+/// At least `n` tensor operands.
+fn need(ins: &[Value], n: usize) -> Result<(), String> {
+    if ins.len() < n {
+        return Err(format!("expected at least {n} tensor operands, got {}", ins.len()));
+    }
+    Ok(())
+}
+
 fn is_float(e: ElemType) -> bool {
     matches!(e, ElemType::F32)
 }
@@ -122,7 +130,7 @@ impl Pool {
         }
         let pair = |name: &str, default: Option<[usize; 2]>| -> Result<[usize; 2], String> {
             match op.attr(name).and_then(Attr::as_ints) {
-                Some([a]) if *a > 0 || name == "padding" => Ok([*a as usize; 2]),
+                Some([a]) if *a >= 0 => Ok([*a as usize; 2]),
                 Some([a, b]) if *a >= 0 && *b >= 0 => Ok([*a as usize, *b as usize]),
                 Some([]) | None => default.ok_or(format!("missing attribute '{name}'")),
                 Some(v) => Err(format!("'{name}' {v:?} is not one or two sizes")),
@@ -300,7 +308,7 @@ impl<'a> Lx<'a> {
         let end = op.attr("end").and_then(Attr::as_int).ok_or("missing attribute 'end'")?;
         let step = op.attr("step").and_then(Attr::as_int).unwrap_or(1).max(1) as usize;
         let (s, _) = clamp_range(start, end, out.shape[dim]);
-        Ok(vec![self.place_along(g, dim, s, step, out)])
+        Ok(vec![self.place_along(g, dim, s, step, out)?])
     }
 
     /// aten.slice_scatter(self, src, dim, start, end, step): `self` with the window replaced.
@@ -313,22 +321,23 @@ impl<'a> Lx<'a> {
             return Err(format!("slice step {step} must be positive"));
         }
         let (s, _) = clamp_range(start, end, out.shape[dim]);
-        let placed = self.place_along(src, dim, s, step as usize, out);
+        let placed = self.place_along(src, dim, s, step as usize, out)?;
         let truth = self.constant(1.0, ElemType::I1);
         let ones = self.emit("broadcast", vec![truth], vec![], TensorType::new(self.t(src).shape, ElemType::I1));
-        let inside = self.place_along(ones, dim, s, step as usize, &TensorType::new(out.shape.clone(), ElemType::I1));
+        let inside = self.place_along(ones, dim, s, step as usize, &TensorType::new(out.shape.clone(), ElemType::I1))?;
         Ok(vec![self.select(inside, placed, x, out.elem)?])
     }
 
     /// `g` (a strided window of a tensor of type `out` along `dim`) placed in zeros.
-    fn place_along(&mut self, g: Value, dim: usize, start: usize, step: usize, out: &TensorType) -> Value {
+    fn place_along(&mut self, g: Value, dim: usize, start: usize, step: usize, out: &TensorType) -> Result<Value, String> {
         let r = out.rank();
-        let n = self.t(g).shape[dim];
+        let n = self.t(g).shape.get(dim).copied().ok_or("the window has the wrong rank")?;
         let (mut low, mut high, mut interior) = (vec![0; r], vec![0; r], vec![0; r]);
         low[dim] = start;
         interior[dim] = step - 1;
-        high[dim] = out.shape[dim] - (start + (n - 1) * step + 1);
-        self.pad(g, &low, &high, &interior, 0.0)
+        let end = start + (n.max(1) - 1) * step + 1;
+        high[dim] = out.shape[dim].checked_sub(end).ok_or(format!("a window ending at {end} does not fit in {}", out.shape[dim]))?;
+        Ok(self.pad(g, &low, &high, &interior, 0.0))
     }
 
     /// aten.select.int(x, dim, index).
@@ -347,7 +356,7 @@ impl<'a> Lx<'a> {
         let mut shape = out.shape.clone();
         shape[dim] = 1;
         let g = self.reshape_to(g, shape);
-        Ok(vec![self.place_along(g, dim, index, 1, out)])
+        Ok(vec![self.place_along(g, dim, index, 1, out)?])
     }
 
     /// aten.cat(tensors, dim).
@@ -483,6 +492,7 @@ impl<'a> Lx<'a> {
     /// aten.convolution(input, weight, bias?, stride, padding, dilation, transposed,
     /// output_padding, groups).
     pub(super) fn convolution(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        need(ins, 2)?;
         let (x, w) = (ins[0], ins[1]);
         let cv = Conv::from_op(op, &self.t(x), &self.t(w))?;
         if out.shape != [vec![cv.n, cv.oc], cv.out.clone()].concat() {
@@ -510,6 +520,7 @@ impl<'a> Lx<'a> {
     /// dilation, transposed, output_padding, groups, output_mask) -> the present results of
     /// (grad_input, grad_weight, grad_bias).
     pub(super) fn convolution_backward(&mut self, op: &Op, ins: &[Value], results: &[TensorType]) -> LResult {
+        need(ins, 3)?;
         let (gy, x, w) = (ins[0], ins[1], ins[2]);
         let cv = Conv::from_op(op, &self.t(x), &self.t(w))?;
         let mask: Vec<bool> = match op.attr("output_mask") {
@@ -671,6 +682,7 @@ impl<'a> Lx<'a> {
     /// ceil_mode, indices): each tap sends the gradient of the outputs whose index is its
     /// position back to that position.
     pub(super) fn max_pool_backward(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        need(ins, 3)?;
         let (g, x, indices) = (ins[0], ins[1], ins[2]);
         let pool = Pool::from_op(op, &self.t(x), &self.t(g))?;
         let e = out.elem;
@@ -718,6 +730,9 @@ impl<'a> Lx<'a> {
         let mut attrs = vec![];
         if let Some(p) = op.attr("padding_idx").and_then(Attr::as_int).filter(|&p| p >= 0) {
             attrs.push(attr("padding_idx", Attr::Int(p)));
+        }
+        if out.rank() != 2 {
+            return Err("the embedding gradient must be [num_weights, D]".into());
         }
         let d = out.shape[1];
         let g = self.reshape_to(g, [self.t(ids).shape, vec![d]].concat());
@@ -804,6 +819,7 @@ impl<'a> Lx<'a> {
 
     /// aten.index.Tensor(self, indices): int64 index tensors on the leading dims.
     pub(super) fn index(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        need(ins, 2)?;
         let (flat, table_shape) = self.flat_rows(op, ins[0], &ins[1..])?;
         let table = self.reshape_to(ins[0], table_shape.clone());
         let ids_shape = self.t(flat).shape;
@@ -815,6 +831,7 @@ impl<'a> Lx<'a> {
     /// aten.index_put(self, indices, values, accumulate=True): `self` plus the values summed
     /// into the indexed rows (the backward of advanced indexing).
     pub(super) fn index_put(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        need(ins, 3)?;
         if !op.attr("accumulate").and_then(Attr::as_bool).unwrap_or(false) {
             return Err("index_put without accumulate (an overwrite) is not supported yet".into());
         }
@@ -844,6 +861,7 @@ impl<'a> Lx<'a> {
     /// aten.scatter_add(self, dim, index, src): `self` plus `src` summed into the positions
     /// gather would read (the backward of gather).
     pub(super) fn scatter_add(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
+        need(ins, 3)?;
         let (x, index, src) = (ins[0], ins[1], ins[2]);
         let (xs, is) = (self.t(x).shape, self.t(index).shape);
         if self.t(src).shape != is {
