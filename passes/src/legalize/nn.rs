@@ -25,12 +25,10 @@ fn is_float(e: ElemType) -> bool {
     matches!(e, ElemType::F32)
 }
 
-/// A torch-style (start, end) on a dim of `size`: negatives wrap, then clamp to 0..=size.
-fn clamp_range(start: i64, end: i64, size: usize) -> (usize, usize) {
+/// A torch-style start on a dim of `size`: negatives wrap, then clamp to 0..=size.
+fn clamp_start(start: i64, size: usize) -> usize {
     let n = size as i64;
-    let fix = |v: i64| if v < 0 { (v + n).clamp(0, n) } else { v.min(n) };
-    let (s, e) = (fix(start), fix(end));
-    (s as usize, e.max(s) as usize)
+    (if start < 0 { (start + n).clamp(0, n) } else { start.min(n) }) as usize
 }
 
 /// Geometry of one convolution, from its operand shapes and attributes.
@@ -287,44 +285,45 @@ impl<'a> Lx<'a> {
         self.slice(x, &offsets, &strides, sizes)
     }
 
-    /// aten.slice.Tensor(x, dim, start, end, step).
-    pub(super) fn slice_tensor(&mut self, op: &Op, x: Value, out: &TensorType) -> LResult {
-        let t = self.t(x);
-        let dim = self.dim_attr(op, "dim", t.rank())?;
-        let start = op.attr("start").and_then(Attr::as_int).unwrap_or(0);
-        let end = op.attr("end").and_then(Attr::as_int).unwrap_or(i64::MAX);
+    /// The window of a slice op (`slice`, `slice_backward`, `slice_scatter`) on a tensor of
+    /// type `whole`: `(dim, first index, step)`. The result type gives the length. With
+    /// `required`, a missing `start` is an error (the schema has no default there).
+    fn slice_window(&self, op: &Op, whole: &TensorType, required: bool) -> Result<(usize, usize, usize), String> {
+        let dim = self.dim_attr(op, "dim", whole.rank())?;
+        let start = match op.attr("start").and_then(Attr::as_int) {
+            Some(s) => s,
+            None if required => return Err("missing attribute 'start'".into()),
+            None => 0,
+        };
+        if required && op.attr("end").and_then(Attr::as_int).is_none() {
+            return Err("missing attribute 'end'".into());
+        }
         let step = op.attr("step").and_then(Attr::as_int).unwrap_or(1);
         if step < 1 {
             return Err(format!("slice step {step} must be positive"));
         }
-        let (s, _) = clamp_range(start, end, t.shape[dim]);
-        Ok(vec![self.slice_dim(x, dim, s, out.shape[dim], step as usize)])
+        Ok((dim, clamp_start(start, whole.shape.get(dim).copied().unwrap_or(1)), step as usize))
+    }
+
+    /// aten.slice.Tensor(x, dim, start, end, step).
+    pub(super) fn slice_tensor(&mut self, op: &Op, x: Value, out: &TensorType) -> LResult {
+        let (dim, start, step) = self.slice_window(op, &self.t(x), false)?;
+        Ok(vec![self.slice_dim(x, dim, start, out.shape[dim], step)])
     }
 
     /// aten.slice_backward(grad, input_sizes, dim, start, end, step): grad placed in zeros.
     pub(super) fn slice_backward(&mut self, op: &Op, g: Value, out: &TensorType) -> LResult {
-        let dim = self.dim_attr(op, "dim", out.rank())?;
-        let start = op.attr("start").and_then(Attr::as_int).ok_or("missing attribute 'start'")?;
-        let end = op.attr("end").and_then(Attr::as_int).ok_or("missing attribute 'end'")?;
-        let step = op.attr("step").and_then(Attr::as_int).unwrap_or(1).max(1) as usize;
-        let (s, _) = clamp_range(start, end, out.shape[dim]);
-        Ok(vec![self.place_along(g, dim, s, step, out)?])
+        let (dim, start, step) = self.slice_window(op, out, true)?;
+        Ok(vec![self.place_along(g, dim, start, step, out)?])
     }
 
     /// aten.slice_scatter(self, src, dim, start, end, step): `self` with the window replaced.
     pub(super) fn slice_scatter(&mut self, op: &Op, x: Value, src: Value, out: &TensorType) -> LResult {
-        let dim = self.dim_attr(op, "dim", out.rank())?;
-        let start = op.attr("start").and_then(Attr::as_int).unwrap_or(0);
-        let end = op.attr("end").and_then(Attr::as_int).unwrap_or(i64::MAX);
-        let step = op.attr("step").and_then(Attr::as_int).unwrap_or(1);
-        if step < 1 {
-            return Err(format!("slice step {step} must be positive"));
-        }
-        let (s, _) = clamp_range(start, end, out.shape[dim]);
-        let placed = self.place_along(src, dim, s, step as usize, out)?;
+        let (dim, start, step) = self.slice_window(op, out, false)?;
+        let placed = self.place_along(src, dim, start, step, out)?;
         let truth = self.constant(1.0, ElemType::I1);
         let ones = self.emit("broadcast", vec![truth], vec![], TensorType::new(self.t(src).shape, ElemType::I1));
-        let inside = self.place_along(ones, dim, s, step as usize, &TensorType::new(out.shape.clone(), ElemType::I1))?;
+        let inside = self.place_along(ones, dim, start, step, &TensorType::new(out.shape.clone(), ElemType::I1))?;
         Ok(vec![self.select(inside, placed, x, out.elem)?])
     }
 
