@@ -161,8 +161,17 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             let mut want = a.shape[..a.rank() - 1].to_vec();
             want.push(b.shape[b.rank() - 1]);
             expect_shape("result", &r.shape, &want)?;
-            same_elem("operands", a, b)?;
-            same_elem("result", a, r)
+            // D6: storage-format operands (bf16, CFloat; may differ) accumulate into f32.
+            if a.elem != r.elem || b.elem != r.elem {
+                let storage = |e: ElemType| matches!(e, ElemType::F32 | ElemType::BF16 | ElemType::CFloat(..));
+                if !(storage(a.elem) && storage(b.elem) && r.elem == ElemType::F32) {
+                    return Err(format!(
+                        "operands {} and {} with result {}: mixed or low-precision operands need an f32 result",
+                        a.elem, b.elem, r.elem
+                    ));
+                }
+            }
+            Ok(())
         }
         k if UNARY.contains(&k) => {
             arity(op, 1, 1)?;

@@ -4,6 +4,7 @@
 
 use crate::emit::emit_program;
 use crate::import::import_graph;
+use crate::precision::Policy;
 use crate::registry::{build_pipeline, default_pipeline};
 use dojo_compiler::{print_module, verify, PassError};
 use dojo_runtime::program::DType;
@@ -89,7 +90,12 @@ pub struct CompiledGraph {
     /// Peak SRAM bytes over all cores, from the Program's static check.
     pub peak_sram_bytes: u64,
     program: Program,
+    /// Per scale of the Program, the amax of its last runs (delayed scaling).
+    history: std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>,
 }
+
+/// Runs of amax history a bias is chosen from (the largest of them, D7 with margin 1).
+pub const AMAX_HISTORY: usize = 16;
 
 /// The result of one execution.
 #[derive(Debug, Clone)]
@@ -173,6 +179,11 @@ fn dtype_name(d: DType) -> &'static str {
         DType::Bool => "bool",
         DType::I64 => "i64",
         DType::I32 => "i32",
+        DType::BF16 => "bf16",
+        DType::Cf8_143 => "cf8_143",
+        DType::Cf8_152 => "cf8_152",
+        DType::Cf16Shp => "cf16_shp",
+        DType::Cf16Uhp => "cf16_uhp",
     }
 }
 
@@ -180,12 +191,7 @@ fn dtype_name(d: DType) -> &'static str {
 pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGraph, DojoError> {
     let options: Options = serde_json::from_str(options_json)
         .map_err(|e| DojoError::Invalid(format!("bad compile options {options_json}: {e}")))?;
-    if options.precision != "fp32" {
-        return Err(DojoError::Invalid(format!(
-            "precision '{}' is not supported yet; supported: fp32",
-            options.precision
-        )));
-    }
+    Policy::parse(&options.precision).map_err(|e| DojoError::Invalid(format!("option 'precision': {e}")))?;
     // Check the mesh name before any work, for a clear message.
     dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
     let import_start = std::time::Instant::now();
@@ -198,7 +204,8 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let mut stages = vec![("import".to_string(), print_module(&module))];
     let mut stage_seconds = vec![import_start.elapsed().as_secs_f64()];
     let egraph = options.egraph.pass_options()?;
-    let mut pm = build_pipeline(&default_pipeline(&options.mesh, egraph.as_deref())).map_err(DojoError::Invalid)?;
+    let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
+    let mut pm = build_pipeline(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref())).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;
@@ -215,6 +222,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
         program_json: program.to_json(),
         output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
         peak_sram_bytes,
+        history: Default::default(),
         program,
     })
 }
@@ -250,6 +258,7 @@ impl CompiledGraph {
             program_json: program_json.to_string(),
             output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
             peak_sram_bytes,
+            history: Default::default(),
             program,
         })
     }
@@ -259,11 +268,61 @@ impl CompiledGraph {
         &self.program
     }
 
+    /// The bias of every scale for a run on `inputs` (D7, margin 1): a view of an input (a
+    /// weight) from that input's amax now; any other tensor (activations, gradients) from
+    /// the largest amax of its last [`AMAX_HISTORY`] runs. Before the first run there is no
+    /// history: a calibration run (converts pass values through, recording amaxes) fills it.
+    fn biases(&self, inputs: &[(&[usize], &[f32])]) -> Result<Vec<u8>, DojoError> {
+        let scales = &self.program.scales;
+        let calibrate = {
+            let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            history.len() != scales.len() || scales.iter().zip(history.iter()).any(|(sc, h)| sc.input.is_none() && h.is_empty())
+        };
+        if calibrate {
+            let biases = scales.iter().map(|sc| sc.bias).collect();
+            let (_, profile) = SimMesh::new()
+                .with_scale_biases(biases)
+                .calibrating()
+                .execute(&self.program, inputs)
+                .map_err(|e| DojoError::Runtime(e.to_string()))?;
+            self.record_amax(&profile);
+        }
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let mut biases = Vec::with_capacity(scales.len());
+        for (k, sc) in scales.iter().enumerate() {
+            let amax = match sc.input {
+                Some(i) => inputs.get(i).map_or(0.0, |(_, data)| dojo_runtime::cfloat::amax(data)),
+                None => history.get(k).map_or(0.0, |h| h.iter().copied().fold(0.0, f32::max)),
+            };
+            let format = sc.dtype.storage_format().ok_or_else(|| DojoError::Runtime(format!("scale {} is not a storage format", sc.name)))?;
+            let bias = dojo_runtime::cfloat::choose_bias(format, amax, 1.0)
+                .map_err(|e| DojoError::Runtime(format!("tensor {}: {e}", sc.name)))?;
+            biases.push(bias);
+        }
+        Ok(biases)
+    }
+
+    /// Appends a run's amax per scale to the history (keeping the last [`AMAX_HISTORY`]).
+    fn record_amax(&self, profile: &dojo_runtime::Profile) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.resize(profile.numerics.len(), Vec::new());
+        for (h, n) in history.iter_mut().zip(&profile.numerics) {
+            if h.len() == AMAX_HISTORY {
+                h.remove(0);
+            }
+            h.push(n.amax);
+        }
+    }
+
     /// Execute on the simulated mesh. Inputs are `(shape, data)` in the graph's input order.
     pub fn run(&self, inputs: &[(&[usize], &[f32])]) -> Result<RunResult, DojoError> {
         let mut device = SimMesh::new();
+        if !self.program.scales.is_empty() {
+            device = device.with_scale_biases(self.biases(inputs)?);
+        }
         let (outs, profile) =
             device.execute(&self.program, inputs).map_err(|e| DojoError::Runtime(e.to_string()))?;
+        self.record_amax(&profile);
         let outputs = outs
             .into_iter()
             .zip(&self.output_dtypes)

@@ -832,7 +832,8 @@ impl CostModel {
 /// The semantic attributes of the ops the language models (anything else makes them opaque).
 fn modelled(op: &Op) -> Option<&'static str> {
     let kind = op.name.strip_prefix("dojo.")?;
-    let names: Vec<&str> = op.attrs.iter().map(|(n, _)| n.as_str()).collect();
+    // Provenance (`fx.node`) is not semantic; extraction drops it.
+    let names: Vec<&str> = op.attrs.iter().map(|(n, _)| n.as_str()).filter(|n| *n != "fx.node").collect();
     let want: &[&str] = match kind {
         "matmul" | "reshape" | "broadcast" => &[],
         "transpose" => &["perm"],

@@ -8,8 +8,8 @@
 
 use dojo_compiler::dialect::{host_values, layout_of};
 use dojo_compiler::layout::Region as IrRegion;
-use dojo_compiler::{Attr, ElemType, Func, Layout, Module, PassError, TensorType, Value};
-use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Region, TensorDecl, UnaryOp};
+use dojo_compiler::{Attr, CFloatFormat, ElemType, Func, Layout, Module, PassError, TensorType, Value};
+use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Region, ScaleDecl, TensorDecl, UnaryOp};
 use dojo_runtime::{CoreId, Program, Target};
 use std::collections::HashMap;
 
@@ -35,6 +35,13 @@ fn dtype(elem: ElemType) -> Result<DType, PassError> {
         ElemType::I1 => Ok(DType::Bool),
         ElemType::I64 => Ok(DType::I64),
         ElemType::I32 => Ok(DType::I32),
+        ElemType::BF16 => Ok(DType::BF16),
+        ElemType::CFloat(f, _) => Ok(match f {
+            CFloatFormat::Cf8_143 => DType::Cf8_143,
+            CFloatFormat::Cf8_152 => DType::Cf8_152,
+            CFloatFormat::Cf16Shp => DType::Cf16Shp,
+            CFloatFormat::Cf16Uhp => DType::Cf16Uhp,
+        }),
         e => Err(PassError::Invalid(format!("element type {e} cannot be executed yet"))),
     }
 }
@@ -130,6 +137,19 @@ impl<'a> Emitter<'a> {
             .get(&v)
             .map(Vec::as_slice)
             .ok_or(PassError::Invalid(format!("%{} is not on the mesh (d1.load it first)", v.0)))
+    }
+
+    /// A `Convert` to the storage format of `rt`, with a new scale of the Program named by the
+    /// op's `tensor` attribute, its bias from the type and its host input from `scale_input`.
+    fn scale_for(&mut self, op: &dojo_compiler::Op, rt: &TensorType) -> Result<KernelOp, PassError> {
+        let bias = match rt.elem {
+            ElemType::CFloat(_, b) => b,
+            _ => 127,
+        };
+        let name = op.attr("tensor").and_then(Attr::as_str).map_or_else(|| format!("%{}", op.result(0).0), str::to_string);
+        let input = op.attr("scale_input").and_then(Attr::as_int).and_then(|i| usize::try_from(i).ok());
+        self.program.scales.push(ScaleDecl { name, dtype: dtype(rt.elem)?, bias, input });
+        Ok(KernelOp::Convert { scale: self.program.scales.len() - 1 })
     }
 
     /// Allocate one buffer per core of `layout` for value `v`.
@@ -262,6 +282,9 @@ impl<'a> Emitter<'a> {
                 "d1.map" | "d1.reduce_sum" | "d1.reduce_max" | "d1.transpose" | "d1.reshape" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     let kernel = match op.name.as_str() {
+                        "d1.map" if op.attr("fn").and_then(Attr::as_str) == Some("convert") && dtype(self.tensor(r)?.elem)?.storage_format().is_some() => {
+                            self.scale_for(op, &self.tensor(r)?)?
+                        }
                         "d1.map" => {
                             let f = op.attr("fn").and_then(Attr::as_str).unwrap_or("");
                             kernel_for(f).ok_or(PassError::Invalid(format!("no kernel for map function '{f}'")))?

@@ -62,6 +62,9 @@ pub struct Imported {
     pub module: Module,
     /// `outputs[i]` is `Some(k)` when graph output `i` is the function's `k`-th result.
     pub outputs: Vec<Option<usize>>,
+    /// How many of the last inputs are gradients: AOTAutograd names a backward graph's
+    /// incoming gradients `tangents_<n>` and passes them last.
+    pub gradients: usize,
 }
 
 /// The element type for a capture dtype name.
@@ -218,5 +221,6 @@ pub fn import_graph(json: &str) -> Result<Imported, String> {
         }
     }
     func.set_returns(returns);
-    Ok(Imported { module: Module { funcs: vec![func], attrs: vec![] }, outputs })
+    let gradients = g.inputs.iter().rev().take_while(|i| i.name.starts_with("tangents")).count();
+    Ok(Imported { module: Module { funcs: vec![func], attrs: vec![] }, outputs, gradients })
 }

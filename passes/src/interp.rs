@@ -188,6 +188,12 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 let a = get(0)?;
                 let data = if rt.elem == ElemType::I1 {
                     a.data.iter().map(|&x| if x != 0.0 { 1.0 } else { 0.0 }).collect()
+                } else if let Some((format, bias)) = crate::precision::storage_format(rt.elem) {
+                    // The compile-time bias of the type, round to nearest even.
+                    let codec = dojo_runtime::Codec::new(format, bias).map_err(|e| e.to_string())?;
+                    let mut data = a.data.clone();
+                    codec.quantize_slice(&mut data, dojo_runtime::Rounding::NearestEven);
+                    data
                 } else {
                     a.data.clone()
                 };

@@ -26,8 +26,17 @@ impl Pass for LegalizeAten {
                     lx.copy_op(op);
                     continue;
                 }
+                let first = lx.out.ops.len();
                 match lx.legalize(op) {
                     Ok(results) => {
+                        // Matmuls keep the FX node they came from: the precision pass names
+                        // the tensors it converts after it.
+                        if let Some(node) = op.attr("fx.node") {
+                            for m in lx.out.ops[first..].iter_mut().filter(|m| m.name == "dojo.matmul") {
+                                m.attrs.push(("fx.node".to_string(), node.clone()));
+                                m.attrs.sort_by(|a, b| a.0.cmp(&b.0));
+                            }
+                        }
                         for (k, v) in results.into_iter().enumerate() {
                             lx.map[op.result(k).index()] = Some(v);
                         }

@@ -13,6 +13,7 @@ pub mod import;
 pub mod interp;
 pub mod legalize;
 pub mod lower;
+pub mod precision;
 #[cfg(feature = "mlir")]
 pub mod mlir;
 pub mod registry;

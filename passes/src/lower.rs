@@ -354,6 +354,20 @@ impl<'a> Lowering<'a> {
                         self.elementwise("convert", &op.operands, None, rt)
                     }
                     (ElemType::I64 | ElemType::I32, ElemType::I1) => self.elementwise("ne", &op.operands, Some(0.0), rt),
+                    // Rounding to a storage format (the precision pass): a Convert kernel per
+                    // shard; the scale's name and host input ride along to emission.
+                    (ElemType::F32, ElemType::BF16 | ElemType::CFloat(..)) => {
+                        let v = self.elementwise("convert", &op.operands, None, rt)?;
+                        if let Some(last) = self.out.ops.last_mut() {
+                            for key in ["tensor", "scale_input"] {
+                                if let Some(a) = op.attr(key) {
+                                    last.attrs.push((key.to_string(), a.clone()));
+                                }
+                            }
+                            last.attrs.sort_by(|a, b| a.0.cmp(&b.0));
+                        }
+                        Ok(v)
+                    }
                     (a, b) => Err(PassError::Invalid(format!("conversion from {a} to {b} is not supported yet"))),
                 }
             }
@@ -482,7 +496,7 @@ impl<'a> Lowering<'a> {
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         let out = self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?;
-        let elem_bytes = rt.elem.bytes() as u64;
+        let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
         let (mb, nb) = (m.div_ceil(out.grid.0 as usize) as u64, n.div_ceil(out.grid.1 as usize) as u64);
         let (mb, nb) = (mb * batch as u64, nb);
         // What the operands already occupy per core, then half of the rest for the steps (the
@@ -498,7 +512,7 @@ impl<'a> Lowering<'a> {
         }
         let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
         // Double-buffered operand slices plus the accumulator and its update.
-        let need = |kb: u64| elem_bytes * (2 * (mb * kb + batch as u64 * kb * nb) + 2 * mb * nb);
+        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + 2 * er * mb * nb;
         let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",

@@ -1,6 +1,7 @@
 //! The one registry of passes: every pass's stable name, what it does, and how its options
 //! are read. `dojo-opt --pass-pipeline` and the compile driver both build pipelines here.
 
+use crate::precision::{Policy, Precision};
 use crate::{dce::Dce, egraph::EgraphOptimize, legalize::LegalizeAten, lower::LowerToD1};
 use dojo_compiler::{parse_pipeline, Pass, PassManager, PassSpec};
 
@@ -13,19 +14,30 @@ pub const PASSES: &[(&str, &str, &str)] = &[
         "equality saturation over dojo ops, extracted with the mesh cost model",
         "iters=<n> (15) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr)",
     ),
+    (
+        "precision",
+        "convert matmul operands to the storage format of a precision policy (f32 accumulation)",
+        "policy=fp32|bf16|cfloat16|cfloat8 (fp32) grads=<n> (0: the last n arguments are gradients, cf8_152 under cfloat8)",
+    ),
     ("lower-to-d1", "place dojo ops on a mesh of D1 cores (d1 dialect, explicit transfers)", "mesh=<preset> (default d1)"),
 ];
 
 /// The pipeline the compile driver runs for a mesh. `egraph` adds `egraph-optimize` after
-/// legalization, with these extra options (`""` for its defaults, e.g. `"iters=5"`).
-pub fn default_pipeline(mesh: &str, egraph: Option<&str>) -> String {
-    match egraph {
-        None => format!("legalize-aten,dce,lower-to-d1{{mesh={mesh}}},dce"),
-        Some(opts) => {
-            let opts = if opts.is_empty() { String::new() } else { format!(" {opts}") };
-            format!("legalize-aten,dce,egraph-optimize{{mesh={mesh}{opts}}},lower-to-d1{{mesh={mesh}}},dce")
-        }
+/// legalization, with these extra options (`""` for its defaults, e.g. `"iters=5"`);
+/// `precision` adds the `precision` pass before lowering, with its options (e.g.
+/// `"policy=cfloat8 grads=1"`).
+pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>) -> String {
+    let mut passes = vec!["legalize-aten".to_string(), "dce".to_string()];
+    if let Some(opts) = egraph {
+        let opts = if opts.is_empty() { String::new() } else { format!(" {opts}") };
+        passes.push(format!("egraph-optimize{{mesh={mesh}{opts}}}"));
     }
+    if let Some(opts) = precision {
+        passes.push(format!("precision{{{opts}}}"));
+    }
+    passes.push(format!("lower-to-d1{{mesh={mesh}}}"));
+    passes.push("dce".to_string());
+    passes.join(",")
 }
 
 /// Build one pass from its spec.
@@ -33,6 +45,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh"],
         "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats"],
+        "precision" => vec!["policy", "grads"],
         _ => vec![],
     };
     for (k, _) in &spec.options {
@@ -47,6 +60,14 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
     Ok(match spec.name.as_str() {
         "legalize-aten" => Box::new(LegalizeAten),
         "dce" => Box::new(Dce),
+        "precision" => {
+            let policy = Policy::parse(spec.option("policy").unwrap_or("fp32")).map_err(|e| format!("precision option policy: {e}"))?;
+            let grads = match spec.option("grads") {
+                None => 0,
+                Some(v) => v.parse().map_err(|_| format!("precision option grads={v}: expected a whole number"))?,
+            };
+            Box::new(Precision { policy, grads })
+        }
         "lower-to-d1" => Box::new(LowerToD1 { mesh: spec.option("mesh").unwrap_or("d1").to_string() }),
         "egraph-optimize" => {
             let num = |k: &str, default: usize| -> Result<usize, String> {

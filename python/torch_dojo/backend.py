@@ -38,11 +38,21 @@ __all__ = ["dojo", "compile_count", "compiled_graphs", "fallback_stats", "DEFAUL
 aten = torch.ops.aten
 
 #: Options the backend understands, with their defaults.
-DEFAULT_OPTIONS: dict[str, Any] = {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "mesh": "d1",
+    "precision": "fp32",
+    "dump_ir": False,
+    "fallback": "eager",
+    "egraph": False,
+    "strict_numerics": False,
+}
 #: Limits of the e-graph optimizer that ``options={"egraph": {...}}`` may set.
 EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
-#: Precisions the compiler supports so far.
-PRECISIONS = ("fp32",)
+#: Precision policies: the storage format of matmul/conv operands (accumulation is f32).
+#: ``bf16``: bf16; ``cfloat16``: cf16_shp; ``cfloat8``: cf8_143 forward, cf8_152 for
+#: gradients. Biases follow the spec's rule D7 (weights from their values, activations and
+#: gradients from an amax history of the last runs).
+PRECISIONS = ("fp32", "bf16", "cfloat16", "cfloat8")
 
 #: Number of graphs (forward, backward, inference) compiled since import; tests assert it.
 compile_count = 0
@@ -111,7 +121,7 @@ def validate_options(options: dict | None) -> dict[str, Any]:
         raise InvalidInputError(f"option 'mesh' must be a string such as 'd1', got {opts['mesh']!r}")
     if opts["precision"] not in PRECISIONS:
         raise InvalidInputError(
-            f"option 'precision'={opts['precision']!r} is not supported yet; supported: "
+            f"option 'precision'={opts['precision']!r} is not a precision policy; choose one of "
             f"{', '.join(map(repr, PRECISIONS))}"
         )
     if opts["fallback"] not in FALLBACKS:
@@ -126,8 +136,9 @@ def validate_options(options: dict | None) -> dict[str, Any]:
         raise InvalidInputError(
             f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints, got {eg!r}"
         )
-    if not isinstance(opts["dump_ir"], bool):
-        raise InvalidInputError(f"option 'dump_ir' must be True or False, got {opts['dump_ir']!r}")
+    for flag in ("dump_ir", "strict_numerics"):
+        if not isinstance(opts[flag], bool):
+            raise InvalidInputError(f"option {flag!r} must be True or False, got {opts[flag]!r}")
     return opts
 
 
@@ -290,6 +301,7 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
         record.runs += 1
         record.last_profile = json.loads(compiled.last_profile())
         record.run_order = next(_run_order)
+        _check_numerics(record, opts["strict_numerics"])
         last_run = record
         if len(outs) == len(output_is_none):  # the driver kept placeholders for null outputs
             result = [None if is_none else out for is_none, out in zip(output_is_none, outs)]
@@ -301,6 +313,35 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
         return result
 
     return make_boxed_func(run)
+
+
+class NumericsWarning(UserWarning):
+    """A conversion to a storage format saturated (Overflow) or met a NaN (Invalid)."""
+
+
+def _check_numerics(record: CompiledRecord, strict: bool) -> None:
+    """Warn (or with ``strict_numerics`` raise DeviceError) when a run's conversions to the
+    policy's formats raised Overflow or Invalid, naming each tensor."""
+    bad = [
+        n
+        for n in (record.last_profile or {}).get("numerics", [])
+        if n["flags"]["overflow"] or n["flags"]["invalid"]
+    ]
+    if not bad:
+        return
+    lines = [
+        f"  {n['name']} ({n['dtype'].lower()}, bias {n['bias']}, amax {n['amax']}): "
+        f"{n['flags']['overflow']} overflow (saturated), {n['flags']['invalid']} invalid (NaN became 0)"
+        for n in bad
+    ]
+    message = (
+        f"torch-dojo: precision {record.options['precision']!r}: conversions of the {record.name} graph "
+        f"raised status flags:\n" + "\n".join(lines) + "\nThe values were clamped to the format's range; "
+        "the bias follows the amax of earlier runs (a value that jumps saturates once)."
+    )
+    if strict:
+        raise DeviceError(message + " (strict_numerics=True)")
+    warnings.warn(message, NumericsWarning, stacklevel=3)
 
 
 #: DOJO_VERIFY=1: run every compiled graph eagerly too and fail on the first differing output.

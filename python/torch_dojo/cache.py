@@ -45,7 +45,7 @@ __all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory"
 FORMAT = 2
 _SUFFIX = ".dojo"
 #: Options that do not change the Program (left out of the key).
-_NOT_IN_KEY = frozenset({"dump_ir"})
+_NOT_IN_KEY = frozenset({"dump_ir", "strict_numerics"})
 _OFF = frozenset({"0", "false", "no", "off"})
 _DEFAULT_MAX_MB = 1024
 #: Writes between two measurements of the directory's size.

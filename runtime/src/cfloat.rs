@@ -220,7 +220,7 @@ pub enum Rounding {
 }
 
 /// Status flags of one conversion call, as counts of elements (whitepaper p.9).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Flags {
     /// NaN input, or a negative input to `cf16_uhp` (the result is `+0`).
     pub invalid: u64,

@@ -31,6 +31,8 @@ pub(crate) fn run(
             out
         }
         KernelOp::Unary { op } => ins[0].1.iter().map(|&x| unary(*op, x)).collect(),
+        // The rounding needs the scale's bias and counts flags: the simulator applies it.
+        KernelOp::Convert { .. } => ins[0].1.to_vec(),
         KernelOp::Scale { factor } => ins[0].1.iter().map(|&x| x * factor).collect(),
         KernelOp::Binary { op } => {
             let a = gather(ins[0], out_shape);
@@ -274,7 +276,8 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         KernelOp::Unary { .. }
         | KernelOp::Binary { .. }
         | KernelOp::Select
-        | KernelOp::Scale { .. } => out,
+        | KernelOp::Scale { .. }
+        | KernelOp::Convert { .. } => out,
         KernelOp::ReduceSum { .. } | KernelOp::ReduceMax { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
     }
 }

@@ -35,5 +35,5 @@ pub use program::{
     UnaryOp, FORMAT_VERSION,
 };
 pub use roofline::{Bound, OpProfile, Roofline};
-pub use sim::{Device, HostTensor, Profile, SimMesh, TimelineEvent, Unit};
+pub use sim::{Device, HostTensor, Profile, ScaleProfile, SimMesh, TimelineEvent, Unit};
 pub use target::{CoreId, Link, Target};

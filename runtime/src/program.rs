@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cfloat::{Format, MAX_BIAS};
 use crate::error::{thousands, RuntimeError};
 use crate::shape::{broadcasts_to, numel, show};
 use crate::target::{CoreId, Target};
@@ -39,6 +40,16 @@ pub enum DType {
     I64,
     /// 32-bit integer, simulated as an `f32` value (4 B).
     I32,
+    /// bfloat16 (2 B), carried as its exact `f32` value.
+    BF16,
+    /// CFloat8_1_4_3 (1 B), carried as its exact `f32` value; the bias is its scale's.
+    Cf8_143,
+    /// CFloat8_1_5_2 (1 B).
+    Cf8_152,
+    /// Signed CFloat16 (2 B).
+    Cf16Shp,
+    /// Unsigned CFloat16 (2 B).
+    Cf16Uhp,
 }
 
 impl DType {
@@ -51,11 +62,48 @@ impl DType {
     pub fn size_bytes(self) -> u64 {
         match self {
             DType::F32 => 4,
-            DType::Bool => 1,
+            DType::Bool | DType::Cf8_143 | DType::Cf8_152 => 1,
             DType::I64 => 8,
             DType::I32 => 4,
+            DType::BF16 | DType::Cf16Shp | DType::Cf16Uhp => 2,
         }
     }
+
+    /// The storage format of a low-precision float dtype (bf16 and the CFloats), which only
+    /// a [`KernelOp::Convert`] writes; `None` for `F32`, `Bool` and the integers.
+    pub fn storage_format(self) -> Option<Format> {
+        match self {
+            DType::BF16 => Some(Format::Bf16),
+            DType::Cf8_143 => Some(Format::Cf8_143),
+            DType::Cf8_152 => Some(Format::Cf8_152),
+            DType::Cf16Shp => Some(Format::Cf16Shp),
+            DType::Cf16Uhp => Some(Format::Cf16Uhp),
+            DType::F32 | DType::Bool | DType::I64 | DType::I32 => None,
+        }
+    }
+
+    /// Whether values are floats (`F32` or a storage format).
+    pub fn is_float(self) -> bool {
+        self == DType::F32 || self.storage_format().is_some()
+    }
+}
+
+/// The conversion parameters of one low-precision tensor: every [`KernelOp::Convert`] naming
+/// it writes its format with its bias (one bias per tensor, however many cores hold shards).
+/// `bias` is the compile-time choice; a run may override it (`SimMesh::with_scale_biases`),
+/// e.g. from an amax history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleDecl {
+    /// The tensor, for messages (e.g. the compiler op it feeds).
+    pub name: String,
+    /// The storage dtype (bf16 or a CFloat).
+    pub dtype: DType,
+    /// Exponent bias, `0..=63` (127 for bf16).
+    pub bias: u8,
+    /// The host input this tensor is a view of, if any: its bias can be chosen from that
+    /// input's values before the run (weights); otherwise from earlier runs (activations).
+    #[serde(default)]
+    pub input: Option<usize>,
 }
 
 /// A host tensor the Program reads (input) or writes (output).
@@ -258,6 +306,13 @@ pub enum KernelOp {
         /// The value at index 0 (this shard's offset in the whole tensor).
         start: usize,
     },
+    /// `out = decode(encode(in))` in the output's storage format with the bias of
+    /// `Program::scales[scale]`, rounding to nearest even, saturating (`../shared/specs/cfloat.md`
+    /// D1, D4, D5); status flags and the input's amax are counted per scale. Shapes equal.
+    Convert {
+        /// Index into `Program::scales`.
+        scale: usize,
+    },
     /// The transpose of a strided window: `out` is `value` everywhere except
     /// `out[low + i * (interior + 1)] = in[i]`; every written index must lie inside the output.
     Pad {
@@ -289,6 +344,7 @@ impl KernelOp {
             KernelOp::Iota { .. } => "Iota".to_string(),
             KernelOp::Embedding => "Embedding".to_string(),
             KernelOp::EmbeddingGrad { .. } => "EmbeddingGrad".to_string(),
+            KernelOp::Convert { .. } => "Convert".to_string(),
         }
     }
 }
@@ -421,6 +477,9 @@ pub struct Program {
     /// It may be shorter than `instrs`; later instructions have no op.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instr_op: Vec<Option<u32>>,
+    /// The low-precision tensors' formats and biases (see [`KernelOp::Convert`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scales: Vec<ScaleDecl>,
 }
 
 /// Liveness of a buffer while walking the instructions.
@@ -443,6 +502,7 @@ impl Program {
             instrs: Vec::new(),
             op_names: Vec::new(),
             instr_op: Vec::new(),
+            scales: Vec::new(),
         }
     }
 
@@ -523,6 +583,28 @@ impl Program {
                         show(&t.shape)
                     )));
                 }
+            }
+        }
+        for (k, sc) in self.scales.iter().enumerate() {
+            let Some(format) = sc.dtype.storage_format() else {
+                return Err(RuntimeError::new(format!(
+                    "scale {k} ({}) has dtype {:?}; a scale is for bf16 or a CFloat format",
+                    sc.name, sc.dtype
+                )));
+            };
+            let ok = if format == Format::Bf16 { sc.bias == 127 } else { sc.bias <= MAX_BIAS };
+            if !ok {
+                return Err(RuntimeError::new(format!(
+                    "scale {k} ({}) has bias {} which {:?} cannot have (CFloat: 0..={MAX_BIAS}, bf16: 127)",
+                    sc.name, sc.bias, sc.dtype
+                )));
+            }
+            if let Some(i) = sc.input.filter(|&i| i >= self.inputs.len()) {
+                return Err(RuntimeError::new(format!(
+                    "scale {k} ({}) names input {i} but the Program has {} inputs",
+                    sc.name,
+                    self.inputs.len()
+                )));
             }
         }
         let mut buf_bytes = Vec::with_capacity(self.buffers.len());
@@ -692,13 +774,17 @@ impl Program {
                         }
                         in_shapes.push(decl.shape.as_slice());
                     }
-                    check_kernel(op, &in_shapes, &out.shape).map_err(|m| {
-                        at(format!(
-                            "{} on core {} (output buffer {output}): {m}",
-                            op.name(),
-                            out.core
-                        ))
-                    })?;
+                    let in_dtypes: Vec<DType> =
+                        inputs.iter().map(|&b| self.buffers[b].dtype).collect();
+                    check_kernel(op, &in_shapes, &out.shape)
+                        .and_then(|()| self.check_formats(op, &in_dtypes, out.dtype))
+                        .map_err(|m| {
+                            at(format!(
+                                "{} on core {} (output buffer {output}): {m}",
+                                op.name(),
+                                out.core
+                            ))
+                        })?;
                 }
             }
         }
@@ -709,6 +795,39 @@ impl Program {
             peak_sram_per_core,
             copies_through_disabled: through_disabled,
         })
+    }
+
+    /// Storage formats are written only by `Convert` (to its scale's dtype, from a float) and
+    /// moved unchanged by the data-movement kernels; every other kernel writes `F32`, `Bool`
+    /// or an integer dtype.
+    fn check_formats(&self, op: &KernelOp, ins: &[DType], out: DType) -> Result<(), String> {
+        if let KernelOp::Convert { scale } = op {
+            let sc = self.scales.get(*scale).ok_or_else(|| {
+                format!("scale {scale} does not exist (the Program declares {} scales)", self.scales.len())
+            })?;
+            if out != sc.dtype {
+                return Err(format!("the output is {out:?} but scale {scale} ({}) is {:?}", sc.name, sc.dtype));
+            }
+            if !ins.first().is_some_and(|d| d.is_float()) {
+                return Err(format!("the input must be a float, not {:?}", ins.first()));
+            }
+            return Ok(());
+        }
+        if out.storage_format().is_none() {
+            return Ok(());
+        }
+        let moves = match op {
+            KernelOp::Transpose { .. } | KernelOp::Reshape | KernelOp::Slice { .. } => true,
+            KernelOp::Unary { op: UnaryOp::Copy } => true,
+            KernelOp::Pad { value, .. } => *value == 0.0,
+            _ => false,
+        };
+        if !moves || ins.first() != Some(&out) {
+            return Err(format!(
+                "writes {out:?} from {ins:?}: only Convert produces a storage format, and only data                  movement (Transpose, Reshape, Slice, zero Pad, Copy) keeps one"
+            ));
+        }
+        Ok(())
     }
 
     /// The declaration of buffer `b`, or a message saying it does not exist.
@@ -849,7 +968,7 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                 ));
             }
         }
-        KernelOp::Unary { .. } | KernelOp::Scale { .. } => {
+        KernelOp::Unary { .. } | KernelOp::Scale { .. } | KernelOp::Convert { .. } => {
             arity(1)?;
             same(ins[0])?;
         }
@@ -988,7 +1107,7 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
 
 /// Serde for `f32` attributes that may be non-finite: numbers when finite, otherwise the
 /// strings `"nan"`, `"inf"`, `"-inf"` (plain JSON has no such numbers).
-mod json_f32 {
+pub(crate) mod json_f32 {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
     use std::fmt;

@@ -30,16 +30,21 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RuntimeError;
-use crate::program::{DType, Program};
+use crate::program::{DType, KernelOp, Program};
 use crate::target::{CoreId, Target};
 
-/// Peak FLOP/s of one core for kernels on `dtype` data. Every dtype the Program format has
-/// today is computed on the FP32 SIMD unit (`fp32_flops_per_cycle`); BF16 and the CFloat
-/// formats, once the Program carries them, run matmuls on the matrix units
-/// (`matrix_flops_per_cycle`, 16x the FP32 rate on D1).
-pub fn core_flops_per_s(t: &Target, dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 | DType::Bool | DType::I64 | DType::I32 => t.fp32_flops_per_cycle * t.clock_hz,
+/// Peak FLOP/s of one core for a kernel: a matmul whose operands are both in a storage format
+/// (bf16, CFloat8, CFloat16) runs on the matrix units (`matrix_flops_per_cycle`, 16x the FP32
+/// rate on D1); everything else computes in FP32 on the SIMD unit (`fp32_flops_per_cycle`,
+/// `../shared/specs/cfloat.md` D6: vector ops compute in FP32).
+pub fn core_flops_per_s(t: &Target, op: &KernelOp, inputs: &[DType]) -> f64 {
+    let matrix = matches!(op, KernelOp::MatMul { .. })
+        && inputs.len() >= 2
+        && inputs[..2].iter().all(|d| d.storage_format().is_some());
+    if matrix {
+        t.matrix_flops_per_cycle * t.clock_hz
+    } else {
+        t.fp32_flops_per_cycle * t.clock_hz
     }
 }
 

@@ -33,7 +33,8 @@
 //! - **Kernel** on core `c`: starts at `max(core free, ready[inputs], ready[out],
 //!   read_done[out])`; lasts `max(flops / core peak, bytes_read / sram_load + bytes_written
 //!   / sram_store)`, the core peak being that of the inputs' format
-//!   ([`crate::roofline::core_flops_per_s`]: the FP32 rate for every dtype today), with
+//!   ([`crate::roofline::core_flops_per_s`]: the matrix rate for a matmul of two storage-format
+//!   operands — bf16, CFloat — and the FP32 rate for everything else), with
 //!   matmul flops `2 m n k`, elementwise one per output element, reduction one per input
 //!   element, and Copy/Transpose/Reshape none. An accumulating matmul also reads its output.
 //! - **Copy between cores** (cut-through over the XY route, reserved as a whole): starts
@@ -71,9 +72,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cfloat::{self, Codec, Flags, Format, Rounding};
 use crate::error::RuntimeError;
 use crate::kernels;
-use crate::program::{BufId, Instr, Program, Region};
+use crate::program::{BufId, DType, Instr, Program, Region};
 use crate::roofline::{self, core_flops_per_s, link_bytes_per_s, OpProfile, Roofline, Tally};
 use crate::shape::{numel, region_runs, show};
 use crate::target::{CoreId, Link};
@@ -102,6 +104,10 @@ pub trait Device {
 #[derive(Clone, Debug)]
 pub struct SimMesh {
     functional: bool,
+    /// Per-run biases of the Program's scales (None: each scale's own `bias`).
+    biases: Option<Vec<u8>>,
+    /// Converts copy their input unrounded and only record its amax (calibration).
+    calibrate: bool,
 }
 
 impl Default for SimMesh {
@@ -113,20 +119,61 @@ impl Default for SimMesh {
 impl SimMesh {
     /// A simulator that computes the outputs and times the Program.
     pub fn new() -> SimMesh {
-        SimMesh { functional: true }
+        SimMesh { functional: true, biases: None, calibrate: false }
     }
 
     /// A simulator that only times the Program: no arithmetic, no buffer memory; `execute`
     /// still checks the input shapes but returns outputs with empty `data`. The Profile is
     /// identical to a functional run's (timing never depends on values).
     pub fn timing_only() -> SimMesh {
-        SimMesh { functional: false }
+        SimMesh { functional: false, biases: None, calibrate: false }
+    }
+
+    /// Runs with these biases for the Program's scales (one per `Program::scales`, e.g.
+    /// chosen from an amax history) instead of the compile-time ones.
+    pub fn with_scale_biases(mut self, biases: Vec<u8>) -> SimMesh {
+        self.biases = Some(biases);
+        self
+    }
+
+    /// A calibration run: every `Convert` passes its input through unrounded and records its
+    /// amax in [`Profile::numerics`], so biases can be chosen for a real run.
+    pub fn calibrating(mut self) -> SimMesh {
+        self.calibrate = true;
+        self
     }
 
     /// Times `program` without data (a timing-only run that needs no inputs).
     pub fn time(&self, program: &Program) -> Result<Profile, RuntimeError> {
-        run(program, &[], false).map(|(_, p)| p)
+        run(program, &[], false, &Numerics::default()).map(|(_, p)| p)
     }
+
+    fn numerics(&self) -> Numerics<'_> {
+        Numerics { biases: self.biases.as_deref(), calibrate: self.calibrate }
+    }
+}
+
+/// How a run treats the Program's `Convert` kernels.
+#[derive(Default)]
+struct Numerics<'a> {
+    biases: Option<&'a [u8]>,
+    calibrate: bool,
+}
+
+/// What the conversions of one scale (one low-precision tensor) saw in a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScaleProfile {
+    /// The scale's name (`Program::scales`).
+    pub name: String,
+    /// Its storage dtype.
+    pub dtype: DType,
+    /// The bias the run used.
+    pub bias: u8,
+    /// Largest magnitude converted (NaN ignored; 0 when nothing was converted).
+    #[serde(with = "crate::program::json_f32")]
+    pub amax: f32,
+    /// Elements whose conversion raised each flag (all zero in a calibration run).
+    pub flags: Flags,
 }
 
 /// The hardware unit an operation occupies.
@@ -200,6 +247,10 @@ pub struct Profile {
     /// Per compiler op, in the Program's `op_names` order (empty without provenance).
     #[serde(default)]
     pub ops: Vec<OpProfile>,
+    /// Per low-precision tensor (`Program::scales`, in order): the bias used, the amax seen
+    /// and the status flags raised (empty from a timing-only run).
+    #[serde(default)]
+    pub numerics: Vec<ScaleProfile>,
     /// Every timed operation, in instruction order.
     pub timeline: Vec<TimelineEvent>,
 }
@@ -273,7 +324,7 @@ impl Device for SimMesh {
                 )));
             }
         }
-        run(program, inputs, self.functional)
+        run(program, inputs, self.functional, &self.numerics())
     }
 }
 
@@ -282,9 +333,10 @@ fn run(
     program: &Program,
     inputs: &[(&[usize], &[f32])],
     functional: bool,
+    numerics: &Numerics<'_>,
 ) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
     let stats = program.validate()?;
-    let mut sim = Sim::new(program, inputs, functional)?;
+    let mut sim = Sim::new(program, inputs, functional, numerics)?;
     for (pc, instr) in program.instrs.iter().enumerate() {
         sim.step(pc, instr)
             .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
@@ -331,6 +383,7 @@ fn run(
         roofline_bound: roofline.binding.map(|b| b.name().to_string()),
         roofline,
         ops,
+        numerics: sim.scales,
         timeline: sim.timeline,
     };
     let outputs = program
@@ -380,6 +433,10 @@ struct Sim<'a> {
     // roofline tallies: the whole Program and each op of its provenance
     total: Tally,
     per_op: Vec<Tally>,
+    // numerics: one codec and one record per scale (empty when not functional)
+    codecs: Vec<Codec>,
+    scales: Vec<ScaleProfile>,
+    calibrate: bool,
 }
 
 /// A zeroed `f32` vector, as an error rather than an abort if memory runs out.
@@ -430,7 +487,33 @@ impl<'a> Sim<'a> {
         program: &'a Program,
         inputs: &'a [(&'a [usize], &'a [f32])],
         functional: bool,
+        numerics: &Numerics<'_>,
     ) -> Result<Sim<'a>, RuntimeError> {
+        let mut codecs = Vec::new();
+        let mut scales = Vec::new();
+        if functional {
+            if let Some(b) = numerics.biases.filter(|b| b.len() != program.scales.len()) {
+                return Err(RuntimeError::new(format!(
+                    "{} scale bias(es) given for a Program with {} scale(s)",
+                    b.len(),
+                    program.scales.len()
+                )));
+            }
+            for (k, sc) in program.scales.iter().enumerate() {
+                let bias = numerics.biases.map_or(sc.bias, |b| b[k]);
+                let format = sc.dtype.storage_format().unwrap_or(Format::Fp32);
+                let codec = Codec::new(format, bias)
+                    .map_err(|e| e.context(format!("scale {k} ({})", sc.name)))?;
+                codecs.push(codec);
+                scales.push(ScaleProfile {
+                    name: sc.name.clone(),
+                    dtype: sc.dtype,
+                    bias,
+                    amax: 0.0,
+                    flags: Flags::default(),
+                });
+            }
+        }
         let mut outputs = Vec::with_capacity(program.outputs.len());
         if functional {
             for (i, decl) in program.outputs.iter().enumerate() {
@@ -474,7 +557,21 @@ impl<'a> Sim<'a> {
             timeline: Vec::new(),
             total: Tally::default(),
             per_op: vec![Tally::default(); program.op_names.len()],
+            codecs,
+            scales,
+            calibrate: numerics.calibrate,
         })
+    }
+
+    /// Rounds buffer `buf` (a Convert's output, holding its input) to scale `k`'s format,
+    /// counting the flags and the amax (a calibration run only records the amax).
+    fn convert(&mut self, k: usize, buf: BufId) {
+        let data = &mut self.bufs[buf];
+        let rec = &mut self.scales[k];
+        rec.amax = rec.amax.max(cfloat::amax(data));
+        if !self.calibrate {
+            rec.flags += self.codecs[k].quantize_slice(data, Rounding::NearestEven);
+        }
     }
 
     fn bytes(&self, buf: BufId, elements: usize) -> u64 {
@@ -768,6 +865,9 @@ impl<'a> Sim<'a> {
                         kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
                     };
                     self.bufs[*output] = result;
+                    if let crate::KernelOp::Convert { scale } = op {
+                        self.convert(*scale, *output);
+                    }
                     if out_decl.dtype.is_int() {
                         kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
                     }
@@ -779,11 +879,8 @@ impl<'a> Sim<'a> {
                 if matches!(op, crate::KernelOp::MatMul { accumulate: true }) {
                     read += written;
                 }
-                // The format the kernel computes in: its inputs' (the output's if none).
-                let dtype = inputs
-                    .first()
-                    .map_or(out_decl.dtype, |&b| prog.buffers[b].dtype);
-                let compute = flops as f64 / core_flops_per_s(t, dtype);
+                let in_dtypes: Vec<DType> = inputs.iter().map(|&b| prog.buffers[b].dtype).collect();
+                let compute = flops as f64 / core_flops_per_s(t, op, &in_dtypes);
                 let memory = read as f64 / t.sram_load_bytes_per_s
                     + written as f64 / t.sram_store_bytes_per_s;
                 let earliest = max_of(inputs.iter().map(|&b| self.ready[b]))

@@ -23,7 +23,7 @@ def compile_error(excinfo):
 
 
 def test_defaults_fill_in():
-    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False}
 
 
 def test_unknown_option_lists_valid_keys():
@@ -32,8 +32,8 @@ def test_unknown_option_lists_valid_keys():
 
 
 def test_unsupported_precision_says_what_is_supported():
-    with pytest.raises(torch_dojo.InvalidInputError, match=r"'bf16' is not supported yet; supported: 'fp32'"):
-        backend.validate_options({"precision": "bf16"})
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"'fp8' is not a precision policy; choose one of 'fp32', 'bf16'"):
+        backend.validate_options({"precision": "fp8"})
 
 
 @pytest.mark.parametrize("bad", ["yes", {"iters": -1}, {"itres": 3}, {"nodes": 1.5}])
@@ -91,7 +91,7 @@ def test_torch_compile_reaches_the_native_compiler(monkeypatch):
         assert out.shape == (2, 4)
     graph, options = seen[0]
     assert graph["name"] == "inference"
-    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False}
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False}
     assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
     assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
 
