@@ -8,7 +8,8 @@
 #                  (make test runs a stratified subset; DOJO_OPINFO_UPDATE=1 rewrites the table)
 #   make demo      compile a small MLP with backend="dojo" and print a report
 #   make bench     benchmarks (bench-cfloat: CFloat conversion GB/s; bench-roofline: GEMM efficiency
-#                  vs roofline on d1 + scaling; bench-models: per-model fallback, compile time, diff)
+#                  vs roofline on d1 + scaling; bench-models: per-model fallback, compile time, diff;
+#                  bench-precision: accuracy, simulated time and 200-step loss per precision policy)
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -101,12 +102,17 @@ test-opinfo: develop
 demo: develop
 	$(PY) examples/demo.py
 
-.PHONY: bench bench-cfloat bench-models bench-roofline
-bench: bench-cfloat bench-roofline bench-models
+.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision
+bench: bench-cfloat bench-roofline bench-models bench-precision
 
 # Per model (tests/python/test_models.py): fallback nodes, compile time, max difference from eager.
 bench-models: develop
 	$(PY) benchmarks/models.py
+
+# Per precision policy: resnet18 / tiny GPT-2 error vs f32 eager, simulated time, and the
+# final loss of 200 GPT-2 training steps relative to fp32's.
+bench-precision: develop
+	$(PY) benchmarks/precision.py
 
 # The GEMM roofline sweep on d1 and the scaling table (timing-only simulation).
 bench-roofline:

@@ -73,6 +73,11 @@ class GraphReport:
     chip_edge_bytes: int | None
     host_bytes: int | None
     top_ops: list[OpTime] = field(default_factory=list)
+    #: The precision policy the graph was compiled with.
+    precision: str = "fp32"
+    #: Per tensor stored in a low-precision format (the profile's ``numerics``): name, dtype,
+    #: the bias of the last run, the amax it converted and the status flags it raised.
+    numerics: list[dict[str, Any]] = field(default_factory=list)
     #: (rows, cols) of core sites of the target.
     mesh_shape: tuple[int, int] | None = None
     #: (row, col) -> busy seconds / simulated seconds, for every core that did work.
@@ -144,6 +149,10 @@ class Report:
                 lines.append(f"top ops of {g.label} by time (summed over cores, DMA ports and DIP channels):")
                 rows = [(op.name, [str(op.count), _seconds(op.busy_seconds), _percent(op.share)]) for op in g.top_ops]
                 lines += ["  " + line for line in _table(["op", "count", "time", "share"], rows, numeric=True)]
+            if g.numerics:
+                lines.append("")
+                lines.append(f"{g.precision} tensors of {g.label} (format, bias and flags of the last run):")
+                lines += ["  " + line for line in _table(["tensor", "format", "bias", "amax", "flags"], _numerics_rows(g))]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -163,6 +172,8 @@ class Report:
             if g.top_ops:
                 rows = [(op.name, [str(op.count), _seconds(op.busy_seconds), _percent(op.share)]) for op in g.top_ops]
                 parts.append(_html_table(["top ops by time", "count", "time", "share"], rows))
+            if g.numerics:
+                parts.append(_html_table([f"{g.precision} tensor", "format", "bias", "amax", "flags"], _numerics_rows(g)))
             parts.append(viz.figures_html(g))
         parts.append("</div>")
         return "\n".join(parts)
@@ -217,6 +228,8 @@ def _graph_report(number: int, record) -> GraphReport:
         chip_edge_bytes=_chip_edge_bytes(p, target),
         host_bytes=p.get("host_bytes"),
         top_ops=_top_ops(trace),
+        precision=record.options.get("precision", "fp32"),
+        numerics=p.get("numerics", []),
         mesh_shape=mesh_shape,
         core_utilisation={
             (c["row"], c["col"]): busy / seconds for c, busy in p.get("busy_seconds_per_core", []) if seconds
@@ -285,6 +298,21 @@ _ROWS = [
         lambda g: "n/a" if g.compiled_by is None else f"{g.compiled_by}, {_seconds(g.compile_seconds, 2)}",
     ),
 ]
+
+
+#: Low-precision tensors listed per graph (those with Overflow/Invalid first).
+NUMERICS_ROWS = 12
+
+
+def _numerics_rows(g: GraphReport) -> list[tuple[str, list[str]]]:
+    ranked = sorted(g.numerics, key=lambda n: -(n["flags"]["overflow"] + n["flags"]["invalid"]))
+    rows = []
+    for n in ranked[:NUMERICS_ROWS]:
+        raised = [f"{k} {v}" for k, v in sorted(n["flags"].items()) if v]
+        rows.append((n["name"], [n["dtype"].lower(), str(n["bias"]), f"{n['amax']:.3g}", ", ".join(raised) or "-"]))
+    if len(ranked) > NUMERICS_ROWS:
+        rows.append((f"... {len(ranked) - NUMERICS_ROWS} more", ["", "", "", ""]))
+    return rows
 
 
 def _table(header: list[str], rows: list[tuple[str, list[str]]], numeric: bool = False) -> list[str]:

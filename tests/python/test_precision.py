@@ -159,3 +159,12 @@ def test_unknown_precision_lists_the_policies(bad):
 def test_strict_numerics_must_be_a_bool():
     with pytest.raises(torch_dojo.InvalidInputError, match=r"'strict_numerics' must be True or False"):
         backend.validate_options({"strict_numerics": "yes"})
+
+
+def test_report_lists_each_low_precision_tensor():
+    model = mlp().eval()
+    with torch.no_grad():
+        torch.compile(model, backend="dojo", options={"precision": "cfloat8"})(torch.randn(32, 64))
+    text = str(torch_dojo.report(last=1))
+    assert "cfloat8 tensors of inference #" in text
+    assert "addmm.rhs" in text and "cf8_143" in text
