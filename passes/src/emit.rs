@@ -121,6 +121,11 @@ impl<'a> Emitter<'a> {
         }
         let mut last_use = vec![None; func.value_types.len()];
         for (i, op) in func.ops.iter().enumerate() {
+            // A store is emitted right where its operand is computed (see `run`): it does not
+            // keep the operand alive.
+            if op.name == "d1.store" {
+                continue;
+            }
             for v in &op.operands {
                 last_use[v.index()] = Some(i);
             }
@@ -192,30 +197,21 @@ impl<'a> Emitter<'a> {
                 self.program.instrs.push(Instr::HostCopy { input: v.index(), output: p });
             }
         }
+        // Results go to the host as soon as they are computed, so their SRAM is free for the
+        // rest of the Program once nothing else reads them (a training forward returns its
+        // saved activations: kept on chip to the end they would pile up).
+        let mut stores: HashMap<Value, Vec<usize>> = HashMap::new();
+        for op in func.ops.iter().filter(|op| op.name == "d1.store") {
+            let out = stores.entry(op.operands[0]).or_default();
+            out.extend(positions.get(&op.result(0)).map(Vec::as_slice).unwrap_or(&[]));
+        }
         for (i, op) in func.ops.iter().enumerate() {
             let r = op.result(0);
             let first_instr = self.program.instrs.len();
             let mut reused: Option<Value> = None;
             match op.name.as_str() {
-                "d1.store" => {
-                    let src = op.operands[0];
-                    for &p in positions.get(&r).map(Vec::as_slice).unwrap_or(&[]) {
-                        // One store per distinct shard; replicas hold the same data.
-                        let mut seen: Vec<IrRegion> = Vec::new();
-                        for s in self.shards(src)?.to_vec() {
-                            if seen.contains(&s.region) {
-                                continue;
-                            }
-                            seen.push(s.region.clone());
-                            self.program.instrs.push(Instr::Store {
-                                buf: s.buf,
-                                src: Region::full(&s.region.sizes),
-                                output: p,
-                                dst: region(&s.region),
-                            });
-                        }
-                    }
-                }
+                // Emitted with its operand (below).
+                "d1.store" => {}
                 "d1.load" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     let input = op.operands[0].index();
@@ -343,9 +339,12 @@ impl<'a> Emitter<'a> {
                 }
                 other => return Err(PassError::Invalid(format!("cannot emit '{other}': lower to d1 first"))),
             }
+            for p in stores.remove(&r).unwrap_or_default() {
+                self.store(r, p)?;
+            }
             // Free what dies here (and results nobody uses).
             let mut dying: Vec<Value> = op.operands.iter().copied().filter(|v| self.last_use[v.index()] == Some(i)).collect();
-            if self.last_use[r.index()].is_none() && !positions.contains_key(&r) {
+            if self.last_use[r.index()].is_none() && op.name != "d1.store" {
                 dying.push(r);
             }
             dying.dedup();
@@ -363,6 +362,20 @@ impl<'a> Emitter<'a> {
             self.program.label_since(first_instr, format!("{} %{}", op.name, r.0));
         }
         Ok(self.program)
+    }
+
+    /// Stores mesh value `v` into host output `p`: one Store per distinct shard (replicas hold
+    /// the same data).
+    fn store(&mut self, v: Value, p: usize) -> Result<(), PassError> {
+        let mut seen: Vec<IrRegion> = Vec::new();
+        for s in self.shards(v)?.to_vec() {
+            if seen.contains(&s.region) {
+                continue;
+            }
+            seen.push(s.region.clone());
+            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region(&s.region) });
+        }
+        Ok(())
     }
 
     /// Copies that lay out `dst` (already allocated) from `src`, where `dst` is the box of

@@ -27,6 +27,9 @@ use std::collections::HashMap;
 
 /// The smallest shard edge the default placement makes: the matrix units work on 8x8 tiles.
 pub const MIN_SHARD_EDGE: usize = 8;
+/// Shards at least this large go to the least loaded block of their size (see
+/// `Lowering::block_origin`); smaller ones stay at the corner of the default block.
+pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
 
@@ -75,6 +78,11 @@ struct Lowering<'a> {
     loaded: HashMap<Value, Value>,
     /// The largest block the default placement uses.
     max_block: (u32, u32),
+    /// Where that block starts.
+    base: (u32, u32),
+    /// Bytes of every shard placed so far on each core of the largest block (row-major): a
+    /// block narrower than it goes where this is least (see `block_origin`).
+    load: Vec<u64>,
 }
 
 type LResult<T> = Result<T, PassError>;
@@ -113,6 +121,8 @@ impl<'a> Lowering<'a> {
             reshards: HashMap::new(),
             loaded: HashMap::new(),
             max_block: (r, c),
+            base: target.find_free_block(r, c).map_or((0, 0), |o| (o.row, o.col)),
+            load: vec![0; (r * c) as usize],
         })
     }
 
@@ -164,12 +174,42 @@ impl<'a> Lowering<'a> {
     }
 
     fn origin(&self) -> (u32, u32) {
-        let o = self.target.find_free_block(1, 1).map(|c| (c.row, c.col));
-        o.unwrap_or((0, 0))
+        self.block_origin(1, 1, 0).unwrap_or((0, 0))
+    }
+
+    /// The origin of a `gr x gc` block for shards of `shard_bytes`: inside the largest block,
+    /// at multiples of its own size, where the most loaded of its cores holds the fewest bytes
+    /// so far (the first such in row-major order). Blocks narrower than the largest would
+    /// otherwise all start at its corner and pile their shards into the same few cores' SRAM.
+    /// Small shards (below [`SPREAD_MIN_BYTES`]) stay at the corner, near everything else.
+    /// None if the block does not fit.
+    fn block_origin(&self, gr: u32, gc: u32, shard_bytes: u64) -> Option<(u32, u32)> {
+        let (mr, mc) = self.max_block;
+        if gr > mr || gc > mc || gr == 0 || gc == 0 || shard_bytes < SPREAD_MIN_BYTES {
+            return self.target.find_free_block(gr, gc).map(|o| (o.row, o.col));
+        }
+        let mut best: Option<(u64, (u32, u32))> = None;
+        for r in (0..=mr - gr).step_by(gr as usize) {
+            for c in (0..=mc - gc).step_by(gc as usize) {
+                let peak = (r..r + gr).flat_map(|i| (c..c + gc).map(move |j| (i * mc + j) as usize)).map(|k| self.load[k]).max().unwrap_or(0);
+                if best.is_none_or(|(b, _)| peak < b) {
+                    best = Some((peak, (self.base.0 + r, self.base.1 + c)));
+                }
+            }
+        }
+        best.map(|(_, o)| o)
     }
 
     /// Emit a mesh op with its layout; returns its result.
     fn emit(&mut self, name: &str, operands: Vec<Value>, mut attrs: Vec<(String, Attr)>, ty: TensorType, layout: Layout) -> Value {
+        let bytes = (layout.max_shard_numel(&ty.shape) * ty.elem.bytes()) as u64;
+        let (mr, mc) = self.max_block;
+        for (r, c) in layout.cores() {
+            let (i, j) = (r.wrapping_sub(self.base.0), c.wrapping_sub(self.base.1));
+            if i < mr && j < mc {
+                self.load[(i * mc + j) as usize] += bytes;
+            }
+        }
         attrs.push(attr("layout", layout.to_attr()));
         let v = self.out.push(format!("d1.{name}"), operands, attrs, vec![Type::Tensor(ty)]);
         self.layouts.insert(v, layout);
@@ -213,8 +253,9 @@ impl<'a> Lowering<'a> {
             gr = grid_for(shape[r], self.max_block.0);
         }
         let origin = loop {
-            match self.target.find_free_block(gr, gc) {
-                Some(c) => break (c.row, c.col),
+            let shard: usize = shape.iter().zip(&split).map(|(&n, &s)| if s == ROWS { n.div_ceil(gr as usize) } else if s == COLS { n.div_ceil(gc as usize) } else { n }).product();
+            match self.block_origin(gr, gc, 4 * shard as u64) {
+                Some(c) => break c,
                 None if gr > 1 || gc > 1 => {
                     if gr >= gc {
                         gr -= 1
@@ -624,7 +665,8 @@ impl<'a> Lowering<'a> {
                 if best.as_ref().is_some_and(|(cores, _, _)| *cores >= gr * gc) {
                     continue;
                 }
-                let Some(origin) = self.target.find_free_block(gr, gc) else { continue };
+                let shard = (gr as usize * gc as usize).max(1);
+                let Some(origin) = self.block_origin(gr, gc, (4 * t.numel() / shard) as u64) else { continue };
                 let mut in_split = vec![NONE; t.rank()];
                 let mut out_split = vec![NONE; rt.rank()];
                 in_split[cp.0] = COLS;
@@ -633,7 +675,7 @@ impl<'a> Lowering<'a> {
                     in_split[ri] = ROWS;
                     out_split[ro] = ROWS;
                 }
-                let lin = Layout { origin: (origin.row, origin.col), grid: (gr, gc), split: in_split };
+                let lin = Layout { origin, grid: (gr, gc), split: in_split };
                 let lout = Layout { split: out_split, ..lin.clone() };
                 let valid = lin.check(&t.shape).is_ok()
                     && lout.check(&rt.shape).is_ok()
@@ -643,9 +685,18 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        if let Some((_, lin, lout)) = best {
+        if let Some((cores, lin, lout)) = best {
             let moved = self.reshard(m, &lin, None)?;
-            return Ok(self.emit("reshape", vec![moved], vec![], rt, lout));
+            let out = self.emit("reshape", vec![moved], vec![], rt.clone(), lout);
+            // A merged group whose size admits few chunks (e.g. 2 x 197 -> 394) leaves the
+            // result on a narrow block; its consumers would follow it there and pile up in a
+            // few cores' SRAM. Spread it to the default layout when that has 4x the cores.
+            let spread = self.place(&rt.shape)?;
+            let shard_bytes = (rt.numel() * rt.elem.bytes()) as u64 / cores as u64;
+            if spread.grid.0 * spread.grid.1 >= 4 * cores && shard_bytes >= SPREAD_MIN_BYTES {
+                return self.reshard(out, &spread, None);
+            }
+            return Ok(out);
         }
         // Otherwise gather the whole tensor on one core and reshape it there.
         let single = Layout::single(l.origin, t.rank());
