@@ -259,6 +259,7 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
         }
         "slice" | "pad" | "concat" => verify_movement(kind, func, op),
         "iota" => verify_iota(func, op),
+        "random" => verify_random(func, op),
         "embedding" | "embedding_grad" => verify_embedding(kind, func, op),
         other => Err(format!("unknown op 'dojo.{other}'")),
     }
@@ -364,6 +365,20 @@ fn verify_embedding(kind: &str, func: &Func, op: &Op) -> Result<(), String> {
 }
 
 /// `iota {dim}`: no operands; the result counts 0, 1, ... along `dim` (f32, i64 or i32).
+/// `random {stream}`: uniform f32 numbers in [0, 1), no operands.
+fn verify_random(func: &Func, op: &Op) -> Result<(), String> {
+    arity(op, 0, 1)?;
+    let r = result_of(func, op, 0)?;
+    let stream = op.attr("stream").and_then(Attr::as_int).ok_or("needs attribute 'stream' as an integer")?;
+    if stream < 0 {
+        return Err(format!("stream {stream} must not be negative"));
+    }
+    if r.elem != ElemType::F32 {
+        return Err("random numbers are f32".into());
+    }
+    Ok(())
+}
+
 fn verify_iota(func: &Func, op: &Op) -> Result<(), String> {
     arity(op, 0, 1)?;
     let r = result_of(func, op, 0)?;
@@ -560,6 +575,7 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             Ok(())
         }
         "iota" => verify_iota(func, op),
+        "random" => verify_random(func, op),
         "embedding" | "embedding_grad" => {
             mesh(0)?;
             mesh(1)?;

@@ -272,7 +272,7 @@ impl CompiledGraph {
     /// weight) from that input's amax now; any other tensor (activations, gradients) from
     /// the largest amax of its last [`AMAX_HISTORY`] runs. Before the first run there is no
     /// history: a calibration run (converts pass values through, recording amaxes) fills it.
-    fn biases(&self, inputs: &[(&[usize], &[f32])]) -> Result<Vec<u8>, DojoError> {
+    fn biases(&self, inputs: &[(&[usize], &[f32])], seed: u64) -> Result<Vec<u8>, DojoError> {
         let scales = &self.program.scales;
         let calibrate = {
             let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
@@ -281,6 +281,7 @@ impl CompiledGraph {
         if calibrate {
             let biases = scales.iter().map(|sc| sc.bias).collect();
             let (_, profile) = SimMesh::new()
+                .with_seed(seed)
                 .with_scale_biases(biases)
                 .calibrating()
                 .execute(&self.program, inputs)
@@ -314,11 +315,22 @@ impl CompiledGraph {
         }
     }
 
+    /// Whether the Program draws random numbers (dropout): then each run should get a fresh
+    /// seed ([`CompiledGraph::run_seeded`]).
+    pub fn uses_random(&self) -> bool {
+        self.program.instrs.iter().any(|i| matches!(i, dojo_runtime::Instr::Kernel { op: dojo_runtime::KernelOp::Random { .. }, .. }))
+    }
+
     /// Execute on the simulated mesh. Inputs are `(shape, data)` in the graph's input order.
     pub fn run(&self, inputs: &[(&[usize], &[f32])]) -> Result<RunResult, DojoError> {
-        let mut device = SimMesh::new();
+        self.run_seeded(inputs, 0)
+    }
+
+    /// [`CompiledGraph::run`] with `seed` for the Program's random numbers.
+    pub fn run_seeded(&self, inputs: &[(&[usize], &[f32])], seed: u64) -> Result<RunResult, DojoError> {
+        let mut device = SimMesh::new().with_seed(seed);
         if !self.program.scales.is_empty() {
-            device = device.with_scale_biases(self.biases(inputs)?);
+            device = device.with_scale_biases(self.biases(inputs, seed)?);
         }
         let (outs, profile) =
             device.execute(&self.program, inputs).map_err(|e| DojoError::Runtime(e.to_string()))?;

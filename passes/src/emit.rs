@@ -328,6 +328,19 @@ impl<'a> Emitter<'a> {
                         });
                     }
                 }
+                "d1.random" => {
+                    let l = layout_of(op).map_err(PassError::Invalid)?;
+                    let stream = op.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64;
+                    let shape = self.tensor(r)?.shape;
+                    self.alloc(r, &l)?;
+                    for s in self.shards(r)?.to_vec() {
+                        self.program.instrs.push(Instr::Kernel {
+                            op: KernelOp::Random { stream, offsets: s.region.offsets.clone(), shape: shape.clone() },
+                            inputs: vec![],
+                            output: s.buf,
+                        });
+                    }
+                }
                 "d1.slice" | "d1.pad" | "d1.concat" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     self.alloc(r, &l)?;

@@ -248,6 +248,11 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                 }
                 Array { shape: rt.shape.clone(), data }
             }
+            "random" => {
+                // The simulator's stream with the default run seed 0.
+                let key = dojo_runtime::stream_key(0, op.attr("stream").and_then(Attr::as_int).unwrap_or(0) as u64);
+                Array { shape: rt.shape.clone(), data: (0..n).map(|k| dojo_runtime::uniform(key, k as u64)).collect() }
+            }
             "iota" => {
                 let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
                 let st = strides(&rt.shape);

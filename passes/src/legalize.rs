@@ -102,6 +102,8 @@ struct Lx<'a> {
     map: Vec<Option<Value>>,
     /// Whether each source value is read by an op or returned.
     used: Vec<bool>,
+    /// Random ops legalized so far (each gets its own stream).
+    streams: i64,
 }
 
 type LResult = Result<Vec<Value>, String>;
@@ -139,7 +141,7 @@ impl<'a> Lx<'a> {
         for v in src.ops.iter().flat_map(|op| op.operands.iter()).chain(&src.returns) {
             used[v.index()] = true;
         }
-        Lx { src, out, map, used }
+        Lx { src, out, map, used, streams: 0 }
     }
 
     fn finish(mut self) -> Func {
@@ -564,6 +566,15 @@ impl<'a> Lx<'a> {
             ("constant_pad_nd", "default") => self.constant_pad(op, x(0)?, &out),
             ("convolution", "default") => self.convolution(op, &mapped, &out),
             ("arange", "default" | "start" | "start_step") => self.arange(op, &out),
+            // Uniform [0, 1) numbers (dropout's mask): one stream per op, drawn from the run's
+            // seed on the mesh, so the values are reproducible but not eager's bits.
+            ("rand_like" | "rand", "default") => {
+                if out.elem != ElemType::F32 {
+                    return Err(format!("random numbers of element type {} are not supported (only f32)", out.elem));
+                }
+                self.streams += 1;
+                Ok(vec![self.emit("random", vec![], vec![attr("stream", Attr::Int(self.streams - 1))], out.clone())])
+            }
             ("embedding", "default") => self.embedding(x(0)?, x(1)?, &out),
             ("embedding_dense_backward", "default") => self.embedding_backward(op, x(0)?, x(1)?, &out),
             ("index", "Tensor") => self.index(op, &mapped, &out),

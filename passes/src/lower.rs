@@ -453,7 +453,7 @@ impl<'a> Lowering<'a> {
                 let ids = self.materialize(op.operands[1], &ids_l, None)?;
                 Ok(Val::Mesh(self.emit(kind, vec![grad, ids], op.attrs.clone(), rt, out)))
             }
-            "iota" => {
+            "iota" | "random" => {
                 let out = self.place(&rt.shape)?;
                 Ok(Val::Mesh(self.emit(kind, vec![], op.attrs.clone(), rt, out)))
             }

@@ -77,9 +77,10 @@ impl CompiledGraph {
 #[pymethods]
 impl CompiledGraph {
     /// Run on the simulated mesh. `inputs` are torch tensors in the graph's input order; they
-    /// are read as contiguous f32 on the CPU. Returns one tensor per graph output, with the
-    /// graph's dtype.
-    fn run(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>) -> PyResult<Vec<Py<PyAny>>> {
+    /// are read as contiguous f32 on the CPU. `seed` seeds the graph's random numbers (the same
+    /// seed gives the same values). Returns one tensor per graph output, with the graph's dtype.
+    #[pyo3(signature = (inputs, seed = 0))]
+    fn run(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>, seed: u64) -> PyResult<Vec<Py<PyAny>>> {
         guarded(|| {
             let host = inputs
                 .iter()
@@ -94,7 +95,7 @@ impl CompiledGraph {
                 .map(|h| (h.shape.as_slice(), h.data()))
                 .collect();
             let result = py
-                .detach(|| guarded_native(|| self.inner.run(&views)))?
+                .detach(|| guarded_native(|| self.inner.run_seeded(&views, seed)))?
                 .map_err(|e| errors::to_py(py, &e))?;
             *self.last_profile.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some(result.profile_json);
@@ -109,6 +110,12 @@ impl CompiledGraph {
                 })
                 .collect()
         })
+    }
+
+    /// Whether the graph draws random numbers (dropout); `run` then takes a fresh `seed`.
+    #[getter]
+    fn uses_random(&self) -> bool {
+        self.inner.uses_random()
     }
 
     /// The simulator's profile of the last `run` as JSON (`"null"` before the first run).

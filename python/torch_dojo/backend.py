@@ -171,6 +171,8 @@ def decompositions() -> dict:
                     aten.hardsigmoid_backward,
                     aten.tanh_backward,
                     aten.sigmoid_backward,
+                    # Training dropout: a mask from `rand_like`, which runs on the mesh.
+                    aten.native_dropout,
                 ]
             )
         )
@@ -295,9 +297,14 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
             print(text, file=sys.stderr)
     output_is_none = [o is None for o in json.loads(graph_json)["outputs"]]
 
+    random = compiled.uses_random
+
     def run(*args):
         global last_run
-        outs = compiled.run(list(args))
+        # Dropout masks: a fresh seed per call from torch's generator, so torch.manual_seed
+        # makes a run reproducible (the values are the mesh's own, not eager's bits).
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item()) if random else 0
+        outs = compiled.run(list(args), seed)
         record.runs += 1
         record.last_profile = json.loads(compiled.last_profile())
         record.run_order = next(_run_order)

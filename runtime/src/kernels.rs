@@ -33,6 +33,8 @@ pub(crate) fn run(
         KernelOp::Unary { op } => ins[0].1.iter().map(|&x| unary(*op, x)).collect(),
         // The rounding needs the scale's bias and counts flags: the simulator applies it.
         KernelOp::Convert { .. } => ins[0].1.to_vec(),
+        // The values need the run's seed: the simulator draws them (`random`).
+        KernelOp::Random { .. } => vec![0.0; n],
         KernelOp::Scale { factor } => ins[0].1.iter().map(|&x| x * factor).collect(),
         KernelOp::Binary { op } => {
             let a = gather(ins[0], out_shape);
@@ -277,7 +279,39 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Binary { .. }
         | KernelOp::Select
         | KernelOp::Scale { .. }
-        | KernelOp::Convert { .. } => out,
+        | KernelOp::Convert { .. }
+        | KernelOp::Random { .. } => out,
         KernelOp::ReduceSum { .. } | KernelOp::ReduceMax { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
     }
+}
+
+/// `KernelOp::Random`: uniform values in `[0, 1)` for the box at `offsets` (of size
+/// `out_shape`) of a tensor of `shape`, from `(seed, stream, row-major index)` only.
+pub(crate) fn random(seed: u64, stream: u64, offsets: &[usize], shape: &[usize], out_shape: &[usize]) -> Vec<f32> {
+    let n = numel(out_shape).unwrap_or(0);
+    let (st, ost) = (strides(shape), strides(out_shape));
+    let key = stream_key(seed, stream);
+    (0..n)
+        .map(|j| {
+            let k: usize = (0..out_shape.len()).map(|d| (offsets[d] + (j / ost[d]) % out_shape[d]) * st[d]).sum();
+            uniform(key, k as u64)
+        })
+        .collect()
+}
+
+/// The uniform value of element `k` of the random stream `key` (24 random bits).
+pub fn uniform(key: u64, k: u64) -> f32 {
+    (mix(key ^ mix(k)) >> 40) as f32 / (1u64 << 24) as f32
+}
+
+/// The stream key of `(seed, stream)` for [`uniform`].
+pub fn stream_key(seed: u64, stream: u64) -> u64 {
+    mix(seed ^ mix(stream.wrapping_add(0x9e37_79b9_7f4a_7c15)))
+}
+
+/// SplitMix64's finaliser: a bijective 64-bit mix.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -35,5 +35,6 @@ pub use program::{
     UnaryOp, FORMAT_VERSION,
 };
 pub use roofline::{Bound, OpProfile, Roofline};
+pub use kernels::{stream_key, uniform};
 pub use sim::{Device, HostTensor, Profile, ScaleProfile, SimMesh, TimelineEvent, Unit};
 pub use target::{CoreId, Link, Target};

@@ -306,6 +306,18 @@ pub enum KernelOp {
         /// The value at index 0 (this shard's offset in the whole tensor).
         start: usize,
     },
+    /// Uniform random numbers in `[0, 1)` (24 random bits each), no inputs: `out[j]` is drawn
+    /// from `(run seed, stream, k)` only, `k` being the row-major index of `offsets + j` in a
+    /// tensor of `shape` — so the values do not depend on how the tensor is split over cores.
+    /// The run seed is a parameter of the run (`SimMesh::with_seed`), not of the Program.
+    Random {
+        /// Tells the random tensors of one Program apart.
+        stream: u64,
+        /// Where this buffer's box starts in the whole tensor.
+        offsets: Vec<usize>,
+        /// The whole tensor's shape.
+        shape: Vec<usize>,
+    },
     /// `out = decode(encode(in))` in the output's storage format with the bias of
     /// `Program::scales[scale]`, rounding to nearest even, saturating (`../shared/specs/cfloat.md`
     /// D1, D4, D5); status flags and the input's amax are counted per scale. Shapes equal.
@@ -345,6 +357,7 @@ impl KernelOp {
             KernelOp::Embedding => "Embedding".to_string(),
             KernelOp::EmbeddingGrad { .. } => "EmbeddingGrad".to_string(),
             KernelOp::Convert { .. } => "Convert".to_string(),
+            KernelOp::Random { .. } => "Random".to_string(),
         }
     }
 }
@@ -1041,6 +1054,19 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
             let ok = out.len() == 2 && g.len() == ids.len() + 1 && g[..ids.len()] == *ids && g[ids.len()] == out[1];
             if !ok {
                 return Err(format!("embedding gradient {} by ids {} cannot give rows {}", show(g), show(ids), show(out)));
+            }
+        }
+        KernelOp::Random { offsets, shape, .. } => {
+            arity(0)?;
+            let fits = offsets.len() == out.len()
+                && shape.len() == out.len()
+                && (0..out.len()).all(|d| offsets[d].checked_add(out[d]).is_some_and(|e| e <= shape[d]));
+            if !fits {
+                return Err(format!(
+                    "random box at {offsets:?} of size {} does not fit the tensor shape {}",
+                    show(out),
+                    show(shape)
+                ));
             }
         }
         KernelOp::Iota { dim, .. } => {

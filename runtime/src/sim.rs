@@ -108,6 +108,8 @@ pub struct SimMesh {
     biases: Option<Vec<u8>>,
     /// Converts copy their input unrounded and only record its amax (calibration).
     calibrate: bool,
+    /// The seed of `KernelOp::Random`.
+    seed: u64,
 }
 
 impl Default for SimMesh {
@@ -119,20 +121,27 @@ impl Default for SimMesh {
 impl SimMesh {
     /// A simulator that computes the outputs and times the Program.
     pub fn new() -> SimMesh {
-        SimMesh { functional: true, biases: None, calibrate: false }
+        SimMesh { functional: true, biases: None, calibrate: false, seed: 0 }
     }
 
     /// A simulator that only times the Program: no arithmetic, no buffer memory; `execute`
     /// still checks the input shapes but returns outputs with empty `data`. The Profile is
     /// identical to a functional run's (timing never depends on values).
     pub fn timing_only() -> SimMesh {
-        SimMesh { functional: false, biases: None, calibrate: false }
+        SimMesh { functional: false, biases: None, calibrate: false, seed: 0 }
     }
 
     /// Runs with these biases for the Program's scales (one per `Program::scales`, e.g.
     /// chosen from an amax history) instead of the compile-time ones.
     pub fn with_scale_biases(mut self, biases: Vec<u8>) -> SimMesh {
         self.biases = Some(biases);
+        self
+    }
+
+    /// Runs with this seed for the Program's `Random` kernels (default 0): the same seed
+    /// gives the same values.
+    pub fn with_seed(mut self, seed: u64) -> SimMesh {
+        self.seed = seed;
         self
     }
 
@@ -149,7 +158,7 @@ impl SimMesh {
     }
 
     fn numerics(&self) -> Numerics<'_> {
-        Numerics { biases: self.biases.as_deref(), calibrate: self.calibrate }
+        Numerics { biases: self.biases.as_deref(), calibrate: self.calibrate, seed: self.seed }
     }
 }
 
@@ -158,6 +167,7 @@ impl SimMesh {
 struct Numerics<'a> {
     biases: Option<&'a [u8]>,
     calibrate: bool,
+    seed: u64,
 }
 
 /// What the conversions of one scale (one low-precision tensor) saw in a run.
@@ -437,6 +447,7 @@ struct Sim<'a> {
     codecs: Vec<Codec>,
     scales: Vec<ScaleProfile>,
     calibrate: bool,
+    seed: u64,
 }
 
 /// A zeroed `f32` vector, as an error rather than an abort if memory runs out.
@@ -560,6 +571,7 @@ impl<'a> Sim<'a> {
             codecs,
             scales,
             calibrate: numerics.calibrate,
+            seed: numerics.seed,
         })
     }
 
@@ -865,8 +877,12 @@ impl<'a> Sim<'a> {
                         kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
                     };
                     self.bufs[*output] = result;
-                    if let crate::KernelOp::Convert { scale } = op {
-                        self.convert(*scale, *output);
+                    match op {
+                        crate::KernelOp::Convert { scale } => self.convert(*scale, *output),
+                        crate::KernelOp::Random { stream, offsets, shape } => {
+                            self.bufs[*output] = kernels::random(self.seed, *stream, offsets, shape, &out_decl.shape);
+                        }
+                        _ => {}
                     }
                     if out_decl.dtype.is_int() {
                         kernels::check_exact_ints(&self.bufs[*output], &op.name())?;

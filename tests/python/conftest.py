@@ -45,7 +45,9 @@ class FakeCompiledGraph:
         self.output_dtypes = [None if o is None else "f32" for o in self.graph["outputs"]]
         self._profile = "null"
 
-    def run(self, inputs):
+    uses_random = False
+
+    def run(self, inputs, seed=0):
         outs = interpret(self.graph, inputs)
         self._profile = json.dumps(self.PROFILE)
         return [o for o in outs if o is not None]

@@ -194,3 +194,53 @@ def test_gpt2_training_loop_follows_eager():
     for step, (want, got) in enumerate(zip(*curves)):
         assert abs(got - want) <= 1e-4 * abs(want), (step, want, got)
     assert curves[1][-1] < curves[1][0] / 10  # it learned the task
+
+
+def test_dropout_trains_on_the_mesh_with_a_seeded_mask():
+    """Training dropout runs on the mesh: the mask comes from the mesh's own random numbers
+    (seeded from torch's generator per call, so torch.manual_seed reproduces a run), keeps a
+    1-p fraction, scales by 1/(1-p), and the backward uses the forward's mask."""
+    p = 0.25
+    model = torch.nn.Dropout(p).train()
+    compiled = torch.compile(model, backend="dojo")
+
+    def step(x, seed):
+        torch.manual_seed(seed)
+        x = x.clone().requires_grad_()
+        y = compiled(x)
+        g = torch.randn_like(y)
+        y.backward(g)
+        return y.detach(), x.grad, g
+
+    x = torch.randn(64, 512) + 3.0  # no zeros of its own
+    y, grad, g = step(x, 0)
+    kept = y != 0
+    assert fallback_nodes() == 0, backend.fallback_stats
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01  # 32768 draws: sigma ~ 0.0024
+    torch.testing.assert_close(grad, g * kept / (1 - p))  # the backward saw the same mask
+    # Reproducible with the same seed; a new mask for another seed and for the next call.
+    y2, _, _ = step(x, 0)
+    assert torch.equal(y, y2)
+    y3, _, _ = step(x, 1)
+    assert not torch.equal(y != 0, y3 != 0)
+    assert not torch.equal(compiled(x) != 0, compiled(x) != 0)
+    # Eval mode: the identity.
+    model.eval()
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(model, backend="dojo")(x), x)
+
+
+def test_gpt2_with_default_dropout_trains_whole_on_the_mesh():
+    cfg = transformers.GPT2Config(
+        n_layer=2, n_embd=128, n_head=4, vocab_size=1000, n_positions=64, use_cache=False, pad_token_id=0, num_labels=2
+    )
+    torch.manual_seed(0)
+    model = transformers.GPT2ForSequenceClassification(cfg).train()  # resid/embd/attn dropout 0.1
+    ids = torch.randint(1, 1000, (2, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss = torch.compile(model, backend="dojo")(ids).logits.square().mean()
+        loss.backward()
+    assert fallback_nodes() == 0, backend.fallback_stats
+    assert torch.isfinite(loss) and all(torch.isfinite(q.grad).all() for q in model.parameters() if q.grad is not None)
