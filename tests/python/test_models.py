@@ -93,26 +93,7 @@ def test_inference_equals_eager(name):
         assert fallback_nodes() == want_fallback, backend.fallback_stats
 
 
-#: Training steps that do not fit the mesh yet, with the reason (strict: the test fails
-#: when one starts to pass, so this list stays true).
-TRAINING_DOES_NOT_FIT = {
-    # ViT-B/16 keeps ~86M parameters' activations live for its backward; the per-op
-    # placement anchors every block at the mesh origin, so core (0,0) runs out of SRAM.
-    # Needs the global layout planner / HBM spilling of issue 5. (Dynamo wraps the
-    # CapacityError in BackendCompilerFailed.)
-    "vit_b_16": "core (0,0) overflows its SRAM: placement anchors every block at the origin",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(raises=torch._dynamo.exc.BackendCompilerFailed, strict=True, reason=TRAINING_DOES_NOT_FIT[n]))
-        if n in TRAINING_DOES_NOT_FIT
-        else n
-        for n in MODELS
-    ],
-)
+@pytest.mark.parametrize("name", MODELS)
 def test_training_step_equals_eager(name):
     make, _, tol, _, want_fallback = MODELS[name]
     torch.manual_seed(0)
