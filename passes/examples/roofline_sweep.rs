@@ -12,7 +12,8 @@
 //!    FP32 and BF16 peaks (2 n^3 / (enabled cores x per-core peak)).
 //! 2. Scaling: the same GEMM on `core`, `d1:9x9`, `d1`, `tile`.
 //!
-//! Everything is f32 today (the lowering and the simulator), so the FP32 rate applies.
+//! The sweep runs twice: f32 operands (FP32 SIMD rate) and bf16 operands with an f32 result
+//! (the matrix units, 16x the FP32 rate per core; 2-byte operands on the wire and in SRAM).
 //! Sizes the lowering cannot fit into SRAM are reported as such.
 
 use std::time::Instant;
@@ -22,22 +23,22 @@ use dojo_passes::emit::emit_program;
 use dojo_passes::registry::build_pipeline;
 use dojo_runtime::{Device, Profile, Program, SimMesh, Target};
 
-fn matmul_ir(n: usize) -> String {
-    let t = format!("tensor<{n}x{n}xf32>");
+fn matmul_ir(n: usize, elem: &str) -> String {
+    let (t, r) = (format!("tensor<{n}x{n}x{elem}>"), format!("tensor<{n}x{n}xf32>"));
     format!(
         r#""builtin.module"() ({{
-  "func.func"() <{{function_type = ({t}, {t}) -> ({t}), sym_name = "gemm"}}> ({{
+  "func.func"() <{{function_type = ({t}, {t}) -> ({r}), sym_name = "gemm"}}> ({{
   ^bb0(%a: {t}, %b: {t}):
-    %0 = "dojo.matmul"(%a, %b) : ({t}, {t}) -> {t}
-    "func.return"(%0) : ({t}) -> ()
+    %0 = "dojo.matmul"(%a, %b) : ({t}, {t}) -> {r}
+    "func.return"(%0) : ({r}) -> ()
   }}) : () -> ()
 }}) : () -> ()
 "#
     )
 }
 
-fn compile(n: usize, mesh: &str) -> Result<Program, String> {
-    let mut module = parse_module(&matmul_ir(n)).map_err(|d| d.to_string())?;
+fn compile(n: usize, mesh: &str, elem: &str) -> Result<Program, String> {
+    let mut module = parse_module(&matmul_ir(n, elem)).map_err(|d| d.to_string())?;
     let mut pm = build_pipeline(&format!("lower-to-d1{{mesh={mesh}}},dce"))?;
     pm.keep_ir(false);
     pm.run(&mut module).1.map_err(|e| match e {
@@ -70,17 +71,18 @@ fn main() {
     let fp32 = d1.fp32_flops_per_cycle * d1.clock_hz;
     let bf16 = d1.matrix_flops_per_cycle * d1.clock_hz;
 
-    println!("## GEMM sweep on d1 (f32, {mode} simulation)\n");
+    for (elem, peak) in [("f32", fp32), ("bf16", bf16)] {
+    println!("## GEMM sweep on d1 ({elem} operands, f32 result; {mode} simulation)\n");
     println!(
         "| M=N=K | cores | simulated ms | roofline ms | binds | efficiency | matmul ops eff. | \
-         util. of d1 FP32 peak | ideal d1 FP32 ms | ideal d1 BF16 ms | instrs | sim wall s |"
+         util. of d1 peak of the format | ideal d1 FP32 ms | ideal d1 BF16 ms | instrs | sim wall s |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for n in [256usize, 512, 1024, 2048, 4096, 8192] {
         let flops = 2.0 * (n as f64).powi(3);
         let ideal32 = flops / (cores * fp32);
         let ideal16 = flops / (cores * bf16);
-        let p = match compile(n, "d1") {
+        let p = match compile(n, "d1", elem) {
             Ok(p) => p,
             Err(e) => {
                 let first = e.split(';').next().unwrap_or(&e);
@@ -115,12 +117,14 @@ fn main() {
             prof.roofline_bound.as_deref().unwrap_or("-"),
             100.0 * prof.roofline_efficiency.unwrap_or(0.0),
             if span > 0.0 { 100.0 * bound / span } else { 0.0 },
-            100.0 * flops / (prof.simulated_seconds * cores * fp32),
+            100.0 * flops / (prof.simulated_seconds * cores * peak),
             ms(ideal32),
             ms(ideal16),
             prof.instructions,
             wall
         );
+    }
+    println!();
     }
 
     for n in [128usize, 1024] {
@@ -130,7 +134,7 @@ fn main() {
         let mut base: Option<f64> = None;
         for mesh in ["core", "d1:9x9", "d1", "tile"] {
             let t = Target::preset(mesh).unwrap();
-            match compile(n, mesh).and_then(|p| simulate(&p, functional)) {
+            match compile(n, mesh, "f32").and_then(|p| simulate(&p, functional)) {
                 Ok(prof) => {
                     let s = prof.simulated_seconds;
                     let b = *base.get_or_insert(s);
