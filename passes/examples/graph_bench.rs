@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use dojo_passes::driver::compile_graph;
 use dojo_passes::interp::random_data;
+use dojo_runtime::Device;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,8 +70,13 @@ fn main() {
             println!("run {r}: {:.3} s timing-only (simulated {:.3e} s)", t.elapsed().as_secs_f64(), p.simulated_seconds);
             continue;
         }
+        let (outs, _) = dojo_runtime::SimMesh::new().execute(program, &inputs).expect("execute");
+        let execute_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let result = graph.run(&inputs).expect("run");
         let wall = t.elapsed().as_secs_f64();
+        assert_eq!(outs.len(), result.outputs.len());
+        println!("  SimMesh::execute {execute_s:.3} s");
         let mut sum = 0u64;
         for o in &result.outputs {
             for x in &o.data {

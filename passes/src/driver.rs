@@ -309,8 +309,12 @@ impl CompiledGraph {
             .map(|(t, d)| HostTensor { shape: t.shape, dtype: d.clone(), data: t.data })
             .collect();
         // The summary only: the per-operation timeline is large and belongs to a trace.
-        let mut summary = serde_json::to_value(&profile)
+        let mut profile = profile;
+        let timeline = std::mem::take(&mut profile.timeline);
+        let summary = serde_json::to_value(&profile)
             .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
+        profile.timeline = timeline;
+        let mut summary = summary;
         if let Some(obj) = summary.as_object_mut() {
             obj.remove("timeline");
         }
