@@ -488,12 +488,12 @@ struct Sim<'a> {
     /// Elements of each buffer.
     elems: Vec<usize>,
     // timing: busy-until per resource (only resources in use have an entry)
-    core_free: HashMap<CoreId, f64>,
-    dma_free: HashMap<CoreId, f64>,
-    eject_free: HashMap<CoreId, f64>,
-    link_free: HashMap<Link, f64>,
-    chip_edge_free: HashMap<EdgeKey, f64>,
-    tile_edge_free: HashMap<EdgeKey, f64>,
+    core_free: FastMap<CoreId, f64>,
+    dma_free: FastMap<CoreId, f64>,
+    eject_free: FastMap<CoreId, f64>,
+    link_free: FastMap<Link, f64>,
+    chip_edge_free: FastMap<EdgeKey, f64>,
+    tile_edge_free: FastMap<EdgeKey, f64>,
     dip_free: Vec<f64>,
     ready: Vec<f64>,
     written: Vec<f64>,
@@ -592,8 +592,36 @@ fn max_of(times: impl IntoIterator<Item = f64>) -> f64 {
     times.into_iter().fold(0.0, f64::max)
 }
 
+/// A hash map with a cheap multiplicative hasher (FxHash's): the timing maps are looked up
+/// several times per instruction and never iterated, so neither DoS resistance nor order
+/// matters.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Busy-until of `key` in `map` (0 if never used).
-fn free_at<K: std::hash::Hash + Eq>(map: &HashMap<K, f64>, key: &K) -> f64 {
+fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, f64>, key: &K) -> f64 {
     map.get(key).copied().unwrap_or(0.0)
 }
 
@@ -703,12 +731,12 @@ impl<'a> Sim<'a> {
                 .iter()
                 .map(|b| numel(&b.shape).unwrap_or(0))
                 .collect(),
-            core_free: HashMap::new(),
-            dma_free: HashMap::new(),
-            eject_free: HashMap::new(),
-            link_free: HashMap::new(),
-            chip_edge_free: HashMap::new(),
-            tile_edge_free: HashMap::new(),
+            core_free: FastMap::default(),
+            dma_free: FastMap::default(),
+            eject_free: FastMap::default(),
+            link_free: FastMap::default(),
+            chip_edge_free: FastMap::default(),
+            tile_edge_free: FastMap::default(),
             dip_free: vec![0.0; program.target.dips as usize],
             ready: vec![0.0; nb],
             written: vec![0.0; nb],
@@ -815,7 +843,8 @@ impl<'a> Sim<'a> {
         let route = t.route(src, dst);
         let mut chip_edges: Vec<EdgeKey> = Vec::new();
         let mut tile_edges: Vec<EdgeKey> = Vec::new();
-        for l in &route {
+        let crosses_chips = t.chip_crossings(src, dst) > 0;
+        for l in route.iter().filter(|_| crosses_chips) {
             let (cf, ct) = (t.chip_of(&l.from), t.chip_of(&l.to));
             if cf != ct {
                 chip_edges.push((cf, ct));
