@@ -69,6 +69,18 @@ def median_seconds(fn: Callable[[], Any], repeat: int, min_seconds: float = 0.0)
     return statistics.median(times)
 
 
+def interleaved_medians(fns: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median wall time of each of ``fns``, called in turn ``repeat`` times (a, b, a, b, ...)
+    so that a busy machine slows both sides alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
 def ratio_line(name: str, ratio: float | None, goal: float, unit: str = "x", note: str = "") -> str:
     """``name  ratio (goal <= g)  meets goal | MISSES goal  note``; ``ratio`` None: n/a."""
     if ratio is None:
