@@ -9,7 +9,10 @@
 #   make demo      compile a small MLP with backend="dojo" and print a report
 #   make bench     benchmarks (bench-cfloat: CFloat conversion GB/s; bench-roofline: GEMM efficiency
 #                  vs roofline on d1 + scaling; bench-models: per-model fallback, compile time, diff;
-#                  bench-precision: accuracy, simulated time and 200-step loss per precision policy)
+#                  bench-precision: accuracy, simulated time and 200-step loss per precision policy;
+#                  bench-latency: first-call compile time vs Inductor, phases, growth, peak memory;
+#                  bench-sim: simulated run vs eager wall time). Ratios against goals, never
+#                  pass/fail: make test has no timing assertions.
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -102,8 +105,19 @@ test-opinfo: develop
 demo: develop
 	$(PY) examples/demo.py
 
-.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision
-bench: bench-cfloat bench-roofline bench-models bench-precision
+.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision bench-latency bench-sim
+bench: bench-cfloat bench-roofline bench-models bench-latency bench-sim bench-precision
+
+# Issue 8: resnet18 first call vs Inductor (fresh processes, cold caches) with dojo's phases,
+# GPT-2 compile-time growth over 2-12 layers, peak memory compiling GPT-2 124M for tile.
+bench-latency: develop
+	$(PY) benchmarks/latency.py
+
+# Issue 8: simulated run vs eager wall time (resnet18 forward, tiny GPT-2 training step), per
+# precision policy (BENCH_PRECISION=fp32,cfloat8; a policy the backend rejects prints n/a).
+BENCH_PRECISION ?= fp32,cfloat8
+bench-sim: develop
+	$(PY) benchmarks/sim.py --precision $(BENCH_PRECISION)
 
 # Per model (tests/python/test_models.py): fallback nodes, compile time, max difference from eager.
 bench-models: develop

@@ -89,6 +89,11 @@ pub struct CompiledGraph {
     pub output_dtypes: Vec<String>,
     /// Peak SRAM bytes over all cores, from the Program's static check.
     pub peak_sram_bytes: u64,
+    /// Wall seconds of every step of the compile, in order: `import`, each pass (as in
+    /// `stage_seconds`), `verify+print` (the verifier after every pass and the IR text kept
+    /// per stage), `emit`, `validate` (the Program's static check), `serialize` (Program
+    /// JSON). Empty for a graph loaded from a cache.
+    pub timings: Vec<(String, f64)>,
     program: Program,
     /// Per scale of the Program, the amax of its last runs (delayed scaling).
     history: std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>,
@@ -194,7 +199,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     Policy::parse(&options.precision).map_err(|e| DojoError::Invalid(format!("option 'precision': {e}")))?;
     // Check the mesh name before any work, for a clear message.
     dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
-    let import_start = std::time::Instant::now();
+    let mut laps = Laps::start();
     let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
     let mut module = imported.module;
     if let Err(errors) = verify(&module) {
@@ -202,29 +207,62 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
         return Err(DojoError::Invalid(format!("captured graph is not valid IR:\n{}", lines.join("\n"))));
     }
     let mut stages = vec![("import".to_string(), print_module(&module))];
-    let mut stage_seconds = vec![import_start.elapsed().as_secs_f64()];
+    let mut stage_seconds = vec![laps.lap("import")];
     let egraph = options.egraph.pass_options()?;
     let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
     let mut pm = build_pipeline(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref())).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;
+    let pipeline_s = laps.lap("pipeline");
+    laps.timings.pop();
+    let mut passes_s = 0.0;
     for r in records {
-        stage_seconds.push(r.time.as_secs_f64());
+        let s = r.time.as_secs_f64();
+        passes_s += s;
+        laps.timings.push((r.name.clone(), s));
+        stage_seconds.push(s);
         stages.push((r.name, r.ir.unwrap_or_default()));
     }
+    laps.timings.push(("verify+print".to_string(), (pipeline_s - passes_s).max(0.0)));
     let program = emit_program(&module, None).map_err(pass_error)?;
+    laps.lap("emit");
     let stats = program.validate().map_err(|e| DojoError::Capacity(e.to_string()))?;
+    laps.lap("validate");
     let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
+    let program_json = program.to_json();
+    laps.lap("serialize");
     Ok(CompiledGraph {
         stages,
         stage_seconds,
-        program_json: program.to_json(),
+        program_json,
         output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
         peak_sram_bytes,
         history: Default::default(),
+        timings: laps.timings,
         program,
     })
+}
+
+/// Wall time of consecutive compile steps.
+struct Laps {
+    clock: std::time::Instant,
+    timings: Vec<(String, f64)>,
+}
+
+impl Laps {
+    fn start() -> Laps {
+        Laps { clock: std::time::Instant::now(), timings: Vec::new() }
+    }
+
+    /// Records the time since the previous lap under `what`; returns it in seconds.
+    fn lap(&mut self, what: &str) -> f64 {
+        let now = std::time::Instant::now();
+        let s = (now - self.clock).as_secs_f64();
+        self.timings.push((what.to_string(), s));
+        self.clock = now;
+        s
+    }
 }
 
 /// The ops of a captured graph that the compiler cannot run (empty when it can run all of
@@ -259,6 +297,7 @@ impl CompiledGraph {
             output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
             peak_sram_bytes,
             history: Default::default(),
+            timings: Vec::new(),
             program,
         })
     }
@@ -341,8 +380,12 @@ impl CompiledGraph {
             .map(|(t, d)| HostTensor { shape: t.shape, dtype: d.clone(), data: t.data })
             .collect();
         // The summary only: the per-operation timeline is large and belongs to a trace.
-        let mut summary = serde_json::to_value(&profile)
+        let mut profile = profile;
+        let timeline = std::mem::take(&mut profile.timeline);
+        let summary = serde_json::to_value(&profile)
             .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
+        profile.timeline = timeline;
+        let mut summary = summary;
         if let Some(obj) = summary.as_object_mut() {
             obj.remove("timeline");
         }

@@ -50,7 +50,7 @@ fn decl(t: &TensorType) -> Result<TensorDecl, PassError> {
     Ok(TensorDecl { shape: t.shape.clone(), dtype: dtype(t.elem)? })
 }
 
-fn region(r: &IrRegion) -> Region {
+fn region_of(r: &IrRegion) -> Region {
     Region::new(r.offsets.clone(), r.sizes.clone())
 }
 
@@ -97,10 +97,20 @@ struct Shard {
     region: IrRegion,
 }
 
+/// Distinct shard regions of a value, each with the indices of the shards holding it.
+type ReplicaGroups = Vec<(IrRegion, Vec<usize>)>;
+
+/// Whether two boxes of the same rank share at least one element (no allocation).
+fn overlaps(a: &IrRegion, b: &IrRegion) -> bool {
+    (0..a.offsets.len()).all(|d| a.offsets[d].max(b.offsets[d]) < (a.offsets[d] + a.sizes[d]).min(b.offsets[d] + b.sizes[d]))
+}
+
 struct Emitter<'a> {
     func: &'a Func,
     program: Program,
     shards: HashMap<Value, Vec<Shard>>,
+    /// `replica_groups` of values read by gathers (a value's shards never change).
+    replicas: HashMap<Value, std::rc::Rc<ReplicaGroups>>,
     layouts: HashMap<Value, Layout>,
     last_use: Vec<Option<usize>>,
 }
@@ -130,7 +140,7 @@ impl<'a> Emitter<'a> {
                 last_use[v.index()] = Some(i);
             }
         }
-        Ok(Emitter { func, program, shards: HashMap::new(), layouts: HashMap::new(), last_use })
+        Ok(Emitter { func, program, shards: HashMap::new(), replicas: HashMap::new(), layouts: HashMap::new(), last_use })
     }
 
     fn tensor(&self, v: Value) -> Result<TensorType, PassError> {
@@ -222,7 +232,7 @@ impl<'a> Emitter<'a> {
                     for s in self.shards(r)?.to_vec() {
                         self.program.instrs.push(Instr::Load {
                             input,
-                            src: region(&s.region),
+                            src: region_of(&s.region),
                             buf: s.buf,
                             dst: Region::full(&s.region.sizes),
                         });
@@ -365,6 +375,7 @@ impl<'a> Emitter<'a> {
                 if Some(v) == reused || host[v.index()] {
                     continue;
                 }
+                self.replicas.remove(&v);
                 if let Some(shards) = self.shards.remove(&v) {
                     for s in shards {
                         self.program.instrs.push(Instr::Free { buf: s.buf });
@@ -386,7 +397,7 @@ impl<'a> Emitter<'a> {
                 continue;
             }
             seen.push(s.region.clone());
-            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region(&s.region) });
+            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region_of(&s.region) });
         }
         Ok(())
     }
@@ -411,31 +422,53 @@ impl<'a> Emitter<'a> {
     /// its nearest replica.
     fn gather_into(&mut self, src: Value, need: &IrRegion, buf: BufId, core: (u32, u32), at: &[usize]) -> Result<(), PassError> {
         let dc = CoreId::new(core.0, core.1);
-        let mut copies = Vec::new();
-        let mut seen: Vec<&IrRegion> = Vec::new();
+        let groups = self.replica_groups(src)?;
         let shards = self.shards(src)?;
-        for s in shards {
-            if seen.contains(&&s.region) {
+        let target = &self.program.target;
+        let mut copies = Vec::new();
+        for (region, members) in groups.iter() {
+            if !overlaps(need, region) {
                 continue;
             }
-            seen.push(&s.region);
-            let Some(inter) = need.intersect(&s.region) else { continue };
-            let target = &self.program.target;
-            let from = shards
+            let Some(inter) = need.intersect(region) else { continue };
+            // The nearest replica (the first of equally near ones, in shard order).
+            let from = members
                 .iter()
-                .filter(|r| r.region == s.region)
+                .map(|&k| &shards[k])
                 .min_by_key(|r| target.hops(&CoreId::new(r.core.0, r.core.1), &dc))
-                .unwrap_or(s);
+                .ok_or(PassError::Invalid(format!("%{}: empty replica group", src.0)))?;
             let rel = inter.relative_to(need);
             copies.push(Instr::Copy {
                 src: from.buf,
-                src_region: region(&inter.relative_to(&s.region)),
+                src_region: region_of(&inter.relative_to(region)),
                 dst: buf,
                 dst_region: Region::new(rel.offsets.iter().zip(at).map(|(a, b)| a + b).collect(), rel.sizes),
             });
         }
         self.program.instrs.extend(copies);
         Ok(())
+    }
+
+    /// The distinct regions of `src`'s shards in order of first appearance, each with the
+    /// indices of the shards holding it (its replicas), computed once per value.
+    fn replica_groups(&mut self, src: Value) -> Result<std::rc::Rc<ReplicaGroups>, PassError> {
+        if let Some(g) = self.replicas.get(&src) {
+            return Ok(g.clone());
+        }
+        let mut index: HashMap<&IrRegion, usize> = HashMap::new();
+        let mut groups: ReplicaGroups = Vec::new();
+        for (k, s) in self.shards(src)?.iter().enumerate() {
+            match index.get(&s.region) {
+                Some(&g) => groups[g].1.push(k),
+                None => {
+                    index.insert(&s.region, groups.len());
+                    groups.push((s.region.clone(), vec![k]));
+                }
+            }
+        }
+        let groups = std::rc::Rc::new(groups);
+        self.replicas.insert(src, groups.clone());
+        Ok(groups)
     }
 
     /// Box `need` of `src` as a buffer on `core`: `(buffer, offsets of need in it, staged)`.

@@ -145,6 +145,12 @@ impl CompiledGraph {
         self.inner.stage_seconds.clone()
     }
 
+    /// `(step, seconds)` of the compile: `import`, each pass, `verify+print`, `emit`,
+    /// `validate`, `serialize` (empty for a graph from the cache).
+    fn timings(&self) -> Vec<(String, f64)> {
+        self.inner.timings.clone()
+    }
+
     /// The Program as JSON (byte-identical for identical graph and options).
     fn program_json(&self) -> String {
         self.inner.program_json.clone()

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -33,7 +34,7 @@ from .errors import model_source_on_error, with_model_source
 from ._native import DeviceError, InvalidInputError, UnsupportedOpError
 from .partition import find_unsupported, format_unsupported, split
 
-__all__ = ["dojo", "compile_count", "compiled_graphs", "fallback_stats", "DEFAULT_OPTIONS", "PRECISIONS", "FALLBACKS"]
+__all__ = ["dojo", "compile_count", "compiled_graphs", "fallback_stats", "phase_seconds", "DEFAULT_OPTIONS", "PRECISIONS", "FALLBACKS"]
 
 aten = torch.ops.aten
 
@@ -72,10 +73,21 @@ class CompiledRecord:
     compile_seconds: float = 0.0
     #: Increases with every run of any graph (orders reports by recency).
     run_order: int = 0
+    #: Wall seconds of the most recent run (tensors in, simulation, tensors out).
+    last_run_seconds: float = 0.0
 
 
 #: Every graph compiled in this process, in compile order (for reports).
 compiled_graphs: list[CompiledRecord] = []
+#: Where compile time goes, in the order it was spent: ``(phase, graph name, wall seconds)``.
+#: Phases: ``backend`` (one whole backend call: AOTAutograd with every phase below inside it;
+#: the Dynamo graph's name), ``check`` (asking the compiler which nodes it cannot run),
+#: ``capture`` (FX graph to JSON), ``compile`` (the native compiler or the compile cache,
+#: including the cache write). The native compiler's own steps are in each record's
+#: ``graph.timings()``. Benchmarks read slices of it; nothing is ever removed.
+phase_seconds: list[tuple[str, str, float]] = []
+_backend_calls = itertools.count(1)
+
 #: The record whose run finished last.
 last_run: CompiledRecord | None = None
 _run_order = itertools.count(1)
@@ -87,6 +99,8 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
     if mode not in (None, "default"):
         warnings.warn(f"torch-dojo ignores torch.compile mode={mode!r}", stacklevel=2)
 
+    started = time.perf_counter()
+
     def compiler(name: str) -> Callable:
         def compile_graph(graph: torch.fx.GraphModule, inputs: list) -> Callable:
             if _is_symbolic(graph):
@@ -96,12 +110,14 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
 
         return compile_graph
 
-    return aot_autograd(
+    compiled = aot_autograd(
         fw_compiler=compiler("forward"),
         bw_compiler=compiler("backward"),
         inference_compiler=compiler("inference"),
         decompositions=decompositions(),
     )(gm, example_inputs)
+    phase_seconds.append(("backend", f"dynamo graph {next(_backend_calls)}", time.perf_counter() - started))
+    return compiled
 
 
 def validate_options(options: dict | None) -> dict[str, Any]:
@@ -259,7 +275,9 @@ fallback_stats: list[dict[str, Any]] = []
 def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
     """Compile ``gm`` whole when the mesh can run every node; otherwise split off the nodes
     it cannot run (they run eagerly) or, with ``fallback="error"``, raise listing them all."""
+    started = time.perf_counter()
     unsupported = find_unsupported(gm, name)
+    phase_seconds.append(("check", name, time.perf_counter() - started))
     fallback_stats.append(
         {"graph": name, "nodes": unsupported.total, "fallback_nodes": len(unsupported.nodes), "ops": unsupported.ops}
     )
@@ -280,9 +298,13 @@ def _compile_with_fallback(gm: torch.fx.GraphModule, name: str, opts: dict[str, 
 def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Callable:
     global compile_count
     with logs.compile_progress(name) as progress:
+        started = time.perf_counter()
         graph_json = capture_json(gm, name)
+        phase_seconds.append(("capture", name, time.perf_counter() - started))
         progress.step("compile")
+        started = time.perf_counter()
         result = cache.compile_graph(graph_json, opts)  # the compiler, or the compile cache
+        phase_seconds.append(("compile", name, time.perf_counter() - started))
     compiled = result.graph
     compile_count += 1
     record = CompiledRecord(
@@ -304,7 +326,9 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
         # Dropout masks: a fresh seed per call from torch's generator, so torch.manual_seed
         # makes a run reproducible (the values are the mesh's own, not eager's bits).
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item()) if random else 0
+        started = time.perf_counter()
         outs = compiled.run(list(args), seed)
+        record.last_run_seconds = time.perf_counter() - started
         record.runs += 1
         record.last_profile = json.loads(compiled.last_profile())
         record.run_order = next(_run_order)

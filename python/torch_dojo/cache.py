@@ -186,23 +186,27 @@ def _checked_sections(data: bytes, key: str) -> tuple[str, list[tuple[str, str]]
 def _store(path: Path, key: str, graph) -> None:
     program = graph.program_json().encode()
     stages = json.dumps(graph.stages()).encode()
-    body = program + stages
+    digest = hashlib.sha256(program)
+    digest.update(stages)
     header = {
         "format": FORMAT,
         "key": key,
         "torch_dojo": _native.__version__,
         "program_bytes": len(program),
         "stages_bytes": len(stages),
-        "sha256": hashlib.sha256(body).hexdigest(),
+        "sha256": digest.hexdigest(),
     }
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:16]}.", suffix=".tmp")
+        # No fsync: the rename is atomic for readers, and an entry a crash left torn fails its
+        # size or checksum check on load and is compiled again (fsync of a Program of tens
+        # of megabytes would cost more than compiling it).
         with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(header).encode() + b"\n" + body)
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(json.dumps(header).encode() + b"\n")
+            f.write(program)
+            f.write(stages)
         os.replace(tmp, path)  # atomic: readers see the old entry, none, or this one whole
         tmp = None
         _after_write(path.parent)

@@ -6,48 +6,57 @@
 //! rejects a value.
 
 use crate::program::{BinaryOp, KernelOp, UnaryOp};
-use crate::shape::{broadcast_strides, numel, strided_offsets, strides};
+use crate::shape::{broadcast_strides, for_each_row, numel, strides};
 
 /// One input array: its shape and row-major data.
 pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
 
-/// Runs `op` on `ins` producing an `out_shape` array; `old_out` is the output buffer's
-/// current contents (read by accumulating matmuls).
-pub(crate) fn run(
-    op: &KernelOp,
-    ins: &[Array<'_>],
-    out_shape: &[usize],
-    old_out: &[f32],
-) -> Vec<f32> {
-    let n = numel(out_shape).unwrap_or(0);
+/// Runs `op` on `ins` writing the `out_shape` result into `out` (`numel(out_shape)` values).
+/// `out` holds the output buffer's current contents: an accumulating matmul adds to them,
+/// every other kernel overwrites every element.
+pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], out: &mut [f32]) {
     match op {
-        KernelOp::MatMul { accumulate } => {
-            let mut out = if *accumulate {
-                old_out.to_vec()
-            } else {
-                vec![0.0; n]
-            };
-            matmul(ins[0], ins[1], &mut out);
-            out
+        KernelOp::MatMul { accumulate } => matmul(ins[0], ins[1], out, *accumulate),
+        KernelOp::Unary { op } => {
+            for (o, &x) in out.iter_mut().zip(ins[0].1) {
+                *o = unary(*op, x);
+            }
         }
-        KernelOp::Unary { op } => ins[0].1.iter().map(|&x| unary(*op, x)).collect(),
+        KernelOp::Scale { factor } => {
+            for (o, &x) in out.iter_mut().zip(ins[0].1) {
+                *o = x * factor;
+            }
+        }
         // The rounding needs the scale's bias and counts flags: the simulator applies it.
-        KernelOp::Convert { .. } => ins[0].1.to_vec(),
+        KernelOp::Convert { .. } => out.copy_from_slice(ins[0].1),
         // The values need the run's seed: the simulator draws them (`random`).
-        KernelOp::Random { .. } => vec![0.0; n],
-        KernelOp::Scale { factor } => ins[0].1.iter().map(|&x| x * factor).collect(),
+        KernelOp::Random { .. } => {}
         KernelOp::Binary { op } => {
-            let a = gather(ins[0], out_shape);
-            let b = gather(ins[1], out_shape);
-            a.iter().zip(&b).map(|(&x, &y)| binary(*op, x, y)).collect()
+            let (a, b) = (ins[0], ins[1]);
+            if a.0 == out_shape && b.0 == out_shape {
+                for ((o, &x), &y) in out.iter_mut().zip(a.1).zip(b.1) {
+                    *o = binary(*op, x, y);
+                }
+            } else {
+                let (sa, sb) = (broadcast_strides(a.0, out_shape), broadcast_strides(b.0, out_shape));
+                let so = strides(out_shape);
+                for_each_row(out_shape, [&so, &sa, &sb], |[o, ia, ib], len, [_, ka, kb]| {
+                    for (j, slot) in out[o..o + len].iter_mut().enumerate() {
+                        *slot = binary(*op, a.1[ia + j * ka], b.1[ib + j * kb]);
+                    }
+                });
+            }
         }
         KernelOp::Select => {
-            let c = gather(ins[0], out_shape);
-            let a = gather(ins[1], out_shape);
-            let b = gather(ins[2], out_shape);
-            (0..n)
-                .map(|i| if c[i] != 0.0 { a[i] } else { b[i] })
-                .collect()
+            let (c, a, b) = (ins[0], ins[1], ins[2]);
+            let (sc, sa, sb) =
+                (broadcast_strides(c.0, out_shape), broadcast_strides(a.0, out_shape), broadcast_strides(b.0, out_shape));
+            let so = strides(out_shape);
+            for_each_row(out_shape, [&so, &sc, &sa, &sb], |[o, ic, ia, ib], len, [_, kc, ka, kb]| {
+                for (j, slot) in out[o..o + len].iter_mut().enumerate() {
+                    *slot = if c.1[ic + j * kc] != 0.0 { a.1[ia + j * ka] } else { b.1[ib + j * kb] };
+                }
+            });
         }
         KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             let (shape, data) = ins[0];
@@ -57,51 +66,49 @@ pub(crate) fn run(
             let to_out: Vec<usize> = (0..shape.len())
                 .map(|d| if dims.contains(&d) { 0 } else { out_strides[d] })
                 .collect();
-            let mut out = vec![if is_max { f32::NEG_INFINITY } else { 0.0f32 }; n];
-            for (&x, o) in data.iter().zip(strided_offsets(shape, &to_out)) {
-                if !is_max {
-                    out[o] += x;
-                } else if x.is_nan() || x > out[o] {
-                    // NaN wins and stays (a NaN slot is never replaced: NaN > x is false).
-                    if !out[o].is_nan() {
-                        out[o] = x;
+            out.fill(if is_max { f32::NEG_INFINITY } else { 0.0f32 });
+            let si = strides(shape);
+            for_each_row(shape, [&si, &to_out], |[i, o], len, [_, ko]| {
+                for (j, &x) in data[i..i + len].iter().enumerate() {
+                    let slot = &mut out[o + j * ko];
+                    if !is_max {
+                        *slot += x;
+                    } else if x.is_nan() || x > *slot {
+                        // NaN wins and stays (a NaN slot is never replaced: NaN > x is false).
+                        if !slot.is_nan() {
+                            *slot = x;
+                        }
                     }
                 }
-            }
-            out
+            });
         }
         KernelOp::Transpose { perm } => {
             let (shape, data) = ins[0];
             let st = strides(shape);
             let walk: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
-            strided_offsets(out_shape, &walk)
-                .into_iter()
-                .map(|i| data[i])
-                .collect()
+            gather_strided(data, 0, out_shape, &walk, out);
         }
-        KernelOp::Reshape => ins[0].1.to_vec(),
+        KernelOp::Reshape => out.copy_from_slice(ins[0].1),
         KernelOp::Slice { offsets, strides: steps } => {
             let (shape, data) = ins[0];
             let st = strides(shape);
             let base: usize = offsets.iter().zip(&st).map(|(o, s)| o * s).sum();
             let walk: Vec<usize> = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
-            strided_offsets(out_shape, &walk).into_iter().map(|i| data[base + i]).collect()
+            gather_strided(data, base, out_shape, &walk, out);
         }
         KernelOp::Embedding => {
             let ((ts, table), (_, ids)) = (ins[0], ins[1]);
             let d = ts[1];
-            let mut out = Vec::with_capacity(n);
-            for &id in ids {
+            for (row_out, &id) in out.chunks_exact_mut(d.max(1)).zip(ids) {
                 let row = id as usize * d;
-                out.extend_from_slice(&table[row..row + d]);
+                row_out.copy_from_slice(&table[row..row + d]);
             }
-            out
         }
         KernelOp::EmbeddingGrad { offset, skip } => {
             let ((gs, grad), (_, ids)) = (ins[0], ins[1]);
             let d = gs[gs.len() - 1];
             let rows = out_shape[0];
-            let mut out = vec![0.0f32; n];
+            out.fill(0.0);
             for (i, &id) in ids.iter().enumerate() {
                 let id = id as usize;
                 if id < *offset || id >= offset + rows || Some(id) == *skip {
@@ -112,24 +119,65 @@ pub(crate) fn run(
                     *o += g;
                 }
             }
-            out
         }
         KernelOp::Iota { dim, start } => {
             let st = strides(out_shape);
-            (0..n).map(|i| (start + (i / st[*dim]) % out_shape[*dim]) as f32).collect()
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = (start + (i / st[*dim]) % out_shape[*dim]) as f32;
+            }
         }
         KernelOp::Pad { low, interior, value } => {
             let (shape, data) = ins[0];
             let st = strides(out_shape);
             let base: usize = low.iter().zip(&st).map(|(o, s)| o * s).sum();
             let walk: Vec<usize> = interior.iter().zip(&st).map(|(k, s)| (k + 1) * s).collect();
-            let mut out = vec![*value; n];
-            for (&x, o) in data.iter().zip(strided_offsets(shape, &walk)) {
-                out[base + o] = x;
-            }
-            out
+            out.fill(*value);
+            let si = strides(shape);
+            for_each_row(shape, [&si, &walk], |[i, o], len, [_, ko]| {
+                for (j, &x) in data[i..i + len].iter().enumerate() {
+                    out[base + o + j * ko] = x;
+                }
+            });
         }
     }
+}
+
+/// Whether `op` writes every element of its output without reading it (all kernels but an
+/// accumulating matmul), so the output's earlier contents cannot matter.
+pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
+    match op {
+        KernelOp::MatMul { accumulate } => !accumulate,
+        KernelOp::Unary { .. }
+        | KernelOp::Scale { .. }
+        | KernelOp::Binary { .. }
+        | KernelOp::Select
+        | KernelOp::ReduceSum { .. }
+        | KernelOp::ReduceMax { .. }
+        | KernelOp::Transpose { .. }
+        | KernelOp::Reshape
+        | KernelOp::Slice { .. }
+        | KernelOp::Embedding
+        | KernelOp::EmbeddingGrad { .. }
+        | KernelOp::Iota { .. }
+        | KernelOp::Pad { .. }
+        | KernelOp::Convert { .. }
+        | KernelOp::Random { .. } => true,
+    }
+}
+
+/// `out` (row-major `shape`) = `data[base + sum(index[d] * walk[d])]`.
+fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], out: &mut [f32]) {
+    let so = strides(shape);
+    for_each_row(shape, [&so, walk], |[o, i], len, [_, k]| {
+        let dst = &mut out[o..o + len];
+        if k == 1 {
+            dst.copy_from_slice(&data[base + i..base + i + len]);
+        } else {
+            for (j, slot) in dst.iter_mut().enumerate() {
+                *slot = data[base + i + j * k];
+            }
+        }
+    });
 }
 
 /// `I64` values are carried as `f32`, which holds every integer of magnitude below 2^24
@@ -167,40 +215,108 @@ pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), 
     }
 }
 
-/// The input broadcast to `out_shape`, materialised row-major.
-fn gather((shape, data): Array<'_>, out_shape: &[usize]) -> Vec<f32> {
-    if shape == out_shape {
-        return data.to_vec();
-    }
-    let st = broadcast_strides(shape, out_shape);
-    strided_offsets(out_shape, &st)
-        .into_iter()
-        .map(|i| data[i])
-        .collect()
-}
-
-/// `out += a @ b`, i-k-j loop order, each product added into `out` in k order. Rank 2 or
-/// batched rank 3.
-fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32]) {
+/// `out (+)= a @ b` for rank 2 or batched rank 3: every output element starts from 0 (or its
+/// current value when `accumulate`) and adds the products `a[i][p] * b[p][j]` one at a time
+/// in increasing `p` (a separate multiply and add, never fused). So a matmul split along k
+/// into accumulating steps gives the same bits as the unsplit one, and the result does not
+/// depend on how the output is tiled or on the thread count. Output blocks of up to 4 x 16
+/// stay in registers over the whole k loop.
+fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32], accumulate: bool) {
     let (bt, m, k, n) = if a_shape.len() == 3 {
         (a_shape[0], a_shape[1], a_shape[2], b_shape[2])
     } else {
         (1, a_shape[0], a_shape[1], b_shape[1])
     };
+    if m == 0 || n == 0 {
+        return;
+    }
     for t in 0..bt {
         let a = &a[t * m * k..(t + 1) * m * k];
         let b = &b[t * k * n..(t + 1) * k * n];
         let out = &mut out[t * m * n..(t + 1) * m * n];
-        for i in 0..m {
-            let row = &mut out[i * n..(i + 1) * n];
-            for p in 0..k {
-                let aip = a[i * k + p];
-                let brow = &b[p * n..(p + 1) * n];
-                for (o, &bv) in row.iter_mut().zip(brow) {
-                    *o += aip * bv;
-                }
+        matmul_2d(a, b, out, m, k, n, accumulate);
+    }
+}
+
+fn matmul_2d(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above); the function is the portable
+            // one compiled with wider vectors (no FMA: products and sums round separately).
+            unsafe { matmul_2d_avx2(a, b, out, m, k, n, accumulate) };
+            return;
+        }
+    }
+    matmul_2d_portable(a, b, out, m, k, n, accumulate);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn matmul_2d_avx2(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    matmul_2d_portable(a, b, out, m, k, n, accumulate);
+}
+
+#[inline(always)]
+fn matmul_2d_portable(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(4);
+        let mut j = 0;
+        while j < n {
+            let cols = n - j;
+            match (rows, cols) {
+                (4, 16..) => tile::<4, 16>(a, b, out, k, n, i, j, accumulate),
+                (4, 8..) => tile::<4, 8>(a, b, out, k, n, i, j, accumulate),
+                (4, _) => tile::<4, 1>(a, b, out, k, n, i, j, accumulate),
+                (_, 16..) => tile::<1, 16>(a, b, out, k, n, i, j, accumulate),
+                (_, 8..) => tile::<1, 8>(a, b, out, k, n, i, j, accumulate),
+                _ => tile::<1, 1>(a, b, out, k, n, i, j, accumulate),
+            }
+            j += match cols {
+                16.. => 16,
+                8.. => 8,
+                _ => 1,
+            };
+        }
+        i += if rows == 4 { 4 } else { 1 };
+    }
+}
+
+/// One `MR x NR` block of the output at row `i0`, column `j0`, accumulated in registers.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const MR: usize, const NR: usize>(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    k: usize,
+    n: usize,
+    i0: usize,
+    j0: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[0.0f32; NR]; MR];
+    if accumulate {
+        for (r, row) in acc.iter_mut().enumerate() {
+            row.copy_from_slice(&out[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR]);
+        }
+    }
+    let a_rows: [&[f32]; MR] = std::array::from_fn(|r| &a[(i0 + r) * k..(i0 + r + 1) * k]);
+    for p in 0..k {
+        let b_row: &[f32; NR] = match b[p * n + j0..p * n + j0 + NR].try_into() {
+            Ok(r) => r,
+            Err(_) => return, // unreachable: the slice has NR elements
+        };
+        for r in 0..MR {
+            let x = a_rows[r][p];
+            for c in 0..NR {
+                acc[r][c] += x * b_row[c];
             }
         }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        out[(i0 + r) * n + j0..(i0 + r) * n + j0 + NR].copy_from_slice(row);
     }
 }
 

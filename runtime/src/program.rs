@@ -704,10 +704,10 @@ impl Program {
                 } => {
                     let t = self.tensor(&self.inputs, "input", *input).map_err(at)?;
                     let decl = self.live(*buf, &life).map_err(at)?;
-                    check_region(src, &t.shape, &format!("input {input}")).map_err(at)?;
-                    check_region(dst, &decl.shape, &format!("buffer {buf}")).map_err(at)?;
+                    check_region(src, &t.shape, || format!("input {input}")).map_err(at)?;
+                    check_region(dst, &decl.shape, || format!("buffer {buf}")).map_err(at)?;
                     check_same_sizes(src, dst).map_err(at)?;
-                    check_dtype(t.dtype, &format!("input {input}"), decl.dtype, *buf)
+                    check_dtype(t.dtype, || format!("input {input}"), decl.dtype, *buf)
                         .map_err(at)?;
                 }
                 Instr::Store {
@@ -718,10 +718,10 @@ impl Program {
                 } => {
                     let decl = self.live(*buf, &life).map_err(at)?;
                     let t = self.tensor(&self.outputs, "output", *output).map_err(at)?;
-                    check_region(src, &decl.shape, &format!("buffer {buf}")).map_err(at)?;
-                    check_region(dst, &t.shape, &format!("output {output}")).map_err(at)?;
+                    check_region(src, &decl.shape, || format!("buffer {buf}")).map_err(at)?;
+                    check_region(dst, &t.shape, || format!("output {output}")).map_err(at)?;
                     check_same_sizes(src, dst).map_err(at)?;
-                    check_dtype(t.dtype, &format!("output {output}"), decl.dtype, *buf)
+                    check_dtype(t.dtype, || format!("output {output}"), decl.dtype, *buf)
                         .map_err(at)?;
                 }
                 Instr::HostCopy { input, output } => {
@@ -746,8 +746,8 @@ impl Program {
                 } => {
                     let s = self.live(*src, &life).map_err(at)?;
                     let d = self.live(*dst, &life).map_err(at)?;
-                    check_region(src_region, &s.shape, &format!("buffer {src}")).map_err(at)?;
-                    check_region(dst_region, &d.shape, &format!("buffer {dst}")).map_err(at)?;
+                    check_region(src_region, &s.shape, || format!("buffer {src}")).map_err(at)?;
+                    check_region(dst_region, &d.shape, || format!("buffer {dst}")).map_err(at)?;
                     check_same_sizes(src_region, dst_region).map_err(at)?;
                     if s.dtype != d.dtype {
                         return Err(at(format!(
@@ -893,14 +893,16 @@ fn version_error(v: u32) -> RuntimeError {
 }
 
 /// A region of an array of `shape` (named `what`) is in bounds with the same rank.
-fn check_region(r: &Region, shape: &[usize], what: &str) -> Result<(), String> {
+fn check_region(r: &Region, shape: &[usize], what: impl Fn() -> String) -> Result<(), String> {
+    // `what` names the array in a message; it is formatted only when there is one.
     if r.offsets.len() != shape.len() || r.sizes.len() != shape.len() {
         return Err(format!(
-            "region with {} offsets and {} sizes does not match the rank {} of {what} \
+            "region with {} offsets and {} sizes does not match the rank {} of {} \
              (shape {})",
             r.offsets.len(),
             r.sizes.len(),
             shape.len(),
+            what(),
             show(shape)
         ));
     }
@@ -908,10 +910,11 @@ fn check_region(r: &Region, shape: &[usize], what: &str) -> Result<(), String> {
         let end = o.checked_add(s);
         if end.is_none_or(|e| e > n) {
             return Err(format!(
-                "region {:?}+{:?} is out of bounds on dim {d} of {what} (shape {}): {o}..{} \
+                "region {:?}+{:?} is out of bounds on dim {d} of {} (shape {}): {o}..{} \
                  but the dim has size {n}",
                 r.offsets,
                 r.sizes,
+                what(),
                 show(shape),
                 end.map_or_else(|| "overflow".to_string(), |e| e.to_string())
             ));
@@ -933,10 +936,11 @@ fn check_same_sizes(src: &Region, dst: &Region) -> Result<(), String> {
     Ok(())
 }
 
-fn check_dtype(host: DType, what: &str, buf: DType, b: BufId) -> Result<(), String> {
+fn check_dtype(host: DType, what: impl Fn() -> String, buf: DType, b: BufId) -> Result<(), String> {
     if host != buf {
         return Err(format!(
-            "{what} is {host:?} but buffer {b} is {buf:?}; transfers cannot convert dtypes"
+            "{} is {host:?} but buffer {b} is {buf:?}; transfers cannot convert dtypes",
+            what()
         ));
     }
     Ok(())

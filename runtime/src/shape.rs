@@ -4,7 +4,6 @@
 //! panic-free for inputs that passed [`crate::Program::validate`]; element counts are
 //! computed with checked arithmetic so absurd declared shapes become errors, not overflows.
 
-use crate::program::Region;
 
 /// Number of elements of `shape` (1 for rank 0), or `None` on overflow.
 pub(crate) fn numel(shape: &[usize]) -> Option<usize> {
@@ -53,50 +52,44 @@ pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// For every multi-index of `shape` in row-major order, `sum(index[d] * strides[d])`.
-pub(crate) fn strided_offsets(shape: &[usize], strides: &[usize]) -> Vec<usize> {
-    let n = numel(shape).unwrap_or(0);
-    let mut out = Vec::with_capacity(n);
-    if n == 0 {
-        return out;
+/// Walks the rows (all dimensions but the last) of a `shape` array in row-major order,
+/// calling `f(starts, len, steps)` with each row's start offset under each of the `K` stride
+/// vectors, the row length and each stride vector's step along the last dimension. A rank-0
+/// shape is one row of one element; an empty shape has no rows.
+pub(crate) fn for_each_row<const K: usize>(shape: &[usize], strides: [&[usize]; K], mut f: impl FnMut([usize; K], usize, [usize; K])) {
+    if shape.contains(&0) {
+        return;
     }
-    let rank = shape.len();
-    let mut idx = vec![0usize; rank];
-    let mut off = 0usize;
-    for _ in 0..n {
-        out.push(off);
-        let mut d = rank;
-        while d > 0 {
+    let Some((&len, outer)) = shape.split_last() else {
+        f([0; K], 1, [0; K]);
+        return;
+    };
+    let last = outer.len();
+    let steps: [usize; K] = std::array::from_fn(|k| strides[k][last]);
+    let mut idx = vec![0usize; outer.len()];
+    let mut off = [0usize; K];
+    loop {
+        f(off, len, steps);
+        // Odometer over the outer dimensions.
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return;
+            }
             d -= 1;
             idx[d] += 1;
-            off += strides[d];
-            if idx[d] < shape[d] {
+            for k in 0..K {
+                off[k] += strides[k][d];
+            }
+            if idx[d] < outer[d] {
                 break;
             }
-            off -= strides[d] * shape[d];
+            for k in 0..K {
+                off[k] -= strides[k][d] * outer[d];
+            }
             idx[d] = 0;
         }
     }
-    out
-}
-
-/// The contiguous runs `(flat start, length)` of a box of a `shape` array, in row-major order
-/// of the box. Requires the region to be in bounds with the array's rank.
-pub(crate) fn region_runs(shape: &[usize], region: &Region) -> Vec<(usize, usize)> {
-    let rank = shape.len();
-    if region.sizes.contains(&0) {
-        return Vec::new();
-    }
-    let st = strides(shape);
-    let base: usize = region.offsets.iter().zip(&st).map(|(&o, &s)| o * s).sum();
-    if rank == 0 {
-        return vec![(0, 1)];
-    }
-    let last = rank - 1;
-    strided_offsets(&region.sizes[..last], &st[..last])
-        .into_iter()
-        .map(|o| (base + o, region.sizes[last]))
-        .collect()
 }
 
 /// `[8, 8]` for messages.
@@ -109,26 +102,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offsets_walk_row_major() {
+    fn rows_walk_row_major() {
         assert_eq!(strides(&[2, 3, 4]), vec![12, 4, 1]);
-        assert_eq!(strided_offsets(&[2, 2], &[1, 2]), vec![0, 2, 1, 3]);
         assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]), vec![0, 1, 0]);
         assert!(!broadcasts_to(&[1], &[]));
         assert!(broadcasts_to(&[], &[3]));
-        let r = Region {
-            offsets: vec![1, 2],
-            sizes: vec![2, 3],
-        };
-        assert_eq!(region_runs(&[4, 8], &r), vec![(10, 3), (18, 3)]);
+        let mut rows = Vec::new();
+        for_each_row(&[2, 2, 3], [&[6, 3, 1], &[1, 2, 0]], |start, len, step| rows.push((start, len, step)));
         assert_eq!(
-            region_runs(
-                &[],
-                &Region {
-                    offsets: vec![],
-                    sizes: vec![]
-                }
-            ),
-            vec![(0, 1)]
+            rows,
+            vec![([0, 0], 3, [1, 0]), ([3, 2], 3, [1, 0]), ([6, 1], 3, [1, 0]), ([9, 3], 3, [1, 0])]
         );
+        let mut scalar = Vec::new();
+        for_each_row(&[], [&[]], |start, len, _| scalar.push((start, len)));
+        assert_eq!(scalar, vec![([0], 1)]);
+        let mut empty = 0;
+        for_each_row(&[2, 0], [&[0, 1]], |_, _, _| empty += 1);
+        assert_eq!(empty, 0);
     }
 }

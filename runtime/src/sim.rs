@@ -75,9 +75,9 @@ use serde::{Deserialize, Serialize};
 use crate::cfloat::{self, Codec, Flags, Format, Rounding};
 use crate::error::RuntimeError;
 use crate::kernels;
-use crate::program::{BufId, DType, Instr, Program, Region};
+use crate::program::{BufId, DType, Instr, KernelOp, Program, Region};
 use crate::roofline::{self, core_flops_per_s, link_bytes_per_s, OpProfile, Roofline, Tally};
-use crate::shape::{numel, region_runs, show};
+use crate::shape::{numel, show};
 use crate::target::{CoreId, Link};
 
 /// A host tensor: shape and row-major `f32` data.
@@ -346,11 +346,13 @@ fn run(
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
     let stats = program.validate()?;
-    let mut sim = Sim::new(program, inputs, functional, numerics)?;
-    for (pc, instr) in program.instrs.iter().enumerate() {
-        sim.step(pc, instr)
-            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
-    }
+    // The values and the timing never depend on each other: they run side by side.
+    let ((outputs, scales), mut sim) = if functional {
+        let (data, sim) = rayon::join(|| compute(program, inputs, numerics), || time(program));
+        (data?, sim)
+    } else {
+        ((vec![Vec::new(); program.outputs.len()], Vec::new()), time(program))
+    };
 
     let t = &program.target;
     let mut busy: BTreeMap<CoreId, f64> = stats
@@ -393,13 +395,13 @@ fn run(
         roofline_bound: roofline.binding.map(|b| b.name().to_string()),
         roofline,
         ops,
-        numerics: sim.scales,
+        numerics: scales,
         timeline: sim.timeline,
     };
     let outputs = program
         .outputs
         .iter()
-        .zip(sim.outputs)
+        .zip(outputs)
         .map(|(decl, data)| HostTensor {
             shape: decl.shape.clone(),
             data,
@@ -408,25 +410,163 @@ fn run(
     Ok((outputs, profile))
 }
 
+/// The timing model's pass over the Program (see the module doc).
+fn time(program: &Program) -> Sim<'_> {
+    let mut sim = Sim::new(program);
+    for (pc, instr) in program.instrs.iter().enumerate() {
+        sim.step(pc, instr);
+    }
+    sim
+}
+
+/// The functional pass over the Program: the host outputs' values, and what the conversions
+/// of each scale saw.
+fn compute(
+    program: &Program,
+    inputs: &[(&[usize], &[f32])],
+    numerics: &Numerics<'_>,
+) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
+    let mut data = Data::new(program, inputs, numerics)?;
+    for (pc, instr) in program.instrs.iter().enumerate() {
+        data.step(pc, instr)
+            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
+    }
+    let Data { bufs, outputs, mut pool, scales, .. } = data;
+    for v in bufs {
+        pool.give(v);
+    }
+    BufferPool::keep(pool);
+    Ok((outputs, scales))
+}
+
 /// A directed edge between two chips (or two tiles): (from, to) as grid coordinates.
 type EdgeKey = ((u32, u32), (u32, u32));
 
-/// Simulator state for one run.
-struct Sim<'a> {
+/// Values of one run: every live buffer and the host outputs.
+struct Data<'a> {
     program: &'a Program,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    functional: bool,
     bufs: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
     /// Elements of each buffer.
     elems: Vec<usize>,
+    /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
+    /// page fresh memory in for every buffer.
+    pool: BufferPool,
+    /// Per instruction: an Alloc whose buffer is read (or written in part) before anything
+    /// overwrites it whole, so it must start zeroed. Other Allocs skip the zeroing.
+    alloc_zeroes: Vec<bool>,
+    // numerics: one codec and one record per scale
+    codecs: Vec<Codec>,
+    scales: Vec<ScaleProfile>,
+    calibrate: bool,
+    seed: u64,
+}
+
+/// For every instruction, whether it is an Alloc whose zeros can be observed: the first
+/// instruction touching the buffer afterwards reads it or writes only part of it.
+fn allocs_needing_zeros(program: &Program) -> Vec<bool> {
+    let mut needs = vec![false; program.instrs.len()];
+    // The Alloc of each buffer whose first touch is still to come.
+    let mut pending: Vec<Option<usize>> = vec![None; program.buffers.len()];
+    let whole = |r: &Region, b: BufId| r.offsets.iter().all(|&o| o == 0) && r.sizes == program.buffers[b].shape;
+    for (pc, instr) in program.instrs.iter().enumerate() {
+        // (buffer, whether this instruction overwrites it whole without reading it first)
+        let mut touch = |b: BufId, overwrites: bool| {
+            if let Some(a) = pending[b].take() {
+                needs[a] = !overwrites;
+            }
+        };
+        match instr {
+            Instr::Alloc { buf } => {
+                needs[pc] = true;
+                pending[*buf] = Some(pc);
+            }
+            Instr::Free { buf } => touch(*buf, true),
+            Instr::HostCopy { .. } => {}
+            Instr::Load { buf, dst, .. } => touch(*buf, whole(dst, *buf)),
+            Instr::Store { buf, .. } => touch(*buf, false),
+            Instr::Copy { src, dst, dst_region, .. } => {
+                touch(*src, false);
+                touch(*dst, src != dst && whole(dst_region, *dst));
+            }
+            Instr::Fill { buf, .. } => touch(*buf, true),
+            Instr::Kernel { op, inputs, output } => {
+                for &b in inputs {
+                    touch(b, false);
+                }
+                touch(*output, kernels::overwrites_output(op));
+            }
+        }
+    }
+    needs
+}
+
+/// Freed `f32` arrays by length, up to [`BufferPool::MAX_BYTES`] in all.
+#[derive(Default)]
+struct BufferPool {
+    free: BTreeMap<usize, Vec<Vec<f32>>>,
+    bytes: usize,
+}
+
+/// The arrays the last run left, for the next run (a notebook runs the same graph again and
+/// again; paging hundreds of megabytes in anew each time would cost more than the kernels).
+static KEPT_POOL: std::sync::Mutex<Option<BufferPool>> = std::sync::Mutex::new(None);
+
+impl BufferPool {
+    const MAX_BYTES: usize = 512 << 20;
+
+    /// The pool a previous run kept, or an empty one.
+    fn reuse() -> BufferPool {
+        let mut kept = KEPT_POOL.lock().unwrap_or_else(|p| p.into_inner());
+        kept.take().unwrap_or_default()
+    }
+
+    /// Keeps `pool` for the next run (the larger one if two runs end together).
+    fn keep(pool: BufferPool) {
+        let mut kept = KEPT_POOL.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|k| k.bytes < pool.bytes) {
+            *kept = Some(pool);
+        }
+    }
+
+    /// An array of `n` elements: zeroed if `zeroed`, else holding any values (the caller
+    /// overwrites them all before reading).
+    fn take(&mut self, n: usize, zeroed: bool, what: impl Fn() -> String) -> Result<Vec<f32>, RuntimeError> {
+        match self.free.get_mut(&n).and_then(Vec::pop) {
+            Some(mut v) => {
+                self.bytes -= n * 4;
+                if zeroed {
+                    v.fill(0.0);
+                }
+                Ok(v)
+            }
+            None => zeros(n, &what()),
+        }
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        let bytes = v.len() * 4;
+        if v.is_empty() || self.bytes + bytes > Self::MAX_BYTES {
+            return;
+        }
+        self.bytes += bytes;
+        self.free.entry(v.len()).or_default().push(v);
+    }
+}
+
+/// Timing state for one run.
+struct Sim<'a> {
+    program: &'a Program,
+    /// Elements of each buffer.
+    elems: Vec<usize>,
     // timing: busy-until per resource (only resources in use have an entry)
-    core_free: HashMap<CoreId, f64>,
-    dma_free: HashMap<CoreId, f64>,
-    eject_free: HashMap<CoreId, f64>,
-    link_free: HashMap<Link, f64>,
-    chip_edge_free: HashMap<EdgeKey, f64>,
-    tile_edge_free: HashMap<EdgeKey, f64>,
+    core_free: FastMap<CoreId, f64>,
+    dma_free: FastMap<CoreId, f64>,
+    eject_free: FastMap<CoreId, f64>,
+    link_free: FastMap<Link, f64>,
+    chip_edge_free: FastMap<EdgeKey, f64>,
+    tile_edge_free: FastMap<EdgeKey, f64>,
     dip_free: Vec<f64>,
     ready: Vec<f64>,
     written: Vec<f64>,
@@ -443,11 +583,6 @@ struct Sim<'a> {
     // roofline tallies: the whole Program and each op of its provenance
     total: Tally,
     per_op: Vec<Tally>,
-    // numerics: one codec and one record per scale (empty when not functional)
-    codecs: Vec<Codec>,
-    scales: Vec<ScaleProfile>,
-    calibrate: bool,
-    seed: u64,
 }
 
 /// A zeroed `f32` vector, as an error rather than an abort if memory runs out.
@@ -462,7 +597,8 @@ fn zeros(n: usize, what: &str) -> Result<Vec<f32>, RuntimeError> {
     Ok(v)
 }
 
-/// Copies the box `src_region` of `src` into the box `dst_region` of `dst` (equal sizes).
+/// Copies the box `src_region` of `src` into the box `dst_region` of `dst` (equal sizes):
+/// row by row, trailing dimensions that both boxes cover whole merged into one run.
 fn copy_box(
     src: &[f32],
     src_shape: &[usize],
@@ -471,103 +607,131 @@ fn copy_box(
     dst_shape: &[usize],
     dst_region: &Region,
 ) -> Result<(), RuntimeError> {
-    let from = region_runs(src_shape, src_region);
-    let to = region_runs(dst_shape, dst_region);
-    for (&(s, n), &(d, m)) in from.iter().zip(&to) {
-        let (Some(s), Some(d)) = (src.get(s..s + n), dst.get_mut(d..d + m)) else {
-            return Err(RuntimeError::new(
-                "internal error: a region run falls outside its array after validation",
-            ));
-        };
-        d.copy_from_slice(s);
+    let sizes = &src_region.sizes;
+    let rank = sizes.len();
+    if sizes.contains(&0) {
+        return Ok(());
     }
-    Ok(())
+    let outside = || RuntimeError::new("internal error: a region run falls outside its array after validation");
+    if rank == 0 {
+        *dst.first_mut().ok_or_else(outside)? = *src.first().ok_or_else(outside)?;
+        return Ok(());
+    }
+    // Dims k.. form one contiguous run in both arrays.
+    let mut k = rank - 1;
+    while k > 0 && src_shape[k] == sizes[k] && dst_shape[k] == sizes[k] {
+        k -= 1;
+    }
+    let len: usize = sizes[k..].iter().product();
+    // Strides and base offsets of both arrays (row-major), outer dims 0..k.
+    let mut s_st = vec![0usize; rank];
+    let mut d_st = vec![0usize; rank];
+    let (mut sa, mut da) = (1usize, 1usize);
+    for d in (0..rank).rev() {
+        s_st[d] = sa;
+        d_st[d] = da;
+        sa *= src_shape[d];
+        da *= dst_shape[d];
+    }
+    let mut s0: usize = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
+    let mut d0: usize = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
+    let mut idx = vec![0usize; k];
+    loop {
+        match (src.get(s0..s0 + len), dst.get_mut(d0..d0 + len)) {
+            (Some(from), Some(to)) => to.copy_from_slice(from),
+            _ => return Err(outside()),
+        }
+        // Odometer over the outer dimensions 0..k.
+        let mut d = k;
+        loop {
+            if d == 0 {
+                return Ok(());
+            }
+            d -= 1;
+            idx[d] += 1;
+            s0 += s_st[d];
+            d0 += d_st[d];
+            if idx[d] < sizes[d] {
+                break;
+            }
+            s0 -= s_st[d] * sizes[d];
+            d0 -= d_st[d] * sizes[d];
+            idx[d] = 0;
+        }
+    }
 }
 
 fn max_of(times: impl IntoIterator<Item = f64>) -> f64 {
     times.into_iter().fold(0.0, f64::max)
 }
 
+/// A hash map with a cheap multiplicative hasher (FxHash's): the timing maps are looked up
+/// several times per instruction and never iterated, so neither DoS resistance nor order
+/// matters.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Busy-until of `key` in `map` (0 if never used).
-fn free_at<K: std::hash::Hash + Eq>(map: &HashMap<K, f64>, key: &K) -> f64 {
+fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, f64>, key: &K) -> f64 {
     map.get(key).copied().unwrap_or(0.0)
 }
 
-impl<'a> Sim<'a> {
+impl<'a> Data<'a> {
     fn new(
         program: &'a Program,
         inputs: &'a [(&'a [usize], &'a [f32])],
-        functional: bool,
         numerics: &Numerics<'_>,
-    ) -> Result<Sim<'a>, RuntimeError> {
+    ) -> Result<Data<'a>, RuntimeError> {
+        if let Some(b) = numerics.biases.filter(|b| b.len() != program.scales.len()) {
+            return Err(RuntimeError::new(format!(
+                "{} scale bias(es) given for a Program with {} scale(s)",
+                b.len(),
+                program.scales.len()
+            )));
+        }
         let mut codecs = Vec::new();
         let mut scales = Vec::new();
-        if functional {
-            if let Some(b) = numerics.biases.filter(|b| b.len() != program.scales.len()) {
-                return Err(RuntimeError::new(format!(
-                    "{} scale bias(es) given for a Program with {} scale(s)",
-                    b.len(),
-                    program.scales.len()
-                )));
-            }
-            for (k, sc) in program.scales.iter().enumerate() {
-                let bias = numerics.biases.map_or(sc.bias, |b| b[k]);
-                let format = sc.dtype.storage_format().unwrap_or(Format::Fp32);
-                let codec = Codec::new(format, bias)
-                    .map_err(|e| e.context(format!("scale {k} ({})", sc.name)))?;
-                codecs.push(codec);
-                scales.push(ScaleProfile {
-                    name: sc.name.clone(),
-                    dtype: sc.dtype,
-                    bias,
-                    amax: 0.0,
-                    flags: Flags::default(),
-                });
-            }
+        for (k, sc) in program.scales.iter().enumerate() {
+            let bias = numerics.biases.map_or(sc.bias, |b| b[k]);
+            let format = sc.dtype.storage_format().unwrap_or(Format::Fp32);
+            let codec = Codec::new(format, bias).map_err(|e| e.context(format!("scale {k} ({})", sc.name)))?;
+            codecs.push(codec);
+            scales.push(ScaleProfile { name: sc.name.clone(), dtype: sc.dtype, bias, amax: 0.0, flags: Flags::default() });
         }
         let mut outputs = Vec::with_capacity(program.outputs.len());
-        if functional {
-            for (i, decl) in program.outputs.iter().enumerate() {
-                outputs.push(zeros(
-                    numel(&decl.shape).unwrap_or(0),
-                    &format!("output {i}"),
-                )?);
-            }
-        } else {
-            outputs.resize(program.outputs.len(), Vec::new());
+        for (i, decl) in program.outputs.iter().enumerate() {
+            outputs.push(zeros(numel(&decl.shape).unwrap_or(0), &format!("output {i}"))?);
         }
-        let nb = program.buffers.len();
-        Ok(Sim {
+        Ok(Data {
             program,
             inputs,
-            functional,
-            bufs: vec![Vec::new(); nb],
+            bufs: vec![Vec::new(); program.buffers.len()],
             outputs,
-            elems: program
-                .buffers
-                .iter()
-                .map(|b| numel(&b.shape).unwrap_or(0))
-                .collect(),
-            core_free: HashMap::new(),
-            dma_free: HashMap::new(),
-            eject_free: HashMap::new(),
-            link_free: HashMap::new(),
-            chip_edge_free: HashMap::new(),
-            tile_edge_free: HashMap::new(),
-            dip_free: vec![0.0; program.target.dips as usize],
-            ready: vec![0.0; nb],
-            written: vec![0.0; nb],
-            read_done: vec![0.0; nb],
-            busy: BTreeMap::new(),
-            makespan: 0.0,
-            link_bytes: BTreeMap::new(),
-            mesh_bytes: 0,
-            copy_bytes: 0,
-            host_bytes: 0,
-            flops: 0,
-            timeline: Vec::new(),
-            total: Tally::default(),
-            per_op: vec![Tally::default(); program.op_names.len()],
+            elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
+            pool: BufferPool::reuse(),
+            alloc_zeroes: allocs_needing_zeros(program),
             codecs,
             scales,
             calibrate: numerics.calibrate,
@@ -583,6 +747,126 @@ impl<'a> Sim<'a> {
         rec.amax = rec.amax.max(cfloat::amax(data));
         if !self.calibrate {
             rec.flags += self.codecs[k].quantize_slice(data, Rounding::NearestEven);
+        }
+    }
+
+    fn step(&mut self, pc: usize, instr: &Instr) -> Result<(), RuntimeError> {
+        let prog = self.program;
+        match instr {
+            Instr::Alloc { buf } => {
+                let zeroed = self.alloc_zeroes[pc];
+                self.bufs[*buf] = self.pool.take(self.elems[*buf], zeroed, || format!("buffer {buf}"))?;
+            }
+            Instr::Free { buf } => {
+                let v = std::mem::take(&mut self.bufs[*buf]);
+                self.pool.give(v);
+            }
+            Instr::Load { input, src, buf, dst } => {
+                let (shape, data) = self.inputs[*input];
+                let decl = &prog.buffers[*buf];
+                copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
+                if decl.dtype.is_int() {
+                    kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                }
+            }
+            Instr::Store { buf, src, output, dst } => {
+                let decl = &prog.buffers[*buf];
+                let out_shape = &prog.outputs[*output].shape;
+                copy_box(&self.bufs[*buf], &decl.shape, src, &mut self.outputs[*output], out_shape, dst)?;
+            }
+            Instr::HostCopy { input, output } => {
+                if prog.inputs[*input].dtype.is_int() {
+                    kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
+                }
+                self.outputs[*output] = self.inputs[*input].1.to_vec();
+            }
+            Instr::Copy { src, src_region, dst, dst_region } => {
+                let (s, d) = (&prog.buffers[*src], &prog.buffers[*dst]);
+                if src == dst {
+                    let from = self.bufs[*src].clone();
+                    copy_box(&from, &s.shape, src_region, &mut self.bufs[*dst], &d.shape, dst_region)?;
+                } else {
+                    let (from, to) = if src < dst {
+                        let (lo, hi) = self.bufs.split_at_mut(*dst);
+                        (&lo[*src], &mut hi[0])
+                    } else {
+                        let (lo, hi) = self.bufs.split_at_mut(*src);
+                        (&hi[0], &mut lo[*dst])
+                    };
+                    copy_box(from, &s.shape, src_region, to, &d.shape, dst_region)?;
+                }
+            }
+            Instr::Fill { buf, value } => {
+                self.bufs[*buf].fill(*value);
+                if prog.buffers[*buf].dtype.is_int() {
+                    kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
+                }
+            }
+            Instr::Kernel { op, inputs, output } => {
+                let out_decl = &prog.buffers[*output];
+                // The output array is taken out while the kernel writes it; an input that is
+                // the output itself reads a copy of its old contents.
+                let mut out = std::mem::take(&mut self.bufs[*output]);
+                let old = inputs.contains(output).then(|| out.clone());
+                {
+                    let arrays: Vec<kernels::Array<'_>> = inputs
+                        .iter()
+                        .map(|&b| {
+                            let data = if b == *output { old.as_deref().unwrap_or(&[]) } else { self.bufs[b].as_slice() };
+                            (prog.buffers[b].shape.as_slice(), data)
+                        })
+                        .collect();
+                    kernels::check_kernel_data(op, &arrays)?;
+                    kernels::run_into(op, &arrays, &out_decl.shape, &mut out);
+                }
+                self.bufs[*output] = out;
+                match op {
+                    KernelOp::Convert { scale } => self.convert(*scale, *output),
+                    KernelOp::Random { stream, offsets, shape } => {
+                        let values = kernels::random(self.seed, *stream, offsets, shape, &out_decl.shape);
+                        self.bufs[*output].copy_from_slice(&values);
+                    }
+                    _ => {}
+                }
+                if out_decl.dtype.is_int() {
+                    kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Sim<'a> {
+    fn new(program: &'a Program) -> Sim<'a> {
+        let nb = program.buffers.len();
+        Sim {
+            program,
+            elems: program
+                .buffers
+                .iter()
+                .map(|b| numel(&b.shape).unwrap_or(0))
+                .collect(),
+            core_free: FastMap::default(),
+            dma_free: FastMap::default(),
+            eject_free: FastMap::default(),
+            link_free: FastMap::default(),
+            chip_edge_free: FastMap::default(),
+            tile_edge_free: FastMap::default(),
+            dip_free: vec![0.0; program.target.dips as usize],
+            ready: vec![0.0; nb],
+            written: vec![0.0; nb],
+            read_done: vec![0.0; nb],
+            busy: BTreeMap::new(),
+            makespan: 0.0,
+            link_bytes: BTreeMap::new(),
+            mesh_bytes: 0,
+            copy_bytes: 0,
+            host_bytes: 0,
+            flops: 0,
+            timeline: Vec::new(),
+            total: Tally::default(),
+            per_op: vec![Tally::default(); program.op_names.len()],
         }
     }
 
@@ -675,7 +959,8 @@ impl<'a> Sim<'a> {
         let route = t.route(src, dst);
         let mut chip_edges: Vec<EdgeKey> = Vec::new();
         let mut tile_edges: Vec<EdgeKey> = Vec::new();
-        for l in &route {
+        let crosses_chips = t.chip_crossings(src, dst) > 0;
+        for l in route.iter().filter(|_| crosses_chips) {
             let (cf, ct) = (t.chip_of(&l.from), t.chip_of(&l.to));
             if cf != ct {
                 chip_edges.push((cf, ct));
@@ -737,98 +1022,23 @@ impl<'a> Sim<'a> {
         (start, done, end)
     }
 
-    fn step(&mut self, pc: usize, instr: &Instr) -> Result<(), RuntimeError> {
+    fn step(&mut self, pc: usize, instr: &Instr) {
         let prog = self.program;
         let t = &prog.target;
         match instr {
-            Instr::Alloc { buf } => {
-                if self.functional {
-                    self.bufs[*buf] = zeros(self.elems[*buf], &format!("buffer {buf}"))?;
-                }
-            }
-            Instr::Free { buf } => {
-                self.bufs[*buf] = Vec::new();
-            }
-            Instr::Load {
-                input,
-                src,
-                buf,
-                dst,
-            } => {
-                if self.functional {
-                    let (shape, data) = self.inputs[*input];
-                    let decl = &prog.buffers[*buf];
-                    copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
-                    if decl.dtype.is_int() {
-                        kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
-                    }
-                }
+            Instr::Alloc { .. } | Instr::Free { .. } | Instr::HostCopy { .. } => {}
+            Instr::Load { buf, dst, .. } => {
                 let bytes = self.bytes(*buf, dst.elements());
                 let end = self.on_dip(pc, "Load", self.read_done[*buf], bytes);
                 self.ready[*buf] = self.ready[*buf].max(end);
             }
-            Instr::Store {
-                buf,
-                src,
-                output,
-                dst,
-            } => {
-                if self.functional {
-                    let decl = &prog.buffers[*buf];
-                    let out_shape = &prog.outputs[*output].shape;
-                    copy_box(
-                        &self.bufs[*buf],
-                        &decl.shape,
-                        src,
-                        &mut self.outputs[*output],
-                        out_shape,
-                        dst,
-                    )?;
-                }
+            Instr::Store { buf, src, .. } => {
                 let bytes = self.bytes(*buf, src.elements());
                 let end = self.on_dip(pc, "Store", self.ready[*buf], bytes);
                 self.read_done[*buf] = self.read_done[*buf].max(end);
             }
-            Instr::HostCopy { input, output } => {
-                if self.functional {
-                    if prog.inputs[*input].dtype.is_int() {
-                        kernels::check_exact_ints(
-                            self.inputs[*input].1,
-                            &format!("input {input}"),
-                        )?;
-                    }
-                    self.outputs[*output] = self.inputs[*input].1.to_vec();
-                }
-            }
-            Instr::Copy {
-                src,
-                src_region,
-                dst,
-                dst_region,
-            } => {
+            Instr::Copy { src, src_region, dst, .. } => {
                 let (s, d) = (&prog.buffers[*src], &prog.buffers[*dst]);
-                if self.functional {
-                    if src == dst {
-                        let from = self.bufs[*src].clone();
-                        copy_box(
-                            &from,
-                            &s.shape,
-                            src_region,
-                            &mut self.bufs[*dst],
-                            &d.shape,
-                            dst_region,
-                        )?;
-                    } else {
-                        let (from, to) = if src < dst {
-                            let (lo, hi) = self.bufs.split_at_mut(*dst);
-                            (&lo[*src], &mut hi[0])
-                        } else {
-                            let (lo, hi) = self.bufs.split_at_mut(*src);
-                            (&hi[0], &mut lo[*dst])
-                        };
-                        copy_box(from, &s.shape, src_region, to, &d.shape, dst_region)?;
-                    }
-                }
                 let bytes = self.bytes(*src, src_region.elements());
                 let earliest = self.ready[*src]
                     .max(self.read_done[*dst])
@@ -845,14 +1055,8 @@ impl<'a> Sim<'a> {
                     self.read_done[*src] = self.read_done[*src].max(done);
                 }
             }
-            Instr::Fill { buf, value } => {
-                if self.functional {
-                    self.bufs[*buf].fill(*value);
-                }
+            Instr::Fill { buf, .. } => {
                 let decl = &prog.buffers[*buf];
-                if self.functional && decl.dtype.is_int() {
-                    kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
-                }
                 let bytes = self.bytes(*buf, self.elems[*buf]);
                 let earliest = self.ready[*buf].max(self.read_done[*buf]);
                 let sram = bytes as f64 / t.sram_store_bytes_per_s;
@@ -866,28 +1070,6 @@ impl<'a> Sim<'a> {
                     .iter()
                     .map(|&b| prog.buffers[b].shape.as_slice())
                     .collect();
-                if self.functional {
-                    let result = {
-                        let arrays: Vec<kernels::Array<'_>> = inputs
-                            .iter()
-                            .zip(&in_shapes)
-                            .map(|(&b, &s)| (s, self.bufs[b].as_slice()))
-                            .collect();
-                        kernels::check_kernel_data(op, &arrays)?;
-                        kernels::run(op, &arrays, &out_decl.shape, &self.bufs[*output])
-                    };
-                    self.bufs[*output] = result;
-                    match op {
-                        crate::KernelOp::Convert { scale } => self.convert(*scale, *output),
-                        crate::KernelOp::Random { stream, offsets, shape } => {
-                            self.bufs[*output] = kernels::random(self.seed, *stream, offsets, shape, &out_decl.shape);
-                        }
-                        _ => {}
-                    }
-                    if out_decl.dtype.is_int() {
-                        kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
-                    }
-                }
 
                 let flops = kernels::flops(op, &in_shapes, &out_decl.shape);
                 let mut read: u64 = inputs.iter().map(|&b| self.bytes(b, self.elems[b])).sum();
@@ -912,6 +1094,5 @@ impl<'a> Sim<'a> {
                 self.flops += flops;
             }
         }
-        Ok(())
     }
 }

@@ -272,6 +272,44 @@ fn reshape_unary_scale_and_batched_matmul() {
     }
 }
 
+/// The matmul kernel keeps blocks of the output in registers: every block shape (full 4 x 16
+/// and 4 x 8 tiles, single rows and columns at the edges) sums in k order from 0.0, bit for
+/// bit the reference; with `accumulate` it continues from the output's contents.
+#[test]
+fn tiled_matmul_sums_in_k_order() {
+    for &(m, k, n) in &[(1, 1, 1), (4, 3, 16), (5, 7, 8), (9, 33, 17), (13, 64, 40), (4, 0, 9)] {
+        let a = data(m * k, m + n);
+        let b = data(k * n, k + 1);
+        let out = run_kernel(
+            KernelOp::MatMul { accumulate: false },
+            &[(vec![m, k], a.clone()), (vec![k, n], b.clone())],
+            &[m, n],
+        );
+        assert_eq!(bits(&out), bits(&matmul_ref(&a, &b, m, k, n)), "{m}x{k}x{n}");
+    }
+    // Accumulating: k split into two steps gives the bits of the unsplit product.
+    let (m, k, n) = (6, 10, 19);
+    let (a, b) = (data(m * k, 1), data(k * n, 2));
+    let mut bld = Builder::new("core");
+    let (ia, ib) = (bld.input(&[m, 4]), bld.input(&[4, n]));
+    let (ja, jb) = (bld.input(&[m, k - 4]), bld.input(&[k - 4, n]));
+    let bufs: Vec<BufId> = [ia, ib, ja, jb].iter().map(|&i| bld.load_full(i, (0, 0))).collect();
+    let out = bld.buf((0, 0), &[m, n]);
+    for (x, y) in [(bufs[0], bufs[1]), (bufs[2], bufs[3])] {
+        bld.push(Instr::Kernel { op: KernelOp::MatMul { accumulate: true }, inputs: vec![x, y], output: out });
+    }
+    bld.store_full(out);
+    let cols = |v: &[f32], lo: usize, hi: usize| -> Vec<f32> { (0..m).flat_map(|i| v[i * k + lo..i * k + hi].to_vec()).collect() };
+    let ins = [
+        (vec![m, 4], cols(&a, 0, 4)),
+        (vec![4, n], b[..4 * n].to_vec()),
+        (vec![m, k - 4], cols(&a, 4, k)),
+        (vec![k - 4, n], b[4 * n..].to_vec()),
+    ];
+    let (outs, _) = run(&bld.p, &ins).expect("runs");
+    assert_eq!(bits(&outs[0].data), bits(&matmul_ref(&a, &b, m, k, n)));
+}
+
 #[test]
 fn fill_and_copy_between_boxes() {
     let mut b = Builder::new("d1:1x3");

@@ -1,0 +1,88 @@
+//! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
+//!
+//! ```text
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--runs 3] [--timing-only]
+//! ```
+//!
+//! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
+//! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
+//! then of each simulated run on random inputs (integer inputs get zeros), and the checksum
+//! of the outputs (equal checksums: bit-identical results).
+
+use std::time::Instant;
+
+use dojo_passes::driver::compile_graph;
+use dojo_passes::interp::random_data;
+use dojo_runtime::Device;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut path = None;
+    let mut mesh = "d1".to_string();
+    let mut runs = 3usize;
+    let mut timing_only = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--mesh" => mesh = it.next().expect("--mesh NAME").clone(),
+            "--runs" => runs = it.next().and_then(|s| s.parse().ok()).expect("--runs N"),
+            "--timing-only" => timing_only = true,
+            p => path = Some(p.to_string()),
+        }
+    }
+    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--runs N] [--timing-only]");
+    let json = std::fs::read_to_string(&path).expect("read graph");
+    let options = format!(r#"{{"mesh": "{mesh}"}}"#);
+
+    let t0 = Instant::now();
+    let graph = match compile_graph(&json, &options) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("compile failed: {e}");
+            return;
+        }
+    };
+    let compile_s = t0.elapsed().as_secs_f64();
+    println!("compile {:.3} s (Program {} instructions, JSON {} bytes)", compile_s, graph.program().instrs.len(), graph.program_json.len());
+    for (stage, s) in &graph.timings {
+        println!("  {:<16} {:8.2} ms", stage, s * 1e3);
+    }
+
+    let program = graph.program();
+    let data: Vec<Vec<f32>> = program
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let n: usize = d.shape.iter().product();
+            if d.dtype.is_int() {
+                vec![0.0; n]
+            } else {
+                random_data(n, i as u64)
+            }
+        })
+        .collect();
+    let inputs: Vec<(&[usize], &[f32])> = program.inputs.iter().zip(&data).map(|(d, v)| (d.shape.as_slice(), v.as_slice())).collect();
+    for r in 0..runs {
+        let t = Instant::now();
+        if timing_only {
+            let p = dojo_runtime::SimMesh::timing_only().time(program).expect("time");
+            println!("run {r}: {:.3} s timing-only (simulated {:.3e} s)", t.elapsed().as_secs_f64(), p.simulated_seconds);
+            continue;
+        }
+        let (outs, _) = dojo_runtime::SimMesh::new().execute(program, &inputs).expect("execute");
+        let execute_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let result = graph.run(&inputs).expect("run");
+        let wall = t.elapsed().as_secs_f64();
+        assert_eq!(outs.len(), result.outputs.len());
+        println!("  SimMesh::execute {execute_s:.3} s");
+        let mut sum = 0u64;
+        for o in &result.outputs {
+            for x in &o.data {
+                sum = sum.wrapping_mul(31).wrapping_add(u64::from(x.to_bits()));
+            }
+        }
+        println!("run {r}: {:.3} s (simulated {:.3e} s, checksum {sum:016x})", wall, result.profile.simulated_seconds);
+    }
+}
