@@ -21,18 +21,20 @@ fn main() {
     let mut mesh = "d1".to_string();
     let mut runs = 3usize;
     let mut timing_only = false;
+    let mut precision = "fp32".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--mesh" => mesh = it.next().expect("--mesh NAME").clone(),
             "--runs" => runs = it.next().and_then(|s| s.parse().ok()).expect("--runs N"),
             "--timing-only" => timing_only = true,
+            "--precision" => precision = it.next().expect("--precision POLICY").clone(),
             p => path = Some(p.to_string()),
         }
     }
-    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--runs N] [--timing-only]");
+    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--runs N] [--timing-only]");
     let json = std::fs::read_to_string(&path).expect("read graph");
-    let options = format!(r#"{{"mesh": "{mesh}"}}"#);
+    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}"}}"#);
 
     let t0 = Instant::now();
     let graph = match compile_graph(&json, &options) {
