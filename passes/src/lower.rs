@@ -552,8 +552,9 @@ impl<'a> Lowering<'a> {
             resident += (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
         }
         let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
-        // Double-buffered operand slices plus the accumulator and its update.
-        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + 2 * er * mb * nb;
+        // Double-buffered operand slices plus the accumulator (each step after the first
+        // accumulates into it in place: emission reuses a dying accumulator's buffers).
+        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + er * mb * nb;
         let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
