@@ -253,7 +253,7 @@ impl<'a> Lowering<'a> {
             gr = grid_for(shape[r], self.max_block.0);
         }
         let origin = loop {
-            let shard: usize = shape.iter().zip(&split).map(|(&n, &s)| if s == ROWS { n.div_ceil(gr as usize) } else if s == COLS { n.div_ceil(gc as usize) } else { n }).product();
+            let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(shape);
             match self.block_origin(gr, gc, 4 * shard as u64) {
                 Some(c) => break c,
                 None if gr > 1 || gc > 1 => {

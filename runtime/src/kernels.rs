@@ -401,18 +401,15 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
     }
 }
 
-/// `KernelOp::Random`: uniform values in `[0, 1)` for the box at `offsets` (of size
-/// `out_shape`) of a tensor of `shape`, from `(seed, stream, row-major index)` only.
-pub(crate) fn random(seed: u64, stream: u64, offsets: &[usize], shape: &[usize], out_shape: &[usize]) -> Vec<f32> {
-    let n = numel(out_shape).unwrap_or(0);
+/// `KernelOp::Random`: writes into `out` the uniform values in `[0, 1)` of the box at
+/// `offsets` (of size `out_shape`) of a tensor of `shape`, from `(seed, stream, row-major index)`.
+pub(crate) fn random_into(seed: u64, stream: u64, offsets: &[usize], shape: &[usize], out_shape: &[usize], out: &mut [f32]) {
     let (st, ost) = (strides(shape), strides(out_shape));
     let key = stream_key(seed, stream);
-    (0..n)
-        .map(|j| {
-            let k: usize = (0..out_shape.len()).map(|d| (offsets[d] + (j / ost[d]) % out_shape[d]) * st[d]).sum();
-            uniform(key, k as u64)
-        })
-        .collect()
+    for (j, slot) in out.iter_mut().enumerate() {
+        let k: usize = (0..out_shape.len()).map(|d| (offsets[d] + (j / ost[d]) % out_shape[d]) * st[d]).sum();
+        *slot = uniform(key, k as u64);
+    }
 }
 
 /// The uniform value of element `k` of the random stream `key` (24 random bits).

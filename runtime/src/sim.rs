@@ -823,8 +823,7 @@ impl<'a> Data<'a> {
                 match op {
                     KernelOp::Convert { scale } => self.convert(*scale, *output),
                     KernelOp::Random { stream, offsets, shape } => {
-                        let values = kernels::random(self.seed, *stream, offsets, shape, &out_decl.shape);
-                        self.bufs[*output].copy_from_slice(&values);
+                        kernels::random_into(self.seed, *stream, offsets, shape, &out_decl.shape, &mut self.bufs[*output]);
                     }
                     _ => {}
                 }
