@@ -32,6 +32,120 @@ pub fn map_arity(func_name: &str) -> Option<usize> {
     }
 }
 
+/// An operand of one step of a fused elementwise expression.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FusedOperand {
+    /// The op's operand `i` (text `x<i>`).
+    Input(usize),
+    /// The value of earlier step `j` (text `t<j>`).
+    Step(usize),
+    /// A constant (a float literal).
+    Const(f64),
+}
+
+/// One step: a `d1.map` function (`UNARY`, `BINARY`, `COMPARE` or `select`) of its operands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedStep {
+    pub f: &'static str,
+    pub args: Vec<FusedOperand>,
+}
+
+/// The body of `dojo.fused` and `d1.map {fn = "fused"}`: elementwise steps in order, the last
+/// one being the result, in the `expr` attribute as text: `mul(x0,0.5);add(t0,x1);relu(t1)`.
+/// All values are f32 per element (a comparison gives 1.0 or 0.0, as the `d1.map` comparisons
+/// do), and every step computes what the op of the same name computes, so fusing a chain of
+/// ops changes no bits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FusedExpr {
+    pub steps: Vec<FusedStep>,
+}
+
+impl FusedExpr {
+    /// Parses and checks the text form: known functions with their arity, each `t<j>` an
+    /// earlier step, at least one step.
+    pub fn parse(text: &str) -> Result<FusedExpr, String> {
+        let mut steps = Vec::new();
+        for (i, step) in text.split(';').enumerate() {
+            let step = step.trim();
+            let (name, rest) = step.split_once('(').ok_or(format!("step {i} '{step}' is not f(args)"))?;
+            let body = rest.strip_suffix(')').ok_or(format!("step {i} '{step}' does not end with ')'"))?;
+            let f = UNARY
+                .iter()
+                .chain(BINARY)
+                .chain(COMPARE)
+                .chain(&["select"])
+                .find(|f| **f == name.trim())
+                .copied()
+                .ok_or(format!("step {i}: unknown function '{}'", name.trim()))?;
+            let mut args = Vec::new();
+            for a in body.split(',').map(str::trim) {
+                let index = |p: &str| a.strip_prefix(p).and_then(|n| n.parse::<usize>().ok());
+                args.push(if let Some(k) = index("x") {
+                    FusedOperand::Input(k)
+                } else if let Some(j) = index("t") {
+                    if j >= i {
+                        return Err(format!("step {i} uses t{j}, which is not an earlier step"));
+                    }
+                    FusedOperand::Step(j)
+                } else {
+                    FusedOperand::Const(a.parse::<f64>().map_err(|_| format!("step {i}: bad operand '{a}' (x<i>, t<j> or a number)"))?)
+                });
+            }
+            let n = map_arity(f).unwrap_or(0);
+            if args.len() != n {
+                return Err(format!("step {i}: {f} takes {n} operand(s), got {}", args.len()));
+            }
+            steps.push(FusedStep { f, args });
+        }
+        Ok(FusedExpr { steps })
+    }
+
+    /// One more than the largest input index used (0 when no input is used).
+    pub fn inputs(&self) -> usize {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.args)
+            .filter_map(|a| match a {
+                FusedOperand::Input(k) => Some(k + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl std::fmt::Display for FusedExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.steps.iter().enumerate() {
+            if i > 0 {
+                f.write_str(";")?;
+            }
+            write!(f, "{}(", s.f)?;
+            for (j, a) in s.args.iter().enumerate() {
+                if j > 0 {
+                    f.write_str(",")?;
+                }
+                match a {
+                    FusedOperand::Input(k) => write!(f, "x{k}")?,
+                    FusedOperand::Step(k) => write!(f, "t{k}")?,
+                    FusedOperand::Const(c) => write!(f, "{c:?}")?,
+                }
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `expr` of a fused op, checked against its operand count.
+fn fused_expr(op: &Op) -> Result<FusedExpr, String> {
+    let e = FusedExpr::parse(str_attr(op, "expr")?).map_err(|e| format!("bad 'expr': {e}"))?;
+    if e.inputs() > op.operands.len() {
+        return Err(format!("'expr' reads x{} but the op has {} operand(s)", e.inputs() - 1, op.operands.len()));
+    }
+    Ok(e)
+}
+
 /// NumPy broadcasting of shapes (right-aligned, size 1 stretches).
 pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, String> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -186,6 +300,19 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             expect_shape("result", &r.shape, &want)?;
             same_elem("operands", a, b)?;
             same_elem("result", a, r)
+        }
+        "fused" => {
+            fused_expr(op)?;
+            if op.operands.is_empty() || op.num_results != 1 {
+                return Err("dojo.fused takes one or more operands and has one result".into());
+            }
+            let shapes = (0..op.operands.len()).map(|i| tensor_of(func, op, i).map(|t| t.shape.as_slice())).collect::<Result<Vec<_>, _>>()?;
+            let r = result_of(func, op, 0)?;
+            expect_shape("result", &r.shape, &broadcast_shapes(&shapes)?)?;
+            if r.elem != ElemType::F32 {
+                return Err(format!("a fused result is f32, not {}", r.elem));
+            }
+            Ok(())
         }
         "cmp" => {
             arity(op, 2, 1)?;
@@ -478,7 +605,12 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
         }
         "map" => {
             let f = str_attr(op, "fn")?;
-            let n = map_arity(f).ok_or(format!("unknown map function '{f}'"))?;
+            let n = if f == "fused" {
+                fused_expr(op)?;
+                op.operands.len().max(1)
+            } else {
+                map_arity(f).ok_or(format!("unknown map function '{f}'"))?
+            };
             arity(op, n, 1)?;
             let mut shapes = Vec::new();
             for i in 0..n {

@@ -6,10 +6,10 @@
 //! source shard that overlaps it sends the overlap from its nearest replica. An accumulating
 //! `d1.matmul` updates its accumulator's buffers in place when the accumulator dies there.
 
-use dojo_compiler::dialect::{host_values, layout_of};
+use dojo_compiler::dialect::{host_values, layout_of, FusedExpr, FusedOperand};
 use dojo_compiler::layout::Region as IrRegion;
 use dojo_compiler::{Attr, CFloatFormat, ElemType, Func, Layout, Module, PassError, TensorType, Value};
-use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, Instr, KernelOp, Region, ScaleDecl, TensorDecl, UnaryOp};
+use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, FusedArg, FusedFn, FusedStep, Instr, KernelOp, Region, ScaleDecl, TensorDecl, UnaryOp};
 use dojo_runtime::{CoreId, Program, Target};
 use std::collections::HashMap;
 
@@ -52,6 +52,34 @@ fn decl(t: &TensorType) -> Result<TensorDecl, PassError> {
 
 fn region_of(r: &IrRegion) -> Region {
     Region::new(r.offsets.clone(), r.sizes.clone())
+}
+
+/// The `Fused` kernel of a fused map's `expr`: each step the kernel of its function.
+fn fused_kernel(expr: &str) -> Result<KernelOp, String> {
+    let e = FusedExpr::parse(expr)?;
+    let steps = e
+        .steps
+        .iter()
+        .map(|s| {
+            let f = match kernel_for(s.f) {
+                Some(KernelOp::Unary { op }) => FusedFn::Unary(op),
+                Some(KernelOp::Binary { op }) => FusedFn::Binary(op),
+                Some(KernelOp::Select) => FusedFn::Select,
+                _ => return Err(format!("no fused step for '{}'", s.f)),
+            };
+            let args = s
+                .args
+                .iter()
+                .map(|a| match *a {
+                    FusedOperand::Input(k) => FusedArg::Input(k),
+                    FusedOperand::Step(j) => FusedArg::Step(j),
+                    FusedOperand::Const(c) => FusedArg::Const(c as f32),
+                })
+                .collect();
+            Ok(FusedStep { f, args })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(KernelOp::Fused { steps })
 }
 
 fn kernel_for(f: &str) -> Option<KernelOp> {
@@ -290,6 +318,9 @@ impl<'a> Emitter<'a> {
                     let kernel = match op.name.as_str() {
                         "d1.map" if op.attr("fn").and_then(Attr::as_str) == Some("convert") && dtype(self.tensor(r)?.elem)?.storage_format().is_some() => {
                             self.scale_for(op, &self.tensor(r)?)?
+                        }
+                        "d1.map" if op.attr("fn").and_then(Attr::as_str) == Some("fused") => {
+                            fused_kernel(op.attr("expr").and_then(Attr::as_str).unwrap_or("")).map_err(PassError::Invalid)?
                         }
                         "d1.map" => {
                             let f = op.attr("fn").and_then(Attr::as_str).unwrap_or("");

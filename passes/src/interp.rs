@@ -3,7 +3,7 @@
 //! It defines what a graph means independently of placement, so tests can run the IR before
 //! lowering here and the emitted Program on the simulator, and compare (bools are 0.0/1.0).
 
-use dojo_compiler::dialect::broadcast_shapes;
+use dojo_compiler::dialect::{broadcast_shapes, FusedExpr, FusedOperand};
 use dojo_compiler::{Attr, ElemType, Func, Value};
 
 /// A dense row-major array.
@@ -273,6 +273,32 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                         data[dst] = x;
                     }
                     at += a.shape[dim];
+                }
+                Array { shape: rt.shape.clone(), data }
+            }
+            "fused" => {
+                let expr = FusedExpr::parse(op.attr("expr").and_then(Attr::as_str).unwrap_or("")).map_err(|e| format!("op #{i}: {e}"))?;
+                let ins = (0..op.operands.len()).map(get).collect::<Result<Vec<_>, _>>()?;
+                let idx: Vec<Vec<usize>> = ins.iter().map(|a| broadcast_index(&a.shape, &rt.shape)).collect();
+                let mut t = vec![0.0f32; expr.steps.len()];
+                let mut data = Vec::with_capacity(n);
+                for e in 0..n {
+                    for (j, step) in expr.steps.iter().enumerate() {
+                        let arg = |a: &FusedOperand| match *a {
+                            FusedOperand::Input(k) => ins[k].data[idx[k][e]],
+                            FusedOperand::Step(s) => t[s],
+                            FusedOperand::Const(c) => c as f32,
+                        };
+                        let v: Vec<f32> = step.args.iter().map(arg).collect();
+                        t[j] = match v.as_slice() {
+                            &[x] => unary(step.f, x),
+                            &[a, b] => binary(step.f, a, b),
+                            &[c, a, b] => Some(if c != 0.0 { a } else { b }),
+                            _ => None,
+                        }
+                        .ok_or(format!("op #{i}: no function '{}'", step.f))?;
+                    }
+                    data.push(t[expr.steps.len() - 1]);
                 }
                 Array { shape: rt.shape.clone(), data }
             }

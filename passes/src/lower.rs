@@ -463,6 +463,14 @@ impl<'a> Lowering<'a> {
                 Ok(Val::Mesh(self.emit(kind, ins, op.attrs.clone(), rt, out)))
             }
             k if map_arity(k).is_some() => self.elementwise(k, &op.operands, None, rt),
+            "fused" => {
+                let v = self.elementwise("fused", &op.operands, None, rt)?;
+                if let (Some(e), Some(last)) = (op.attr("expr"), self.out.ops.last_mut()) {
+                    last.attrs.push(("expr".to_string(), e.clone()));
+                    last.attrs.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                Ok(v)
+            }
             other => Err(PassError::Invalid(format!("no lowering for 'dojo.{other}' yet"))),
         }
     }

@@ -5,7 +5,7 @@
 //! before it calls them. NaN and infinities propagate as in eager PyTorch; nothing here
 //! rejects a value.
 
-use crate::program::{BinaryOp, KernelOp, UnaryOp};
+use crate::program::{BinaryOp, FusedArg, FusedFn, FusedStep, KernelOp, UnaryOp};
 use crate::shape::{broadcast_strides, for_each_row, numel, strides};
 
 /// One input array: its shape and row-major data.
@@ -58,6 +58,7 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
                 }
             });
         }
+        KernelOp::Fused { steps } => fused(steps, ins, out_shape, out),
         KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             let (shape, data) = ins[0];
             let is_max = matches!(op, KernelOp::ReduceMax { .. });
@@ -151,6 +152,7 @@ pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
         | KernelOp::Scale { .. }
         | KernelOp::Binary { .. }
         | KernelOp::Select
+        | KernelOp::Fused { .. }
         | KernelOp::ReduceSum { .. }
         | KernelOp::ReduceMax { .. }
         | KernelOp::Transpose { .. }
@@ -162,6 +164,60 @@ pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
         | KernelOp::Pad { .. }
         | KernelOp::Convert { .. }
         | KernelOp::Random { .. } => true,
+    }
+}
+
+/// Output elements a fused kernel evaluates at a time: every step runs over one chunk (the
+/// functions of the `Unary`/`Binary`/`Select` kernels on the same values, so the bits equal
+/// those of the unfused chain).
+const FUSED_CHUNK: usize = 256;
+
+fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut [f32]) {
+    // Inputs of another shape are broadcast to the output's once (shards are small).
+    let wide: Vec<Option<Vec<f32>>> = ins
+        .iter()
+        .map(|&(shape, data)| {
+            (shape != out_shape).then(|| {
+                let mut full = vec![0.0f32; out.len()];
+                gather_strided(data, 0, out_shape, &broadcast_strides(shape, out_shape), &mut full);
+                full
+            })
+        })
+        .collect();
+    let input = |k: usize| -> &[f32] { wide[k].as_deref().unwrap_or(ins[k].1) };
+    let mut vals = vec![[0.0f32; FUSED_CHUNK]; steps.len()];
+    let mut start = 0;
+    while start < out.len() {
+        let len = FUSED_CHUNK.min(out.len() - start);
+        for (i, step) in steps.iter().enumerate() {
+            let (done, rest) = vals.split_at_mut(i);
+            let dst = &mut rest[0][..len];
+            let arg = |a: FusedArg, j: usize| match a {
+                FusedArg::Input(k) => input(k)[start + j],
+                FusedArg::Step(s) => done[s][j],
+                FusedArg::Const(c) => c,
+            };
+            match (step.f, step.args.as_slice()) {
+                (FusedFn::Unary(op), &[x]) => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = unary(op, arg(x, j));
+                    }
+                }
+                (FusedFn::Binary(op), &[a, b]) => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = binary(op, arg(a, j), arg(b, j));
+                    }
+                }
+                (FusedFn::Select, &[c, a, b]) => {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = if arg(c, j) != 0.0 { arg(a, j) } else { arg(b, j) };
+                    }
+                }
+                _ => unreachable!("check_kernel checks every step's arity"),
+            }
+        }
+        out[start..start + len].copy_from_slice(&vals[steps.len() - 1][..len]);
+        start += len;
     }
 }
 
@@ -398,6 +454,8 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Convert { .. }
         | KernelOp::Random { .. } => out,
         KernelOp::ReduceSum { .. } | KernelOp::ReduceMax { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
+        // One per output element per arithmetic step (a select moves, it does not compute).
+        KernelOp::Fused { steps } => out * steps.iter().filter(|s| s.f != FusedFn::Select).count() as u64,
     }
 }
 

@@ -227,6 +227,48 @@ pub enum BinaryOp {
     Ge,
 }
 
+/// The function of one step of a [`KernelOp::Fused`] kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FusedFn {
+    /// One operand.
+    Unary(UnaryOp),
+    /// Two operands.
+    Binary(BinaryOp),
+    /// `[cond, a, b]`: `cond != 0 ? a : b`.
+    Select,
+}
+
+impl FusedFn {
+    /// How many operands the function takes.
+    pub fn arity(self) -> usize {
+        match self {
+            FusedFn::Unary(_) => 1,
+            FusedFn::Binary(_) => 2,
+            FusedFn::Select => 3,
+        }
+    }
+}
+
+/// An operand of one step of a [`KernelOp::Fused`] kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FusedArg {
+    /// The kernel's input `i` (broadcast to the output shape).
+    Input(usize),
+    /// The value of an earlier step.
+    Step(usize),
+    /// A constant.
+    Const(#[serde(with = "json_f32")] f32),
+}
+
+/// One step of a [`KernelOp::Fused`] kernel: `f(args)` for every output element.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FusedStep {
+    /// The function.
+    pub f: FusedFn,
+    /// Its operands.
+    pub args: Vec<FusedArg>,
+}
+
 /// A compute kernel on one core. Inputs and output are whole local buffers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum KernelOp {
@@ -252,6 +294,15 @@ pub enum KernelOp {
     },
     /// Inputs `[cond, a, b]` broadcast to the output: `out = cond != 0 ? a : b`.
     Select,
+    /// A chain of elementwise functions in one pass over the output: each step computes one
+    /// value per output element from inputs (broadcast to the output shape), constants and
+    /// earlier steps, exactly as the `Unary`/`Binary`/`Select` kernel of that function would;
+    /// the last step is the output. Intermediate values never leave the core's registers, so
+    /// SRAM sees each input read once and the output written once.
+    Fused {
+        /// The steps, in order (at least one; a step uses only earlier steps).
+        steps: Vec<FusedStep>,
+    },
     /// Sum over `dims`; the output keeps the rank with the reduced dimensions of size 1.
     /// Summation runs in row-major order of the input.
     ReduceSum {
@@ -346,6 +397,7 @@ impl KernelOp {
             KernelOp::Unary { op } => format!("Unary({op:?})"),
             KernelOp::Binary { op } => format!("Binary({op:?})"),
             KernelOp::Select => "Select".to_string(),
+            KernelOp::Fused { steps } => format!("Fused({})", steps.len()),
             KernelOp::ReduceSum { .. } => "ReduceSum".to_string(),
             KernelOp::ReduceMax { .. } => "ReduceMax".to_string(),
             KernelOp::Transpose { .. } => "Transpose".to_string(),
@@ -998,6 +1050,28 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
                         show(s),
                         show(out)
                     ));
+                }
+            }
+        }
+        KernelOp::Fused { steps } => {
+            if ins.is_empty() || steps.is_empty() {
+                return Err("a fused kernel needs at least one input and one step".into());
+            }
+            for (k, s) in ins.iter().enumerate() {
+                if !broadcasts_to(s, out) {
+                    return Err(format!("input {k} of shape {} does not broadcast to the output shape {}", show(s), show(out)));
+                }
+            }
+            for (i, step) in steps.iter().enumerate() {
+                if step.args.len() != step.f.arity() {
+                    return Err(format!("step {i}: {:?} takes {} operand(s), got {}", step.f, step.f.arity(), step.args.len()));
+                }
+                for a in &step.args {
+                    match *a {
+                        FusedArg::Input(k) if k >= ins.len() => return Err(format!("step {i} reads input {k} of {}", ins.len())),
+                        FusedArg::Step(j) if j >= i => return Err(format!("step {i} reads step {j}, which is not an earlier step")),
+                        _ => {}
+                    }
                 }
             }
         }
