@@ -1,7 +1,7 @@
 //! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
 //!
 //! ```text
-//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--runs 3] [--timing-only]
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--egraph] [--runs 3] [--timing-only]
 //! ```
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
@@ -22,6 +22,8 @@ fn main() {
     let mut runs = 3usize;
     let mut timing_only = false;
     let mut precision = "fp32".to_string();
+    let mut egraph = false;
+    let mut ops = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -29,12 +31,14 @@ fn main() {
             "--runs" => runs = it.next().and_then(|s| s.parse().ok()).expect("--runs N"),
             "--timing-only" => timing_only = true,
             "--precision" => precision = it.next().expect("--precision POLICY").clone(),
+            "--egraph" => egraph = true,
+            "--ops" => ops = true,
             p => path = Some(p.to_string()),
         }
     }
-    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--runs N] [--timing-only]");
+    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--egraph] [--runs N] [--timing-only]");
     let json = std::fs::read_to_string(&path).expect("read graph");
-    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}"}}"#);
+    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}}}"#);
 
     let t0 = Instant::now();
     let graph = match compile_graph(&json, &options) {
@@ -70,6 +74,23 @@ fn main() {
         if timing_only {
             let p = dojo_runtime::SimMesh::timing_only().time(program).expect("time");
             println!("run {r}: {:.3} s timing-only (simulated {:.3e} s)", t.elapsed().as_secs_f64(), p.simulated_seconds);
+            if ops {
+                // Simulated seconds per op kind (summed over ops; they overlap in time).
+                let mut kinds: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+                for o in &p.ops {
+                    let e = kinds.entry(o.name.split(' ').next().unwrap_or("").to_string()).or_default();
+                    e.0 += 1;
+                    e.1 += o.simulated_seconds;
+                }
+                if let Ok(pat) = std::env::var("OPS_MATCH") {
+                    for o in p.ops.iter().filter(|o| o.name.contains(&pat)) {
+                        println!("    {:<24} {:9.3} .. {:9.3} us  {:8.3} us  {} instrs", o.name, o.start_s * 1e6, o.end_s * 1e6, o.simulated_seconds * 1e6, o.instructions);
+                    }
+                }
+                for (k, (n, s)) in kinds {
+                    println!("  {k:<20} {n:5} ops {:10.3} us", s * 1e6);
+                }
+            }
             continue;
         }
         let (outs, _) = dojo_runtime::SimMesh::new().execute(program, &inputs).expect("execute");

@@ -23,15 +23,28 @@
 //! - **Cost** ([`CostModel`]): an analytical approximation of what `lower-to-d1` makes of each
 //!   op on the target (the default placement's core count, the FP32 rate, SRAM and link
 //!   bandwidth, per-op latency), all read from `dojo_runtime::Target`.
+//! - **Fusion** (`fuse-elementwise`, a searcher/applier pair rather than a pattern): an
+//!   elementwise node (a map, `dojo.select`, or a fused node) absorbs the elementwise nodes
+//!   that produce its operands (maps, selects, comparisons of f32 values, fused nodes) into a
+//!   `fused` node — one `dojo.fused {expr}` kernel, one pass over SRAM; splat constants become
+//!   literals and equal steps are computed once. The extractor decides what to fuse: a value
+//!   used elsewhere too is either recomputed inside the kernel or read from SRAM, whichever the
+//!   cost model says is cheaper; a broadcast operand costs its own realignment.
+//! - **Order**: the rebuilt function computes classes in the input's op order (new ones right
+//!   before their first consumer): program order is what the mesh's list scheduling follows.
 //!
-//! Not here yet: fusion epilogues (the lowering has no fused kernel to run them) and
-//! batch-norm folding into convolution weights. The greedy DAG extraction is quadratic in the
+//! Not here yet: epilogues fused into the matmul kernel itself and batch-norm folding into
+//! convolution weights. The cost model estimates each op on its default placement; it does
+//! not see where `lower-to-d1` really puts tensors, so a rewrite it scores as a gain can
+//! simulate a little slower (GPT-2's forward: 3.6 % with `reshape-reshape`, placement
+//! shifts of tiny index tensors). The greedy DAG extraction is quadratic in the
 //! depth of the graph (each class carries the set of classes below it): about 1 s for a
 //! 900-op chain in a debug build, so it is bounded by `time_ms` too and falls back to the
 //! greedy tree extraction when it runs out (as with every limit, output then depends on time).
 
 use crate::lower::{MAX_BLOCK_EDGE, MIN_SHARD_EDGE};
-use dojo_compiler::dialect::{broadcast_shapes, check_perm, BINARY, UNARY};
+use dojo_compiler::dialect::{broadcast_shapes, check_perm, FusedExpr, FusedOperand, FusedStep, BINARY, UNARY};
+use dojo_compiler::layout::{reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
 use egg::{define_language, Applier, EGraph, Id, Language, MultiPattern, Pattern, Rewrite, Runner, Subst, Var};
@@ -81,6 +94,24 @@ pub struct Ints(pub Vec<i64>);
 /// Leaf data: a scalar (a constant's value), compared bitwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Scalar(pub u64);
+
+/// Leaf data: the body of a fused elementwise node, in `dialect::FusedExpr`'s canonical text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expr(pub String);
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e:{}", self.0)
+    }
+}
+
+impl FromStr for Expr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Expr, String> {
+        let text = s.strip_prefix("e:").ok_or("not an expression")?;
+        Ok(Expr(FusedExpr::parse(text)?.to_string()))
+    }
+}
 
 /// Leaf data: a tensor type (a constant's type).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -198,6 +229,8 @@ define_language! {
         Arg(ArgIx),
         // (f x) / (f a b) for f in dialect::UNARY / BINARY
         Map(Fun, Vec<Id>),
+        // a chain of elementwise steps over its operands in one kernel (`dojo.fused`)
+        Fused(Expr, Vec<Id>),
         // any other op, kept whole
         Opaque(OpRef, Vec<Id>),
     }
@@ -363,6 +396,14 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
                 };
                 tensor(TensorType::new(shape, a.elem), splat)
             }
+        }
+        Node::Fused(e, args) => {
+            let expr = FusedExpr::parse(&e.0)?;
+            if args.is_empty() || expr.inputs() > args.len() {
+                return Err(format!("fused: {} operand(s) for an expression of {}", args.len(), expr.inputs()));
+            }
+            let shapes = (0..args.len()).map(|i| t(i).map(|t| t.shape.as_slice())).collect::<Result<Vec<_>, _>>()?;
+            tensor(TensorType::new(broadcast_shapes(&shapes)?, ElemType::F32), None)
         }
         Node::Opaque(k, _) => {
             let op = an.ops.get(k.0 as usize).ok_or("unknown opaque op")?;
@@ -596,6 +637,176 @@ impl MergeMatmuls {
     }
 }
 
+// ---- fusion: elementwise chains into one kernel ----
+
+/// The most steps and operands one fused kernel takes.
+const MAX_FUSED_STEPS: usize = 24;
+const MAX_FUSED_INPUTS: usize = 8;
+
+/// The name of the fusion rule (it is not a pattern: [`FuseSearcher`] finds its matches).
+const FUSE: &str = "fuse-elementwise";
+
+/// An elementwise expression over operand classes.
+type Elementwise = (Vec<FusedStep>, Vec<Id>);
+
+/// `node` as an elementwise expression over its operands' classes, if it is one: a map, a
+/// fused node, `dojo.select`, or `dojo.cmp` of f32 operands (opaque ops of the language).
+fn as_expr(eg: &EG, node: &Node) -> Option<Elementwise> {
+    let inputs = |n: usize| (0..n).map(FusedOperand::Input).collect::<Vec<_>>();
+    match node {
+        Node::Map(f, kids) => Some((vec![FusedStep { f: f.name(), args: inputs(kids.len()) }], kids.clone())),
+        Node::Fused(e, kids) => Some((FusedExpr::parse(&e.0).ok()?.steps, kids.clone())),
+        Node::Opaque(k, kids) => {
+            let op = eg.analysis.ops.get(k.0 as usize)?;
+            let f32_kids = kids.iter().all(|&c| type_of(eg, c).is_some_and(|t| t.elem == ElemType::F32));
+            let f = match op.name.as_str() {
+                "dojo.select" if kids.len() == 3 => "select",
+                "dojo.cmp" if kids.len() == 2 && f32_kids => {
+                    let p = op.attrs.iter().find(|(n, _)| n == "predicate").and_then(|(_, a)| a.as_str())?;
+                    dojo_compiler::dialect::COMPARE.iter().find(|c| **c == p)?
+                }
+                _ => return None,
+            };
+            Some((vec![FusedStep { f, args: inputs(kids.len()) }], kids.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The elementwise nodes of class `c` that may be inlined into a consumer, largest first:
+/// maps, fused nodes, selects with an f32 result and comparisons (their i1 result is 1.0/0.0
+/// inside a fused kernel, as on the mesh).
+fn producers(eg: &EG, c: Id) -> Vec<Elementwise> {
+    let Some(t) = type_of(eg, c) else { return vec![] };
+    if !matches!(t.elem, ElemType::F32 | ElemType::I1) {
+        return vec![];
+    }
+    let mut v: Vec<Elementwise> = eg[c].nodes.iter().filter_map(|n| as_expr(eg, n)).collect();
+    v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    v
+}
+
+/// `outer` with its input `k` replaced by the steps of `inner`.
+fn inline(outer: &Elementwise, k: usize, inner: &Elementwise) -> Elementwise {
+    let n = outer.1.len();
+    let m = inner.0.len();
+    let mut steps: Vec<FusedStep> = inner
+        .0
+        .iter()
+        .map(|s| FusedStep {
+            f: s.f,
+            args: s.args.iter().map(|a| if let FusedOperand::Input(j) = *a { FusedOperand::Input(n + j) } else { *a }).collect(),
+        })
+        .collect();
+    steps.extend(outer.0.iter().map(|s| FusedStep {
+        f: s.f,
+        args: s
+            .args
+            .iter()
+            .map(|a| match *a {
+                FusedOperand::Input(j) if j == k => FusedOperand::Step(m - 1),
+                FusedOperand::Step(j) => FusedOperand::Step(j + m),
+                other => other,
+            })
+            .collect(),
+    }));
+    (steps, outer.1.iter().chain(&inner.1).copied().collect())
+}
+
+/// The canonical fused node of an expression with result type `rt`: splat constants become
+/// literals (unless the rest would not broadcast to `rt`), equal and unused inputs go,
+/// inputs are numbered in order of first use. None if it is over the kernel limits.
+fn fused_node(eg: &EG, (mut steps, inputs): Elementwise, rt: &TensorType) -> Option<Node> {
+    let inputs: Vec<Id> = inputs.iter().map(|&c| eg.find(c)).collect();
+    let splat = |c: Id| splat_of(eg, c).filter(|_| type_of(eg, c).is_some_and(|t| t.elem == ElemType::F32));
+    let rest: Vec<&[usize]> = inputs.iter().filter(|&&c| splat(c).is_none()).filter_map(|&c| eg[c].data.tensor()).map(|t| t.shape.as_slice()).collect();
+    let literals = !rest.is_empty() && broadcast_shapes(&rest).ok().as_deref() == Some(rt.shape.as_slice());
+    let mut order: Vec<Id> = Vec::new();
+    for s in &mut steps {
+        for a in &mut s.args {
+            if let FusedOperand::Input(j) = *a {
+                let c = inputs[j];
+                *a = match splat(c) {
+                    Some(v) if literals => FusedOperand::Const(f64::from(v)),
+                    _ => FusedOperand::Input(order.iter().position(|&o| o == c).unwrap_or_else(|| {
+                        order.push(c);
+                        order.len() - 1
+                    })),
+                };
+            }
+        }
+    }
+    // Equal steps are computed once.
+    let mut kept: Vec<FusedStep> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
+    for mut s in steps {
+        for a in &mut s.args {
+            if let FusedOperand::Step(j) = *a {
+                *a = FusedOperand::Step(at[j]);
+            }
+        }
+        at.push(kept.iter().position(|k| *k == s).unwrap_or_else(|| {
+            kept.push(s);
+            kept.len() - 1
+        }));
+    }
+    let steps = kept;
+    if steps.len() > MAX_FUSED_STEPS || order.is_empty() || order.len() > MAX_FUSED_INPUTS {
+        return None;
+    }
+    Some(Node::Fused(Expr(FusedExpr { steps }.to_string()), order))
+}
+
+/// Finds the classes with an elementwise f32 node that has an operand with a producer.
+struct FuseSearcher;
+
+impl egg::Searcher<Node, Shapes> for FuseSearcher {
+    fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
+        let f32_class = type_of(eg, eclass).is_some_and(|t| t.elem == ElemType::F32);
+        let fusable = f32_class
+            && eg[eclass].nodes.iter().any(|n| as_expr(eg, n).is_some_and(|(_, kids)| kids.iter().any(|&c| !producers(eg, c).is_empty())));
+        (fusable && limit > 0).then(|| egg::SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![]
+    }
+}
+
+/// Adds, for every elementwise node of the class and every operand with a producer, the fused
+/// node with that producer inlined, and the one with every such operand inlined.
+struct FuseApplier;
+
+impl Applier<Node, Shapes> for FuseApplier {
+    fn apply_one(&self, eg: &mut EG, eclass: Id, _: &Subst, _: Option<&egg::PatternAst<Node>>, _: egg::Symbol) -> Vec<Id> {
+        let Some(rt) = type_of(eg, eclass) else { return vec![] };
+        let mut new = Vec::new();
+        for node in eg[eclass].nodes.clone() {
+            let Some(outer) = as_expr(eg, &node) else { continue };
+            let (mut all, mut inlined) = (outer.clone(), 0);
+            for (k, &c) in outer.1.iter().enumerate() {
+                let Some(inner) = producers(eg, c).into_iter().next() else { continue };
+                new.push(inline(&outer, k, &inner));
+                // Inlining keeps the outer inputs at their indices: input k is still k.
+                all = inline(&all, k, &inner);
+                inlined += 1;
+            }
+            if inlined > 1 {
+                new.push(all);
+            }
+        }
+        let mut changed = Vec::new();
+        for e in new {
+            let Some(node) = fused_node(eg, e, &rt) else { continue };
+            let Some(id) = add_checked(eg, node) else { continue };
+            if eg[id].data.tensor() == Some(&rt) && eg.union(eclass, id) {
+                changed.push(id);
+            }
+        }
+        changed
+    }
+}
+
 /// The type-checked e-node `(transpose perm x)`.
 fn transpose(eg: &mut EG, perm: Vec<i64>, x: Id) -> Option<Id> {
     let p = eg.add(Node::Ints(Ints(perm)));
@@ -665,6 +876,9 @@ pub fn rules() -> Vec<Rule> {
             transpose(eg, perm, ba)
         }),
     ];
+    // ---- fusion: an elementwise op absorbs the elementwise ops that produce its operands
+    // (maps, selects, comparisons, fused chains), one kernel, one pass over SRAM ----
+    rules.push(Rewrite::new(FUSE, FuseSearcher, FuseApplier).expect("a valid rule"));
     // ---- multi-pattern merges ----
     // x @ w1, x @ w2 -> slices of x @ concat(w1, w2) (one matmul: x is sent once; Q/K/V)
     rules.push(
@@ -752,11 +966,46 @@ impl CostModel {
 
     /// An elementwise pass over the result: the max of the compute and SRAM bounds.
     fn elementwise(&self, out: &TensorType, inputs: &[&TensorType]) -> f64 {
+        self.elementwise_steps(out, inputs, 1)
+    }
+
+    /// An elementwise pass computing `steps` values per result element.
+    fn elementwise_steps(&self, out: &TensorType, inputs: &[&TensorType], steps: usize) -> f64 {
         let cores = self.cores(&out.shape);
-        let compute = out.numel() as f64 / (cores * self.fp32_rate());
+        let compute = (steps * out.numel()) as f64 / (cores * self.fp32_rate());
         let bytes = out.bytes() + inputs.iter().map(|t| t.bytes().min(out.bytes())).sum::<usize>();
         let sram = bytes as f64 / (cores * self.target.sram_load_bytes_per_s);
-        compute.max(sram) + self.latency()
+        // A broadcast operand (not a scalar) is first realigned to the result's layout: each
+        // one is a transfer of its own (fusing the ops that make a small tensor into a big
+        // kernel trades one such transfer for several).
+        let align: f64 = inputs.iter().filter(|t| t.shape != out.shape && t.numel() > 1).map(|t| self.reshard(t)).sum();
+        compute.max(sram) + self.latency() + align
+    }
+
+    /// Whether reshaping `a` (split as the default placement splits it) to `rt` can keep
+    /// every shard on its core, as `lower-to-d1` checks it.
+    fn reshape_is_local(&self, a: &TensorType, rt: &TensorType) -> bool {
+        let (gr, gc) = self.grid(&a.shape);
+        let r = a.rank();
+        let mut split = vec![NONE; r];
+        if r >= 1 && gc > 1 {
+            split[r - 1] = COLS;
+        }
+        if r >= 2 && gr > 1 {
+            split[r - 2] = ROWS;
+        }
+        let pairs = reshape_carriable_dims(&a.shape, &rt.shape);
+        let mut carried = vec![NONE; rt.rank()];
+        for (d, &s) in split.iter().enumerate() {
+            if s == NONE {
+                continue;
+            }
+            match pairs.iter().find(|(di, _)| *di == d) {
+                Some(&(_, o)) => carried[o] = s,
+                None => return false,
+            }
+        }
+        reshape_is_local((gr as u32, gc as u32), &a.shape, &split, &rt.shape, &carried)
     }
 
     /// A whole tensor moved between cores once (a reshard to the next op's layout).
@@ -797,8 +1046,9 @@ impl CostModel {
                 None => 0.0,
             },
             Node::Reshape(_) => match kid(1) {
-                // Local when the last two dims keep their sizes, else a reshard.
-                Some(a) if a.rank() >= 2 && rt.rank() >= 2 && a.shape[a.rank() - 2..] == rt.shape[rt.rank() - 2..] => self.latency(),
+                // Local when the default layout's splits carry over (`lower-to-d1`'s first
+                // choice), else a reshard.
+                Some(a) if self.reshape_is_local(a, rt) => self.latency(),
                 Some(a) => self.reshard(a),
                 None => 0.0,
             },
@@ -808,6 +1058,12 @@ impl CostModel {
             Node::Opaque(k, _) if self.is_join(an, *k) => self.reshard(rt) + arg_operands as f64 * self.target.host_latency_s,
             // Data movement (`dojo.slice/pad/concat`): each result shard gathers its window.
             Node::Opaque(k, _) if self.is_movement(an, *k) => self.reshard(rt),
+            // One pass over the result, one op per step (a select only moves).
+            Node::Fused(e, _) => {
+                let ins: Vec<&TensorType> = kids.iter().filter_map(|k| k.tensor()).collect();
+                let steps = FusedExpr::parse(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
+                self.elementwise_steps(rt, &ins, steps.max(1))
+            }
             Node::Broadcast(_) | Node::Map(..) | Node::Opaque(..) => {
                 let ins: Vec<&TensorType> = kids.iter().filter_map(|k| k.tensor()).collect();
                 self.elementwise(rt, &ins)
@@ -838,6 +1094,7 @@ fn modelled(op: &Op) -> Option<&'static str> {
         "matmul" | "reshape" | "broadcast" => &[],
         "transpose" => &["perm"],
         "constant" => &["value"],
+        "fused" => &["expr"],
         k if UNARY.contains(&k) || BINARY.contains(&k) => &[],
         _ => return None,
     };
@@ -847,6 +1104,8 @@ fn modelled(op: &Op) -> Option<&'static str> {
 struct Converted {
     egraph: EG,
     root: Id,
+    /// The class of each op's (first) result, in the input's op order.
+    order: Vec<Id>,
     /// DAG cost of the input as written (duplicates counted).
     cost_before: f64,
 }
@@ -865,6 +1124,7 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
         ids[i] = Some(eg.add(Node::Arg(ArgIx(i as u32))));
     }
     let mut cost_before = 0.0;
+    let mut order = Vec::new();
     for op in &func.ops {
         let operands: Vec<Id> = op.operands.iter().map(|v| ids.get(v.index()).copied().flatten()).collect::<Option<_>>()?;
         let results: Vec<TensorType> = op.results().map(|v| func.tensor(v).cloned()).collect::<Option<_>>()?;
@@ -886,6 +1146,11 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
                         let ty = eg.add(Node::Ty(Ty(rt.clone())));
                         Node::Constant([value, ty])
                     }),
+                    "fused" if !operands.is_empty() => op
+                        .attr("expr")
+                        .and_then(Attr::as_str)
+                        .and_then(|e| FusedExpr::parse(e).ok())
+                        .map(|e| Node::Fused(Expr(e.to_string()), operands.clone())),
                     f => f.parse::<Fun>().ok().filter(|f| f.arity() == operands.len()).map(|f| Node::Map(f, operands.clone())),
                 };
                 // Only if the inference agrees with the op's declared type.
@@ -908,6 +1173,7 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
         let args = op.operands.iter().filter(|v| v.index() < func.num_args).count();
         cost_before += model.node_cost(&eg.analysis, &node, &kids, &out, args);
         let id = eg.add(node);
+        order.push(id);
         if results.len() == 1 {
             ids[op.result(0).index()] = Some(id);
         } else {
@@ -920,41 +1186,109 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
     let returns: Vec<Id> = func.returns.iter().map(|v| ids.get(v.index()).copied().flatten()).collect::<Option<_>>()?;
     let root = eg.add(Node::Return(returns.into_boxed_slice()));
     eg.rebuild();
-    Some(Converted { egraph: eg, root, cost_before })
+    Some(Converted { egraph: eg, root, order, cost_before })
 }
 
-/// Rebuild a function from a choice of one node per class (reachable from `root`). Returns
-/// None when the choice has a cycle.
-fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>) -> Option<Func> {
+/// The classes a choice computes (reachable from `root`, leaves and constants' operands
+/// aside), in the order the input computed them: a class of the input keeps its op's
+/// position, a new class goes right before its first consumer, and every class comes after
+/// its operands. (Program order is what the mesh's list scheduling follows: the input's
+/// order keeps weights loading and buffers living as the lowering planned for it.) None
+/// when the choice has a cycle.
+fn schedule(eg: &EG, root: Id, choice: &HashMap<Id, Node>, order: &[Id]) -> Option<Vec<Id>> {
+    let leaf = |n: &Node| matches!(n, Node::Ints(_) | Node::Scalar(_) | Node::Ty(_));
+    let kids = |c: Id| -> Option<Vec<Id>> {
+        let node = choice.get(&c)?;
+        if matches!(node, Node::Constant(_)) {
+            return Some(vec![]);
+        }
+        let mut v = Vec::new();
+        for &k in node.children() {
+            let k = eg.find(k);
+            if !leaf(choice.get(&k)?) && !v.contains(&k) {
+                v.push(k);
+            }
+        }
+        Some(v)
+    };
+    // Post-order DFS (operands first) with cycle detection.
+    let mut post: Vec<Id> = Vec::new();
+    let mut done: BTreeSet<Id> = BTreeSet::new();
+    let mut on_stack: BTreeSet<Id> = BTreeSet::new();
+    let root_kids = kids(eg.find(root))?;
+    let mut stack: Vec<(Id, bool)> = root_kids.iter().rev().map(|&c| (c, false)).collect();
+    while let Some((class, expanded)) = stack.pop() {
+        if done.contains(&class) {
+            continue;
+        }
+        if expanded {
+            on_stack.remove(&class);
+            done.insert(class);
+            post.push(class);
+            continue;
+        }
+        if !on_stack.insert(class) {
+            return None; // a cycle
+        }
+        stack.push((class, true));
+        for c in kids(class)?.into_iter().rev() {
+            if !done.contains(&c) {
+                stack.push((c, false));
+            }
+        }
+    }
+    // Priority: the input's position, else one before the first consumer's.
+    let mut pos: HashMap<Id, i64> = HashMap::new();
+    for (i, &c) in order.iter().enumerate() {
+        pos.entry(eg.find(c)).or_insert(2 * i as i64 + 2);
+    }
+    let mut key: HashMap<Id, i64> = HashMap::new();
+    let mut users: HashMap<Id, Vec<Id>> = HashMap::new();
+    for &c in &post {
+        for k in kids(c)? {
+            users.entry(k).or_default().push(c);
+        }
+    }
+    for &c in post.iter().rev() {
+        let k = match pos.get(&c) {
+            Some(&p) => p,
+            None => users.get(&c).map(|u| u.iter().map(|p| key[p]).min().unwrap_or(i64::MAX) - 1).unwrap_or(i64::MAX - 1),
+        };
+        key.insert(c, k);
+    }
+    // Kahn's algorithm, smallest key first (ties by class id).
+    let mut waiting: HashMap<Id, usize> = HashMap::new();
+    let mut ready = std::collections::BinaryHeap::new();
+    for &c in &post {
+        let n = kids(c)?.len();
+        if n == 0 {
+            ready.push(std::cmp::Reverse((key[&c], c)));
+        }
+        waiting.insert(c, n);
+    }
+    let mut out = Vec::with_capacity(post.len());
+    while let Some(std::cmp::Reverse((_, c))) = ready.pop() {
+        out.push(c);
+        for &u in users.get(&c).map(Vec::as_slice).unwrap_or(&[]) {
+            let w = waiting.get_mut(&u)?;
+            *w -= 1;
+            if *w == 0 {
+                ready.push(std::cmp::Reverse((key[&u], u)));
+            }
+        }
+    }
+    (out.len() == post.len()).then_some(out)
+}
+
+/// Rebuild a function from a choice of one node per class (reachable from `root`), its ops
+/// in [`schedule`] order. Returns None when the choice has a cycle.
+fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>, order: &[Id]) -> Option<Func> {
     let mut out = Func::new(func.name.clone(), func.arg_types().to_vec());
     out.attrs = func.attrs.clone();
-    // class -> first value (tensors) ; iterative post-order DFS with cycle detection.
     let mut values: HashMap<Id, Value> = HashMap::new();
-    let mut on_stack: BTreeSet<Id> = BTreeSet::new();
     let root_node = choice.get(&eg.find(root))?;
-    let leaf = |n: &Node| matches!(n, Node::Ints(_) | Node::Scalar(_) | Node::Ty(_));
-    let mut stack: Vec<(Id, bool)> = root_node.children().iter().rev().map(|&c| (eg.find(c), false)).collect();
-    while let Some((class, expanded)) = stack.pop() {
-        if values.contains_key(&class) {
-            continue;
-        }
+    for class in schedule(eg, root, choice, order)? {
         let node = choice.get(&class)?;
-        if !expanded {
-            if !on_stack.insert(class) {
-                return None; // a cycle
-            }
-            stack.push((class, true));
-            if !matches!(node, Node::Constant(_)) {
-                for &c in node.children().iter().rev() {
-                    let c = eg.find(c);
-                    if !values.contains_key(&c) && !leaf(choice.get(&c)?) {
-                        stack.push((c, false));
-                    }
-                }
-            }
-            continue;
-        }
-        on_stack.remove(&class);
         let v = |c: Id| values.get(&eg.find(c)).copied();
         let data = |c: Id| &eg[c].data;
         let rt = || data(class).tensor().cloned().map(Type::Tensor);
@@ -972,6 +1306,10 @@ fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>) -> O
             Node::Map(f, kids) => {
                 let operands = kids.iter().map(|&c| v(c)).collect::<Option<Vec<_>>>()?;
                 out.push(format!("dojo.{f}"), operands, vec![], vec![rt()?])
+            }
+            Node::Fused(e, kids) => {
+                let operands = kids.iter().map(|&c| v(c)).collect::<Option<Vec<_>>>()?;
+                out.push("dojo.fused", operands, vec![("expr".to_string(), Attr::Str(e.0.clone()))], vec![rt()?])
             }
             Node::Opaque(k, kids) => {
                 let op = eg.analysis.ops.get(k.0 as usize)?;
@@ -1294,7 +1632,7 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
         if !cost.is_finite() || best.as_ref().is_some_and(|b| cost >= b.0) {
             continue;
         }
-        if let Some(f) = rebuild_func(func, eg, root, &choice) {
+        if let Some(f) = rebuild_func(func, eg, root, &choice, &conv.order) {
             best = Some((cost, name, f));
         }
     }
@@ -1333,6 +1671,7 @@ impl Pass for EgraphOptimize {
             let (out, stats) = optimize_func(func, &rules, &self.limits, &model).map_err(PassError::Invalid)?;
             if self.stats {
                 eprintln!("egraph-optimize {stats}");
+                eprintln!("  rules applied: {}", stats.applied.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
             }
             *func = out;
         }
@@ -1403,9 +1742,10 @@ mod tests {
         assert_eq!(out.ops.len(), 1, "the multiplication is gone");
         let err = interp::check_equivalent(&m.funcs[0], &out, &[1]).expect_err("x*2 -> x must be caught");
         assert!(err.contains("output 0"), "{err}");
-        // The real rules leave it alone, and the check passes.
+        // The real rules only fuse the two ops into one kernel, and the check passes.
         let (good, _) = optimize_func(&m.funcs[0], &rules(), &Limits::default(), &d1_model()).expect("runs");
-        assert_eq!(good, m.funcs[0]);
+        assert_eq!(good.ops.len(), 1);
+        assert_eq!(good.ops[0].attr("expr").and_then(Attr::as_str), Some("mul(x0,2.0);exp(t0)"));
         interp::check_equivalent(&m.funcs[0], &good, &[1]).expect("identity");
     }
 
