@@ -49,7 +49,7 @@ fn main() {
         }
     };
     let compile_s = t0.elapsed().as_secs_f64();
-    println!("compile {:.3} s (Program {} instructions, JSON {} bytes)", compile_s, graph.program().instrs.len(), graph.program_json.len());
+    println!("compile {:.3} s (Program {} instructions, JSON {} bytes)", compile_s, graph.program().instrs.len(), graph.program_json().len());
     for (stage, s) in &graph.timings {
         println!("  {:<16} {:8.2} ms", stage, s * 1e3);
     }

@@ -83,18 +83,19 @@ pub struct CompiledGraph {
     pub stages: Vec<(String, String)>,
     /// Seconds each stage took, parallel to `stages` (empty for a graph loaded from a cache).
     pub stage_seconds: Vec<f64>,
-    /// The Program as serialized JSON (byte-identical for identical input and options).
-    pub program_json: String,
     /// The dtypes of the outputs, in order.
     pub output_dtypes: Vec<String>,
     /// Peak SRAM bytes over all cores, from the Program's static check.
     pub peak_sram_bytes: u64,
     /// Wall seconds of every step of the compile, in order: `import`, each pass (as in
     /// `stage_seconds`), `verify+print` (the verifier after every pass and the IR text kept
-    /// per stage), `emit`, `validate` (the Program's static check), `serialize` (Program
-    /// JSON). Empty for a graph loaded from a cache.
+    /// per stage), `emit`, `validate` (the Program's static check). Empty for a graph loaded
+    /// from a cache. (The Program's JSON is made when first asked for: [`Self::program_json`].)
     pub timings: Vec<(String, f64)>,
     program: Program,
+    /// The Program as JSON, made on first use (most graphs run without anyone reading it; a
+    /// cache write does it off the compile's critical path).
+    json: std::sync::OnceLock<String>,
     /// Per scale of the Program, the amax of its last runs (delayed scaling).
     history: std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>,
 }
@@ -230,12 +231,10 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let stats = program.validate().map_err(|e| DojoError::Capacity(e.to_string()))?;
     laps.lap("validate");
     let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
-    let program_json = program.to_json();
-    laps.lap("serialize");
     Ok(CompiledGraph {
         stages,
         stage_seconds,
-        program_json,
+        json: Default::default(),
         output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
         peak_sram_bytes,
         history: Default::default(),
@@ -281,6 +280,17 @@ pub fn unsupported_ops(graph_json: &str) -> Result<Vec<UnsupportedOp>, DojoError
 }
 
 impl CompiledGraph {
+    /// The Program as JSON (byte-identical for identical input and options), serialized on
+    /// the first call.
+    pub fn program_json(&self) -> &str {
+        self.json.get_or_init(|| self.program.to_json())
+    }
+
+    /// The target description as JSON (what a report needs, without the whole Program).
+    pub fn target_json(&self) -> String {
+        serde_json::to_string(&self.program.target).unwrap_or_default()
+    }
+
     /// Rebuild a compiled graph from a Program saved earlier (e.g. a compile cache entry) and
     /// its stages. The Program is parsed and validated: a corrupt or truncated entry is an
     /// `Invalid` error, never a graph that runs.
@@ -293,7 +303,7 @@ impl CompiledGraph {
             stage_seconds: Vec::new(),
             // The saved text itself: it came from `to_json`, and re-serialising costs as much
             // as parsing.
-            program_json: program_json.to_string(),
+            json: std::sync::OnceLock::from(program_json.to_string()),
             output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
             peak_sram_bytes,
             history: Default::default(),

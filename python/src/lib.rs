@@ -151,9 +151,15 @@ impl CompiledGraph {
         self.inner.timings.clone()
     }
 
-    /// The Program as JSON (byte-identical for identical graph and options).
-    fn program_json(&self) -> String {
-        self.inner.program_json.clone()
+    /// The Program as JSON (byte-identical for identical graph and options); serialized on
+    /// the first call, with the GIL released.
+    fn program_json(&self, py: Python<'_>) -> String {
+        py.detach(|| self.inner.program_json().to_string())
+    }
+
+    /// The target the Program was compiled for, as JSON.
+    fn target_json(&self) -> String {
+        self.inner.target_json()
     }
 
     /// The dtypes of the outputs, in order (`"f32"`, `"bool"`, `"i64"`).

@@ -13,6 +13,9 @@ processes.
   deleted and recompiled, never run.
 * Writes go to a temporary file in the same directory and are renamed into place
   (``os.replace``), so a reader sees a whole entry or none even with concurrent writers.
+  They run on one background thread, off the compile's critical path (serializing and
+  hashing a Program of tens of megabytes costs about as much as compiling it); the process
+  finishes them before it exits, and ``flush()`` waits for them.
 * Size: when the entries pass ``DOJO_CACHE_MAX_MB`` (default 1024), the least recently used
   ones (a load refreshes an entry's modification time) are deleted down to 3/4 of it. The
   directory is measured on the first write of a process and every 32 writes after.
@@ -30,7 +33,9 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +44,7 @@ from typing import Any
 from . import _native
 from .logs import logger
 
-__all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory", "entry_key", "clear", "prune", "max_bytes"]
+__all__ = ["CompileResult", "compile_graph", "configure", "enabled", "directory", "entry_key", "clear", "prune", "max_bytes", "flush"]
 
 #: Version of the entry layout; part of every key.
 FORMAT = 2
@@ -54,6 +59,10 @@ _writes = 0
 
 _enabled: bool | None = None
 _directory: Path | None = None
+#: The background writer and its unfinished writes, by entry path.
+_writer: ThreadPoolExecutor | None = None
+_pending: dict[Path, Future] = {}
+_pending_lock = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ def directory() -> Path:
 
 def clear() -> int:
     """Delete every entry of the cache directory; returns how many were deleted."""
+    flush()
     removed = 0
     for path in directory().glob(f"*{_SUFFIX}"):
         try:
@@ -124,13 +134,54 @@ def compile_graph(graph_json: str, options: dict[str, Any]) -> CompileResult:
         return CompileResult(graph, "compiler", time.perf_counter() - start, None)
     key = entry_key(graph_json, options)
     path = directory() / f"{key}{_SUFFIX}"
+    _wait_for(path)
     graph = _load(path, key)
     if graph is not None:
         return CompileResult(graph, "cache", time.perf_counter() - start, key)
     graph = _native.compile_graph(graph_json, json.dumps(options))
     seconds = time.perf_counter() - start
-    _store(path, key, graph)
+    _store_later(path, key, graph)
     return CompileResult(graph, "compiler", seconds, key)
+
+
+def _store_later(path: Path, key: str, graph) -> None:
+    """Queues the entry's write on the background writer."""
+    global _writer
+    with _pending_lock:
+        if _writer is None:
+            # Its worker is joined when the interpreter exits: queued writes are not lost.
+            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torch-dojo-cache")
+        future = _writer.submit(_store_logged, path, key, graph)
+        _pending[path] = future
+        future.add_done_callback(lambda f: _forget(path, f))
+
+
+def _forget(path: Path, future: Future) -> None:
+    with _pending_lock:
+        if _pending.get(path) is future:
+            del _pending[path]
+
+
+def _store_logged(path: Path, key: str, graph) -> None:
+    try:
+        _store(path, key, graph)
+    except Exception as e:  # a failed write is a cache miss later, never an error now
+        logger.warning("cannot write the compile cache entry %s: %s", path, e)
+
+
+def _wait_for(path: Path) -> None:
+    with _pending_lock:
+        future = _pending.get(path)
+    if future is not None:
+        future.result()
+
+
+def flush() -> None:
+    """Waits until every compile cache write of this process has finished."""
+    with _pending_lock:
+        futures = list(_pending.values())
+    for f in futures:
+        f.result()
 
 
 def _load(path: Path, key: str):

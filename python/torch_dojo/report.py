@@ -242,7 +242,7 @@ def _graph_report(number: int, record) -> GraphReport:
 
 def _target(graph) -> dict[str, Any]:
     try:
-        target = json.loads(graph.program_json()).get("target")
+        target = json.loads(graph.target_json())
     except (AttributeError, ValueError):
         return {}
     return target if isinstance(target, dict) else {}
