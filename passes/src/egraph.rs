@@ -549,39 +549,26 @@ fn slice(eg: &mut EG, x: Id, offsets: Vec<i64>, result: TensorType) -> Id {
     opaque(eg, "dojo.slice", attrs, result, vec![x])
 }
 
-/// At most this many matmuls merge into one (subsets of the matmuls sharing an operand grow
-/// combinatorially; Q/K/V needs 3, an Inception block 4).
-const MAX_MERGED: usize = 4;
+/// At most this many matmuls merge into one (NasRNN's cell has 8 products of one input;
+/// more make one join of the first 8 weights, in class order).
+const MAX_MERGED: usize = 8;
 
 /// `merge-matmuls`: matmuls with the same left operand become one on the weights joined along
-/// their last dim, and each original product a slice of it. `?w1` may itself be a join made by
-/// this rule (so Q/K/V merge in two steps into one flat join); `?w2` is an original weight that
-/// comes after all of `?w1`'s, so every set of weights is joined once, in one order. The
-/// classes of all products change, so this applier unites several (a multi-pattern rule).
+/// their last dim, and each original product a slice of it. When the pattern finds a pair, the
+/// applier joins *every* weight the e-graph multiplies that operand by (compatible shapes,
+/// plain weights — never a join this rule made), in class order: one join per operand, so
+/// the rule applies once per operand instead of once per subset of its weights. The classes
+/// of all products change, so this applier unites several (a multi-pattern rule).
 struct MergeMatmuls {
     x: Var,
-    w1: Var,
-    w2: Var,
 }
 
-/// The weights a class joins: the operands of its flat last-dim `dojo.concat`, or itself
-/// when it has no concat. None for a nested join.
-fn joined_weights(eg: &EG, w: Id) -> Option<Vec<Id>> {
-    let rank = type_of(eg, w)?.rank() as i64;
-    let is_cat = |n: &Node| match n {
+/// Whether class `w` holds a last-dim `dojo.concat` (a join this rule made, or the model's).
+fn is_join(eg: &EG, w: Id) -> bool {
+    eg[w].nodes.iter().any(|n| match n {
         Node::Opaque(k, _) => eg.analysis.ops.get(k.0 as usize).is_some_and(|op| op.name == "dojo.concat"),
         _ => false,
-    };
-    let cat = eg[w].nodes.iter().find(|n| is_cat(n));
-    match cat {
-        None => Some(vec![w]),
-        Some(Node::Opaque(k, kids)) => {
-            let op = &eg.analysis.ops[k.0 as usize];
-            let flat = kids.iter().all(|&c| !eg[c].nodes.iter().any(|n| is_cat(n)));
-            (op.attrs == [("dim".to_string(), Attr::Int(rank - 1))] && flat).then(|| kids.iter().map(|&c| eg.find(c)).collect())
-        }
-        Some(_) => None,
-    }
+    })
 }
 
 impl Applier<Node, Shapes> for MergeMatmuls {
@@ -592,32 +579,40 @@ impl Applier<Node, Shapes> for MergeMatmuls {
 
 impl MergeMatmuls {
     fn merge(&self, eg: &mut EG, s: &Subst) -> Option<Vec<Id>> {
-        let (x, w1, w2) = (eg.find(s[self.x]), eg.find(s[self.w1]), eg.find(s[self.w2]));
-        let mut ws = joined_weights(eg, w1)?;
-        if joined_weights(eg, w2)? != [w2] || ws.iter().any(|&w| w >= w2) || ws.len() + 1 > MAX_MERGED {
+        let x = eg.find(s[self.x]);
+        // Every plain weight x is multiplied by, in class order.
+        let mut ws: Vec<Id> = Vec::new();
+        for p in eg[x].parents() {
+            for n in &eg[p].nodes {
+                if let Node::MatMul([a, w]) = n {
+                    let w = eg.find(*w);
+                    if eg.find(*a) == x && !is_join(eg, w) {
+                        ws.push(w);
+                    }
+                }
+            }
+        }
+        ws.sort();
+        ws.dedup();
+        let t0 = type_of(eg, *ws.first()?)?;
+        let r = t0.rank();
+        ws.retain(|&w| type_of(eg, w).is_some_and(|t| t.rank() == r && t.shape[..r - 1] == t0.shape[..r - 1] && t.elem == t0.elem));
+        ws.truncate(MAX_MERGED);
+        if ws.len() < 2 {
             return None;
         }
-        ws.push(w2);
         let types: Vec<TensorType> = ws.iter().map(|&w| type_of(eg, w)).collect::<Option<_>>()?;
-        let (t0, r) = (&types[0], types[0].rank());
-        if types.iter().any(|t| t.rank() != r || t.shape[..r - 1] != t0.shape[..r - 1] || t.elem != t0.elem) {
-            return None;
-        }
         let mut joined = t0.clone();
         joined.shape[r - 1] = types.iter().map(|t| t.shape[r - 1]).sum();
         let cat = opaque(eg, "dojo.concat", vec![("dim".to_string(), Attr::Int(r as i64 - 1))], joined, ws.clone());
         let m = add_checked(eg, Node::MatMul([x, cat]))?;
         let mt = type_of(eg, m)?;
-        // Every product x @ w_i (each exists: the originals, and those earlier merges made)
-        // is the window of the joined product at w_i's columns; w1's whole join is one too.
+        // Every product x @ w_i is the window of the joined product at w_i's columns.
         let mut windows = Vec::new();
         let mut at = 0usize;
         for (&w, t) in ws.iter().zip(&types) {
             windows.push((eg.lookup(Node::MatMul([x, w]))?, at, t.shape[r - 1]));
             at += t.shape[r - 1];
-        }
-        if ws.len() > 2 {
-            windows.push((eg.lookup(Node::MatMul([x, w1]))?, 0, at - types[types.len() - 1].shape[r - 1]));
         }
         let mut changed = Vec::new();
         for (class, offset, width) in windows {
@@ -885,7 +880,7 @@ pub fn rules() -> Vec<Rule> {
         Rewrite::new(
             "merge-matmuls",
             "?m1 = (matmul ?x ?w1), ?m2 = (matmul ?x ?w2)".parse::<MultiPattern<Node>>().expect("a valid multi-pattern"),
-            MergeMatmuls { x: var("?x"), w1: var("?w1"), w2: var("?w2") },
+            MergeMatmuls { x: var("?x") },
         )
         .expect("a valid rule"),
     );
