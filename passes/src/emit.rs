@@ -257,13 +257,18 @@ impl<'a> Emitter<'a> {
                         return Err(PassError::Invalid("d1.load takes a function argument".into()));
                     }
                     self.alloc(r, &l)?;
-                    for s in self.shards(r)?.to_vec() {
+                    // One load per distinct box; its replicas copy it over the mesh.
+                    let groups = self.replica_groups(r)?;
+                    let shards = self.shards(r)?.to_vec();
+                    for (_, members) in groups.iter() {
+                        let root = &shards[members[0]];
                         self.program.instrs.push(Instr::Load {
                             input,
-                            src: region_of(&s.region),
-                            buf: s.buf,
-                            dst: Region::full(&s.region.sizes),
+                            src: region_of(&root.region),
+                            buf: root.buf,
+                            dst: Region::full(&root.region.sizes),
                         });
+                        self.fill_replicas(&shards, members, 0);
                     }
                 }
                 "d1.reshard" => {
@@ -435,17 +440,64 @@ impl<'a> Emitter<'a> {
 
     /// Copies that lay out `dst` (already allocated) from `src`, where `dst` is the box of
     /// `src` starting at `offsets`.
+    /// Replicas of one box gather it once (the replica nearest to the source shards) and pass
+    /// it on: [`Self::fill_replicas`].
     fn reshard(&mut self, src: Value, dst: Value, offsets: &[usize]) -> Result<(), PassError> {
-        for d in self.shards(dst)?.to_vec() {
-            // What this core needs, in the source's coordinates.
-            let need = IrRegion {
-                offsets: d.region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(),
-                sizes: d.region.sizes.clone(),
+        let shards = self.shards(dst)?.to_vec();
+        let src_cores: Vec<(IrRegion, Vec<(u32, u32)>)> = {
+            let groups = self.replica_groups(src)?;
+            let ss = self.shards(src)?;
+            groups.iter().map(|(r, m)| (r.clone(), m.iter().map(|&k| ss[k].core).collect())).collect()
+        };
+        let dst_groups = self.replica_groups(dst)?;
+        for (region, members) in dst_groups.iter() {
+            // What these cores need, in the source's coordinates.
+            let need = IrRegion { offsets: region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(), sizes: region.sizes.clone() };
+            // The replica that holds none of the source boxes it needs (a copy on its own core
+            // would queue behind that core's compute; the mesh's copy engines run beside it),
+            // then the fewest hops to the nearest holder of each.
+            let cost = |core: (u32, u32)| -> (bool, u32) {
+                let boxes = src_cores.iter().filter(|(r, _)| overlaps(&need, r));
+                let local = boxes.clone().any(|(_, holders)| holders.contains(&core));
+                let hops = boxes.map(|(_, holders)| holders.iter().map(|h| h.0.abs_diff(core.0) + h.1.abs_diff(core.1)).min().unwrap_or(0)).sum();
+                (local, hops)
             };
+            let root = (0..members.len()).min_by_key(|&i| cost(shards[members[i]].core)).unwrap_or(0);
+            let d = &shards[members[root]];
             let at = vec![0; need.sizes.len()];
             self.gather_into(src, &need, d.buf, d.core, &at)?;
+            self.fill_replicas(&shards, members, root);
         }
         Ok(())
+    }
+
+    /// Copies the filled shard `members[root]` to the other members (replicas of one box) by
+    /// recursive halving over the members in mesh order: each round, every segment's holder
+    /// sends the whole box to the nearest member of the segment's other half, which then holds
+    /// that half. n replicas take log2(n) rounds, and a round's transfers stay inside disjoint
+    /// segments (on a row or column of the mesh they share no link), instead of n transfers
+    /// out of the same few cores.
+    fn fill_replicas(&mut self, shards: &[Shard], members: &[usize], root: usize) {
+        let mut order: Vec<usize> = members.to_vec();
+        order.sort_by_key(|&k| shards[k].core);
+        let Some(r) = order.iter().position(|&k| k == members[root]) else { return };
+        let mut segments = vec![(0, order.len(), r)];
+        while !segments.is_empty() {
+            let mut next = Vec::new();
+            for (lo, hi, holder) in segments {
+                if hi - lo <= 1 {
+                    continue;
+                }
+                let mid = lo + (hi - lo) / 2;
+                let (mine, other, receiver) = if holder < mid { ((lo, mid), (mid, hi), mid) } else { ((mid, hi), (lo, mid), mid - 1) };
+                let (from, to) = (&shards[order[holder]], &shards[order[receiver]]);
+                let full = Region::full(&to.region.sizes);
+                self.program.instrs.push(Instr::Copy { src: from.buf, src_region: full.clone(), dst: to.buf, dst_region: full });
+                next.push((mine.0, mine.1, holder));
+                next.push((other.0, other.1, receiver));
+            }
+            segments = next;
+        }
     }
 
     /// Copies of box `need` of `src` (in its coordinates) into buffer `buf` on `core`, placed
