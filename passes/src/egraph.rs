@@ -1318,7 +1318,13 @@ pub struct EgraphOptimize {
     pub limits: Limits,
     /// Print one line of statistics per function to stderr.
     pub stats: bool,
+    /// When set, every function's `Stats` are appended here (the compile driver hands them to
+    /// Python as `CompiledGraph.egraph_stats()`).
+    pub record: Option<StatsRecord>,
 }
+
+/// Where [`EgraphOptimize`] appends the `Stats` of each function it optimised.
+pub type StatsRecord = std::sync::Arc<std::sync::Mutex<Vec<Stats>>>;
 
 impl Pass for EgraphOptimize {
     fn name(&self) -> &'static str {
@@ -1333,6 +1339,9 @@ impl Pass for EgraphOptimize {
             let (out, stats) = optimize_func(func, &rules, &self.limits, &model).map_err(PassError::Invalid)?;
             if self.stats {
                 eprintln!("egraph-optimize {stats}");
+            }
+            if let Some(record) = &self.record {
+                record.lock().unwrap_or_else(|p| p.into_inner()).push(stats);
             }
             *func = out;
         }

@@ -151,6 +151,15 @@ impl CompiledGraph {
         self.inner.timings.clone()
     }
 
+    /// What the e-graph optimizer (`egraph-optimize`) did, as a JSON list with one object per
+    /// function: `func`, `ops_before`, `ops_after`, `cost_before`, `cost_after` (seconds, the
+    /// pass's cost model), `enodes`, `eclasses`, `iterations`, `stop_reason`, `extractor`,
+    /// `seconds`, `saturation_seconds`, `dag_seconds`, `applied` (rule -> times applied).
+    /// `"[]"` when the pass is off, and for a graph loaded from the compile cache.
+    fn egraph_stats(&self) -> String {
+        self.inner.egraph_stats_json()
+    }
+
     /// The Program as JSON (byte-identical for identical graph and options).
     fn program_json(&self) -> String {
         self.inner.program_json.clone()
