@@ -332,9 +332,15 @@ def _one_setting(model, inputs, want, egraph: bool) -> dict[str, Any]:
         # dojo ops after legalize-aten + the first dce: the graph the e-graph pass sees.
         dce = next((text for stage, text in r.graph.stages() if stage == "dce"), "")
         ops += sum(1 for line in dce.splitlines() if '= "dojo.' in line)
+    profiles = [r.last_profile or {} for r in records]
+    slowest = max(profiles, key=lambda p: p.get("simulated_seconds") or 0.0, default={})
     return {
         "graphs": len(records),
         "ops": ops,
+        # The binding roofline term of the slowest graph, and roofline / simulated over all.
+        "bound": slowest.get("roofline_bound"),
+        "roofline_seconds": sum(p.get("roofline_seconds") or 0.0 for p in profiles),
+        "host_bytes": sum(p.get("host_bytes") or 0 for p in profiles),
         "fallback_nodes": sum(s["fallback_nodes"] for s in backend.fallback_stats[fallback_first:]),
         "simulated_seconds": sum((r.last_profile or {}).get("simulated_seconds") or 0.0 for r in records),
         "compile_seconds": sum(r.compile_seconds for r in records),
@@ -417,6 +423,13 @@ def _summary(on: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _bound(run: dict[str, Any]) -> str:
+    """``host 98%``: the roofline term binding the slowest graph, and roofline / simulated."""
+    if not run.get("bound") or not run.get("simulated_seconds"):
+        return "n/a"
+    return f"{run['bound']} {100 * run['roofline_seconds'] / run['simulated_seconds']:.0f}%"
+
+
 def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
@@ -432,7 +445,7 @@ def report(results: list[dict[str, Any]]) -> int:
     failures = 0
     header = (
         f"{'model':17s} {'input':24s} {'ops':>12s} {'modelled cost (us)':>24s} {'simulated on d1 (us)':>25s} "
-        f"{'TENSAT':>6s} {'e-nodes/classes':>15s} {'iter':>4s} {'opt s':>6s} {'rel diff off/on':>15s} {'wall s':>6s}  stop"
+        f"{'TENSAT':>6s} {'bound off':>10s} {'e-nodes/classes':>15s} {'iter':>4s} {'opt s':>6s} {'rel diff off/on':>15s} {'wall s':>6s}  stop"
     )
     sub = (
         f"{'':17s} {'':24s} {'before->after':>12s} {'before->after    gain':>24s} {'off -> on      speedup':>25s}"
@@ -468,7 +481,7 @@ def report(results: list[dict[str, Any]]) -> int:
             f"{label:17s} {r['input']:24s} {s['ops_before']:>5d}->{s['ops_after']:<5d} "
             f"{_us(s['cost_before']):>7s}->{_us(s['cost_after']):<7s}{_pct(gain):>8s} "
             f"{_us(off['simulated_seconds']):>7s}->{_us(on['simulated_seconds']):<7s}{_pct(speedup):>9s} "
-            f"{TENSAT_SPEEDUP[name]:>5.1f}% {s['enodes']:>7d}/{s['eclasses']:<7d} {s['iterations']:>4d} {opt:>6s} {diffs:>15s} {wall}  {_stop(s['stop'])}"
+            f"{TENSAT_SPEEDUP[name]:>5.1f}% {_bound(off):>10s} {s['enodes']:>7d}/{s['eclasses']:<7d} {s['iterations']:>4d} {opt:>6s} {diffs:>15s} {wall}  {_stop(s['stop'])}"
         )
         rules = ", ".join(f"{k} x{v}" for k, v in sorted(s["applied"].items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
         note = [
@@ -484,7 +497,9 @@ def report(results: list[dict[str, Any]]) -> int:
     print(
         f"speedup = simulated time off / on - 1 (as TENSAT's column); gain = modelled cost before / after - 1 (the pass's "
         f"cost model, summed over graphs); opt s = egraph-optimize wall time summed over graphs, goal <= {OPT_SECONDS_GOAL:g} s "
-        f"('!' misses it); rel diff = max |compiled - eager| / max |eager| with the pass off / on, must be <= {REL_TOL:g}."
+        f"('!' misses it); rel diff = max |compiled - eager| / max |eager| with the pass off / on, must be <= {REL_TOL:g}; "
+        f"bound off = the roofline term binding the slowest graph with the pass off and roofline / simulated time (a run at "
+        f"~100% of a host bound loads every weight from the host and no rewrite that keeps those bytes can be faster)."
     )
     print()
     print("\n".join(notes))
