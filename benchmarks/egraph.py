@@ -4,7 +4,7 @@ iterations, stop reason, optimisation time, rules applied) and the simulated tim
 with the pass off and on, next to TENSAT's published speedup and the goal of at most 1 s of
 optimisation per model.
 
-    .venv/bin/python benchmarks/egraph.py [MODEL ...] [--timeout S]   (make bench-egraph)
+    .venv/bin/python benchmarks/egraph.py [MODEL ...] [--timeout S] [--json FILE]   (make bench-egraph)
 
 Models (PyTorch versions of TENSAT's; inference, eval mode, random weights, batch 1):
 
@@ -20,11 +20,13 @@ Models (PyTorch versions of TENSAT's; inference, eval mode, random weights, batc
 - ``nasrnn``: the NasRNN cell of TASO's ``examples/nasrnn.py`` (written here), unrolled over 5
   steps, hidden 512: per step 8 ``x @ W + h @ U`` combinations sharing ``x`` and ``h``, then
   relu/sigmoid/tanh with adds and muls.
-- ``inception_v3``, ``squeezenet`` (1.1), ``vgg19``: torchvision.
+- ``inception_v3``, ``squeezenet`` (1.1), ``vgg19``: torchvision (Inception-v3's average pools
+  run on the host: its graph is cut in parts). VGG-19's classifier cannot fit ``d1`` (a 25088
+  x 4096 matmul: 411 MB of weights); after the whole model, its ``features`` are tried.
 
-Each model tries its input sizes largest first (224 x 224, or 299 x 299 for Inception-v3, then
-smaller) and uses the first that compiles and runs on ``d1``; a model that fits at none prints
-"does not fit" with the compiler's reason. Both settings compile and run the same input in a
+Each model tries its inputs largest first (``SIZES``: 224 x 224, or 299 x 299 for
+Inception-v3, then smaller) and uses the first that compiles and runs on ``d1`` with the pass
+off and on; a model that fits at none prints "does not fit" with the compiler's reasons. Both settings compile and run the same input in a
 fresh process (empty compile cache); outputs must equal eager within ``REL_TOL`` (largest
 difference over the largest magnitude), otherwise the line says MISMATCH and the script exits
 1. Speedup % = (simulated time off / on - 1) x 100, as TENSAT reports it. The cost is the
@@ -46,7 +48,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import child, emit  # noqa: E402
 
-#: TENSAT (Yang et al., MLSys 2021), Table 2: speedup of the optimised graph, in percent.
+#: TENSAT (Yang et al., MLSys 2021): published speedup of the optimised graph, in percent (as
+#: issue 6 quotes them).
 TENSAT_SPEEDUP = {
     "bert": 9.2,
     "resnext50": 8.8,
