@@ -13,6 +13,8 @@
 #                  bench-latency: first-call compile time vs Inductor, phases, growth, peak memory;
 #                  bench-sim: simulated run vs eager wall time). Ratios against goals, never
 #                  pass/fail: make test has no timing assertions.
+#   make bench-egraph  the e-graph optimizer on TENSAT's models (issue 6): cost, simulated time
+#                  on d1 with egraph off/on, e-graph size, optimisation time (not in make bench)
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -105,7 +107,7 @@ test-opinfo: develop
 demo: develop
 	$(PY) examples/demo.py
 
-.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision bench-latency bench-sim
+.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision bench-latency bench-sim bench-egraph
 bench: bench-cfloat bench-roofline bench-models bench-latency bench-sim bench-precision
 
 # Issue 8: resnet18 first call vs Inductor (fresh processes, cold caches) with dojo's phases,
@@ -127,6 +129,15 @@ bench-models: develop
 # final loss of 200 GPT-2 training steps relative to fp32's.
 bench-precision: develop
 	$(PY) benchmarks/precision.py
+
+# Issue 6: per TENSAT benchmark model (BERT layer, ResNeXt-50, NasNet-A, NasRNN, Inception-v3,
+# SqueezeNet, VGG-19), the e-graph optimizer's cost/e-graph/time statistics and the simulated
+# time on d1 with egraph off vs on, next to TENSAT's speedups; outputs checked against eager.
+# BENCH_EGRAPH_MODELS=bert,nasrnn runs a subset.
+BENCH_EGRAPH_MODELS ?=
+comma := ,
+bench-egraph: develop
+	$(PY) benchmarks/egraph.py $(subst $(comma), ,$(BENCH_EGRAPH_MODELS))
 
 # The GEMM roofline sweep on d1 and the scaling table (timing-only simulation).
 bench-roofline:

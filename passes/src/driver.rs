@@ -5,7 +5,8 @@
 use crate::emit::emit_program;
 use crate::import::import_graph;
 use crate::precision::Policy;
-use crate::registry::{build_pipeline, default_pipeline};
+use crate::egraph::Stats as EgraphStats;
+use crate::registry::{build_pipeline, build_pipeline_recording, default_pipeline};
 use dojo_compiler::{print_module, verify, PassError};
 use dojo_runtime::program::DType;
 use dojo_runtime::sim::{Device, SimMesh};
@@ -92,6 +93,9 @@ pub struct CompiledGraph {
     /// per stage), `emit`, `validate` (the Program's static check). Empty for a graph loaded
     /// from a cache. (The Program's JSON is made when first asked for: [`Self::program_json`].)
     pub timings: Vec<(String, f64)>,
+    /// What `egraph-optimize` did, one entry per function, when the pass ran (empty when it is
+    /// off and for a graph loaded from a cache). [`CompiledGraph::egraph_stats_json`] as data.
+    pub egraph_stats: Vec<EgraphStats>,
     program: Program,
     /// The Program as JSON, made on first use (most graphs run without anyone reading it; a
     /// cache write does it off the compile's critical path).
@@ -211,10 +215,12 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let mut stage_seconds = vec![laps.lap("import")];
     let egraph = options.egraph.pass_options()?;
     let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
-    let mut pm = build_pipeline(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref())).map_err(DojoError::Invalid)?;
+    let (mut pm, egraph_record) =
+        build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref())).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;
+    let egraph_stats = std::mem::take(&mut *egraph_record.lock().unwrap_or_else(|p| p.into_inner()));
     let pipeline_s = laps.lap("pipeline");
     laps.timings.pop();
     let mut passes_s = 0.0;
@@ -239,6 +245,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
         peak_sram_bytes,
         history: Default::default(),
         timings: laps.timings,
+        egraph_stats,
         program,
     })
 }
@@ -308,6 +315,7 @@ impl CompiledGraph {
             peak_sram_bytes,
             history: Default::default(),
             timings: Vec::new(),
+            egraph_stats: Vec::new(),
             program,
         })
     }
@@ -315,6 +323,36 @@ impl CompiledGraph {
     /// The Program this graph compiled to.
     pub fn program(&self) -> &Program {
         &self.program
+    }
+
+    /// [`CompiledGraph::egraph_stats`] as a JSON list, one object per function: `func`,
+    /// `ops_before`, `ops_after`, `cost_before`, `cost_after` (seconds, the pass's cost model),
+    /// `enodes`, `eclasses`, `iterations`, `stop_reason`, `extractor`, `seconds`,
+    /// `saturation_seconds`, `dag_seconds`, `applied` (rule name -> times applied).
+    pub fn egraph_stats_json(&self) -> String {
+        let list: Vec<serde_json::Value> = self
+            .egraph_stats
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "func": s.func,
+                    "ops_before": s.ops_before,
+                    "ops_after": s.ops_after,
+                    "cost_before": s.cost_before,
+                    "cost_after": s.cost_after,
+                    "enodes": s.enodes,
+                    "eclasses": s.eclasses,
+                    "iterations": s.iterations,
+                    "stop_reason": s.stop_reason,
+                    "extractor": s.extractor,
+                    "seconds": s.seconds,
+                    "saturation_seconds": s.saturation_seconds,
+                    "dag_seconds": s.dag_seconds,
+                    "applied": s.applied,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(list).to_string()
     }
 
     /// The bias of every scale for a run on `inputs` (D7, margin 1): a view of an input (a
@@ -401,5 +439,37 @@ impl CompiledGraph {
         }
         let profile_json = summary.to_string();
         Ok(RunResult { outputs, profile_json, profile })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transpose, relu and the transpose back: `egraph-optimize` removes both transposes.
+    const TRANSPOSES: &str = r#"{"name": "g", "inputs": [{"name": "x", "shape": [16, 32], "dtype": "f32"}],
+        "nodes": [
+          {"name": "t0", "target": "aten.permute.default", "operands": ["x"], "attrs": [{"name": "dims", "kind": "ints", "value": [1, 0]}], "outputs": [{"shape": [32, 16], "dtype": "f32"}]},
+          {"name": "r", "target": "aten.relu.default", "operands": ["t0"], "outputs": [{"shape": [32, 16], "dtype": "f32"}]},
+          {"name": "t1", "target": "aten.permute.default", "operands": ["r"], "attrs": [{"name": "dims", "kind": "ints", "value": [1, 0]}], "outputs": [{"shape": [16, 32], "dtype": "f32"}]}
+        ],
+        "outputs": ["t1"]}"#;
+
+    /// The compiled graph carries the pass's statistics (none when the pass is off).
+    #[test]
+    fn egraph_stats_reach_the_compiled_graph() {
+        let off = compile_graph(TRANSPOSES, "{}").expect("compiles");
+        assert!(off.egraph_stats.is_empty());
+        assert_eq!(off.egraph_stats_json(), "[]");
+        let on = compile_graph(TRANSPOSES, r#"{"egraph": true}"#).expect("compiles");
+        assert_eq!(on.egraph_stats.len(), 1, "one function");
+        let s = &on.egraph_stats[0];
+        assert!(s.ops_after < s.ops_before, "{s}");
+        assert!(s.cost_after < s.cost_before, "{s}");
+        assert!(s.enodes > 0 && s.eclasses > 0 && s.iterations > 0, "{s}");
+        let json: serde_json::Value = serde_json::from_str(&on.egraph_stats_json()).expect("JSON");
+        assert_eq!(json[0]["ops_before"], s.ops_before);
+        assert_eq!(json[0]["stop_reason"], s.stop_reason.as_str());
+        assert!(json[0]["applied"].as_object().is_some_and(|a| !a.is_empty()), "{json}");
     }
 }

@@ -1651,7 +1651,13 @@ pub struct EgraphOptimize {
     pub limits: Limits,
     /// Print one line of statistics per function to stderr.
     pub stats: bool,
+    /// When set, every function's `Stats` are appended here (the compile driver hands them to
+    /// Python as `CompiledGraph.egraph_stats()`).
+    pub record: Option<StatsRecord>,
 }
+
+/// Where [`EgraphOptimize`] appends the `Stats` of each function it optimised.
+pub type StatsRecord = std::sync::Arc<std::sync::Mutex<Vec<Stats>>>;
 
 impl Pass for EgraphOptimize {
     fn name(&self) -> &'static str {
@@ -1667,6 +1673,9 @@ impl Pass for EgraphOptimize {
             if self.stats {
                 eprintln!("egraph-optimize {stats}");
                 eprintln!("  rules applied: {}", stats.applied.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
+            }
+            if let Some(record) = &self.record {
+                record.lock().unwrap_or_else(|p| p.into_inner()).push(stats);
             }
             *func = out;
         }

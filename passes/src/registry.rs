@@ -2,7 +2,8 @@
 //! are read. `dojo-opt --pass-pipeline` and the compile driver both build pipelines here.
 
 use crate::precision::{Policy, Precision};
-use crate::{dce::Dce, egraph::EgraphOptimize, legalize::LegalizeAten, lower::LowerToD1};
+use crate::egraph::{EgraphOptimize, StatsRecord};
+use crate::{dce::Dce, legalize::LegalizeAten, lower::LowerToD1};
 use dojo_compiler::{parse_pipeline, Pass, PassManager, PassSpec};
 
 /// `(name, summary, options)` of every registered pass.
@@ -42,6 +43,11 @@ pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str
 
 /// Build one pass from its spec.
 pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
+    create_recording(spec, None)
+}
+
+/// [`create`], with `egraph-optimize` appending each function's statistics to `egraph_stats`.
+fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh"],
         "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats"],
@@ -84,7 +90,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
                 Some("true") | Some("1") => true,
                 Some(v) => return Err(format!("egraph-optimize option stats={v}: expected true or false")),
             };
-            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats })
+            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, record: egraph_stats.cloned() })
         }
         other => {
             let names: Vec<&str> = PASSES.iter().map(|p| p.0).collect();
@@ -95,9 +101,20 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
 
 /// Build a pass manager from a textual pipeline.
 pub fn build_pipeline(text: &str) -> Result<PassManager, String> {
+    build(text, None)
+}
+
+/// [`build_pipeline`], plus where every `egraph-optimize` pass of it records its statistics
+/// (one entry per function optimised, in run order; empty until the pipeline runs).
+pub fn build_pipeline_recording(text: &str) -> Result<(PassManager, StatsRecord), String> {
+    let record = StatsRecord::default();
+    Ok((build(text, Some(&record))?, record))
+}
+
+fn build(text: &str, egraph_stats: Option<&StatsRecord>) -> Result<PassManager, String> {
     let mut pm = PassManager::new();
     for spec in parse_pipeline(text)? {
-        pm.add(create(&spec)?);
+        pm.add(create_recording(&spec, egraph_stats)?);
     }
     Ok(pm)
 }

@@ -146,9 +146,18 @@ impl CompiledGraph {
     }
 
     /// `(step, seconds)` of the compile: `import`, each pass, `verify+print`, `emit`,
-    /// `validate`, `serialize` (empty for a graph from the cache).
+    /// `validate` (empty for a graph from the cache).
     fn timings(&self) -> Vec<(String, f64)> {
         self.inner.timings.clone()
+    }
+
+    /// What the e-graph optimizer (`egraph-optimize`) did, as a JSON list with one object per
+    /// function: `func`, `ops_before`, `ops_after`, `cost_before`, `cost_after` (seconds, the
+    /// pass's cost model), `enodes`, `eclasses`, `iterations`, `stop_reason`, `extractor`,
+    /// `seconds`, `saturation_seconds`, `dag_seconds`, `applied` (rule -> times applied).
+    /// `"[]"` when the pass is off, and for a graph loaded from the compile cache.
+    fn egraph_stats(&self) -> String {
+        self.inner.egraph_stats_json()
     }
 
     /// The Program as JSON (byte-identical for identical graph and options); serialized on

@@ -76,6 +76,14 @@ class CompiledRecord:
     #: Wall seconds of the most recent run (tensors in, simulation, tensors out).
     last_run_seconds: float = 0.0
 
+    @property
+    def egraph_stats(self) -> list[dict[str, Any]]:
+        """What the e-graph optimizer did, one dict per function (see
+        ``_native.CompiledGraph.egraph_stats``); empty when ``egraph`` is off or the graph came
+        from the compile cache."""
+        stats = getattr(self.graph, "egraph_stats", None)
+        return json.loads(stats()) if stats is not None else []
+
 
 #: Every graph compiled in this process, in compile order (for reports).
 compiled_graphs: list[CompiledRecord] = []

@@ -78,6 +78,11 @@ class GraphReport:
     #: Per tensor stored in a low-precision format (the profile's ``numerics``): name, dtype,
     #: the bias of the last run, the amax it converted and the status flags it raised.
     numerics: list[dict[str, Any]] = field(default_factory=list)
+    #: What the e-graph optimizer did (option ``egraph``), one dict per function: ops and
+    #: cost (the pass's model, seconds) before/after, e-graph size, iterations, stop reason,
+    #: optimisation seconds, rules applied. Empty when it did not run (or the graph came from
+    #: the compile cache).
+    egraph: list[dict[str, Any]] = field(default_factory=list)
     #: (rows, cols) of core sites of the target.
     mesh_shape: tuple[int, int] | None = None
     #: (row, col) -> busy seconds / simulated seconds, for every core that did work.
@@ -153,6 +158,10 @@ class Report:
                 lines.append("")
                 lines.append(f"{g.precision} tensors of {g.label} (format, bias and flags of the last run):")
                 lines += ["  " + line for line in _table(["tensor", "format", "bias", "amax", "flags"], _numerics_rows(g))]
+            if g.egraph:
+                lines.append("")
+                lines.append(f"e-graph optimizer on {g.label}:")
+                lines += ["  " + line for line in _egraph_lines(g)]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -174,6 +183,8 @@ class Report:
                 parts.append(_html_table(["top ops by time", "count", "time", "share"], rows))
             if g.numerics:
                 parts.append(_html_table([f"{g.precision} tensor", "format", "bias", "amax", "flags"], _numerics_rows(g)))
+            if g.egraph:
+                parts.append("<p>e-graph optimizer:<br>" + "<br>".join(html.escape(line) for line in _egraph_lines(g)) + "</p>")
             parts.append(viz.figures_html(g))
         parts.append("</div>")
         return "\n".join(parts)
@@ -230,6 +241,7 @@ def _graph_report(number: int, record) -> GraphReport:
         top_ops=_top_ops(trace),
         precision=record.options.get("precision", "fp32"),
         numerics=p.get("numerics", []),
+        egraph=list(getattr(record, "egraph_stats", [])),
         mesh_shape=mesh_shape,
         core_utilisation={
             (c["row"], c["col"]): busy / seconds for c, busy in p.get("busy_seconds_per_core", []) if seconds
@@ -313,6 +325,23 @@ def _numerics_rows(g: GraphReport) -> list[tuple[str, list[str]]]:
     if len(ranked) > NUMERICS_ROWS:
         rows.append((f"... {len(ranked) - NUMERICS_ROWS} more", ["", "", "", ""]))
     return rows
+
+
+def _egraph_lines(g: GraphReport) -> list[str]:
+    """Per function: ops and modelled cost before -> after, the e-graph, the time, the rules."""
+    lines = []
+    for s in g.egraph:
+        before, after = s.get("cost_before") or 0.0, s.get("cost_after") or 0.0
+        gain = f" ({_percent((before - after) / before)} cheaper)" if before > 0 else ""
+        lines.append(
+            f"@{s['func']}: ops {s['ops_before']} -> {s['ops_after']}, modelled cost {_seconds(before)} -> {_seconds(after)}{gain}; "
+            f"e-graph {s['enodes']} nodes / {s['eclasses']} classes, {s['iterations']} iteration(s), stopped: {s['stop_reason']}, "
+            f"{_seconds(s['seconds'])}"
+        )
+        applied = sorted((s.get("applied") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        if applied:
+            lines.append("  rules applied: " + ", ".join(f"{name} x{n}" for name, n in applied))
+    return lines
 
 
 def _table(header: list[str], rows: list[tuple[str, list[str]]], numeric: bool = False) -> list[str]:

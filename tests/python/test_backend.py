@@ -92,6 +92,34 @@ def test_egraph_fuses_elementwise_chains_into_one_kernel_with_the_same_bits():
     torch.testing.assert_close(outs[1], model(x), rtol=1e-5, atol=1e-6)
 
 
+def test_egraph_stats_are_exposed():
+    """The optimizer's statistics reach Python (the compiled graph, its record and the report):
+    a transpose pair around an elementwise op goes away, so ops and modelled cost drop."""
+
+    def f(x):
+        return torch.tanh(torch.relu(x.t())).t()
+
+    x = torch.randn(16, 32)
+    for eg in (False, True):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            out = torch.compile(f, backend="dojo", options={"egraph": eg})(x)
+        torch.testing.assert_close(out, f(x))
+        record = backend.compiled_graphs[-1]
+        assert json.loads(record.graph.egraph_stats()) == record.egraph_stats
+        if not eg:
+            assert record.egraph_stats == []
+    (s,) = record.egraph_stats
+    assert s["ops_after"] < s["ops_before"], s
+    assert 0 < s["cost_after"] < s["cost_before"], s
+    assert s["enodes"] >= s["eclasses"] > 0 and s["iterations"] >= 1, s
+    assert s["stop_reason"] and s["extractor"] != "input", s
+    assert 0 <= s["seconds"] < 1.0 and s["applied"] and all(n > 0 for n in s["applied"].values()), s
+    (graph,) = torch_dojo.report(last=1)
+    assert graph.egraph == record.egraph_stats
+    assert "e-graph optimizer on inference #" in str(torch_dojo.report(last=1))
+
+
 def test_options_must_be_a_dict():
     with pytest.raises(torch_dojo.InvalidInputError, match="must be a dict"):
         backend.validate_options(["mesh"])
