@@ -137,6 +137,28 @@ impl std::fmt::Display for FusedExpr {
     }
 }
 
+/// The result of a `d1.load` or `d1.reshard`: the whole operand, or the box `offsets` +
+/// `sizes` of it.
+fn boxed_result(op: &Op, a: &TensorType, r: &TensorType) -> Result<(), String> {
+    match (op.attr("offsets"), op.attr("sizes")) {
+        (None, None) => expect_shape("result", &r.shape, &a.shape),
+        (Some(o), Some(s)) => {
+            let (o, s) = (o.as_ints().ok_or("offsets must be array<i64>")?, s.as_ints().ok_or("sizes must be array<i64>")?);
+            if o.len() != a.rank() || s.len() != a.rank() {
+                return Err("offsets and sizes need one entry per dimension".into());
+            }
+            for d in 0..a.rank() {
+                if o[d] < 0 || s[d] < 1 || (o[d] + s[d]) as usize > a.shape[d] {
+                    return Err(format!("region dim {d} [{}, +{}) is outside 0..{}", o[d], s[d], a.shape[d]));
+                }
+            }
+            let want: Vec<usize> = s.iter().map(|&x| x as usize).collect();
+            expect_shape("result", &r.shape, &want)
+        }
+        _ => Err(format!("{} needs both 'offsets' and 'sizes', or neither", op.name)),
+    }
+}
+
 /// The `expr` of a fused op, checked against its operand count.
 fn fused_expr(op: &Op) -> Result<FusedExpr, String> {
     let e = FusedExpr::parse(str_attr(op, "expr")?).map_err(|e| format!("bad 'expr': {e}"))?;
@@ -571,33 +593,15 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
                 return Err("d1.load takes a host tensor; this operand is already on the mesh".into());
             }
             let a = tensor_of(func, op, 0)?;
-            if a != r {
-                return Err("d1.load result type must equal its operand's".into());
-            }
-            Ok(())
+            same_elem("result", a, r)?;
+            boxed_result(op, a, r)
         }
         "reshard" => {
             arity(op, 1, 1)?;
             mesh(0)?;
             let a = tensor_of(func, op, 0)?;
             same_elem("result", a, r)?;
-            match (op.attr("offsets"), op.attr("sizes")) {
-                (None, None) => expect_shape("result", &r.shape, &a.shape),
-                (Some(o), Some(s)) => {
-                    let (o, s) = (o.as_ints().ok_or("offsets must be array<i64>")?, s.as_ints().ok_or("sizes must be array<i64>")?);
-                    if o.len() != a.rank() || s.len() != a.rank() {
-                        return Err("offsets and sizes need one entry per dimension".into());
-                    }
-                    for d in 0..a.rank() {
-                        if o[d] < 0 || s[d] < 1 || (o[d] + s[d]) as usize > a.shape[d] {
-                            return Err(format!("region dim {d} [{}, +{}) is outside 0..{}", o[d], s[d], a.shape[d]));
-                        }
-                    }
-                    let want: Vec<usize> = s.iter().map(|&x| x as usize).collect();
-                    expect_shape("result", &r.shape, &want)
-                }
-                _ => Err("d1.reshard needs both 'offsets' and 'sizes', or neither".into()),
-            }
+            boxed_result(op, a, r)
         }
         "fill" => {
             arity(op, 0, 1)?;

@@ -257,14 +257,20 @@ impl<'a> Emitter<'a> {
                         return Err(PassError::Invalid("d1.load takes a function argument".into()));
                     }
                     self.alloc(r, &l)?;
+                    // Where the loaded box starts in the host tensor (a panel) or 0.
+                    let offsets: Vec<usize> = match op.attr("offsets").and_then(Attr::as_ints) {
+                        Some(o) => o.iter().map(|&x| x as usize).collect(),
+                        None => vec![0; self.tensor(r)?.rank()],
+                    };
                     // One load per distinct box; its replicas copy it over the mesh.
                     let groups = self.replica_groups(r)?;
                     let shards = self.shards(r)?.to_vec();
                     for (_, members) in groups.iter() {
                         let root = &shards[members[0]];
+                        let src = IrRegion { offsets: root.region.offsets.iter().zip(&offsets).map(|(a, o)| a + o).collect(), sizes: root.region.sizes.clone() };
                         self.program.instrs.push(Instr::Load {
                             input,
-                            src: region_of(&root.region),
+                            src: region_of(&src),
                             buf: root.buf,
                             dst: Region::full(&root.region.sizes),
                         });

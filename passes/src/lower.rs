@@ -284,6 +284,21 @@ impl<'a> Lowering<'a> {
         }
     }
 
+    /// Box `region` of `old` in layout `want` (a matmul step's operand panel). A host tensor
+    /// not on the mesh yet is loaded box by box straight into the panels (each step's load
+    /// then overlaps the step before's compute), not whole and then resharded.
+    fn panel(&mut self, old: Value, want: &Layout, region: &Region) -> LResult<Value> {
+        match self.val(old)? {
+            Val::Host(a) if !self.loaded.contains_key(&a) => {
+                let t = tensor_type(&self.out, a)?;
+                let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+                let attrs = vec![attr("offsets", ints(&region.offsets)), attr("sizes", ints(&region.sizes))];
+                Ok(self.emit("load", vec![a], attrs, TensorType::new(region.sizes.clone(), t.elem), want.clone()))
+            }
+            _ => self.materialize(old, want, Some(region)),
+        }
+    }
+
     /// The mesh value of `old`, loading an argument in its default layout on first use.
     fn on_mesh(&mut self, old: Value) -> LResult<Value> {
         match self.val(old)? {
@@ -583,8 +598,8 @@ impl<'a> Lowering<'a> {
             let z = vec![0; r - 2];
             let ra = Region { offsets: [z.clone(), vec![0, ks]].concat(), sizes: [bdims.clone(), vec![m, kl]].concat() };
             let rb = Region { offsets: [z, vec![ks, 0]].concat(), sizes: [bdims.clone(), vec![kl, n]].concat() };
-            let a_s = self.materialize(a, &la, Some(&ra))?;
-            let b_s = self.materialize(b, &lb, Some(&rb))?;
+            let a_s = self.panel(a, &la, &ra)?;
+            let b_s = self.panel(b, &lb, &rb)?;
             let mut ins = vec![a_s, b_s];
             ins.extend(acc);
             acc = Some(self.emit("matmul", ins, vec![], rt.clone(), out.clone()));

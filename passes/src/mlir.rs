@@ -30,7 +30,7 @@
 //! melior 0.27 has no affine-map attribute constructor, turned into attributes by parsing their
 //! printed form (likewise `#linalg.iterator_type<...>`).
 
-use dojo_compiler::dialect::{broadcast_shapes, check_dims, check_perm, COMPARE};
+use dojo_compiler::dialect::{broadcast_shapes, check_dims, check_perm, FusedExpr, FusedOperand, COMPARE};
 use dojo_compiler::{Attr, ElemType, Func, Module, Op, TensorType, Type as DType};
 use melior::{
     dialect::DialectRegistry,
@@ -167,6 +167,9 @@ enum Body<'s> {
     Cmp(&'s str, ElemType),
     Select,
     Convert(ElemType, ElemType),
+    /// A fused chain (`dojo.fused`) over operands of these element types, every value an f32
+    /// (bools as 0.0/1.0, as the mesh computes it).
+    Fused(&'s FusedExpr, &'s [ElemType]),
 }
 
 /// Emission state for one context.
@@ -425,6 +428,37 @@ impl<'c> Cx<'c> {
                 let (a, c) = (arg(1)?, arg(2)?);
                 self.op1(b, "arith.select", &[x, a, c], a.r#type(), &[], vec![])
             }
+            Body::Fused(expr, elems) => {
+                let f32t = self.elem(F32)?;
+                let as_f32 = |v: Value<'c, 'a>, e: ElemType| self.scalar(b, Body::Convert(e, F32), &[v]);
+                let inputs = elems.iter().enumerate().map(|(i, &e)| as_f32(arg(i)?, e)).collect::<Result<Vec<_>, String>>()?;
+                let mut vals: Vec<Value<'c, 'a>> = Vec::new();
+                for step in &expr.steps {
+                    let mut xs = Vec::new();
+                    for a in &step.args {
+                        xs.push(match *a {
+                            FusedOperand::Input(k) => *inputs.get(k).ok_or("fused: input out of range")?,
+                            FusedOperand::Step(j) => *vals.get(j).ok_or("fused: step out of range")?,
+                            FusedOperand::Const(c) => self.scalar_const(b, F32, c)?,
+                        });
+                    }
+                    let v = match step.f {
+                        "select" => {
+                            let zero = self.scalar_const(b, F32, 0.0)?;
+                            let c = self.op1(b, "arith.cmpf", &[xs[0], zero], IntegerType::new(self.ctx, 1).into(), &[("predicate", self.i64_attr(13))], vec![])?;
+                            self.op1(b, "arith.select", &[c, xs[1], xs[2]], f32t, &[], vec![])?
+                        }
+                        f if COMPARE.contains(&f) => {
+                            let c = self.scalar(b, Body::Cmp(f, F32), &xs)?;
+                            as_f32(c, I1)?
+                        }
+                        f if xs.len() == 1 => self.scalar(b, Body::Unary(f, F32), &xs)?,
+                        f => self.scalar(b, Body::Binary(f, F32), &xs)?,
+                    };
+                    vals.push(v);
+                }
+                vals.last().copied().ok_or_else(|| "fused: no steps".to_string())
+            }
             Body::Convert(from, to) => {
                 let t = self.elem(to)?;
                 match (from, to) {
@@ -612,6 +646,11 @@ impl<'c> Cx<'c> {
                 self.generic(block, &with_types(2), rt, Body::Cmp(pred, ins[0].elem))
             }
             "select" => self.generic(block, &with_types(3), rt, Body::Select),
+            "fused" => {
+                let expr = FusedExpr::parse(op.attr("expr").and_then(Attr::as_str).ok_or("needs an 'expr'")?)?;
+                let elems: Vec<ElemType> = ins.iter().map(|t| t.elem).collect();
+                self.generic(block, &with_types(ins.len()), rt, Body::Fused(&expr, &elems))
+            }
             "convert" => {
                 if ins[0].elem == rt.elem {
                     return Ok(xs[0]);
