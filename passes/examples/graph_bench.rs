@@ -1,8 +1,11 @@
 //! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
 //!
 //! ```text
-//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--egraph] [--runs 3] [--timing-only]
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--egraph] [--runs 3] [--timing-only [--ops]]
 //! ```
+//!
+//! With `--timing-only --ops`: simulated seconds summed per d1 op kind; `OPS_MATCH=reshard`
+//! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline.
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
@@ -85,6 +88,12 @@ fn main() {
                 if let Ok(pat) = std::env::var("OPS_MATCH") {
                     for o in p.ops.iter().filter(|o| o.name.contains(&pat)) {
                         println!("    {:<24} {:9.3} .. {:9.3} us  {:8.3} us  {} instrs", o.name, o.start_s * 1e6, o.end_s * 1e6, o.simulated_seconds * 1e6, o.instructions);
+                    }
+                    if let Ok(name) = std::env::var("OP_EVENTS") {
+                        let k = p.ops.iter().position(|o| o.name == name);
+                        for e in p.timeline.iter().filter(|e| e.op.map(|o| o as usize) == k).take(80) {
+                            println!("      {:7} {:<10} {:?} {:9.3} .. {:9.3}", e.instr, e.name, e.unit, e.start_s * 1e6, e.end_s * 1e6);
+                        }
                     }
                 }
                 for (k, (n, s)) in kinds {

@@ -265,6 +265,7 @@ impl<'a> Emitter<'a> {
                     // One load per distinct box; its replicas copy it over the mesh.
                     let groups = self.replica_groups(r)?;
                     let shards = self.shards(r)?.to_vec();
+                    let mut trees = Vec::new();
                     for (_, members) in groups.iter() {
                         let root = &shards[members[0]];
                         let src = IrRegion { offsets: root.region.offsets.iter().zip(&offsets).map(|(a, o)| a + o).collect(), sizes: root.region.sizes.clone() };
@@ -274,8 +275,9 @@ impl<'a> Emitter<'a> {
                             buf: root.buf,
                             dst: Region::full(&root.region.sizes),
                         });
-                        self.fill_replicas(&shards, members, 0);
+                        trees.push((members.clone(), 0));
                     }
+                    self.fill_replicas(&shards, &trees);
                 }
                 "d1.reshard" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
@@ -456,6 +458,7 @@ impl<'a> Emitter<'a> {
             groups.iter().map(|(r, m)| (r.clone(), m.iter().map(|&k| ss[k].core).collect())).collect()
         };
         let dst_groups = self.replica_groups(dst)?;
+        let mut trees = Vec::new();
         for (region, members) in dst_groups.iter() {
             // What these cores need, in the source's coordinates.
             let need = IrRegion { offsets: region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(), sizes: region.sizes.clone() };
@@ -472,35 +475,44 @@ impl<'a> Emitter<'a> {
             let d = &shards[members[root]];
             let at = vec![0; need.sizes.len()];
             self.gather_into(src, &need, d.buf, d.core, &at)?;
-            self.fill_replicas(&shards, members, root);
+            trees.push((members.clone(), root));
         }
+        self.fill_replicas(&shards, &trees);
         Ok(())
     }
 
-    /// Copies the filled shard `members[root]` to the other members (replicas of one box) by
-    /// recursive halving over the members in mesh order: each round, every segment's holder
-    /// sends the whole box to the nearest member of the segment's other half, which then holds
-    /// that half. n replicas take log2(n) rounds, and a round's transfers stay inside disjoint
-    /// segments (on a row or column of the mesh they share no link), instead of n transfers
-    /// out of the same few cores.
-    fn fill_replicas(&mut self, shards: &[Shard], members: &[usize], root: usize) {
-        let mut order: Vec<usize> = members.to_vec();
-        order.sort_by_key(|&k| shards[k].core);
-        let Some(r) = order.iter().position(|&k| k == members[root]) else { return };
-        let mut segments = vec![(0, order.len(), r)];
+    /// For each `(members, root)` (the replicas of one box, `members[root]` filled), copies the
+    /// box to the other members by recursive halving over the members in mesh order: each
+    /// round, every segment's holder sends the whole box to the nearest member of the
+    /// segment's other half, which then holds that half. n replicas take log2(n) rounds, and a
+    /// round's transfers stay inside disjoint segments (on a row or column of the mesh they
+    /// share no link), instead of n transfers out of the same few cores. All groups advance
+    /// round by round together, after every root is filled: a copy engine works in program
+    /// order, so a copy that must wait for its round would hold up copies behind it.
+    fn fill_replicas(&mut self, shards: &[Shard], trees: &[(Vec<usize>, usize)]) {
+        let mut segments = Vec::new();
+        let mut orders = Vec::new();
+        for (g, (members, root)) in trees.iter().enumerate() {
+            let mut order: Vec<usize> = members.clone();
+            order.sort_by_key(|&k| shards[k].core);
+            if let Some(r) = order.iter().position(|&k| k == members[*root]) {
+                segments.push((g, 0, order.len(), r));
+            }
+            orders.push(order);
+        }
         while !segments.is_empty() {
             let mut next = Vec::new();
-            for (lo, hi, holder) in segments {
+            for (g, lo, hi, holder) in segments {
                 if hi - lo <= 1 {
                     continue;
                 }
                 let mid = lo + (hi - lo) / 2;
                 let (mine, other, receiver) = if holder < mid { ((lo, mid), (mid, hi), mid) } else { ((mid, hi), (lo, mid), mid - 1) };
-                let (from, to) = (&shards[order[holder]], &shards[order[receiver]]);
+                let (from, to) = (&shards[orders[g][holder]], &shards[orders[g][receiver]]);
                 let full = Region::full(&to.region.sizes);
                 self.program.instrs.push(Instr::Copy { src: from.buf, src_region: full.clone(), dst: to.buf, dst_region: full });
-                next.push((mine.0, mine.1, holder));
-                next.push((other.0, other.1, receiver));
+                next.push((g, mine.0, mine.1, holder));
+                next.push((g, other.0, other.1, receiver));
             }
             segments = next;
         }

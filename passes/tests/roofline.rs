@@ -141,3 +141,38 @@ fn graphs_compile_and_time_on_a_tray_and_an_exapod() {
         assert!(prof.cores_used <= 256, "{mesh}: the default lowering uses one 16x16 block");
     }
 }
+
+/// Replicated operands are multicast, not fetched again: on the random graphs, no box of a
+/// host input is loaded twice (its replicas copy it over the mesh), and within one reshard no
+/// core sends more copies than a gather plus the rounds of a halving tree over the largest
+/// replica group need (a core used to send its box to every replica, one after another).
+#[test]
+fn replicas_are_loaded_once_and_multicast_by_a_tree() {
+    use dojo_runtime::Instr;
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rng = Rng(7);
+    for case in 0..20 {
+        let (m, k, n) = (rng.range(1, 300), rng.range(1, 300), rng.range(1, 300));
+        let ir = graph(m, k, n, None);
+        let Some(p) = compile(&ir, "d1") else { continue };
+        let mut loaded = BTreeSet::new();
+        for i in &p.instrs {
+            if let Instr::Load { input, src, .. } = i {
+                assert!(loaded.insert((*input, format!("{src:?}"))), "case {case} ({m}x{k}x{n}): host box {src:?} of input {input} loaded twice");
+            }
+        }
+        // Copies each core sends per compiler op (provenance), at most 16 + log2(256) + 1.
+        let mut sent: BTreeMap<(u32, String), usize> = BTreeMap::new();
+        for (idx, i) in p.instrs.iter().enumerate() {
+            if let Instr::Copy { src, dst, .. } = i {
+                if p.buffers[*src].core != p.buffers[*dst].core {
+                    let c = &p.buffers[*src].core;
+                    let op = p.instr_op.get(idx).copied().flatten().unwrap_or(u32::MAX);
+                    *sent.entry((op, format!("{c:?}"))).or_default() += 1;
+                }
+            }
+        }
+        let worst = sent.values().copied().max().unwrap_or(0);
+        assert!(worst <= 25, "case {case} ({m}x{k}x{n}): a core sends {worst} copies for one op");
+    }
+}
