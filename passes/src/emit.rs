@@ -128,6 +128,19 @@ struct Shard {
 /// Distinct shard regions of a value, each with the indices of the shards holding it.
 type ReplicaGroups = Vec<(IrRegion, Vec<usize>)>;
 
+/// Where the box a `d1.load` / `d1.reshard` takes starts in its operand (`offsets`), or 0.
+fn box_offsets(op: &dojo_compiler::Op, rank: usize) -> Vec<usize> {
+    match op.attr("offsets") {
+        Some(_) => ints(op, "offsets"),
+        None => vec![0; rank],
+    }
+}
+
+/// `r` moved by `offsets` (a shard's box in the coordinates of the tensor its value is a box of).
+fn shifted(r: &IrRegion, offsets: &[usize]) -> IrRegion {
+    IrRegion { offsets: r.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(), sizes: r.sizes.clone() }
+}
+
 /// Whether two boxes of the same rank share at least one element (no allocation).
 fn overlaps(a: &IrRegion, b: &IrRegion) -> bool {
     (0..a.offsets.len()).all(|d| a.offsets[d].max(b.offsets[d]) < (a.offsets[d] + a.sizes[d]).min(b.offsets[d] + b.sizes[d]))
@@ -258,20 +271,16 @@ impl<'a> Emitter<'a> {
                     }
                     self.alloc(r, &l)?;
                     // Where the loaded box starts in the host tensor (a panel) or 0.
-                    let offsets: Vec<usize> = match op.attr("offsets").and_then(Attr::as_ints) {
-                        Some(o) => o.iter().map(|&x| x as usize).collect(),
-                        None => vec![0; self.tensor(r)?.rank()],
-                    };
+                    let offsets = box_offsets(op, self.tensor(r)?.rank());
                     // One load per distinct box; its replicas copy it over the mesh.
                     let groups = self.replica_groups(r)?;
                     let shards = self.shards(r)?.to_vec();
                     let mut trees = Vec::new();
                     for (_, members) in groups.iter() {
                         let root = &shards[members[0]];
-                        let src = IrRegion { offsets: root.region.offsets.iter().zip(&offsets).map(|(a, o)| a + o).collect(), sizes: root.region.sizes.clone() };
                         self.program.instrs.push(Instr::Load {
                             input,
-                            src: region_of(&src),
+                            src: region_of(&shifted(&root.region, &offsets)),
                             buf: root.buf,
                             dst: Region::full(&root.region.sizes),
                         });
@@ -282,10 +291,7 @@ impl<'a> Emitter<'a> {
                 "d1.reshard" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
                     self.alloc(r, &l)?;
-                    let offsets: Vec<usize> = match op.attr("offsets").and_then(Attr::as_ints) {
-                        Some(o) => o.iter().map(|&x| x as usize).collect(),
-                        None => vec![0; self.tensor(r)?.rank()],
-                    };
+                    let offsets = box_offsets(op, self.tensor(r)?.rank());
                     self.reshard(op.operands[0], r, &offsets)?;
                 }
                 "d1.fill" => {
@@ -461,7 +467,7 @@ impl<'a> Emitter<'a> {
         let mut trees = Vec::new();
         for (region, members) in dst_groups.iter() {
             // What these cores need, in the source's coordinates.
-            let need = IrRegion { offsets: region.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(), sizes: region.sizes.clone() };
+            let need = shifted(region, offsets);
             // The replica that holds none of the source boxes it needs (a copy on its own core
             // would queue behind that core's compute; the mesh's copy engines run beside it),
             // then the fewest hops to the nearest holder of each.

@@ -291,9 +291,7 @@ impl<'a> Lowering<'a> {
         match self.val(old)? {
             Val::Host(a) if !self.loaded.contains_key(&a) => {
                 let t = tensor_type(&self.out, a)?;
-                let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
-                let attrs = vec![attr("offsets", ints(&region.offsets)), attr("sizes", ints(&region.sizes))];
-                Ok(self.emit("load", vec![a], attrs, TensorType::new(region.sizes.clone(), t.elem), want.clone()))
+                Ok(self.emit("load", vec![a], box_attrs(region), TensorType::new(region.sizes.clone(), t.elem), want.clone()))
             }
             _ => self.materialize(old, want, Some(region)),
         }
@@ -334,8 +332,7 @@ impl<'a> Lowering<'a> {
         let mut attrs = Vec::new();
         let mut ty = t.clone();
         if let Some(r) = region {
-            attrs.push(attr("offsets", Attr::Ints(r.offsets.iter().map(|&x| x as i64).collect())));
-            attrs.push(attr("sizes", Attr::Ints(r.sizes.iter().map(|&x| x as i64).collect())));
+            attrs = box_attrs(r);
             ty.shape = r.sizes.clone();
         }
         want.check(&ty.shape).map_err(|e| PassError::Invalid(format!("internal: bad reshard layout: {e}")))?;
@@ -727,4 +724,10 @@ impl<'a> Lowering<'a> {
         let g = self.reshard(m, &single, None)?;
         Ok(self.emit("reshape", vec![g], vec![], rt.clone(), Layout::single(l.origin, rt.rank())))
     }
+}
+
+/// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.
+fn box_attrs(r: &Region) -> Vec<(String, Attr)> {
+    let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
+    vec![attr("offsets", ints(&r.offsets)), attr("sizes", ints(&r.sizes))]
 }
