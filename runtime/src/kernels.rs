@@ -223,14 +223,34 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
 
 /// `out` (row-major `shape`) = `data[base + sum(index[d] * walk[d])]`.
 fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], out: &mut [f32]) {
-    let so = strides(shape);
-    for_each_row(shape, [&so, walk], |[o, i], len, [_, k]| {
+    // The same walk over fewer, longer rows: dims of size 1 dropped, and each dim merged into
+    // the one before it when the walk steps over it contiguously.
+    let (mut dims, mut steps) = (Vec::with_capacity(shape.len()), Vec::with_capacity(shape.len()));
+    for (&n, &w) in shape.iter().zip(walk) {
+        match (dims.last_mut(), steps.last_mut()) {
+            _ if n == 1 => {}
+            (Some(d), Some(s)) if *s == w * n => {
+                *d *= n;
+                *s = w;
+            }
+            _ => {
+                dims.push(n);
+                steps.push(w);
+            }
+        }
+    }
+    if shape.contains(&0) {
+        return;
+    }
+    let so = strides(&dims);
+    for_each_row(&dims, [&so, &steps], |[o, i], len, [_, k]| {
         let dst = &mut out[o..o + len];
+        let src = &data[base + i..];
         if k == 1 {
-            dst.copy_from_slice(&data[base + i..base + i + len]);
+            dst.copy_from_slice(&src[..len]);
         } else {
-            for (j, slot) in dst.iter_mut().enumerate() {
-                *slot = data[base + i + j * k];
+            for (slot, &x) in dst.iter_mut().zip(src.iter().step_by(k)) {
+                *slot = x;
             }
         }
     });

@@ -3,11 +3,14 @@
 //! # Functional model
 //!
 //! [`SimMesh::execute`] validates the Program ([`Program::validate`]), checks the host
-//! inputs against `Program::inputs`, then runs the instructions in order on `f32` arrays:
-//! one array per live buffer (zeroed at `Alloc`), host outputs zero until a `Store` or
-//! `HostCopy` writes them. Kernel semantics are documented on [`crate::KernelOp`]; NaN and
-//! infinities propagate as in eager PyTorch. The same Program and inputs always give
-//! bit-identical outputs and Profile.
+//! inputs against `Program::inputs`, then runs the instructions on `f32` arrays: one array
+//! per live buffer (zeroed at `Alloc`), host outputs zero until a `Store` or `HostCopy`
+//! writes them. Kernel semantics are documented on [`crate::KernelOp`]; NaN and infinities
+//! propagate as in eager PyTorch. Instructions that touch disjoint buffers run in parallel
+//! (dependency levels of a window of the Program, see `compute`), and a copy of a whole
+//! buffer or a reshape shares its source's array until either is written, so the values are
+//! those of running the Program in order: the same Program and inputs always give
+//! bit-identical outputs and Profile, whatever the thread count.
 //!
 //! # Timing model (v2)
 //!
@@ -69,7 +72,9 @@
 //! [`crate::roofline`] for the bounds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cfloat::{self, Codec, Flags, Format, Rounding};
@@ -419,25 +424,113 @@ fn time(program: &Program) -> Sim<'_> {
     sim
 }
 
+/// Instructions the functional pass schedules at a time (see [`levels`]): a window bounds how
+/// far ahead of program order an Alloc can be served, so host memory stays near the
+/// Program's own peak.
+const WINDOW: usize = 4096;
+
 /// The functional pass over the Program: the host outputs' values, and what the conversions
-/// of each scale saw.
+/// of each scale saw. Instructions run window by window, each window level by level; the
+/// instructions of one level touch disjoint arrays and run in parallel (rayon). Every
+/// instruction computes the same values whatever runs beside it, so the outputs are
+/// bit-identical to running the Program in order, for any thread count.
 fn compute(
     program: &Program,
     inputs: &[(&[usize], &[f32])],
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
     let mut data = Data::new(program, inputs, numerics)?;
-    for (pc, instr) in program.instrs.iter().enumerate() {
-        data.step(pc, instr)
-            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))?;
+    let mut deps = Deps::new(program);
+    for start in (0..program.instrs.len()).step_by(WINDOW) {
+        let end = (start + WINDOW).min(program.instrs.len());
+        for level in deps.levels(start..end) {
+            data.run_level(&level)?;
+        }
     }
     let Data { bufs, outputs, mut pool, scales, .. } = data;
     for v in bufs {
-        pool.give(v);
+        pool.give_shared(v);
     }
     BufferPool::keep(pool);
     Ok((outputs, scales))
 }
+
+/// An array an instruction writes: a buffer, or a host output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Buf(BufId),
+    Output(usize),
+}
+
+/// The array `instr` writes and the buffers it reads (other than the one it writes).
+fn accesses(instr: &Instr) -> (Written, &[BufId]) {
+    match instr {
+        Instr::Alloc { buf } | Instr::Free { buf } | Instr::Fill { buf, .. } | Instr::Load { buf, .. } => {
+            (Written::Buf(*buf), &[])
+        }
+        Instr::Store { buf, output, .. } => (Written::Output(*output), std::slice::from_ref(buf)),
+        Instr::HostCopy { output, .. } => (Written::Output(*output), &[]),
+        Instr::Copy { src, dst, .. } => (Written::Buf(*dst), std::slice::from_ref(src)),
+        Instr::Kernel { inputs, output, .. } => (Written::Buf(*output), inputs.as_slice()),
+    }
+}
+
+/// Dependency levels of the instructions of a window: an instruction's level is one past
+/// the last level that wrote what it reads or writes, or read what it writes (RAW, WAW,
+/// WAR), so the instructions of one level are independent.
+struct Deps<'a> {
+    program: &'a Program,
+    /// Per array (buffers, then host outputs): the window it was last touched in, and in
+    /// that window the level of its last write and of its last read (0: none).
+    window: Vec<usize>,
+    write: Vec<u32>,
+    read: Vec<u32>,
+    windows: usize,
+}
+
+impl<'a> Deps<'a> {
+    fn new(program: &'a Program) -> Deps<'a> {
+        let n = program.buffers.len() + program.outputs.len();
+        Deps { program, window: vec![usize::MAX; n], write: vec![0; n], read: vec![0; n], windows: 0 }
+    }
+
+    fn slot(&mut self, w: Written) -> usize {
+        let k = match w {
+            Written::Buf(b) => b,
+            Written::Output(o) => self.program.buffers.len() + o,
+        };
+        if self.window[k] != self.windows {
+            self.window[k] = self.windows;
+            self.write[k] = 0;
+            self.read[k] = 0;
+        }
+        k
+    }
+
+    /// The instructions `range` by level, each level in program order.
+    fn levels(&mut self, range: std::ops::Range<usize>) -> Vec<Vec<usize>> {
+        self.windows += 1;
+        let mut levels: Vec<Vec<usize>> = Vec::new();
+        for pc in range {
+            let (written, reads) = accesses(&self.program.instrs[pc]);
+            let reads: Vec<usize> = reads.iter().filter(|&&b| written != Written::Buf(b)).map(|&b| self.slot(Written::Buf(b))).collect();
+            let w = self.slot(written);
+            let level = reads.iter().map(|&r| self.write[r]).fold(self.write[w].max(self.read[w]), u32::max) + 1;
+            for r in reads {
+                self.read[r] = self.read[r].max(level);
+            }
+            self.write[w] = level;
+            if levels.len() < level as usize {
+                levels.resize_with(level as usize, Vec::new);
+            }
+            levels[level as usize - 1].push(pc);
+        }
+        levels
+    }
+}
+
+/// What an instruction reports besides the array it wrote: a Convert's amax and flags.
+type Seen = Option<(usize, f32, Flags)>;
 
 /// A directed edge between two chips (or two tiles): (from, to) as grid coordinates.
 type EdgeKey = ((u32, u32), (u32, u32));
@@ -446,7 +539,11 @@ type EdgeKey = ((u32, u32), (u32, u32));
 struct Data<'a> {
     program: &'a Program,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    bufs: Vec<Vec<f32>>,
+    /// One array per buffer, shared by buffers that hold the same values (a copy of a whole
+    /// buffer, a reshape): copied only when one of them is written (copy on write).
+    bufs: Vec<Arc<Vec<f32>>>,
+    /// The array of a buffer that has none (shared, so taking it allocates nothing).
+    empty: Arc<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
     /// Elements of each buffer.
     elems: Vec<usize>,
@@ -455,7 +552,7 @@ struct Data<'a> {
     pool: BufferPool,
     /// Per instruction: an Alloc whose buffer is read (or written in part) before anything
     /// overwrites it whole, so it must start zeroed. Other Allocs skip the zeroing.
-    alloc_zeroes: Vec<bool>,
+    fresh: Vec<Fresh>,
     // numerics: one codec and one record per scale
     codecs: Vec<Codec>,
     scales: Vec<ScaleProfile>,
@@ -463,43 +560,71 @@ struct Data<'a> {
     seed: u64,
 }
 
-/// For every instruction, whether it is an Alloc whose zeros can be observed: the first
-/// instruction touching the buffer afterwards reads it or writes only part of it.
-fn allocs_needing_zeros(program: &Program) -> Vec<bool> {
-    let mut needs = vec![false; program.instrs.len()];
+/// What an Alloc gives its buffer, from the first instruction touching the buffer after it.
+#[derive(Clone, Copy, PartialEq)]
+enum Fresh {
+    /// Zeros: that instruction reads the buffer or writes only part of it.
+    Zeroed,
+    /// An array with any contents: that instruction overwrites it whole.
+    Any,
+    /// No array: that instruction shares another buffer's array ([`shared_source`]). (Also
+    /// what every instruction but an Alloc gets.)
+    Nothing,
+}
+
+/// For every instruction, what it gives its buffer if it is an Alloc ([`Fresh`]).
+fn alloc_contents(program: &Program) -> Vec<Fresh> {
+    let mut fresh = vec![Fresh::Nothing; program.instrs.len()];
     // The Alloc of each buffer whose first touch is still to come.
     let mut pending: Vec<Option<usize>> = vec![None; program.buffers.len()];
     let whole = |r: &Region, b: BufId| r.offsets.iter().all(|&o| o == 0) && r.sizes == program.buffers[b].shape;
+    let overwrites = |yes: bool| if yes { Fresh::Any } else { Fresh::Zeroed };
     for (pc, instr) in program.instrs.iter().enumerate() {
-        // (buffer, whether this instruction overwrites it whole without reading it first)
-        let mut touch = |b: BufId, overwrites: bool| {
+        let mut touch = |b: BufId, first: Fresh| {
             if let Some(a) = pending[b].take() {
-                needs[a] = !overwrites;
+                fresh[a] = first;
             }
         };
         match instr {
             Instr::Alloc { buf } => {
-                needs[pc] = true;
+                fresh[pc] = Fresh::Zeroed;
                 pending[*buf] = Some(pc);
             }
-            Instr::Free { buf } => touch(*buf, true),
+            Instr::Free { buf } => touch(*buf, Fresh::Nothing),
             Instr::HostCopy { .. } => {}
-            Instr::Load { buf, dst, .. } => touch(*buf, whole(dst, *buf)),
-            Instr::Store { buf, .. } => touch(*buf, false),
+            Instr::Load { buf, dst, .. } => touch(*buf, overwrites(whole(dst, *buf))),
+            Instr::Store { buf, .. } => touch(*buf, Fresh::Zeroed),
             Instr::Copy { src, dst, dst_region, .. } => {
-                touch(*src, false);
-                touch(*dst, src != dst && whole(dst_region, *dst));
+                touch(*src, Fresh::Zeroed);
+                let first = if shared_source(program, instr).is_some() { Fresh::Nothing } else { overwrites(src != dst && whole(dst_region, *dst)) };
+                touch(*dst, first);
             }
-            Instr::Fill { buf, .. } => touch(*buf, true),
+            Instr::Fill { buf, .. } => touch(*buf, Fresh::Any),
             Instr::Kernel { op, inputs, output } => {
                 for &b in inputs {
-                    touch(b, false);
+                    touch(b, Fresh::Zeroed);
                 }
-                touch(*output, kernels::overwrites_output(op));
+                let first = if shared_source(program, instr).is_some() { Fresh::Nothing } else { overwrites(kernels::overwrites_output(op)) };
+                touch(*output, first);
             }
         }
     }
-    needs
+    fresh
+}
+
+/// The buffer whose values `instr` gives its output unchanged, if any: a Copy of a whole
+/// buffer into a whole other buffer, or a Reshape. The functional pass shares that buffer's
+/// array instead of copying it.
+fn shared_source(program: &Program, instr: &Instr) -> Option<BufId> {
+    match instr {
+        Instr::Copy { src, src_region, dst, dst_region }
+            if src != dst && src_region.sizes == program.buffers[*src].shape && dst_region.sizes == program.buffers[*dst].shape =>
+        {
+            Some(*src)
+        }
+        Instr::Kernel { op: KernelOp::Reshape, inputs, .. } => inputs.first().copied(),
+        _ => None,
+    }
 }
 
 /// Freed `f32` arrays by length, up to [`BufferPool::MAX_BYTES`] in all.
@@ -552,6 +677,13 @@ impl BufferPool {
         }
         self.bytes += bytes;
         self.free.entry(v.len()).or_default().push(v);
+    }
+
+    /// Keeps the array if no other buffer still shares it.
+    fn give_shared(&mut self, v: Arc<Vec<f32>>) {
+        if let Some(v) = Arc::into_inner(v) {
+            self.give(v);
+        }
     }
 }
 
@@ -727,11 +859,12 @@ impl<'a> Data<'a> {
         Ok(Data {
             program,
             inputs,
-            bufs: vec![Vec::new(); program.buffers.len()],
+            bufs: vec![Arc::default(); program.buffers.len()],
+            empty: Arc::default(),
             outputs,
             elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
             pool: BufferPool::reuse(),
-            alloc_zeroes: allocs_needing_zeros(program),
+            fresh: alloc_contents(program),
             codecs,
             scales,
             calibrate: numerics.calibrate,
@@ -739,100 +872,154 @@ impl<'a> Data<'a> {
         })
     }
 
-    /// Rounds buffer `buf` (a Convert's output, holding its input) to scale `k`'s format,
-    /// counting the flags and the amax (a calibration run only records the amax).
-    fn convert(&mut self, k: usize, buf: BufId) {
-        let data = &mut self.bufs[buf];
-        let rec = &mut self.scales[k];
-        rec.amax = rec.amax.max(cfloat::amax(data));
-        if !self.calibrate {
-            rec.flags += self.codecs[k].quantize_slice(data, Rounding::NearestEven);
+    /// Runs the instructions of one level (independent of each other): Allocs, Frees and
+    /// instructions sharing their source's array first (they only move arrays between the
+    /// pool and the buffers), then the rest, each
+    /// on the array it writes, taken out meanwhile; in parallel when there is enough work.
+    fn run_level(&mut self, level: &[usize]) -> Result<(), RuntimeError> {
+        /// Elements written below which a level runs on this thread (spreading it would cost
+        /// more than it saves).
+        const PARALLEL_MIN_ELEMS: usize = 1 << 14;
+        let prog = self.program;
+        let mut work = Vec::with_capacity(level.len());
+        for &pc in level {
+            match &prog.instrs[pc] {
+                Instr::Alloc { buf } => {
+                    let fresh = self.fresh[pc];
+                    if fresh != Fresh::Nothing {
+                        let v = self.pool.take(self.elems[*buf], fresh == Fresh::Zeroed, || format!("buffer {buf}"))?;
+                        self.bufs[*buf] = Arc::new(v);
+                    }
+                }
+                Instr::Free { buf } => {
+                    let v = std::mem::replace(&mut self.bufs[*buf], Arc::clone(&self.empty));
+                    self.pool.give_shared(v);
+                }
+                instr => match (accesses(instr).0, shared_source(prog, instr)) {
+                    (Written::Buf(b), Some(src)) => {
+                        let shared = Arc::clone(&self.bufs[src]);
+                        let v = std::mem::replace(&mut self.bufs[b], shared);
+                        self.pool.give_shared(v);
+                    }
+                    (Written::Buf(b), None) => work.push((pc, std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty)))),
+                    (Written::Output(o), _) => work.push((pc, Arc::new(std::mem::take(&mut self.outputs[o])))),
+                },
+            }
         }
+        let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
+        let run = |(pc, array): &mut (usize, Arc<Vec<f32>>)| {
+            let instr = &prog.instrs[*pc];
+            ctx.exec(instr, array).map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
+        };
+        let results: Vec<Result<Seen, RuntimeError>> = if work.len() > 1 && work.iter().map(|(_, a)| a.len()).sum::<usize>() >= PARALLEL_MIN_ELEMS {
+            work.par_iter_mut().map(run).collect()
+        } else {
+            work.iter_mut().map(run).collect()
+        };
+        for (pc, array) in work {
+            match accesses(&prog.instrs[pc]).0 {
+                Written::Buf(b) => self.bufs[b] = array,
+                Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(array),
+            }
+        }
+        // In program order: the first failing instruction of the level is the one reported.
+        for seen in results {
+            if let Some((k, amax, flags)) = seen? {
+                let rec = &mut self.scales[k];
+                rec.amax = rec.amax.max(amax);
+                rec.flags += flags;
+            }
+        }
+        Ok(())
     }
+}
 
-    fn step(&mut self, pc: usize, instr: &Instr) -> Result<(), RuntimeError> {
+/// What every instruction of a level reads: the Program, the host inputs, the buffers that
+/// no instruction of the level writes, and the numerics.
+struct Ctx<'a> {
+    program: &'a Program,
+    inputs: &'a [(&'a [usize], &'a [f32])],
+    bufs: &'a [Arc<Vec<f32>>],
+    codecs: &'a [Codec],
+    calibrate: bool,
+    seed: u64,
+}
+
+impl Ctx<'_> {
+    /// Runs `instr` (not an Alloc or Free), writing `out`: the array of the buffer or host
+    /// output it writes, with that array's current contents.
+    fn exec(&self, instr: &Instr, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {
-            Instr::Alloc { buf } => {
-                let zeroed = self.alloc_zeroes[pc];
-                self.bufs[*buf] = self.pool.take(self.elems[*buf], zeroed, || format!("buffer {buf}"))?;
-            }
-            Instr::Free { buf } => {
-                let v = std::mem::take(&mut self.bufs[*buf]);
-                self.pool.give(v);
-            }
+            Instr::Alloc { .. } | Instr::Free { .. } => {}
             Instr::Load { input, src, buf, dst } => {
                 let (shape, data) = self.inputs[*input];
                 let decl = &prog.buffers[*buf];
-                copy_box(data, shape, src, &mut self.bufs[*buf], &decl.shape, dst)?;
+                let out = Arc::make_mut(out);
+                copy_box(data, shape, src, out, &decl.shape, dst)?;
                 if decl.dtype.is_int() {
-                    kernels::check_exact_ints(&self.bufs[*buf], &format!("input {input}"))?;
+                    kernels::check_exact_ints(out, &format!("input {input}"))?;
                 }
             }
             Instr::Store { buf, src, output, dst } => {
-                let decl = &prog.buffers[*buf];
                 let out_shape = &prog.outputs[*output].shape;
-                copy_box(&self.bufs[*buf], &decl.shape, src, &mut self.outputs[*output], out_shape, dst)?;
+                copy_box(&self.bufs[*buf], &prog.buffers[*buf].shape, src, Arc::make_mut(out).as_mut_slice(), out_shape, dst)?;
             }
-            Instr::HostCopy { input, output } => {
+            Instr::HostCopy { input, .. } => {
                 if prog.inputs[*input].dtype.is_int() {
                     kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
                 }
-                self.outputs[*output] = self.inputs[*input].1.to_vec();
+                *out = Arc::new(self.inputs[*input].1.to_vec());
             }
             Instr::Copy { src, src_region, dst, dst_region } => {
                 let (s, d) = (&prog.buffers[*src], &prog.buffers[*dst]);
                 if src == dst {
-                    let from = self.bufs[*src].clone();
-                    copy_box(&from, &s.shape, src_region, &mut self.bufs[*dst], &d.shape, dst_region)?;
+                    let from = Arc::clone(out);
+                    copy_box(&from, &s.shape, src_region, Arc::make_mut(out).as_mut_slice(), &d.shape, dst_region)?;
                 } else {
-                    let (from, to) = if src < dst {
-                        let (lo, hi) = self.bufs.split_at_mut(*dst);
-                        (&lo[*src], &mut hi[0])
-                    } else {
-                        let (lo, hi) = self.bufs.split_at_mut(*src);
-                        (&hi[0], &mut lo[*dst])
-                    };
-                    copy_box(from, &s.shape, src_region, to, &d.shape, dst_region)?;
+                    copy_box(&self.bufs[*src], &s.shape, src_region, Arc::make_mut(out).as_mut_slice(), &d.shape, dst_region)?;
                 }
             }
             Instr::Fill { buf, value } => {
-                self.bufs[*buf].fill(*value);
+                let out = Arc::make_mut(out);
+                out.fill(*value);
                 if prog.buffers[*buf].dtype.is_int() {
-                    kernels::check_exact_ints(&self.bufs[*buf], "the filled value")?;
+                    kernels::check_exact_ints(out, "the filled value")?;
                 }
             }
             Instr::Kernel { op, inputs, output } => {
                 let out_decl = &prog.buffers[*output];
-                // The output array is taken out while the kernel writes it; an input that is
-                // the output itself reads a copy of its old contents.
-                let mut out = std::mem::take(&mut self.bufs[*output]);
-                let old = inputs.contains(output).then(|| out.clone());
-                {
-                    let arrays: Vec<kernels::Array<'_>> = inputs
-                        .iter()
-                        .map(|&b| {
-                            let data = if b == *output { old.as_deref().unwrap_or(&[]) } else { self.bufs[b].as_slice() };
-                            (prog.buffers[b].shape.as_slice(), data)
-                        })
-                        .collect();
-                    kernels::check_kernel_data(op, &arrays)?;
-                    kernels::run_into(op, &arrays, &out_decl.shape, &mut out);
-                }
-                self.bufs[*output] = out;
+                // An input that is the output itself reads its old contents.
+                let old = inputs.contains(output).then(|| Arc::clone(out));
+                let arrays: Vec<kernels::Array<'_>> = inputs
+                    .iter()
+                    .map(|&b| {
+                        let data = if b == *output { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.bufs[b].as_slice() };
+                        (prog.buffers[b].shape.as_slice(), data)
+                    })
+                    .collect();
+                kernels::check_kernel_data(op, &arrays)?;
+                let out = Arc::make_mut(out);
+                kernels::run_into(op, &arrays, &out_decl.shape, out);
                 match op {
-                    KernelOp::Convert { scale } => self.convert(*scale, *output),
+                    // Rounds the Convert's output (holding its input) to the scale's format,
+                    // counting the flags and the amax (a calibration run only records the amax).
+                    KernelOp::Convert { scale } => {
+                        let amax = cfloat::amax(out);
+                        let flags = if self.calibrate { Flags::default() } else { self.codecs[*scale].quantize_slice(out, Rounding::NearestEven) };
+                        return Ok(Some((*scale, amax, flags)));
+                    }
                     KernelOp::Random { stream, offsets, shape } => {
-                        kernels::random_into(self.seed, *stream, offsets, shape, &out_decl.shape, &mut self.bufs[*output]);
+                        kernels::random_into(self.seed, *stream, offsets, shape, &out_decl.shape, out);
                     }
                     _ => {}
                 }
                 if out_decl.dtype.is_int() {
-                    kernels::check_exact_ints(&self.bufs[*output], &op.name())?;
+                    kernels::check_exact_ints(out, &op.name())?;
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -417,6 +417,15 @@ fn simulated_time_never_beats_the_roofline_on_random_programs() {
         if case % 5 == 0 {
             let (outs, full) = run(&p, &inputs).unwrap();
             assert_eq!(full, timed, "{what}");
+            // The functional pass runs independent instructions in parallel: the values do
+            // not depend on the thread count.
+            let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+            for threads in [1, 3] {
+                let (again, _) = pool(threads).install(|| run(&p, &inputs)).unwrap();
+                for (a, b) in outs.iter().zip(&again) {
+                    assert_eq!(bits(&a.data), bits(&b.data), "{what}: {threads} thread(s)");
+                }
+            }
             let (touts, _) = SimMesh::timing_only()
                 .execute(&p, &[(inputs[0].0.as_slice(), &[][..])])
                 .unwrap();

@@ -334,6 +334,32 @@ fn fill_and_copy_between_boxes() {
 }
 
 #[test]
+fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
+    // y is a whole copy of x on another core and z a reshape of y: the functional pass shares
+    // one array among them until one is written.
+    let mut b = Builder::new("d1:1x3");
+    let x = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Fill { buf: x, value: 1.0 });
+    let y = b.buf((0, 2), &[2, 3]);
+    b.push(Instr::Copy { src: x, src_region: Region::full(&[2, 3]), dst: y, dst_region: Region::full(&[2, 3]) });
+    let z = b.buf((0, 2), &[3, 2]);
+    b.push(Instr::Kernel { op: KernelOp::Reshape, inputs: vec![y], output: z });
+    b.push(Instr::Fill { buf: x, value: 2.0 });
+    // y in place: y = 3 y (an input that is the output reads the old contents).
+    b.push(Instr::Kernel { op: KernelOp::Scale { factor: 3.0 }, inputs: vec![y], output: y });
+    let w = b.buf((0, 1), &[2, 3]);
+    b.push(Instr::Copy { src: y, src_region: Region::full(&[2, 3]), dst: w, dst_region: Region::full(&[2, 3]) });
+    // A partial write into w: its own array, y keeps its values.
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![0, 0], vec![1, 3]), dst: w, dst_region: Region::new(vec![1, 0], vec![1, 3]) });
+    for buf in [x, y, z, w] {
+        b.store_full(buf);
+    }
+    let (outs, _) = run(&b.p, &[]).unwrap();
+    let values: Vec<Vec<f32>> = outs.into_iter().map(|o| o.data).collect();
+    assert_eq!(values, vec![vec![2.0; 6], vec![3.0; 6], vec![1.0; 6], vec![3., 3., 3., 2., 2., 2.]]);
+}
+
+#[test]
 fn execute_checks_inputs() {
     let p = summa_program();
     let m = run(&p, &summa_inputs()[..1]).unwrap_err().message;
