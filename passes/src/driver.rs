@@ -9,8 +9,9 @@ use crate::egraph::Stats as EgraphStats;
 use crate::registry::{build_pipeline, build_pipeline_recording, default_pipeline};
 use dojo_compiler::{print_module, verify, PassError};
 use dojo_runtime::program::DType;
-use dojo_runtime::sim::{Device, SimMesh};
-use dojo_runtime::Program;
+use dojo_runtime::sim::{Profile, ScaleProfile, SimMesh};
+use dojo_runtime::{Program, ValidProgram};
+use std::sync::Arc;
 use serde::Deserialize;
 use std::fmt;
 
@@ -96,7 +97,10 @@ pub struct CompiledGraph {
     /// What `egraph-optimize` did, one entry per function, when the pass ran (empty when it is
     /// off and for a graph loaded from a cache). [`CompiledGraph::egraph_stats_json`] as data.
     pub egraph_stats: Vec<EgraphStats>,
-    program: Program,
+    program: ValidProgram,
+    /// The Profile of every run, made by the first (the timing never depends on the values:
+    /// later runs only compute them).
+    profile: std::sync::OnceLock<Timing>,
     /// The Program as JSON, made on first use (most graphs run without anyone reading it; a
     /// cache write does it off the compile's critical path).
     json: std::sync::OnceLock<String>,
@@ -107,15 +111,55 @@ pub struct CompiledGraph {
 /// Runs of amax history a bias is chosen from (the largest of them, D7 with margin 1).
 pub const AMAX_HISTORY: usize = 16;
 
+/// The Profile of a graph's runs, and its summary as JSON (without the timeline).
+#[derive(Debug, Clone)]
+struct Timing {
+    profile: Arc<Profile>,
+    summary: Arc<serde_json::Value>,
+}
+
+impl Timing {
+    fn new(mut profile: Profile) -> Result<Timing, DojoError> {
+        profile.numerics.clear();
+        let timeline = std::mem::take(&mut profile.timeline);
+        let mut summary = serde_json::to_value(&profile)
+            .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
+        profile.timeline = timeline;
+        if let Some(obj) = summary.as_object_mut() {
+            obj.remove("timeline");
+        }
+        Ok(Timing { profile: Arc::new(profile), summary: Arc::new(summary) })
+    }
+}
+
 /// The result of one execution.
 #[derive(Debug, Clone)]
 pub struct RunResult {
     pub outputs: Vec<HostTensor>,
-    /// The simulator's profile as JSON (simulated time, cores used, SRAM, traffic), without
-    /// the per-operation timeline.
-    pub profile_json: String,
-    /// The full profile, timeline included (`profile.chrome_trace_json()` gives a trace).
-    pub profile: dojo_runtime::Profile,
+    /// The simulator's profile, timeline included (`profile.chrome_trace_json()` gives a
+    /// trace): the same for every run of the graph, so shared; its `numerics` are empty.
+    pub profile: Arc<Profile>,
+    /// What this run's conversions to storage formats saw (the Profile's `numerics`).
+    pub numerics: Vec<ScaleProfile>,
+    /// `profile` as JSON without its timeline (and numerics).
+    summary: Arc<serde_json::Value>,
+}
+
+impl RunResult {
+    /// The profile as JSON (simulated time, cores used, SRAM, traffic, this run's numerics),
+    /// without the per-operation timeline.
+    pub fn profile_json(&self) -> Result<String, DojoError> {
+        let failed = |e: serde_json::Error| DojoError::Runtime(format!("cannot serialize the profile: {e}"));
+        let mut summary = serde_json::Value::clone(&self.summary);
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("numerics".into(), serde_json::to_value(&self.numerics).map_err(failed)?);
+        }
+        Ok(summary.to_string())
+    }
+    /// This run's numerics as JSON (a list, one object per storage-format tensor).
+    pub fn numerics_json(&self) -> String {
+        serde_json::to_string(&self.numerics).unwrap_or_else(|_| "[]".to_owned())
+    }
 }
 
 /// Compile options; the Python side checks the key set, this checks the values.
@@ -234,19 +278,20 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     laps.timings.push(("verify+print".to_string(), (pipeline_s - passes_s).max(0.0)));
     let program = emit_program(&module, None).map_err(pass_error)?;
     laps.lap("emit");
-    let stats = program.validate().map_err(|e| DojoError::Capacity(e.to_string()))?;
+    let program = ValidProgram::new(program).map_err(|e| DojoError::Capacity(e.to_string()))?;
     laps.lap("validate");
-    let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
+    let peak_sram_bytes = program.stats().peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
     Ok(CompiledGraph {
         stages,
         stage_seconds,
         json: Default::default(),
-        output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
+        output_dtypes: program.program().outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
         peak_sram_bytes,
         history: Default::default(),
         timings: laps.timings,
         egraph_stats,
         program,
+        profile: Default::default(),
     })
 }
 
@@ -290,12 +335,12 @@ impl CompiledGraph {
     /// The Program as JSON (byte-identical for identical input and options), serialized on
     /// the first call.
     pub fn program_json(&self) -> &str {
-        self.json.get_or_init(|| self.program.to_json())
+        self.json.get_or_init(|| self.program().to_json())
     }
 
     /// The target description as JSON (what a report needs, without the whole Program).
     pub fn target_json(&self) -> String {
-        serde_json::to_string(&self.program.target).unwrap_or_default()
+        serde_json::to_string(&self.program().target).unwrap_or_default()
     }
 
     /// Rebuild a compiled graph from a Program saved earlier (e.g. a compile cache entry) and
@@ -303,26 +348,27 @@ impl CompiledGraph {
     /// `Invalid` error, never a graph that runs.
     pub fn from_saved(program_json: &str, stages: Vec<(String, String)>) -> Result<CompiledGraph, DojoError> {
         let program = Program::from_json(program_json).map_err(|e| DojoError::Invalid(format!("saved Program: {e}")))?;
-        let stats = program.validate().map_err(|e| DojoError::Invalid(format!("saved Program: {e}")))?;
-        let peak_sram_bytes = stats.peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        let program = ValidProgram::new(program).map_err(|e| DojoError::Invalid(format!("saved Program: {e}")))?;
+        let peak_sram_bytes = program.stats().peak_sram_per_core.iter().map(|(_, b)| *b).max().unwrap_or(0);
         Ok(CompiledGraph {
             stages,
             stage_seconds: Vec::new(),
             // The saved text itself: it came from `to_json`, and re-serialising costs as much
             // as parsing.
             json: std::sync::OnceLock::from(program_json.to_string()),
-            output_dtypes: program.outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
+            output_dtypes: program.program().outputs.iter().map(|o| dtype_name(o.dtype).to_string()).collect(),
             peak_sram_bytes,
             history: Default::default(),
             timings: Vec::new(),
             egraph_stats: Vec::new(),
             program,
+            profile: Default::default(),
         })
     }
 
     /// The Program this graph compiled to.
     pub fn program(&self) -> &Program {
-        &self.program
+        self.program.program()
     }
 
     /// [`CompiledGraph::egraph_stats`] as a JSON list, one object per function: `func`,
@@ -360,20 +406,20 @@ impl CompiledGraph {
     /// the largest amax of its last [`AMAX_HISTORY`] runs. Before the first run there is no
     /// history: a calibration run (converts pass values through, recording amaxes) fills it.
     fn biases(&self, inputs: &[(&[usize], &[f32])], seed: u64) -> Result<Vec<u8>, DojoError> {
-        let scales = &self.program.scales;
+        let scales = &self.program().scales;
         let calibrate = {
             let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
             history.len() != scales.len() || scales.iter().zip(history.iter()).any(|(sc, h)| sc.input.is_none() && h.is_empty())
         };
         if calibrate {
             let biases = scales.iter().map(|sc| sc.bias).collect();
-            let (_, profile) = SimMesh::new()
+            let (_, numerics) = SimMesh::new()
                 .with_seed(seed)
                 .with_scale_biases(biases)
                 .calibrating()
-                .execute(&self.program, inputs)
+                .values(&self.program, inputs)
                 .map_err(|e| DojoError::Runtime(e.to_string()))?;
-            self.record_amax(&profile);
+            self.record_amax(&numerics);
         }
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         let mut biases = Vec::with_capacity(scales.len());
@@ -391,10 +437,10 @@ impl CompiledGraph {
     }
 
     /// Appends a run's amax per scale to the history (keeping the last [`AMAX_HISTORY`]).
-    fn record_amax(&self, profile: &dojo_runtime::Profile) {
+    fn record_amax(&self, numerics: &[ScaleProfile]) {
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        history.resize(profile.numerics.len(), Vec::new());
-        for (h, n) in history.iter_mut().zip(&profile.numerics) {
+        history.resize(numerics.len(), Vec::new());
+        for (h, n) in history.iter_mut().zip(numerics) {
             if h.len() == AMAX_HISTORY {
                 h.remove(0);
             }
@@ -405,7 +451,7 @@ impl CompiledGraph {
     /// Whether the Program draws random numbers (dropout): then each run should get a fresh
     /// seed ([`CompiledGraph::run_seeded`]).
     pub fn uses_random(&self) -> bool {
-        self.program.instrs.iter().any(|i| matches!(i, dojo_runtime::Instr::Kernel { op: dojo_runtime::KernelOp::Random { .. }, .. }))
+        self.program().instrs.iter().any(|i| matches!(i, dojo_runtime::Instr::Kernel { op: dojo_runtime::KernelOp::Random { .. }, .. }))
     }
 
     /// Execute on the simulated mesh. Inputs are `(shape, data)` in the graph's input order.
@@ -416,29 +462,30 @@ impl CompiledGraph {
     /// [`CompiledGraph::run`] with `seed` for the Program's random numbers.
     pub fn run_seeded(&self, inputs: &[(&[usize], &[f32])], seed: u64) -> Result<RunResult, DojoError> {
         let mut device = SimMesh::new().with_seed(seed);
-        if !self.program.scales.is_empty() {
+        if !self.program().scales.is_empty() {
             device = device.with_scale_biases(self.biases(inputs, seed)?);
         }
-        let (outs, profile) =
-            device.execute(&self.program, inputs).map_err(|e| DojoError::Runtime(e.to_string()))?;
-        self.record_amax(&profile);
-        let outputs = outs
+        let failed = |e: dojo_runtime::RuntimeError| DojoError::Runtime(e.to_string());
+        let (outputs, numerics, timing) = match self.profile.get() {
+            Some(timing) => {
+                let (outputs, numerics) = device.values(&self.program, inputs).map_err(failed)?;
+                (outputs, numerics, timing.clone())
+            }
+            None => {
+                // The first run times the Program beside computing the values.
+                let (values, profile) = rayon::join(|| device.values(&self.program, inputs), || device.profile(&self.program));
+                let (outputs, numerics) = values.map_err(failed)?;
+                let timing = Timing::new(profile)?;
+                (outputs, numerics, self.profile.get_or_init(|| timing).clone())
+            }
+        };
+        self.record_amax(&numerics);
+        let outputs = outputs
             .into_iter()
             .zip(&self.output_dtypes)
             .map(|(t, d)| HostTensor { shape: t.shape, dtype: d.clone(), data: t.data })
             .collect();
-        // The summary only: the per-operation timeline is large and belongs to a trace.
-        let mut profile = profile;
-        let timeline = std::mem::take(&mut profile.timeline);
-        let summary = serde_json::to_value(&profile)
-            .map_err(|e| DojoError::Runtime(format!("cannot serialize the profile: {e}")))?;
-        profile.timeline = timeline;
-        let mut summary = summary;
-        if let Some(obj) = summary.as_object_mut() {
-            obj.remove("timeline");
-        }
-        let profile_json = summary.to_string();
-        Ok(RunResult { outputs, profile_json, profile })
+        Ok(RunResult { outputs, profile: timing.profile, numerics, summary: timing.summary })
     }
 }
 

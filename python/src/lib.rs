@@ -9,8 +9,7 @@ mod tensor;
 
 use std::sync::Mutex;
 
-use dojo_passes::driver::{self, CompiledGraph as DriverGraph};
-use dojo_runtime::Profile;
+use dojo_passes::driver::{self, CompiledGraph as DriverGraph, RunResult};
 use pyo3::prelude::*;
 
 use errors::{
@@ -59,18 +58,14 @@ fn unsupported_ops(py: Python<'_>, graph_json: &str) -> PyResult<Vec<(String, St
 #[pyclass(module = "torch_dojo._native", frozen)]
 struct CompiledGraph {
     inner: DriverGraph,
-    last_profile: Mutex<Option<String>>,
-    /// The full profile of the last run (timeline included), for `last_trace`.
-    last_run: Mutex<Option<Profile>>,
+    /// The last run's profile (timeline included, for `last_trace`) and numerics; its
+    /// outputs are gone to the caller.
+    last_run: Mutex<Option<RunResult>>,
 }
 
 impl CompiledGraph {
     fn new(inner: DriverGraph) -> CompiledGraph {
-        CompiledGraph {
-            inner,
-            last_profile: Mutex::new(None),
-            last_run: Mutex::new(None),
-        }
+        CompiledGraph { inner, last_run: Mutex::new(None) }
     }
 }
 
@@ -94,14 +89,12 @@ impl CompiledGraph {
                 .iter()
                 .map(|h| (h.shape.as_slice(), h.data()))
                 .collect();
-            let result = py
+            let mut result = py
                 .detach(|| guarded_native(|| self.inner.run_seeded(&views, seed)))?
                 .map_err(|e| errors::to_py(py, &e))?;
-            *self.last_profile.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(result.profile_json);
-            *self.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.profile);
-            result
-                .outputs
+            let outputs = std::mem::take(&mut result.outputs);
+            *self.last_run.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            outputs
                 .iter()
                 .enumerate()
                 .map(|(i, out)| {
@@ -118,10 +111,23 @@ impl CompiledGraph {
         self.inner.uses_random()
     }
 
-    /// The simulator's profile of the last `run` as JSON (`"null"` before the first run).
-    fn last_profile(&self) -> String {
-        let last = self.last_profile.lock().unwrap_or_else(|p| p.into_inner());
-        last.clone().unwrap_or_else(|| "null".to_owned())
+    /// The simulator's profile of the last `run` as JSON, without the timeline (`"null"`
+    /// before the first run). Everything but `numerics` is the same for every run.
+    fn last_profile(&self, py: Python<'_>) -> PyResult<String> {
+        guarded(|| {
+            let last = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
+            match last.as_ref() {
+                None => Ok("null".to_owned()),
+                Some(r) => r.profile_json().map_err(|e| errors::to_py(py, &e)),
+            }
+        })
+    }
+
+    /// The `numerics` of the last `run`'s profile as JSON: per storage-format tensor its
+    /// bias, amax and flags (`"[]"` before the first run or without low-precision tensors).
+    fn last_numerics(&self) -> String {
+        let last = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().map_or_else(|| "[]".to_owned(), RunResult::numerics_json)
     }
 
     /// The timeline of the last `run` as Chrome trace-event JSON (opens in Perfetto or
@@ -131,7 +137,7 @@ impl CompiledGraph {
         guarded(|| {
             // With the GIL held: releasing it while holding the lock could deadlock with `run`.
             let last = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(last.as_ref().map_or_else(|| "null".to_owned(), |p| p.chrome_trace_json()))
+            Ok(last.as_ref().map_or_else(|| "null".to_owned(), |r| r.profile.chrome_trace_json()))
         })
     }
 

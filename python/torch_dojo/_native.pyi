@@ -19,6 +19,8 @@ class CompiledGraph:
     def run(self, inputs: list[torch.Tensor], seed: int = 0) -> list[torch.Tensor]: ...
     def last_profile(self) -> str:
         """The profile of the last run as JSON, without the timeline ("null" before a run)."""
+    def last_numerics(self) -> str:
+        """The numerics of the last run's profile as a JSON list ("[]" before a run)."""
     def last_trace(self) -> str:
         """The timeline of the last run as Chrome trace-event JSON ("null" before a run)."""
     def stages(self) -> list[tuple[str, str]]: ...

@@ -67,7 +67,10 @@ class CompiledRecord:
     graph: Any  # _native.CompiledGraph
     options: dict[str, Any]
     runs: int = 0
-    last_profile: dict[str, Any] | None = field(default=None, repr=False)
+    #: The profile of the graph's runs without ``numerics`` (the same for every run: the
+    #: timing never depends on the values; parsed at the first run) and the last run's numerics.
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
+    _numerics: list[dict[str, Any]] = field(default_factory=list, repr=False)
     #: "compiler" or "cache", and the wall seconds it took.
     compiled_by: str = "compiler"
     compile_seconds: float = 0.0
@@ -75,6 +78,13 @@ class CompiledRecord:
     run_order: int = 0
     #: Wall seconds of the most recent run (tensors in, simulation, tensors out).
     last_run_seconds: float = 0.0
+
+    @property
+    def last_profile(self) -> dict[str, Any] | None:
+        """The simulator's profile of the most recent run (``_native.CompiledGraph.last_profile``):
+        simulated time, cores, SRAM, traffic, roofline, per-op profiles, ``numerics``; None
+        before the first run."""
+        return None if self._summary is None else {**self._summary, "numerics": self._numerics}
 
     @property
     def egraph_stats(self) -> list[dict[str, Any]]:
@@ -338,7 +348,9 @@ def _compile(gm: torch.fx.GraphModule, name: str, opts: dict[str, Any]) -> Calla
         outs = compiled.run(list(args), seed)
         record.last_run_seconds = time.perf_counter() - started
         record.runs += 1
-        record.last_profile = json.loads(compiled.last_profile())
+        if record._summary is None:
+            record._summary = json.loads(compiled.last_profile())
+        record._numerics = json.loads(compiled.last_numerics())
         record.run_order = next(_run_order)
         _check_numerics(record, opts["strict_numerics"])
         last_run = record

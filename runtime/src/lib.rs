@@ -31,7 +31,7 @@ pub mod target;
 pub use cfloat::{Codec, Denormals, Flags, Format, Rounding};
 pub use error::RuntimeError;
 pub use program::{
-    BinaryOp, BufId, BufferDecl, DType, FusedArg, FusedFn, FusedStep, Instr, KernelOp, Program, ProgramStats, Region, TensorDecl,
+    BinaryOp, BufId, BufferDecl, DType, FusedArg, FusedFn, FusedStep, Instr, KernelOp, Program, ProgramStats, Region, TensorDecl, ValidProgram,
     UnaryOp, FORMAT_VERSION,
 };
 pub use roofline::{Bound, OpProfile, Roofline};

@@ -519,6 +519,32 @@ pub struct ProgramStats {
     pub copies_through_disabled: usize,
 }
 
+/// A Program that passed [`Program::validate`], with what the check learned: a caller that
+/// runs one Program many times checks it once ([`crate::SimMesh::values`]).
+#[derive(Clone, Debug)]
+pub struct ValidProgram {
+    program: Program,
+    stats: ProgramStats,
+}
+
+impl ValidProgram {
+    /// Validates `program` ([`Program::validate`]).
+    pub fn new(program: Program) -> Result<ValidProgram, RuntimeError> {
+        let stats = program.validate()?;
+        Ok(ValidProgram { program, stats })
+    }
+
+    /// The Program (read only: a change would need a new check).
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// What the check learned.
+    pub fn stats(&self) -> &ProgramStats {
+        &self.stats
+    }
+}
+
 /// A complete, self-contained program for the simulated machine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Program {

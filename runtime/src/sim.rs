@@ -80,7 +80,7 @@ use serde::{Deserialize, Serialize};
 use crate::cfloat::{self, Codec, Flags, Format, Rounding};
 use crate::error::RuntimeError;
 use crate::kernels;
-use crate::program::{BufId, DType, Instr, KernelOp, Program, Region};
+use crate::program::{BufId, DType, Instr, KernelOp, Program, ProgramStats, Region, ValidProgram};
 use crate::roofline::{self, core_flops_per_s, link_bytes_per_s, OpProfile, Roofline, Tally};
 use crate::shape::{numel, show};
 use crate::target::{CoreId, Link};
@@ -159,7 +159,8 @@ impl SimMesh {
 
     /// Times `program` without data (a timing-only run that needs no inputs).
     pub fn time(&self, program: &Program) -> Result<Profile, RuntimeError> {
-        run(program, &[], false, &Numerics::default()).map(|(_, p)| p)
+        let stats = program.validate()?;
+        Ok(profile_of(program, &stats, time(program)))
     }
 
     fn numerics(&self) -> Numerics<'_> {
@@ -311,54 +312,82 @@ impl Device for SimMesh {
         program: &Program,
         inputs: &[(&[usize], &[f32])],
     ) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
-        if inputs.len() != program.inputs.len() {
-            program.validate()?;
-            return Err(RuntimeError::new(format!(
-                "the Program takes {} input tensor(s) but {} were passed",
-                program.inputs.len(),
-                inputs.len()
-            )));
+        // A Program's own faults are reported before the inputs' (they are the deeper cause).
+        let checked = check_inputs(program, inputs, self.functional);
+        let stats = program.validate()?;
+        checked?;
+        if !self.functional {
+            let outputs = program.outputs.iter().map(|d| HostTensor { shape: d.shape.clone(), data: Vec::new() }).collect();
+            return Ok((outputs, profile_of(program, &stats, time(program))));
         }
-        for (i, ((shape, data), decl)) in inputs.iter().zip(&program.inputs).enumerate() {
-            if *shape != decl.shape.as_slice() {
-                program.validate()?;
-                return Err(RuntimeError::new(format!(
-                    "input {i}: expected shape {} ({:?}) but got {}",
-                    show(&decl.shape),
-                    decl.dtype,
-                    show(shape)
-                )));
-            }
-            let n = numel(shape).unwrap_or(usize::MAX);
-            if self.functional && data.len() != n {
-                program.validate()?;
-                return Err(RuntimeError::new(format!(
-                    "input {i}: shape {} needs {n} values but the data has {}",
-                    show(shape),
-                    data.len()
-                )));
-            }
-        }
-        run(program, inputs, self.functional, &self.numerics())
+        // The values and the timing never depend on each other: they run side by side.
+        let (data, sim) = rayon::join(|| compute(program, inputs, &self.numerics()), || time(program));
+        let (outputs, numerics) = data?;
+        let mut profile = profile_of(program, &stats, sim);
+        profile.numerics = numerics;
+        Ok((host_outputs(program, outputs), profile))
     }
 }
 
-/// Validates, runs and times `program` (computing only if `functional`).
-fn run(
-    program: &Program,
-    inputs: &[(&[usize], &[f32])],
-    functional: bool,
-    numerics: &Numerics<'_>,
-) -> Result<(Vec<HostTensor>, Profile), RuntimeError> {
-    let stats = program.validate()?;
-    // The values and the timing never depend on each other: they run side by side.
-    let ((outputs, scales), mut sim) = if functional {
-        let (data, sim) = rayon::join(|| compute(program, inputs, numerics), || time(program));
-        (data?, sim)
-    } else {
-        ((vec![Vec::new(); program.outputs.len()], Vec::new()), time(program))
-    };
+impl SimMesh {
+    /// The values of a run of `program` on `inputs` and what its conversions saw (a Profile's
+    /// `numerics`), without timing it: the timing never depends on the values, so a caller
+    /// that runs one Program many times takes its Profile once ([`SimMesh::profile`]).
+    pub fn values(
+        &self,
+        program: &ValidProgram,
+        inputs: &[(&[usize], &[f32])],
+    ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
+        let p = program.program();
+        check_inputs(p, inputs, true)?;
+        let (outputs, numerics) = compute(p, inputs, &self.numerics())?;
+        Ok((host_outputs(p, outputs), numerics))
+    }
 
+    /// The Profile of every run of `program`, `numerics` left empty (they are the values'
+    /// business: [`SimMesh::values`]).
+    pub fn profile(&self, program: &ValidProgram) -> Profile {
+        profile_of(program.program(), program.stats(), time(program.program()))
+    }
+}
+
+/// Checks the host inputs against the Program's declarations (their data too if `functional`).
+fn check_inputs(program: &Program, inputs: &[(&[usize], &[f32])], functional: bool) -> Result<(), RuntimeError> {
+    if inputs.len() != program.inputs.len() {
+        return Err(RuntimeError::new(format!(
+            "the Program takes {} input tensor(s) but {} were passed",
+            program.inputs.len(),
+            inputs.len()
+        )));
+    }
+    for (i, ((shape, data), decl)) in inputs.iter().zip(&program.inputs).enumerate() {
+        if *shape != decl.shape.as_slice() {
+            return Err(RuntimeError::new(format!(
+                "input {i}: expected shape {} ({:?}) but got {}",
+                show(&decl.shape),
+                decl.dtype,
+                show(shape)
+            )));
+        }
+        let n = numel(shape).unwrap_or(usize::MAX);
+        if functional && data.len() != n {
+            return Err(RuntimeError::new(format!(
+                "input {i}: shape {} needs {n} values but the data has {}",
+                show(shape),
+                data.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The host outputs of a functional run.
+fn host_outputs(program: &Program, outputs: Vec<Vec<f32>>) -> Vec<HostTensor> {
+    program.outputs.iter().zip(outputs).map(|(decl, data)| HostTensor { shape: decl.shape.clone(), data }).collect()
+}
+
+/// The Profile of the timing pass `sim` over a valid `program` (`numerics` empty).
+fn profile_of(program: &Program, stats: &ProgramStats, mut sim: Sim<'_>) -> Profile {
     let t = &program.target;
     let mut busy: BTreeMap<CoreId, f64> = stats
         .peak_sram_per_core
@@ -378,7 +407,7 @@ fn run(
         .map(|(tally, name)| tally.op_profile(t, name))
         .collect();
     let roofline = sim.total.roofline(t);
-    let profile = Profile {
+    Profile {
         simulated_seconds: sim.makespan,
         cores_used: stats.cores_used,
         peak_sram_bytes: stats
@@ -387,7 +416,7 @@ fn run(
             .map(|(_, b)| *b)
             .max()
             .unwrap_or(0),
-        peak_sram_per_core: stats.peak_sram_per_core,
+        peak_sram_per_core: stats.peak_sram_per_core.clone(),
         mesh_bytes: sim.mesh_bytes,
         copy_bytes: sim.copy_bytes,
         host_bytes: sim.host_bytes,
@@ -400,19 +429,9 @@ fn run(
         roofline_bound: roofline.binding.map(|b| b.name().to_string()),
         roofline,
         ops,
-        numerics: scales,
+        numerics: Vec::new(),
         timeline: sim.timeline,
-    };
-    let outputs = program
-        .outputs
-        .iter()
-        .zip(outputs)
-        .map(|(decl, data)| HostTensor {
-            shape: decl.shape.clone(),
-            data,
-        })
-        .collect();
-    Ok((outputs, profile))
+    }
 }
 
 /// The timing model's pass over the Program (see the module doc).

@@ -55,6 +55,9 @@ class FakeCompiledGraph:
     def last_profile(self):
         return self._profile
 
+    def last_numerics(self):
+        return "[]"
+
     def stages(self):
         return [("import", f"// {self.graph['name']}: {len(self.graph['nodes'])} nodes")]
 
