@@ -519,4 +519,29 @@ mod tests {
         assert_eq!(json[0]["stop_reason"], s.stop_reason.as_str());
         assert!(json[0]["applied"].as_object().is_some_and(|a| !a.is_empty()), "{json}");
     }
+    /// Runs of a graph share one Profile (timed at the first run, equal to a full execute's)
+    /// and report their own numerics.
+    #[test]
+    fn runs_share_the_profile_and_keep_their_own_numerics() {
+        const MM: &str = r#"{"name": "g", "inputs": [{"name": "a", "shape": [8, 16], "dtype": "f32"}, {"name": "b", "shape": [16, 8], "dtype": "f32"}],
+            "nodes": [{"name": "c", "target": "aten.mm.default", "operands": ["a", "b"], "outputs": [{"shape": [8, 8], "dtype": "f32"}]}],
+            "outputs": ["c"]}"#;
+        let g = compile_graph(MM, r#"{"precision": "cfloat8"}"#).expect("compiles");
+        let a: Vec<f32> = (0..128).map(|i| (i % 7) as f32 - 3.0).collect();
+        let twice: Vec<f32> = a.iter().map(|x| 2.0 * x).collect();
+        let run = |x: &[f32]| g.run(&[(&[8, 16], x), (&[16, 8], &a)]).expect("runs");
+        let (r1, r2) = (run(&a), run(&twice));
+        assert!(Arc::ptr_eq(&r1.profile, &r2.profile));
+        let (_, mut full) = dojo_runtime::Device::execute(&mut SimMesh::new(), g.program(), &[(&[8, 16], &a), (&[16, 8], &a)]).expect("runs");
+        full.numerics.clear();
+        assert_eq!(*r1.profile, full);
+        let amax = |r: &RunResult| r.numerics.iter().map(|n| n.amax).fold(0.0, f32::max);
+        assert_eq!((amax(&r1), amax(&r2)), (3.0, 6.0));
+        let json = |r: &RunResult| serde_json::from_str::<serde_json::Value>(&r.profile_json().expect("JSON")).expect("parses");
+        let (j1, j2) = (json(&r1), json(&r2));
+        assert_eq!(j1["numerics"], serde_json::from_str::<serde_json::Value>(&r1.numerics_json()).expect("parses"));
+        assert_ne!(j1["numerics"], j2["numerics"]);
+        assert_eq!(j1["simulated_seconds"], j2["simulated_seconds"]);
+        assert!(j1.get("timeline").is_none() && j1["ops"].is_array());
+    }
 }
