@@ -30,6 +30,10 @@ pub const MIN_SHARD_EDGE: usize = 8;
 /// Shards at least this large go to the least loaded block of their size (see
 /// `Lowering::block_origin`); smaller ones stay at the corner of the default block.
 pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
+
+/// Largest shard a data-movement result keeps its operand's layout for when the default
+/// placement would spread it thinner (an eighth of a core's usable SRAM).
+pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
 
@@ -439,7 +443,7 @@ impl<'a> Lowering<'a> {
                     }
                 }
                 let m = self.on_mesh(op.operands[0])?;
-                let out = self.follow(m, &rt.shape)?;
+                let out = self.follow(m, &rt)?;
                 Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
             }
             "embedding" => {
@@ -471,7 +475,7 @@ impl<'a> Lowering<'a> {
             }
             "concat" => {
                 let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;
-                let out = self.follow(ins[0], &rt.shape)?;
+                let out = self.follow(ins[0], &rt)?;
                 Ok(Val::Mesh(self.emit(kind, ins, op.attrs.clone(), rt, out)))
             }
             k if map_arity(k).is_some() => self.elementwise(k, &op.operands, None, rt),
@@ -487,13 +491,22 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// The layout of a data-movement result of shape `shape` made from mesh value `m`: `m`'s
-    /// own block and splits when they fit the new shape (each core then mostly reads from
-    /// itself and its neighbours), else the default placement.
-    fn follow(&self, m: Value, shape: &[usize]) -> LResult<Layout> {
+    /// The layout of a data-movement result of type `rt` made from mesh value `m`: `m`'s own
+    /// block and splits when they fit the new shape (each core then mostly reads from itself
+    /// and its neighbours), else the default placement. Also the default placement when `m`'s
+    /// layout would give shards of more than [`FOLLOW_MAX_BYTES`] that the default spreads
+    /// thinner (a concat of many slices, e.g. the 49 taps of a 7x7 convolution, is many times
+    /// its operands' size).
+    fn follow(&self, m: Value, rt: &TensorType) -> LResult<Layout> {
         let l = self.layout(m);
+        let shape = &rt.shape;
         if l.split.len() == shape.len() && l.check(shape).is_ok() {
-            return Ok(l);
+            let bytes = |l: &Layout| (l.max_shard_numel(shape) * rt.elem.bytes()) as u64;
+            if bytes(&l) <= FOLLOW_MAX_BYTES {
+                return Ok(l);
+            }
+            let placed = self.place(shape)?;
+            return Ok(if bytes(&placed) < bytes(&l) { placed } else { l });
         }
         self.place(shape)
     }
