@@ -596,9 +596,14 @@ fn alloc_contents(program: &Program) -> Vec<Fresh> {
     let mut fresh = vec![Fresh::Nothing; program.instrs.len()];
     // The Alloc of each buffer whose first touch is still to come.
     let mut pending: Vec<Option<usize>> = vec![None; program.buffers.len()];
-    let whole = |r: &Region, b: BufId| r.offsets.iter().all(|&o| o == 0) && r.sizes == program.buffers[b].shape;
-    let overwrites = |yes: bool| if yes { Fresh::Any } else { Fresh::Zeroed };
     for (pc, instr) in program.instrs.iter().enumerate() {
+        let first = if shared_source(program, instr).is_some() {
+            Fresh::Nothing
+        } else if overwrites_whole(program, instr) {
+            Fresh::Any
+        } else {
+            Fresh::Zeroed
+        };
         let mut touch = |b: BufId, first: Fresh| {
             if let Some(a) = pending[b].take() {
                 fresh[a] = first;
@@ -611,24 +616,33 @@ fn alloc_contents(program: &Program) -> Vec<Fresh> {
             }
             Instr::Free { buf } => touch(*buf, Fresh::Nothing),
             Instr::HostCopy { .. } => {}
-            Instr::Load { buf, dst, .. } => touch(*buf, overwrites(whole(dst, *buf))),
+            Instr::Load { buf, .. } | Instr::Fill { buf, .. } => touch(*buf, first),
             Instr::Store { buf, .. } => touch(*buf, Fresh::Zeroed),
-            Instr::Copy { src, dst, dst_region, .. } => {
+            Instr::Copy { src, dst, .. } => {
                 touch(*src, Fresh::Zeroed);
-                let first = if shared_source(program, instr).is_some() { Fresh::Nothing } else { overwrites(src != dst && whole(dst_region, *dst)) };
                 touch(*dst, first);
             }
-            Instr::Fill { buf, .. } => touch(*buf, Fresh::Any),
-            Instr::Kernel { op, inputs, output } => {
+            Instr::Kernel { inputs, output, .. } => {
                 for &b in inputs {
                     touch(b, Fresh::Zeroed);
                 }
-                let first = if shared_source(program, instr).is_some() { Fresh::Nothing } else { overwrites(kernels::overwrites_output(op)) };
                 touch(*output, first);
             }
         }
     }
     fresh
+}
+
+/// Whether `instr` writes every element of the buffer it writes without reading it first.
+fn overwrites_whole(program: &Program, instr: &Instr) -> bool {
+    let whole = |r: &Region, b: BufId| r.offsets.iter().all(|&o| o == 0) && r.sizes == program.buffers[b].shape;
+    match instr {
+        Instr::Load { buf, dst, .. } => whole(dst, *buf),
+        Instr::Copy { src, dst, dst_region, .. } => src != dst && whole(dst_region, *dst),
+        Instr::Fill { .. } => true,
+        Instr::Kernel { op, inputs, output } => kernels::overwrites_output(op) && !inputs.contains(output),
+        Instr::Alloc { .. } | Instr::Free { .. } | Instr::Store { .. } | Instr::HostCopy { .. } => false,
+    }
 }
 
 /// The buffer whose values `instr` gives its output unchanged, if any: a Copy of a whole
@@ -920,7 +934,19 @@ impl<'a> Data<'a> {
                         let v = std::mem::replace(&mut self.bufs[b], shared);
                         self.pool.give_shared(v);
                     }
-                    (Written::Buf(b), None) => work.push((pc, std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty)))),
+                    (Written::Buf(b), None) => {
+                        let mut array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
+                        if Arc::strong_count(&array) > 1 {
+                            // Shared with another buffer: this one gets its own array from the
+                            // pool (copy on write), with the values only if it needs them.
+                            let mut own = self.pool.take(self.elems[b], false, || format!("buffer {b}"))?;
+                            if !overwrites_whole(prog, instr) {
+                                own.copy_from_slice(&array);
+                            }
+                            array = Arc::new(own);
+                        }
+                        work.push((pc, array));
+                    }
                     (Written::Output(o), _) => work.push((pc, Arc::new(std::mem::take(&mut self.outputs[o])))),
                 },
             }
