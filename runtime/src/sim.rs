@@ -82,7 +82,7 @@ use crate::error::RuntimeError;
 use crate::kernels;
 use crate::program::{BufId, DType, Instr, KernelOp, Program, ProgramStats, Region, ValidProgram};
 use crate::roofline::{self, core_flops_per_s, link_bytes_per_s, OpProfile, Roofline, Tally};
-use crate::shape::{numel, show};
+use crate::shape::{self, numel, show};
 use crate::target::{CoreId, Link};
 
 /// A host tensor: shape and row-major `f32` data.
@@ -763,7 +763,9 @@ fn zeros(n: usize, what: &str) -> Result<Vec<f32>, RuntimeError> {
 }
 
 /// Copies the box `src_region` of `src` into the box `dst_region` of `dst` (equal sizes):
-/// row by row, trailing dimensions that both boxes cover whole merged into one run.
+/// row by row over the box's dims of size above 1, adjacent dims that are contiguous in both
+/// arrays merged into one; a row is one `memcpy` when its elements are adjacent in both
+/// arrays, else a strided loop.
 fn copy_box(
     src: &[f32],
     src_shape: &[usize],
@@ -773,55 +775,56 @@ fn copy_box(
     dst_region: &Region,
 ) -> Result<(), RuntimeError> {
     let sizes = &src_region.sizes;
-    let rank = sizes.len();
     if sizes.contains(&0) {
         return Ok(());
     }
     let outside = || RuntimeError::new("internal error: a region run falls outside its array after validation");
-    if rank == 0 {
-        *dst.first_mut().ok_or_else(outside)? = *src.first().ok_or_else(outside)?;
-        return Ok(());
+    let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
+    let s0: usize = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
+    let d0: usize = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
+    // (size, src stride, dst stride) of the dims that move, outermost first, merged.
+    let mut dims: Vec<(usize, usize, usize)> = Vec::with_capacity(sizes.len());
+    for (d, &n) in sizes.iter().enumerate() {
+        match dims.last_mut() {
+            _ if n == 1 => {}
+            Some((m, ss, ds)) if *ss == s_st[d] * n && *ds == d_st[d] * n => {
+                *m *= n;
+                (*ss, *ds) = (s_st[d], d_st[d]);
+            }
+            _ => dims.push((n, s_st[d], d_st[d])),
+        }
     }
-    // Dims k.. form one contiguous run in both arrays.
-    let mut k = rank - 1;
-    while k > 0 && src_shape[k] == sizes[k] && dst_shape[k] == sizes[k] {
-        k -= 1;
-    }
-    let len: usize = sizes[k..].iter().product();
-    // Strides and base offsets of both arrays (row-major), outer dims 0..k.
-    let mut s_st = vec![0usize; rank];
-    let mut d_st = vec![0usize; rank];
-    let (mut sa, mut da) = (1usize, 1usize);
-    for d in (0..rank).rev() {
-        s_st[d] = sa;
-        d_st[d] = da;
-        sa *= src_shape[d];
-        da *= dst_shape[d];
-    }
-    let mut s0: usize = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
-    let mut d0: usize = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
-    let mut idx = vec![0usize; k];
+    let (len, ss, ds) = dims.pop().unwrap_or((1, 1, 1));
+    let (s_span, d_span) = ((len - 1) * ss + 1, (len - 1) * ds + 1);
+    let mut idx = vec![0usize; dims.len()];
+    let (mut s, mut d) = (s0, d0);
     loop {
-        match (src.get(s0..s0 + len), dst.get_mut(d0..d0 + len)) {
-            (Some(from), Some(to)) => to.copy_from_slice(from),
+        match (src.get(s..s + s_span), dst.get_mut(d..d + d_span)) {
+            (Some(from), Some(to)) if ss == 1 && ds == 1 => to.copy_from_slice(from),
+            (Some(from), Some(to)) => {
+                for (t, f) in to.iter_mut().step_by(ds).zip(from.iter().step_by(ss)) {
+                    *t = *f;
+                }
+            }
             _ => return Err(outside()),
         }
-        // Odometer over the outer dimensions 0..k.
-        let mut d = k;
+        // Odometer over the outer dims.
+        let mut k = dims.len();
         loop {
-            if d == 0 {
+            if k == 0 {
                 return Ok(());
             }
-            d -= 1;
-            idx[d] += 1;
-            s0 += s_st[d];
-            d0 += d_st[d];
-            if idx[d] < sizes[d] {
+            k -= 1;
+            let (n, sk, dk) = dims[k];
+            idx[k] += 1;
+            s += sk;
+            d += dk;
+            if idx[k] < n {
                 break;
             }
-            s0 -= s_st[d] * sizes[d];
-            d0 -= d_st[d] * sizes[d];
-            idx[d] = 0;
+            s -= sk * n;
+            d -= dk * n;
+            idx[k] = 0;
         }
     }
 }

@@ -334,6 +334,20 @@ fn fill_and_copy_between_boxes() {
 }
 
 #[test]
+fn copies_of_strided_boxes() {
+    // Every other element on both sides: x[1, 1.., 1] -> y[0, .., 1].
+    let mut b = Builder::new("d1:1x2");
+    let i = b.input(&[2, 4, 2]);
+    let x = b.load_full(i, (0, 0));
+    let y = b.buf((0, 1), &[1, 3, 2]);
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![1, 1, 1], vec![1, 3, 1]), dst: y, dst_region: Region::new(vec![0, 0, 1], vec![1, 3, 1]) });
+    b.store_full(y);
+    let data: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    let (outs, _) = run(&b.p, &[(vec![2, 4, 2], data)]).unwrap();
+    assert_eq!(outs[0].data, vec![0., 11., 0., 13., 0., 15.]);
+}
+
+#[test]
 fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
     // y is a whole copy of x on another core and z a reshape of y: the functional pass shares
     // one array among them until one is written.
