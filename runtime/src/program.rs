@@ -525,13 +525,15 @@ pub struct ProgramStats {
 pub struct ValidProgram {
     program: Program,
     stats: ProgramStats,
+    /// The simulator's plan of its functional pass, made at the first run.
+    plan: std::sync::OnceLock<crate::sim::Plan>,
 }
 
 impl ValidProgram {
     /// Validates `program` ([`Program::validate`]).
     pub fn new(program: Program) -> Result<ValidProgram, RuntimeError> {
         let stats = program.validate()?;
-        Ok(ValidProgram { program, stats })
+        Ok(ValidProgram { program, stats, plan: Default::default() })
     }
 
     /// The Program (read only: a change would need a new check).
@@ -542,6 +544,10 @@ impl ValidProgram {
     /// What the check learned.
     pub fn stats(&self) -> &ProgramStats {
         &self.stats
+    }
+
+    pub(crate) fn plan(&self) -> &crate::sim::Plan {
+        self.plan.get_or_init(|| crate::sim::Plan::new(&self.program))
     }
 }
 

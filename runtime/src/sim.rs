@@ -321,7 +321,7 @@ impl Device for SimMesh {
             return Ok((outputs, profile_of(program, &stats, time(program))));
         }
         // The values and the timing never depend on each other: they run side by side.
-        let (data, sim) = rayon::join(|| compute(program, inputs, &self.numerics()), || time(program));
+        let (data, sim) = rayon::join(|| compute(program, &Plan::new(program), inputs, &self.numerics()), || time(program));
         let (outputs, numerics) = data?;
         let mut profile = profile_of(program, &stats, sim);
         profile.numerics = numerics;
@@ -340,7 +340,7 @@ impl SimMesh {
     ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
         let p = program.program();
         check_inputs(p, inputs, true)?;
-        let (outputs, numerics) = compute(p, inputs, &self.numerics())?;
+        let (outputs, numerics) = compute(p, program.plan(), inputs, &self.numerics())?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
@@ -443,7 +443,7 @@ fn time(program: &Program) -> Sim<'_> {
     sim
 }
 
-/// Instructions the functional pass schedules at a time (see [`levels`]): a window bounds how
+/// Instructions the functional pass schedules at a time (see [`Deps`]): a window bounds how
 /// far ahead of program order an Alloc can be served, so host memory stays near the
 /// Program's own peak.
 const WINDOW: usize = 4096;
@@ -455,16 +455,13 @@ const WINDOW: usize = 4096;
 /// bit-identical to running the Program in order, for any thread count.
 fn compute(
     program: &Program,
+    plan: &Plan,
     inputs: &[(&[usize], &[f32])],
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
-    let mut data = Data::new(program, inputs, numerics)?;
-    let mut deps = Deps::new(program);
-    for start in (0..program.instrs.len()).step_by(WINDOW) {
-        let end = (start + WINDOW).min(program.instrs.len());
-        for level in deps.levels(start..end) {
-            data.run_level(&level)?;
-        }
+    let mut data = Data::new(program, plan, inputs, numerics)?;
+    for w in plan.ends.windows(2) {
+        data.run_level(&plan.order[w[0]..w[1]])?;
     }
     let Data { bufs, outputs, mut pool, scales, .. } = data;
     for v in bufs {
@@ -472,6 +469,39 @@ fn compute(
     }
     BufferPool::keep(pool);
     Ok((outputs, scales))
+}
+
+/// What the functional pass over a Program does apart from the values (the same for every
+/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, each buffer's size,
+/// and the order the instructions run in, level by level.
+#[derive(Clone, Debug)]
+pub(crate) struct Plan {
+    fresh: Vec<Fresh>,
+    elems: Vec<usize>,
+    /// The instructions' indices, level after level (each in program order).
+    order: Vec<usize>,
+    /// Where each level starts in `order`, and its end.
+    ends: Vec<usize>,
+}
+
+impl Plan {
+    pub(crate) fn new(program: &Program) -> Plan {
+        let mut deps = Deps::new(program);
+        let (mut order, mut ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
+        for start in (0..program.instrs.len()).step_by(WINDOW) {
+            let end = (start + WINDOW).min(program.instrs.len());
+            for level in deps.levels(start..end) {
+                order.extend(level);
+                ends.push(order.len());
+            }
+        }
+        Plan {
+            fresh: alloc_contents(program),
+            elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
+            order,
+            ends,
+        }
+    }
 }
 
 /// An array an instruction writes: a buffer, or a host output.
@@ -557,6 +587,7 @@ type EdgeKey = ((u32, u32), (u32, u32));
 /// Values of one run: every live buffer and the host outputs.
 struct Data<'a> {
     program: &'a Program,
+    plan: &'a Plan,
     inputs: &'a [(&'a [usize], &'a [f32])],
     /// One array per buffer, shared by buffers that hold the same values (a copy of a whole
     /// buffer, a reshape): copied only when one of them is written (copy on write).
@@ -564,14 +595,9 @@ struct Data<'a> {
     /// The array of a buffer that has none (shared, so taking it allocates nothing).
     empty: Arc<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
-    /// Elements of each buffer.
-    elems: Vec<usize>,
     /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
     /// page fresh memory in for every buffer.
     pool: BufferPool,
-    /// Per instruction: an Alloc whose buffer is read (or written in part) before anything
-    /// overwrites it whole, so it must start zeroed. Other Allocs skip the zeroing.
-    fresh: Vec<Fresh>,
     // numerics: one codec and one record per scale
     codecs: Vec<Codec>,
     scales: Vec<ScaleProfile>,
@@ -580,7 +606,7 @@ struct Data<'a> {
 }
 
 /// What an Alloc gives its buffer, from the first instruction touching the buffer after it.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Fresh {
     /// Zeros: that instruction reads the buffer or writes only part of it.
     Zeroed,
@@ -869,6 +895,7 @@ fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, f64>, key: &K) -> f64 {
 impl<'a> Data<'a> {
     fn new(
         program: &'a Program,
+        plan: &'a Plan,
         inputs: &'a [(&'a [usize], &'a [f32])],
         numerics: &Numerics<'_>,
     ) -> Result<Data<'a>, RuntimeError> {
@@ -894,13 +921,12 @@ impl<'a> Data<'a> {
         }
         Ok(Data {
             program,
+            plan,
             inputs,
             bufs: vec![Arc::default(); program.buffers.len()],
             empty: Arc::default(),
             outputs,
-            elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
             pool: BufferPool::reuse(),
-            fresh: alloc_contents(program),
             codecs,
             scales,
             calibrate: numerics.calibrate,
@@ -921,9 +947,9 @@ impl<'a> Data<'a> {
         for &pc in level {
             match &prog.instrs[pc] {
                 Instr::Alloc { buf } => {
-                    let fresh = self.fresh[pc];
+                    let fresh = self.plan.fresh[pc];
                     if fresh != Fresh::Nothing {
-                        let v = self.pool.take(self.elems[*buf], fresh == Fresh::Zeroed, || format!("buffer {buf}"))?;
+                        let v = self.pool.take(self.plan.elems[*buf], fresh == Fresh::Zeroed, || format!("buffer {buf}"))?;
                         self.bufs[*buf] = Arc::new(v);
                     }
                 }
@@ -942,7 +968,7 @@ impl<'a> Data<'a> {
                         if Arc::strong_count(&array) > 1 {
                             // Shared with another buffer: this one gets its own array from the
                             // pool (copy on write), with the values only if it needs them.
-                            let mut own = self.pool.take(self.elems[b], false, || format!("buffer {b}"))?;
+                            let mut own = self.pool.take(self.plan.elems[b], false, || format!("buffer {b}"))?;
                             if !overwrites_whole(prog, instr) {
                                 own.copy_from_slice(&array);
                             }
