@@ -685,12 +685,19 @@ impl<'a> Lowering<'a> {
         // 2. Reshard onto a layout that splits carriable dims: of the pairs, the two (one over
         //    mesh rows, one over columns) that give the most cores, later dims on ties; a pair
         //    of different sizes (a merged or split group) gets a chunk count dividing both.
-        let grid = |(i, o): (usize, usize), max: u32| {
-            let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(max);
-            let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
-            (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
-        };
+        //    Shards of at least MIN_SHARD_EDGE first; if that leaves shards above
+        //    FOLLOW_MAX_BYTES, any edge (a tensor that merges a short dim cannot spread
+        //    otherwise: [8, 64, 114, 114] -> [8, 64, 57, 2, 57, 2] splits 114 in 3 at most).
         let mut best: Option<(u32, Layout, Layout)> = None;
+        for edge in [MIN_SHARD_EDGE, 1] {
+            if best.as_ref().is_some_and(|(cores, _, _)| (rt.numel() * rt.elem.bytes()) as u64 / u64::from(*cores) <= FOLLOW_MAX_BYTES) {
+                break;
+            }
+            let grid = |(i, o): (usize, usize), max: u32| {
+                let want = ((t.shape[i].max(rt.shape[o]) / edge).max(1) as u32).min(max);
+                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
+                (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
+            };
         for (ci, &cp) in pairs.iter().enumerate().rev() {
             let rows = std::iter::once(None).chain(pairs.iter().enumerate().rev().filter(|(ri, _)| *ri != ci).map(|(_, &p)| Some(p)));
             for rp in rows {
@@ -718,6 +725,7 @@ impl<'a> Lowering<'a> {
                     best = Some((gr * gc, lin, lout));
                 }
             }
+        }
         }
         if let Some((cores, lin, lout)) = best {
             let moved = self.reshard(m, &lin, None)?;

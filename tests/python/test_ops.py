@@ -59,6 +59,8 @@ CONVS = {
     "grouped 1x1": (lambda x, w: F.conv2d(x, w, groups=2), (torch.randn(2, 4, 8, 8), torch.randn(6, 2, 1, 1))),
     "uneven stride": (lambda x, w: F.conv2d(x, w, stride=(2, 3)), (torch.randn(1, 2, 9, 10), torch.randn(3, 2, 2, 3))),
     "conv1d": (lambda x, w: F.conv1d(x, w, padding=1), (torch.randn(2, 3, 16), torch.randn(5, 3, 3))),
+    # 19 MB of columns with fewer channels than taps: legalized tap-major (Conv::tap_major).
+    "7x7 large, tap-major columns": (lambda x, w: F.conv2d(x, w, padding=3), (torch.randn(2, 3, 128, 128), torch.randn(8, 3, 7, 7))),
 }
 
 

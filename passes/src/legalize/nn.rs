@@ -104,10 +104,36 @@ impl Conv {
         self.n * self.out.iter().product::<usize>()
     }
 
+    /// Whether the columns' contraction dim runs tap-major (`T x Cg`) rather than channel-major
+    /// (`Cg x T`): when a group has fewer channels than taps and the columns are large (above
+    /// [`TAP_MAJOR_MIN_BYTES`]: the 3-channel 7x7 stem of an image model at batch 8). The
+    /// mesh splits a merged dim on its outer factor, so the larger factor goes first (49 taps
+    /// over 7 mesh columns rather than 3 channels over 3: 59 MB of columns for resnet18 at
+    /// 8 x 224 x 224 do not fit on 48 cores). Otherwise channel-major, the order eager
+    /// PyTorch's kernels sum in more closely: the order of a contraction changes the rounding,
+    /// and a max pooling after the convolution routes its gradient by near-ties.
+    fn tap_major(&self) -> bool {
+        let columns = self.positions() * (self.c / self.groups) * self.taps() * self.groups * 4;
+        self.c / self.groups < self.taps() && columns > TAP_MAJOR_MIN_BYTES
+    }
+
+    /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
+    fn k_order<T>(&self, channels: T, taps: T) -> [T; 2] {
+        if self.tap_major() {
+            [taps, channels]
+        } else {
+            [channels, taps]
+        }
+    }
+
     fn padded(&self) -> Vec<usize> {
         (0..self.size.len()).map(|i| self.size[i] + 2 * self.padding[i]).collect()
     }
 }
+
+/// Columns (f32 bytes) above which a convolution with fewer channels than taps orders them
+/// tap-major ([`Conv::tap_major`]).
+const TAP_MAJOR_MIN_BYTES: usize = 16 << 20;
 
 /// Geometry of a 2-D max pooling over `[N, C, H, W]`.
 pub(super) struct Pool {
@@ -457,7 +483,7 @@ impl<'a> Lx<'a> {
             .collect()
     }
 
-    /// The columns `[G, M, Cg*T]` of a convolution's input.
+    /// The columns `[G, M, Cg*T]` of a convolution's input (`[G, M, T*Cg]` if tap-major).
     fn conv_columns(&mut self, cv: &Conv, x: Value) -> Value {
         let k = cv.size.len();
         let p = cv.padding.clone();
@@ -472,10 +498,21 @@ impl<'a> Lx<'a> {
         let cols = self.concat(taps, 2); // [N, C, T, O...]
         let (g, cg, tt) = (cv.groups, cv.c / cv.groups, cv.taps());
         let cols = self.reshape_to(cols, [vec![cv.n, g, cg, tt], cv.out.clone()].concat());
-        // [N, G, Cg, T, O...] -> [G, O..., N, Cg, T]
-        let perm: Vec<usize> = [vec![1], (4..4 + k).collect(), vec![0, 2, 3]].concat();
+        // [N, G, Cg, T, O...] -> [G, O..., N, Cg, T] (or N, T, Cg)
+        let perm: Vec<usize> = [vec![1], (4..4 + k).collect(), vec![0], cv.k_order(2, 3).to_vec()].concat();
         let cols = self.transpose(cols, &perm);
         self.reshape_to(cols, vec![g, cv.positions(), cg * tt])
+    }
+
+    /// The weight `[OC, Cg, K...]` as `[G, OCg, Cg*T]` (`[G, OCg, T*Cg]` if tap-major).
+    fn conv_weight(&mut self, cv: &Conv, w: Value) -> Value {
+        let (g, cg, ocg, tt) = (cv.groups, cv.c / cv.groups, cv.oc / cv.groups, cv.taps());
+        if !cv.tap_major() {
+            return self.reshape_to(w, vec![g, ocg, cg * tt]);
+        }
+        let w = self.reshape_to(w, vec![g, ocg, cg, tt]);
+        let w = self.transpose(w, &[0, 1, 3, 2]);
+        self.reshape_to(w, vec![g, ocg, tt * cg])
     }
 
     /// `[N, OC, O...]` (a conv output or its gradient) as `[G, M, OC/G]`.
@@ -498,9 +535,9 @@ impl<'a> Lx<'a> {
             return Err(format!("output shape {:?} does not match the convolution's", out.shape));
         }
         let k = cv.size.len();
-        let (g, cg, ocg, tt) = (cv.groups, cv.c / cv.groups, cv.oc / cv.groups, cv.taps());
+        let (g, ocg) = (cv.groups, cv.oc / cv.groups);
         let cols = self.conv_columns(&cv, x);
-        let wm = self.reshape_to(w, vec![g, ocg, cg * tt]);
+        let wm = self.conv_weight(&cv, w);
         let wm = self.transpose(wm, &[0, 2, 1]);
         let y = self.matmul(cols, wm); // [G, M, OCg]
         let y = self.reshape_to(y, [vec![g], cv.out.clone(), vec![cv.n, ocg]].concat());
@@ -534,11 +571,11 @@ impl<'a> Lx<'a> {
         let rows = self.conv_rows(&cv, gy); // [G, M, OCg]
         let mut out = Vec::new();
         if mask[0] {
-            let wm = self.reshape_to(w, vec![g, ocg, cg * tt]);
-            let dcols = self.matmul(rows, wm); // [G, M, Cg*T]
-            let dcols = self.reshape_to(dcols, [vec![g], cv.out.clone(), vec![cv.n, cg, tt]].concat());
-            // [G, O..., N, Cg, T] -> [N, G, Cg, T, O...]
-            let perm: Vec<usize> = [vec![1 + k, 0, 2 + k, 3 + k], (1..1 + k).collect()].concat();
+            let wm = self.conv_weight(&cv, w);
+            let dcols = self.matmul(rows, wm); // [G, M, Cg*T] (or T*Cg)
+            let dcols = self.reshape_to(dcols, [vec![g], cv.out.clone(), vec![cv.n], cv.k_order(cg, tt).to_vec()].concat());
+            // [G, O..., N, Cg, T] (or N, T, Cg) -> [N, G, Cg, T, O...]
+            let perm: Vec<usize> = [vec![1 + k, 0], cv.k_order(2 + k, 3 + k).to_vec(), (1..1 + k).collect()].concat();
             let dcols = self.transpose(dcols, &perm);
             let dcols = self.reshape_to(dcols, [vec![cv.n, cv.c, tt], cv.out.clone()].concat());
             let padded = cv.padded();
@@ -568,8 +605,12 @@ impl<'a> Lx<'a> {
         if mask[1] {
             let cols = self.conv_columns(&cv, x); // [G, M, Cg*T]
             let colst = self.transpose(cols, &[0, 2, 1]);
-            let gw = self.matmul(colst, rows); // [G, Cg*T, OCg]
-            let gw = self.transpose(gw, &[0, 2, 1]);
+            let gw = self.matmul(colst, rows); // [G, Cg*T, OCg] (or T*Cg)
+            let mut gw = self.transpose(gw, &[0, 2, 1]);
+            if cv.tap_major() {
+                gw = self.reshape_to(gw, vec![g, ocg, tt, cg]);
+                gw = self.transpose(gw, &[0, 1, 3, 2]);
+            }
             out.push(self.reshape_to(gw, [vec![cv.oc, cg], cv.kernel.clone()].concat()));
         }
         if mask[2] {
