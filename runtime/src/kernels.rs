@@ -246,7 +246,8 @@ fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], ou
     for_each_row(&dims, [&so, &steps], |[o, i], len, [_, k]| {
         let dst = &mut out[o..o + len];
         let src = &data[base + i..];
-        if k == 1 {
+        // (A rank-0 walk is one element with step 0.)
+        if k == 1 || len == 1 {
             dst.copy_from_slice(&src[..len]);
         } else {
             for (slot, &x) in dst.iter_mut().zip(src.iter().step_by(k)) {

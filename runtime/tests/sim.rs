@@ -225,6 +225,18 @@ fn transpose_follows_torch_permute() {
 }
 
 #[test]
+fn strided_gathers_of_size_one_dims() {
+    // Every dim of size 1 (one element, strided or not) and a strided slice with unit dims.
+    let x: Vec<f32> = (0..5).map(|v| v as f32).collect();
+    let one = |offsets: Vec<usize>, strides: Vec<usize>, input: Vec<usize>, out: &[usize]| {
+        run_kernel(KernelOp::Slice { offsets, strides }, &[(input, x.clone())], out)
+    };
+    assert_eq!(one(vec![3], vec![2], vec![5], &[1]), vec![3.0]);
+    assert_eq!(one(vec![0, 1], vec![1, 3], vec![1, 5], &[1, 2]), vec![1.0, 4.0]);
+    assert_eq!(run_kernel(KernelOp::Transpose { perm: vec![1, 0] }, &[(vec![1, 1], vec![7.0])], &[1, 1]), vec![7.0]);
+}
+
+#[test]
 fn reshape_unary_scale_and_batched_matmul() {
     let x: Vec<f32> = (0..12).map(|v| v as f32 - 6.0).collect();
     assert_eq!(
