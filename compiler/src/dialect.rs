@@ -574,6 +574,14 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             .ok_or(format!("operand #{i} must live on the mesh (it is a host tensor: load it with d1.load)"))
     };
     if kind == "store" {
+        // With `dim`: the host tensor is the operands' concatenation along it (a result
+        // computed in parts, e.g. a matmul's row blocks, each stored once computed).
+        if op.attr("dim").is_some() {
+            for i in 0..op.operands.len() {
+                mesh(i)?;
+            }
+            return verify_movement("concat", func, op);
+        }
         arity(op, 1, 1)?;
         mesh(0)?;
         let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);

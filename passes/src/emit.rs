@@ -250,11 +250,33 @@ impl<'a> Emitter<'a> {
         }
         // Results go to the host as soon as they are computed, so their SRAM is free for the
         // rest of the Program once nothing else reads them (a training forward returns its
-        // saved activations: kept on chip to the end they would pile up).
-        let mut stores: HashMap<Value, Vec<usize>> = HashMap::new();
+        // saved activations: kept on chip to the end they would pile up). A result stored in
+        // parts (`dim`: a matmul's row blocks) stores each part where the next one is computed
+        // (if later), and the part lives until then: a DIP works in program order, and a store
+        // waiting for its part's compute would hold up the loads feeding the next part.
+        // Keyed by the value after which to store: (value, output position, where the value
+        // starts in the output).
+        let mut stores: HashMap<Value, Vec<(Value, usize, Vec<usize>)>> = HashMap::new();
+        let def_ops = func.def_ops();
         for op in func.ops.iter().filter(|op| op.name == "d1.store") {
-            let out = stores.entry(op.operands[0]).or_default();
-            out.extend(positions.get(&op.result(0)).map(Vec::as_slice).unwrap_or(&[]));
+            let rank = self.tensor(op.result(0))?.rank();
+            let dim = op.attr("dim").and_then(Attr::as_int).map(|d| d as usize);
+            let mut at = vec![0; rank];
+            for (j, &v) in op.operands.iter().enumerate() {
+                let after = match op.operands.get(j + 1) {
+                    Some(&w) if def_ops[w.index()] > def_ops[v.index()] => w,
+                    _ => v,
+                };
+                for &p in positions.get(&op.result(0)).map(Vec::as_slice).unwrap_or(&[]) {
+                    stores.entry(after).or_default().push((v, p, at.clone()));
+                }
+                if after != v {
+                    self.last_use[v.index()] = self.last_use[v.index()].max(def_ops[after.index()]);
+                }
+                if let Some(d) = dim {
+                    at[d] += self.tensor(v)?.shape[d];
+                }
+            }
         }
         for (i, op) in func.ops.iter().enumerate() {
             let r = op.result(0);
@@ -412,13 +434,16 @@ impl<'a> Emitter<'a> {
                 }
                 other => return Err(PassError::Invalid(format!("cannot emit '{other}': lower to d1 first"))),
             }
-            for p in stores.remove(&r).unwrap_or_default() {
-                self.store(r, p)?;
-            }
-            // Free what dies here (and results nobody uses).
+            // Free what dies here (and results nobody uses, parts stored here).
             let mut dying: Vec<Value> = op.operands.iter().copied().filter(|v| self.last_use[v.index()] == Some(i)).collect();
             if self.last_use[r.index()].is_none() && op.name != "d1.store" {
                 dying.push(r);
+            }
+            for (v, p, at) in stores.remove(&r).unwrap_or_default() {
+                self.store(v, p, &at)?;
+                if v != r && self.last_use[v.index()] == Some(i) && !dying.contains(&v) {
+                    dying.push(v);
+                }
             }
             dying.dedup();
             for v in dying {
@@ -438,16 +463,16 @@ impl<'a> Emitter<'a> {
         Ok(self.program)
     }
 
-    /// Stores mesh value `v` into host output `p`: one Store per distinct shard (replicas hold
-    /// the same data).
-    fn store(&mut self, v: Value, p: usize) -> Result<(), PassError> {
+    /// Stores mesh value `v` into host output `p` starting at `at`: one Store per distinct
+    /// shard (replicas hold the same data).
+    fn store(&mut self, v: Value, p: usize, at: &[usize]) -> Result<(), PassError> {
         let mut seen: Vec<IrRegion> = Vec::new();
         for s in self.shards(v)?.to_vec() {
             if seen.contains(&s.region) {
                 continue;
             }
             seen.push(s.region.clone());
-            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region_of(&s.region) });
+            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region_of(&shifted(&s.region, at)) });
         }
         Ok(())
     }
