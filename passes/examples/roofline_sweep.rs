@@ -103,7 +103,9 @@ fn main() {
             }
         };
         let wall = start.elapsed().as_secs_f64();
-        // The matmul kernels' own efficiency: summed bounds over summed spans.
+        // The matmul ops' own efficiency: summed bounds over summed spans (an op's span
+        // includes the stores emitted with it: the result's, or in row blocks the block
+        // before's, so blocked GEMMs score low here while the Program's efficiency rises).
         let (mut bound, mut span) = (0.0, 0.0);
         for op in prof.ops.iter().filter(|o| o.name.starts_with("d1.matmul")) {
             bound += op.roofline.seconds;

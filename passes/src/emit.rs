@@ -29,7 +29,7 @@ pub fn emit_program(module: &Module, func_name: Option<&str>) -> Result<Program,
     Emitter::new(func, target)?.run()
 }
 
-fn dtype(elem: ElemType) -> Result<DType, PassError> {
+pub(crate) fn dtype(elem: ElemType) -> Result<DType, PassError> {
     match elem {
         ElemType::F32 => Ok(DType::F32),
         ElemType::I1 => Ok(DType::Bool),

@@ -11,7 +11,9 @@
 //!   its row block of a `K/S`-column slice of `a` and its column block of the matching slice
 //!   of `b` (explicit `d1.reshard` ops: row and column multicasts) and accumulates locally.
 //!   `S` is the fewest steps whose per-core working set fits half of the SRAM the operands
-//!   leave free.
+//!   leave free. A result that only goes to the host may be computed in row blocks, each its
+//!   own SUMMA reusing the first block's panels of `b`, so that a block's store overlaps the
+//!   next block's compute (`row_blocks`); `d1.store {dim}` then takes the blocks.
 //! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
 //!   first row/column, and reduce again.
 //! - Constants are never moved: they are filled where they are needed.
@@ -22,7 +24,8 @@
 use dojo_compiler::dialect::{broadcast_shapes, map_arity, COMPARE};
 use dojo_compiler::layout::{chunk, reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{attr, Attr, ElemType, Func, Layout, Module, Op, Pass, PassError, Region, TensorType, Type, Value};
-use dojo_runtime::Target;
+use dojo_runtime::roofline::{core_flops_per_s, link_bytes_per_s};
+use dojo_runtime::{DType, KernelOp, Target};
 use std::collections::HashMap;
 
 /// The smallest shard edge the default placement makes: the matrix units work on 8x8 tiles.
@@ -67,6 +70,9 @@ enum Val {
     Const(f64, TensorType),
     /// A value on the mesh.
     Mesh(Value),
+    /// A result already stored to the host in parts (a matmul computed in row blocks, see
+    /// `Lowering::matmul`): the `d1.store` of its parts. Only function results are lowered so.
+    Stored(Value),
 }
 
 struct Lowering<'a> {
@@ -144,7 +150,7 @@ impl<'a> Lowering<'a> {
         let mut stored: HashMap<Value, Value> = HashMap::new();
         for r in &src.returns {
             let v = match self.val(*r)? {
-                Val::Host(a) => a,
+                Val::Host(a) | Val::Stored(a) => a,
                 Val::Const(..) => {
                     let t = tensor_type(src, *r)?;
                     let l = Layout::single(self.origin(), t.rank());
@@ -281,7 +287,7 @@ impl<'a> Lowering<'a> {
                 let ty = TensorType::new(shape_of(&t), t.elem);
                 Ok(self.emit("fill", vec![], vec![attr("value", Attr::Float(value))], ty, want.clone()))
             }
-            Val::Host(_) | Val::Mesh(_) => {
+            Val::Host(_) | Val::Mesh(_) | Val::Stored(_) => {
                 let m = self.on_mesh(old)?;
                 self.reshard(m, want, region)
             }
@@ -320,6 +326,7 @@ impl<'a> Lowering<'a> {
                 let l = self.place(&t.shape)?;
                 self.materialize(old, &l, None)
             }
+            Val::Stored(_) => Err(PassError::Invalid(format!("internal: %{} was stored in parts but has a use", old.0))),
         }
     }
 
@@ -571,50 +578,142 @@ impl<'a> Lowering<'a> {
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         let out = self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?;
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
-        let (mb, nb) = (m.div_ceil(out.grid.0 as usize) as u64, n.div_ceil(out.grid.1 as usize) as u64);
-        let (mb, nb) = (mb * batch as u64, nb);
+        // Result rows a core holds of `rows` rows (all batches: the batch is whole on every
+        // core) and result columns.
+        let core_rows = |rows: usize| (rows.div_ceil(out.grid.0 as usize) * batch) as u64;
+        let (mb, nb) = (core_rows(m), n.div_ceil(out.grid.1 as usize) as u64);
         // What the operands already occupy per core, then half of the rest for the steps (the
         // other half is headroom for other live values; the Program check is the final word).
-        let mut resident = 0u64;
+        let (mut resident, mut on_mesh) = (0u64, 0u64);
         for (v, t) in [(a, &ta), (b, &tb)] {
-            let l = match self.val(v)? {
-                Val::Mesh(m) => self.layout(m),
-                Val::Host(_) => self.place(&t.shape)?,
-                Val::Const(..) => continue,
+            let (l, mesh) = match self.val(v)? {
+                Val::Mesh(m) => (self.layout(m), true),
+                Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&h)),
+                Val::Const(..) | Val::Stored(_) => continue,
             };
-            resident += (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
+            let bytes = (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
+            resident += bytes;
+            on_mesh += if mesh { bytes } else { 0 };
         }
-        let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
+        let budget = |resident: u64| self.target.usable_sram_bytes().saturating_sub(resident) / 2;
+        let fewest_steps = |need: &dyn Fn(u64) -> u64, budget: u64| (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
         // Double-buffered operand slices plus the accumulator (each step after the first
         // accumulates into it in place: emission reuses a dying accumulator's buffers).
         let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + er * mb * nb;
-        let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget).ok_or_else(|| {
+        let steps = fewest_steps(&need, budget(resident)).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
                 need(1),
                 out.grid.0,
                 out.grid.1,
-                budget * 2,
+                budget(resident) * 2,
                 resident
             ))
         })?;
+        // A result that only goes to the host may be computed in row blocks (`row_blocks`):
+        // the schedule the estimate finds fastest, if faster than one block. Only when `a`
+        // comes from the host, its panels loaded straight into each block's layout (from the
+        // mesh, a block's rows would move from the few mesh rows its default layout holds them
+        // on to all rows, for every block: more than the store saves). The blocks' working
+        // set: all of b's panels, a's double-buffered, and a block's result until the next
+        // block is computed (its store, see emit); beside it only operands already on the mesh
+        // (a host argument comes as panels only); at least one block's steps (its first panels
+        // arrive no later).
+        let mut blocks = vec![(0, m)];
+        let mut block_steps = steps;
+        let result = op.result(0);
+        let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
+        if only_stored && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+            let t = self.target;
+            let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
+            let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true }, &[dt(ta.elem), dt(tb.elem)]);
+            let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
+            let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
+                Ok(match self.val(v)? {
+                    Val::Host(h) if !self.loaded.contains_key(&h) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
+                    _ => 0.0,
+                })
+            };
+            // Recursive halving sends a panel from its root once per round: log2 of the replicas.
+            let spread = |bytes: u64, replicas: u32| (replicas as f64).log2().ceil() * bytes as f64 / link_bytes_per_s(t);
+            let times = MatmulTimes {
+                store: (rt.numel() * rt.elem.bytes()) as f64 / dip,
+                load_a: host_load(a, &ta)?,
+                load_b: host_load(b, &tb)?,
+                spread_b: spread(eb * batch as u64 * k as u64 * nb, out.grid.0),
+                host_latency: t.host_latency_s,
+            };
+            // A core's time for a block of `rows` result rows over K in `steps`: its kernels as
+            // the simulator times them, the longer of the FLOPs at the format's rate and the
+            // SRAM traffic (operand panels, the accumulator read by every step after the first
+            // and written by each), or spreading the block's panels of `a`, if longer.
+            let block = |rows: u64, steps: usize| -> f64 {
+                let kernels: f64 = (0..steps)
+                    .map(|s| {
+                        let kb = chunk(k, steps, s).1 as u64;
+                        let flops = 2.0 * (rows * nb * kb) as f64 / rate;
+                        let acc = er * rows * nb;
+                        let read = ea * rows * kb + eb * batch as u64 * kb * nb + if s > 0 { acc } else { 0 };
+                        flops.max(read as f64 / t.sram_load_bytes_per_s + acc as f64 / t.sram_store_bytes_per_s)
+                    })
+                    .sum();
+                kernels.max(spread(ea * rows * k as u64, out.grid.1))
+            };
+            // Blocks must win by more than a DIP latency: the estimate leaves out each block's
+            // own latencies (its panels' multicasts, the DIP's fixed cost).
+            let mut best = times.estimate(&[block(mb, steps)], 1.0, 1.0, steps) - t.host_latency_s;
+            // Units of MIN_SHARD_EDGE rows per core, or doublings (a last block computing
+            // long enough to count).
+            let units = std::iter::successors(Some(out.grid.0 as usize * MIN_SHARD_EDGE), |u| Some(u * 2)).take_while(|&u| 2 * u <= m);
+            for sizes in units.flat_map(|u| row_blocks(m, u)) {
+                let rows = core_rows(sizes.iter().map(|b| b.1).max().unwrap_or(m));
+                let need = |kb: u64| eb * batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb;
+                let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps)) else { continue };
+                let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
+                let f = |(_, l): (usize, usize)| l as f64 / m as f64;
+                let time = times.estimate(&compute, f(sizes[0]), f(sizes[sizes.len() - 1]), s);
+                if time < best {
+                    (best, blocks, block_steps) = (time, sizes, s);
+                }
+            }
+        }
         let lead = vec![NONE; r - 2];
         let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![ROWS, NONE]].concat() };
         let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, COLS]].concat() };
         let bdims: Vec<usize> = ta.shape[..r - 2].to_vec();
-        let mut acc: Option<Value> = None;
-        for s in 0..steps {
-            let (ks, kl) = chunk(k, steps, s);
-            let z = vec![0; r - 2];
-            let ra = Region { offsets: [z.clone(), vec![0, ks]].concat(), sizes: [bdims.clone(), vec![m, kl]].concat() };
-            let rb = Region { offsets: [z, vec![ks, 0]].concat(), sizes: [bdims.clone(), vec![kl, n]].concat() };
-            let a_s = self.panel(a, &la, &ra)?;
-            let b_s = self.panel(b, &lb, &rb)?;
-            let mut ins = vec![a_s, b_s];
-            ins.extend(acc);
-            acc = Some(self.emit("matmul", ins, vec![], rt.clone(), out.clone()));
+        let z = vec![0; r - 2];
+        // Each step's panel of `b`, made by the first block and used by all.
+        let mut b_panels: Vec<Value> = Vec::new();
+        let mut parts = Vec::new();
+        for &(ms, ml) in &blocks {
+            let mut block_ty = rt.clone();
+            block_ty.shape[r - 2] = ml;
+            let mut acc: Option<Value> = None;
+            for s in 0..block_steps {
+                let (ks, kl) = chunk(k, block_steps, s);
+                let ra = Region { offsets: [z.clone(), vec![ms, ks]].concat(), sizes: [bdims.clone(), vec![ml, kl]].concat() };
+                let a_s = self.panel(a, &la, &ra)?;
+                let b_s = match b_panels.get(s) {
+                    Some(&v) => v,
+                    None => {
+                        let rb = Region { offsets: [z.clone(), vec![ks, 0]].concat(), sizes: [bdims.clone(), vec![kl, n]].concat() };
+                        let v = self.panel(b, &lb, &rb)?;
+                        b_panels.push(v);
+                        v
+                    }
+                };
+                let mut ins = vec![a_s, b_s];
+                ins.extend(acc);
+                acc = Some(self.emit("matmul", ins, vec![], block_ty.clone(), out.clone()));
+            }
+            parts.push(acc.ok_or(PassError::Invalid("matmul with an empty contraction".into()))?);
         }
-        acc.map(Val::Mesh).ok_or(PassError::Invalid("matmul with an empty contraction".into()))
+        if let [whole] = parts[..] {
+            return Ok(Val::Mesh(whole));
+        }
+        // The result is the blocks' concatenation along the rows, stored block by block.
+        let stored = self.out.push("d1.store", parts, vec![attr("dim", Attr::Int(r as i64 - 2))], vec![Type::Tensor(rt)]);
+        Ok(Val::Stored(stored))
     }
 
     /// `reduce_sum` or `reduce_max` (`kind`).
@@ -751,4 +850,92 @@ impl<'a> Lowering<'a> {
 fn box_attrs(r: &Region) -> Vec<(String, Attr)> {
     let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
     vec![attr("offsets", ints(&r.offsets)), attr("sizes", ints(&r.sizes))]
+}
+
+/// Estimated times of a matmul, seconds: storing the result and loading `a` and `b` through
+/// the DIPs (0 when on the mesh already), spreading `b`'s panels to all rows of the block, the
+/// fixed cost of a DIP transfer.
+struct MatmulTimes {
+    store: f64,
+    load_a: f64,
+    load_b: f64,
+    spread_b: f64,
+    host_latency: f64,
+}
+
+impl MatmulTimes {
+    /// In row blocks taking `compute` each (a core's kernels), the first holding a
+    /// `first` fraction of the rows and the last a `last` one, K in `steps`: the first block
+    /// ends when its compute does, started once its first panels are loaded and spread, or
+    /// when the last of `b` (and of its rows of `a`) is in and computed (loading and spreading
+    /// overlap across panels); the others compute back to back; the last block's store
+    /// follows, nothing hides it. Never less than the DIP traffic. Infinite if a block
+    /// computes for less than twice the fixed cost of a DIP transfer (its loads', its
+    /// store's): it could not hide the transfers around it, and a DIP works in program order,
+    /// so a store waiting for the slowest core holds up the loads behind it.
+    fn estimate(&self, compute: &[f64], first: f64, last: f64, steps: usize) -> f64 {
+        if compute.len() > 1 && compute.iter().any(|&c| c < 2.0 * self.host_latency) {
+            return f64::INFINITY;
+        }
+        let steps = steps as f64;
+        let load = self.load_b + self.load_a * first;
+        let first_panels = (load + self.spread_b) / steps;
+        let all_panels = load.max(self.spread_b) + load.min(self.spread_b) / steps;
+        let first_block = (first_panels + compute[0]).max(all_panels + compute[0] / steps);
+        let rest: f64 = compute[1..].iter().sum();
+        (first_block + rest + self.store * last).max(self.load_a + self.load_b + self.store)
+    }
+}
+
+/// Row block schedules (`(first row, rows)` per block) for a matmul of `m` rows whose result
+/// only goes to the host.
+///
+/// In one block the result leaves through the DIPs after the last step, all at once, with
+/// nothing left to overlap. In row blocks, each its own SUMMA over all of K (the k-order of
+/// every sum unchanged), each block is stored while the next computes; `b`'s panels stay on
+/// the mesh for all blocks, so the first block waits for all of `b`. A schedule is blocks of
+/// `g` units of `unit` rows, the last ones halving down to one unit: the last store, which
+/// nothing hides, is the smallest, and a block still outlasts the store of one twice its size
+/// while storing the result takes less than half the compute. The first block also takes the
+/// rows that make no whole unit.
+fn row_blocks(m: usize, unit: usize) -> Vec<Vec<(usize, usize)>> {
+    let units = m / unit;
+    let mut schedules: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut g = 1;
+    while g < units {
+        // From the end: 1, 1, 2, 4, ... units, at most g, then blocks of g.
+        let mut sizes = Vec::new();
+        let (mut left, mut next) = (units, 1);
+        while left > 0 {
+            let s = next.min(g);
+            if s > left {
+                // What is left joins the first block.
+                if let Some(first) = sizes.last_mut() {
+                    *first += left;
+                }
+                break;
+            }
+            sizes.push(s);
+            left -= s;
+            if sizes.len() > 1 {
+                next *= 2;
+            }
+        }
+        let mut start = m;
+        let mut rows: Vec<(usize, usize)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| {
+                let l = u * unit + if i + 1 == sizes.len() { m % unit } else { 0 };
+                start -= l;
+                (start, l)
+            })
+            .collect();
+        rows.reverse();
+        if schedules.last() != Some(&rows) {
+            schedules.push(rows);
+        }
+        g *= 2;
+    }
+    schedules
 }
