@@ -472,11 +472,13 @@ fn compute(
 }
 
 /// What the functional pass over a Program does apart from the values (the same for every
-/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, each buffer's size,
+/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, which instructions share an array, each buffer's size,
 /// and the order the instructions run in, level by level.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     fresh: Vec<Fresh>,
+    /// Per instruction, the buffer whose array it shares ([`shared_source`]).
+    shared: Vec<Option<BufId>>,
     elems: Vec<usize>,
     /// The instructions' indices, level after level (each in program order).
     order: Vec<usize>,
@@ -497,6 +499,7 @@ impl Plan {
         }
         Plan {
             fresh: alloc_contents(program),
+            shared: program.instrs.iter().map(|i| shared_source(program, i)).collect(),
             elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
             order,
             ends,
@@ -957,7 +960,7 @@ impl<'a> Data<'a> {
                     let v = std::mem::replace(&mut self.bufs[*buf], Arc::clone(&self.empty));
                     self.pool.give_shared(v);
                 }
-                instr => match (accesses(instr).0, shared_source(prog, instr)) {
+                instr => match (accesses(instr).0, self.plan.shared[pc]) {
                     (Written::Buf(b), Some(src)) => {
                         let shared = Arc::clone(&self.bufs[src]);
                         let v = std::mem::replace(&mut self.bufs[b], shared);
