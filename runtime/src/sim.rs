@@ -472,8 +472,8 @@ fn compute(
 }
 
 /// What the functional pass over a Program does apart from the values (the same for every
-/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, which instructions share an array, each buffer's size,
-/// and the order the instructions run in, level by level.
+/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, which instructions
+/// share an array, each buffer's size, and the order the instructions run in, level by level.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     fresh: Vec<Fresh>,
