@@ -6,7 +6,7 @@
 //! rejects a value.
 
 use crate::program::{BinaryOp, FusedArg, FusedFn, FusedStep, KernelOp, UnaryOp};
-use crate::shape::{broadcast_strides, for_each_row, numel, strides};
+use crate::shape::{broadcast_strides, for_each_row, merge_dims, numel, strides};
 
 /// One input array: its shape and row-major data.
 pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
@@ -223,26 +223,10 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
 
 /// `out` (row-major `shape`) = `data[base + sum(index[d] * walk[d])]`.
 fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], out: &mut [f32]) {
-    // The same walk over fewer, longer rows: dims of size 1 dropped, and each dim merged into
-    // the one before it when the walk steps over it contiguously.
-    let (mut dims, mut steps) = (Vec::with_capacity(shape.len()), Vec::with_capacity(shape.len()));
-    for (&n, &w) in shape.iter().zip(walk) {
-        match (dims.last_mut(), steps.last_mut()) {
-            _ if n == 1 => {}
-            (Some(d), Some(s)) if *s == w * n => {
-                *d *= n;
-                *s = w;
-            }
-            _ => {
-                dims.push(n);
-                steps.push(w);
-            }
-        }
-    }
     if shape.contains(&0) {
         return;
     }
-    let so = strides(&dims);
+    let (dims, [so, steps]) = merge_dims(shape, [&strides(shape), walk]);
     for_each_row(&dims, [&so, &steps], |[o, i], len, [_, k]| {
         let dst = &mut out[o..o + len];
         let src = &data[base + i..];

@@ -92,6 +92,37 @@ pub(crate) fn for_each_row<const K: usize>(shape: &[usize], strides: [&[usize]; 
     }
 }
 
+/// The same walk over fewer, longer rows: dims of `shape` of size 1 dropped, and each dim
+/// merged into the one before it when every stride vector steps over it contiguously.
+/// Returns the merged shape and the `K` merged stride vectors.
+pub(crate) fn merge_dims<const K: usize>(shape: &[usize], strides: [&[usize]; K]) -> (Vec<usize>, [Vec<usize>; K]) {
+    let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut merged: [Vec<usize>; K] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
+    for (d, &n) in shape.iter().enumerate() {
+        if n == 1 {
+            continue;
+        }
+        let contiguous = (0..K).all(|k| merged[k].last().is_some_and(|&s| s == strides[k][d] * n));
+        match dims.last_mut() {
+            Some(last) if contiguous => {
+                *last *= n;
+                for k in 0..K {
+                    if let Some(s) = merged[k].last_mut() {
+                        *s = strides[k][d];
+                    }
+                }
+            }
+            _ => {
+                dims.push(n);
+                for k in 0..K {
+                    merged[k].push(strides[k][d]);
+                }
+            }
+        }
+    }
+    (dims, merged)
+}
+
 /// `[8, 8]` for messages.
 pub(crate) fn show(shape: &[usize]) -> String {
     format!("{shape:?}")
@@ -116,6 +147,11 @@ mod tests {
         let mut scalar = Vec::new();
         for_each_row(&[], [&[]], |start, len, _| scalar.push((start, len)));
         assert_eq!(scalar, vec![([0], 1)]);
+        // [2, 1, 3, 4] contiguous in both: one run; a strided last dim stays apart.
+        assert_eq!(merge_dims(&[2, 1, 3, 4], [&[12, 12, 4, 1], &[24, 9, 8, 2]]), (vec![24], [vec![1], vec![2]]));
+        assert_eq!(merge_dims(&[2, 3], [&[3, 1], &[6, 2]]), (vec![6], [vec![1], vec![2]]));
+        assert_eq!(merge_dims(&[2, 3], [&[3, 1], &[4, 1]]), (vec![2, 3], [vec![3, 1], vec![4, 1]]));
+        assert_eq!(merge_dims::<1>(&[1, 1], [&[1, 1]]), (vec![], [vec![]]));
         let mut empty = 0;
         for_each_row(&[2, 0], [&[0, 1]], |_, _, _| empty += 1);
         assert_eq!(empty, 0);

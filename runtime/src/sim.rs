@@ -811,50 +811,25 @@ fn copy_box(
     let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
     let s0: usize = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
     let d0: usize = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
-    // (size, src stride, dst stride) of the dims that move, outermost first, merged.
-    let mut dims: Vec<(usize, usize, usize)> = Vec::with_capacity(sizes.len());
-    for (d, &n) in sizes.iter().enumerate() {
-        match dims.last_mut() {
-            _ if n == 1 => {}
-            Some((m, ss, ds)) if *ss == s_st[d] * n && *ds == d_st[d] * n => {
-                *m *= n;
-                (*ss, *ds) = (s_st[d], d_st[d]);
-            }
-            _ => dims.push((n, s_st[d], d_st[d])),
-        }
-    }
-    let (len, ss, ds) = dims.pop().unwrap_or((1, 1, 1));
-    let (s_span, d_span) = ((len - 1) * ss + 1, (len - 1) * ds + 1);
-    let mut idx = vec![0usize; dims.len()];
-    let (mut s, mut d) = (s0, d0);
-    loop {
-        match (src.get(s..s + s_span), dst.get_mut(d..d + d_span)) {
-            (Some(from), Some(to)) if ss == 1 && ds == 1 => to.copy_from_slice(from),
+    let (dims, [ss, ds]) = shape::merge_dims(sizes, [&s_st, &d_st]);
+    let mut inside = true;
+    shape::for_each_row(&dims, [&ss, &ds], |[s, d], len, [sk, dk]| {
+        let (s, d) = (s0 + s, d0 + d);
+        match (src.get(s..s + (len - 1) * sk + 1), dst.get_mut(d..d + (len - 1) * dk + 1)) {
+            // (A rank-0 walk is one element with step 0.)
+            (Some(from), Some(to)) if len == 1 || (sk == 1 && dk == 1) => to.copy_from_slice(from),
             (Some(from), Some(to)) => {
-                for (t, f) in to.iter_mut().step_by(ds).zip(from.iter().step_by(ss)) {
+                for (t, f) in to.iter_mut().step_by(dk).zip(from.iter().step_by(sk)) {
                     *t = *f;
                 }
             }
-            _ => return Err(outside()),
+            _ => inside = false,
         }
-        // Odometer over the outer dims.
-        let mut k = dims.len();
-        loop {
-            if k == 0 {
-                return Ok(());
-            }
-            k -= 1;
-            let (n, sk, dk) = dims[k];
-            idx[k] += 1;
-            s += sk;
-            d += dk;
-            if idx[k] < n {
-                break;
-            }
-            s -= sk * n;
-            d -= dk * n;
-            idx[k] = 0;
-        }
+    });
+    if inside {
+        Ok(())
+    } else {
+        Err(outside())
     }
 }
 
