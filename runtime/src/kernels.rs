@@ -6,7 +6,126 @@
 //! rejects a value.
 
 use crate::program::{BinaryOp, FusedArg, FusedFn, FusedStep, KernelOp, UnaryOp};
-use crate::shape::{broadcast_strides, for_each_row, merge_dims, numel, strides};
+use crate::shape::{broadcast_strides, for_each_row, merge_dims, numel, strides, Dims};
+
+/// Evaluates `$body` with `$f` bound to the function of the [`UnaryOp`] `$op`: one closure
+/// per function, so a loop in `$body` is compiled once per function with no match per element.
+macro_rules! with_unary {
+    ($op:expr, $f:ident => $body:expr) => {{
+        match $op {
+            UnaryOp::Relu => {
+                let $f = |x: f32| if x.is_nan() || x > 0.0 { x } else { 0.0 };
+                $body
+            }
+            UnaryOp::Neg => {
+                let $f = |x: f32| -x;
+                $body
+            }
+            UnaryOp::Exp => {
+                let $f = f32::exp;
+                $body
+            }
+            UnaryOp::Log => {
+                let $f = f32::ln;
+                $body
+            }
+            UnaryOp::Sqrt => {
+                let $f = f32::sqrt;
+                $body
+            }
+            UnaryOp::Rsqrt => {
+                let $f = |x: f32| 1.0 / x.sqrt();
+                $body
+            }
+            UnaryOp::Abs => {
+                let $f = f32::abs;
+                $body
+            }
+            UnaryOp::Tanh => {
+                let $f = f32::tanh;
+                $body
+            }
+            UnaryOp::Sigmoid => {
+                let $f = |x: f32| 1.0 / (1.0 + (-x).exp());
+                $body
+            }
+            UnaryOp::Reciprocal => {
+                let $f = |x: f32| 1.0 / x;
+                $body
+            }
+            UnaryOp::Erf => {
+                let $f = libm::erff;
+                $body
+            }
+            UnaryOp::Copy => {
+                let $f = |x: f32| x;
+                $body
+            }
+        }
+    }};
+}
+
+/// [`with_unary`] for a [`BinaryOp`]: `$f` is a `Fn(f32, f32) -> f32`. Max and min give NaN
+/// if either operand is NaN (as torch does); comparisons give 1.0 or 0.0.
+macro_rules! with_binary {
+    ($op:expr, $f:ident => $body:expr) => {{
+        let truth = |t: bool| if t { 1.0f32 } else { 0.0 };
+        match $op {
+            BinaryOp::Add => {
+                let $f = |a: f32, b: f32| a + b;
+                $body
+            }
+            BinaryOp::Sub => {
+                let $f = |a: f32, b: f32| a - b;
+                $body
+            }
+            BinaryOp::Mul => {
+                let $f = |a: f32, b: f32| a * b;
+                $body
+            }
+            BinaryOp::Div => {
+                let $f = |a: f32, b: f32| a / b;
+                $body
+            }
+            BinaryOp::Max => {
+                let $f = |a: f32, b: f32| if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) };
+                $body
+            }
+            BinaryOp::Min => {
+                let $f = |a: f32, b: f32| if a.is_nan() || b.is_nan() { f32::NAN } else { a.min(b) };
+                $body
+            }
+            BinaryOp::Pow => {
+                let $f = f32::powf;
+                $body
+            }
+            BinaryOp::Eq => {
+                let $f = |a: f32, b: f32| truth(a == b);
+                $body
+            }
+            BinaryOp::Ne => {
+                let $f = |a: f32, b: f32| truth(a != b);
+                $body
+            }
+            BinaryOp::Lt => {
+                let $f = |a: f32, b: f32| truth(a < b);
+                $body
+            }
+            BinaryOp::Le => {
+                let $f = |a: f32, b: f32| truth(a <= b);
+                $body
+            }
+            BinaryOp::Gt => {
+                let $f = |a: f32, b: f32| truth(a > b);
+                $body
+            }
+            BinaryOp::Ge => {
+                let $f = |a: f32, b: f32| truth(a >= b);
+                $body
+            }
+        }
+    }};
+}
 
 /// One input array: its shape and row-major data.
 pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
@@ -17,11 +136,11 @@ pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
 pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], out: &mut [f32]) {
     match op {
         KernelOp::MatMul { accumulate } => matmul(ins[0], ins[1], out, *accumulate),
-        KernelOp::Unary { op } => {
+        KernelOp::Unary { op } => with_unary!(*op, f => {
             for (o, &x) in out.iter_mut().zip(ins[0].1) {
-                *o = unary(*op, x);
+                *o = f(x);
             }
-        }
+        }),
         KernelOp::Scale { factor } => {
             for (o, &x) in out.iter_mut().zip(ins[0].1) {
                 *o = x * factor;
@@ -34,17 +153,13 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
         KernelOp::Binary { op } => {
             let (a, b) = (ins[0], ins[1]);
             if a.0 == out_shape && b.0 == out_shape {
-                for ((o, &x), &y) in out.iter_mut().zip(a.1).zip(b.1) {
-                    *o = binary(*op, x, y);
-                }
+                with_binary!(*op, f => row2(out, a.1, 1, b.1, 1, f));
             } else {
                 let (sa, sb) = (broadcast_strides(a.0, out_shape), broadcast_strides(b.0, out_shape));
-                let so = strides(out_shape);
-                for_each_row(out_shape, [&so, &sa, &sb], |[o, ia, ib], len, [_, ka, kb]| {
-                    for (j, slot) in out[o..o + len].iter_mut().enumerate() {
-                        *slot = binary(*op, a.1[ia + j * ka], b.1[ib + j * kb]);
-                    }
-                });
+                let (dims, [so, sa, sb]) = merge_dims(out_shape, [&strides(out_shape), &sa, &sb]);
+                with_binary!(*op, f => for_each_row(&dims, [&so, &sa, &sb], |[o, ia, ib], len, [_, ka, kb]| {
+                    row2(&mut out[o..o + len], &a.1[ia..], ka, &b.1[ib..], kb, f);
+                }));
             }
         }
         KernelOp::Select => {
@@ -64,29 +179,31 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
             let is_max = matches!(op, KernelOp::ReduceMax { .. });
             // Walk the input in row-major order; each element lands on its keepdim slot.
             let out_strides = strides(out_shape);
-            let to_out: Vec<usize> = (0..shape.len())
+            let to_out: Dims = (0..shape.len())
                 .map(|d| if dims.contains(&d) { 0 } else { out_strides[d] })
                 .collect();
             out.fill(if is_max { f32::NEG_INFINITY } else { 0.0f32 });
-            let si = strides(shape);
-            for_each_row(shape, [&si, &to_out], |[i, o], len, [_, ko]| {
-                for (j, &x) in data[i..i + len].iter().enumerate() {
-                    let slot = &mut out[o + j * ko];
-                    if !is_max {
-                        *slot += x;
-                    } else if x.is_nan() || x > *slot {
-                        // NaN wins and stays (a NaN slot is never replaced: NaN > x is false).
-                        if !slot.is_nan() {
-                            *slot = x;
-                        }
-                    }
+            // NaN wins and stays (a NaN slot is never replaced: NaN > x is false).
+            let max = |slot: f32, x: f32| if (x.is_nan() || x > slot) && !slot.is_nan() { x } else { slot };
+            let (dims, [si, to_out]) = merge_dims(shape, [&strides(shape), &to_out]);
+            // Each input element is combined into its slot in row-major order (the sums'
+            // order, so their rounding, does not depend on the shape of the walk).
+            for_each_row(&dims, [&si, &to_out], |[i, o], len, [_, ko]| {
+                let row = &data[i..i + len];
+                match (ko, is_max) {
+                    (0, false) => out[o] = row.iter().fold(out[o], |acc, &x| acc + x),
+                    (0, true) => out[o] = row.iter().fold(out[o], |acc, &x| max(acc, x)),
+                    (1, false) => out[o..o + len].iter_mut().zip(row).for_each(|(s, &x)| *s += x),
+                    (1, true) => out[o..o + len].iter_mut().zip(row).for_each(|(s, &x)| *s = max(*s, x)),
+                    (_, false) => row.iter().enumerate().for_each(|(j, &x)| out[o + j * ko] += x),
+                    (_, true) => row.iter().enumerate().for_each(|(j, &x)| out[o + j * ko] = max(out[o + j * ko], x)),
                 }
             });
         }
         KernelOp::Transpose { perm } => {
             let (shape, data) = ins[0];
             let st = strides(shape);
-            let walk: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
+            let walk: Dims = perm.iter().map(|&p| st[p]).collect();
             gather_strided(data, 0, out_shape, &walk, out);
         }
         KernelOp::Reshape => out.copy_from_slice(ins[0].1),
@@ -94,7 +211,7 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
             let (shape, data) = ins[0];
             let st = strides(shape);
             let base: usize = offsets.iter().zip(&st).map(|(o, s)| o * s).sum();
-            let walk: Vec<usize> = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
+            let walk: Dims = steps.iter().zip(&st).map(|(k, s)| k * s).collect();
             gather_strided(data, base, out_shape, &walk, out);
         }
         KernelOp::Embedding => {
@@ -131,7 +248,7 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
             let (shape, data) = ins[0];
             let st = strides(out_shape);
             let base: usize = low.iter().zip(&st).map(|(o, s)| o * s).sum();
-            let walk: Vec<usize> = interior.iter().zip(&st).map(|(k, s)| (k + 1) * s).collect();
+            let walk: Dims = interior.iter().zip(&st).map(|(k, s)| (k + 1) * s).collect();
             out.fill(*value);
             let si = strides(shape);
             for_each_row(shape, [&si, &walk], |[i, o], len, [_, ko]| {
@@ -184,7 +301,7 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
             })
         })
         .collect();
-    let input = |k: usize| -> &[f32] { wide[k].as_deref().unwrap_or(ins[k].1) };
+    let inputs: Vec<&[f32]> = wide.iter().zip(ins).map(|(w, &(_, data))| w.as_deref().unwrap_or(data)).collect();
     let mut vals = vec![[0.0f32; FUSED_CHUNK]; steps.len()];
     let mut start = 0;
     while start < out.len() {
@@ -192,25 +309,23 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
         for (i, step) in steps.iter().enumerate() {
             let (done, rest) = vals.split_at_mut(i);
             let dst = &mut rest[0][..len];
-            let arg = |a: FusedArg, j: usize| match a {
-                FusedArg::Input(k) => input(k)[start + j],
-                FusedArg::Step(s) => done[s][j],
-                FusedArg::Const(c) => c,
-            };
+            // An argument as a run of values and its step (a constant: one value, step 0).
+            let arg = |a| fused_arg(a, &inputs, done, start, len);
             match (step.f, step.args.as_slice()) {
-                (FusedFn::Unary(op), &[x]) => {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = unary(op, arg(x, j));
-                    }
+                (FusedFn::Unary(op), [x]) => {
+                    let (x, kx) = arg(x);
+                    with_unary!(op, f => for (j, d) in dst.iter_mut().enumerate() {
+                        *d = f(x[j * kx]);
+                    });
                 }
-                (FusedFn::Binary(op), &[a, b]) => {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = binary(op, arg(a, j), arg(b, j));
-                    }
+                (FusedFn::Binary(op), [a, b]) => {
+                    let ((a, ka), (b, kb)) = (arg(a), arg(b));
+                    with_binary!(op, f => row2(dst, a, ka, b, kb, f));
                 }
-                (FusedFn::Select, &[c, a, b]) => {
+                (FusedFn::Select, [c, a, b]) => {
+                    let ((c, kc), (a, ka), (b, kb)) = (arg(c), arg(a), arg(b));
                     for (j, d) in dst.iter_mut().enumerate() {
-                        *d = if arg(c, j) != 0.0 { arg(a, j) } else { arg(b, j) };
+                        *d = if c[j * kc] != 0.0 { a[j * ka] } else { b[j * kb] };
                     }
                 }
                 _ => unreachable!("check_kernel checks every step's arity"),
@@ -218,6 +333,22 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
         }
         out[start..start + len].copy_from_slice(&vals[steps.len() - 1][..len]);
         start += len;
+    }
+}
+
+/// A fused step's argument over the chunk `start..start + len`: its values and their step
+/// (a constant is one value with step 0).
+fn fused_arg<'a>(
+    a: &'a FusedArg,
+    inputs: &[&'a [f32]],
+    done: &'a [[f32; FUSED_CHUNK]],
+    start: usize,
+    len: usize,
+) -> (&'a [f32], usize) {
+    match a {
+        FusedArg::Input(k) => (&inputs[*k][start..start + len], 1),
+        FusedArg::Step(s) => (&done[*s][..len], 1),
+        FusedArg::Const(c) => (std::slice::from_ref(c), 0),
     }
 }
 
@@ -381,57 +512,34 @@ fn tile<const MR: usize, const NR: usize>(
     }
 }
 
-fn unary(op: UnaryOp, x: f32) -> f32 {
-    match op {
-        UnaryOp::Relu => {
-            if x.is_nan() || x > 0.0 {
-                x
-            } else {
-                0.0
+/// One row of a binary function: `dst[j] = f(x[j * kx], y[j * ky])`, with contiguous and
+/// broadcast (step 0) operands as loops of their own, which the compiler vectorises.
+#[inline(always)]
+fn row2(dst: &mut [f32], x: &[f32], kx: usize, y: &[f32], ky: usize, f: impl Fn(f32, f32) -> f32) {
+    let len = dst.len();
+    match (kx, ky) {
+        (1, 1) => {
+            for ((d, &a), &b) in dst.iter_mut().zip(&x[..len]).zip(&y[..len]) {
+                *d = f(a, b);
             }
         }
-        UnaryOp::Neg => -x,
-        UnaryOp::Exp => x.exp(),
-        UnaryOp::Log => x.ln(),
-        UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-        UnaryOp::Abs => x.abs(),
-        UnaryOp::Tanh => x.tanh(),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Reciprocal => 1.0 / x,
-        UnaryOp::Erf => libm::erff(x),
-        UnaryOp::Copy => x,
-    }
-}
-
-fn binary(op: BinaryOp, a: f32, b: f32) -> f32 {
-    let truth = |t: bool| if t { 1.0 } else { 0.0 };
-    match op {
-        BinaryOp::Add => a + b,
-        BinaryOp::Sub => a - b,
-        BinaryOp::Mul => a * b,
-        BinaryOp::Div => a / b,
-        BinaryOp::Max => {
-            if a.is_nan() || b.is_nan() {
-                f32::NAN
-            } else {
-                a.max(b)
+        (1, 0) => {
+            let b = y[0];
+            for (d, &a) in dst.iter_mut().zip(&x[..len]) {
+                *d = f(a, b);
             }
         }
-        BinaryOp::Min => {
-            if a.is_nan() || b.is_nan() {
-                f32::NAN
-            } else {
-                a.min(b)
+        (0, 1) => {
+            let a = x[0];
+            for (d, &b) in dst.iter_mut().zip(&y[..len]) {
+                *d = f(a, b);
             }
         }
-        BinaryOp::Pow => a.powf(b),
-        BinaryOp::Eq => truth(a == b),
-        BinaryOp::Ne => truth(a != b),
-        BinaryOp::Lt => truth(a < b),
-        BinaryOp::Le => truth(a <= b),
-        BinaryOp::Gt => truth(a > b),
-        BinaryOp::Ge => truth(a >= b),
+        _ => {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = f(x[j * kx], y[j * ky]);
+            }
+        }
     }
 }
 

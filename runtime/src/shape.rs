@@ -4,6 +4,11 @@
 //! panic-free for inputs that passed [`crate::Program::validate`]; element counts are
 //! computed with checked arithmetic so absurd declared shapes become errors, not overflows.
 
+use smallvec::SmallVec;
+
+/// A shape or stride vector: on the stack up to rank 8 (the simulator makes several per
+/// instruction; allocating them cost about as much as a small instruction's work).
+pub(crate) type Dims = SmallVec<[usize; 8]>;
 
 /// Number of elements of `shape` (1 for rank 0), or `None` on overflow.
 pub(crate) fn numel(shape: &[usize]) -> Option<usize> {
@@ -11,8 +16,8 @@ pub(crate) fn numel(shape: &[usize]) -> Option<usize> {
 }
 
 /// Row-major strides of `shape`, in elements.
-pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1usize; shape.len()];
+pub(crate) fn strides(shape: &[usize]) -> Dims {
+    let mut s: Dims = smallvec::smallvec![1usize; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         s[d] = s[d + 1].saturating_mul(shape[d + 1]);
     }
@@ -33,7 +38,7 @@ pub(crate) fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
 
 /// Strides (length `to.len()`) that read a `from`-shaped array while walking `to`: 0 on
 /// broadcast dimensions. Requires `broadcasts_to(from, to)`.
-pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Dims {
     let lead = to.len().saturating_sub(from.len());
     let fs = strides(from);
     (0..to.len())
@@ -66,7 +71,7 @@ pub(crate) fn for_each_row<const K: usize>(shape: &[usize], strides: [&[usize]; 
     };
     let last = outer.len();
     let steps: [usize; K] = std::array::from_fn(|k| strides[k][last]);
-    let mut idx = vec![0usize; outer.len()];
+    let mut idx: Dims = smallvec::smallvec![0usize; outer.len()];
     let mut off = [0usize; K];
     loop {
         f(off, len, steps);
@@ -95,9 +100,9 @@ pub(crate) fn for_each_row<const K: usize>(shape: &[usize], strides: [&[usize]; 
 /// The same walk over fewer, longer rows: dims of `shape` of size 1 dropped, and each dim
 /// merged into the one before it when every stride vector steps over it contiguously.
 /// Returns the merged shape and the `K` merged stride vectors.
-pub(crate) fn merge_dims<const K: usize>(shape: &[usize], strides: [&[usize]; K]) -> (Vec<usize>, [Vec<usize>; K]) {
-    let mut dims: Vec<usize> = Vec::with_capacity(shape.len());
-    let mut merged: [Vec<usize>; K] = std::array::from_fn(|_| Vec::with_capacity(shape.len()));
+pub(crate) fn merge_dims<const K: usize>(shape: &[usize], strides: [&[usize]; K]) -> (Dims, [Dims; K]) {
+    let mut dims = Dims::new();
+    let mut merged: [Dims; K] = std::array::from_fn(|_| Dims::new());
     for (d, &n) in shape.iter().enumerate() {
         if n == 1 {
             continue;
@@ -132,10 +137,14 @@ pub(crate) fn show(shape: &[usize]) -> String {
 mod tests {
     use super::*;
 
+    fn vecs<const K: usize>((dims, strides): (Dims, [Dims; K])) -> (Vec<usize>, [Vec<usize>; K]) {
+        (dims.to_vec(), strides.map(|s| s.to_vec()))
+    }
+
     #[test]
     fn rows_walk_row_major() {
-        assert_eq!(strides(&[2, 3, 4]), vec![12, 4, 1]);
-        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]), vec![0, 1, 0]);
+        assert_eq!(strides(&[2, 3, 4]).as_slice(), [12, 4, 1]);
+        assert_eq!(broadcast_strides(&[3, 1], &[2, 3, 4]).as_slice(), [0, 1, 0]);
         assert!(!broadcasts_to(&[1], &[]));
         assert!(broadcasts_to(&[], &[3]));
         let mut rows = Vec::new();
@@ -148,10 +157,10 @@ mod tests {
         for_each_row(&[], [&[]], |start, len, _| scalar.push((start, len)));
         assert_eq!(scalar, vec![([0], 1)]);
         // [2, 1, 3, 4] contiguous in both: one run; a strided last dim stays apart.
-        assert_eq!(merge_dims(&[2, 1, 3, 4], [&[12, 12, 4, 1], &[24, 9, 8, 2]]), (vec![24], [vec![1], vec![2]]));
-        assert_eq!(merge_dims(&[2, 3], [&[3, 1], &[6, 2]]), (vec![6], [vec![1], vec![2]]));
-        assert_eq!(merge_dims(&[2, 3], [&[3, 1], &[4, 1]]), (vec![2, 3], [vec![3, 1], vec![4, 1]]));
-        assert_eq!(merge_dims::<1>(&[1, 1], [&[1, 1]]), (vec![], [vec![]]));
+        assert_eq!(vecs(merge_dims(&[2, 1, 3, 4], [&[12, 12, 4, 1], &[24, 9, 8, 2]])), (vec![24], [vec![1], vec![2]]));
+        assert_eq!(vecs(merge_dims(&[2, 3], [&[3, 1], &[6, 2]])), (vec![6], [vec![1], vec![2]]));
+        assert_eq!(vecs(merge_dims(&[2, 3], [&[3, 1], &[4, 1]])), (vec![2, 3], [vec![3, 1], vec![4, 1]]));
+        assert_eq!(vecs(merge_dims::<1>(&[1, 1], [&[1, 1]])), (vec![], [vec![]]));
         let mut empty = 0;
         for_each_row(&[2, 0], [&[0, 1]], |_, _, _| empty += 1);
         assert_eq!(empty, 0);
