@@ -460,8 +460,8 @@ fn compute(
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
     let mut data = Data::new(program, plan, inputs, numerics)?;
-    for w in plan.ends.windows(2) {
-        data.run_level(&plan.order[w[0]..w[1]])?;
+    for (w, &parallel) in plan.ends.windows(2).zip(&plan.parallel) {
+        data.run_level(&plan.order[w[0]..w[1]], parallel)?;
     }
     let Data { bufs, outputs, mut pool, scales, .. } = data;
     for v in bufs {
@@ -484,6 +484,9 @@ pub(crate) struct Plan {
     order: Vec<usize>,
     /// Where each level starts in `order`, and its end.
     ends: Vec<usize>,
+    /// Per level, whether its instructions run in parallel: more than one of them does work,
+    /// [`PARALLEL_MIN_WORK`] in all.
+    parallel: Vec<bool>,
 }
 
 impl Plan {
@@ -497,12 +500,41 @@ impl Plan {
                 ends.push(order.len());
             }
         }
-        Plan {
-            fresh: alloc_contents(program),
-            shared: program.instrs.iter().map(|i| shared_source(program, i)).collect(),
-            elems: program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect(),
-            order,
-            ends,
+        let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
+        let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
+        let work = |pc: usize| if shared[pc].is_some() { 0 } else { work(program, &elems, &program.instrs[pc]) };
+        let parallel = ends
+            .windows(2)
+            .map(|w| {
+                let level = &order[w[0]..w[1]];
+                level.iter().filter(|&&pc| work(pc) > 0).count() > 1 && level.iter().map(|&pc| work(pc)).sum::<u64>() >= PARALLEL_MIN_WORK
+            })
+            .collect();
+        Plan { fresh: alloc_contents(program), shared, elems, order, ends, parallel }
+    }
+}
+
+/// Estimated work of a level (see [`work`]) below which it runs on one thread: waking the
+/// others and joining them costs about as much as copying this many values.
+const PARALLEL_MIN_WORK: u64 = 1 << 16;
+
+/// The functional pass's work for `instr`, in values moved or computed: a matmul's
+/// multiply-adds, a fused kernel's steps per element, every other instruction's elements
+/// written.
+fn work(program: &Program, elems: &[usize], instr: &Instr) -> u64 {
+    let n = |shape: &[usize]| numel(shape).unwrap_or(0) as u64;
+    match instr {
+        Instr::Alloc { .. } | Instr::Free { .. } => 0,
+        Instr::Load { dst: r, .. } | Instr::Store { src: r, .. } | Instr::Copy { dst_region: r, .. } => n(&r.sizes),
+        Instr::Fill { buf, .. } => elems[*buf] as u64,
+        Instr::HostCopy { input, .. } => n(&program.inputs[*input].shape),
+        Instr::Kernel { op, inputs, output } => {
+            let out = elems[*output] as u64;
+            match op {
+                KernelOp::MatMul { .. } => out * inputs.first().and_then(|&a| program.buffers[a].shape.last()).copied().unwrap_or(1) as u64,
+                KernelOp::Fused { steps } => out * steps.len() as u64,
+                _ => out,
+            }
         }
     }
 }
@@ -608,58 +640,76 @@ struct Data<'a> {
     seed: u64,
 }
 
-/// What an Alloc gives its buffer, from the first instruction touching the buffer after it.
+/// What an Alloc gives its buffer, from the instructions touching the buffer after it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fresh {
-    /// Zeros: that instruction reads the buffer or writes only part of it.
+    /// Zeros: an instruction reads the buffer before every element has been written.
     Zeroed,
-    /// An array with any contents: that instruction overwrites it whole.
+    /// An array with any contents: every element is written before any is read (by one
+    /// instruction overwriting it whole, or by parts that tile it).
     Any,
-    /// No array: that instruction shares another buffer's array ([`shared_source`]). (Also
-    /// what every instruction but an Alloc gets.)
+    /// No array: the first instruction shares another buffer's array ([`shared_source`]).
+    /// (Also what every instruction but an Alloc gets.)
     Nothing,
 }
 
 /// For every instruction, what it gives its buffer if it is an Alloc ([`Fresh`]).
 fn alloc_contents(program: &Program) -> Vec<Fresh> {
+    /// An Alloc whose buffer has not been read yet, and the parts of it written so far.
+    struct Pending<'p> {
+        alloc: usize,
+        parts: Vec<&'p Region>,
+        elems: usize,
+    }
     let mut fresh = vec![Fresh::Nothing; program.instrs.len()];
-    // The Alloc of each buffer whose first touch is still to come.
-    let mut pending: Vec<Option<usize>> = vec![None; program.buffers.len()];
+    let mut pending: Vec<Option<Pending<'_>>> = (0..program.buffers.len()).map(|_| None).collect();
+    // Settles what the pending Alloc of `b` gives: `if_untouched` when nothing was written
+    // to the buffer yet, else an array with any contents (`Any`) or zeros (`Zeroed`).
+    let settle = |fresh: &mut [Fresh], pending: &mut [Option<Pending<'_>>], b: BufId, if_untouched: Fresh, if_written: Fresh| {
+        if let Some(p) = pending[b].take() {
+            fresh[p.alloc] = if p.parts.is_empty() { if_untouched } else { if_written };
+        }
+    };
     for (pc, instr) in program.instrs.iter().enumerate() {
-        let first = if shared_source(program, instr).is_some() {
-            Fresh::Nothing
+        let (written, reads) = accesses(instr);
+        if let Instr::Alloc { buf } = instr {
+            fresh[pc] = Fresh::Zeroed;
+            pending[*buf] = Some(Pending { alloc: pc, parts: Vec::new(), elems: 0 });
+            continue;
+        }
+        for &b in reads {
+            settle(&mut fresh, &mut pending, b, Fresh::Zeroed, Fresh::Zeroed);
+        }
+        let Written::Buf(b) = written else { continue };
+        if let Instr::Free { .. } = instr {
+            settle(&mut fresh, &mut pending, b, Fresh::Nothing, Fresh::Any);
+        } else if shared_source(program, instr).is_some() {
+            settle(&mut fresh, &mut pending, b, Fresh::Nothing, Fresh::Any);
         } else if overwrites_whole(program, instr) {
-            Fresh::Any
+            settle(&mut fresh, &mut pending, b, Fresh::Any, Fresh::Any);
+        } else if let (Instr::Load { dst: part, .. } | Instr::Copy { dst_region: part, .. }, Some(p)) = (instr, pending[b].as_mut()) {
+            // A part written: once the parts tile the buffer, its first contents never show.
+            p.parts.push(part);
+            p.elems += part.sizes.iter().product::<usize>();
+            let shape = &program.buffers[b].shape;
+            if p.elems == shape.iter().product::<usize>() && disjoint(&p.parts) {
+                settle(&mut fresh, &mut pending, b, Fresh::Any, Fresh::Any);
+            }
         } else {
-            Fresh::Zeroed
-        };
-        let mut touch = |b: BufId, first: Fresh| {
-            if let Some(a) = pending[b].take() {
-                fresh[a] = first;
-            }
-        };
-        match instr {
-            Instr::Alloc { buf } => {
-                fresh[pc] = Fresh::Zeroed;
-                pending[*buf] = Some(pc);
-            }
-            Instr::Free { buf } => touch(*buf, Fresh::Nothing),
-            Instr::HostCopy { .. } => {}
-            Instr::Load { buf, .. } | Instr::Fill { buf, .. } => touch(*buf, first),
-            Instr::Store { buf, .. } => touch(*buf, Fresh::Zeroed),
-            Instr::Copy { src, dst, .. } => {
-                touch(*src, Fresh::Zeroed);
-                touch(*dst, first);
-            }
-            Instr::Kernel { inputs, output, .. } => {
-                for &b in inputs {
-                    touch(b, Fresh::Zeroed);
-                }
-                touch(*output, first);
-            }
+            settle(&mut fresh, &mut pending, b, Fresh::Zeroed, Fresh::Zeroed);
         }
     }
     fresh
+}
+
+/// Whether no two of the boxes overlap (at most [`MAX_PARTS`] of them are compared: more
+/// count as overlapping, and the buffer is zeroed).
+fn disjoint(parts: &[&Region]) -> bool {
+    const MAX_PARTS: usize = 1024;
+    let apart = |a: &Region, b: &Region| {
+        (0..a.sizes.len()).any(|d| a.offsets[d] + a.sizes[d] <= b.offsets[d] || b.offsets[d] + b.sizes[d] <= a.offsets[d])
+    };
+    parts.len() <= MAX_PARTS && parts.iter().enumerate().all(|(i, a)| parts[..i].iter().all(|b| apart(a, b)))
 }
 
 /// Whether `instr` writes every element of the buffer it writes without reading it first.
@@ -692,7 +742,7 @@ fn shared_source(program: &Program, instr: &Instr) -> Option<BufId> {
 /// Freed `f32` arrays by length, up to [`BufferPool::MAX_BYTES`] in all.
 #[derive(Default)]
 struct BufferPool {
-    free: BTreeMap<usize, Vec<Vec<f32>>>,
+    free: FastMap<usize, Vec<Vec<f32>>>,
     bytes: usize,
 }
 
@@ -916,10 +966,7 @@ impl<'a> Data<'a> {
     /// instructions sharing their source's array first (they only move arrays between the
     /// pool and the buffers), then the rest, each
     /// on the array it writes, taken out meanwhile; in parallel when there is enough work.
-    fn run_level(&mut self, level: &[usize]) -> Result<(), RuntimeError> {
-        /// Elements written below which a level runs on this thread (spreading it would cost
-        /// more than it saves).
-        const PARALLEL_MIN_ELEMS: usize = 1 << 14;
+    fn run_level(&mut self, level: &[usize], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
         let mut work = Vec::with_capacity(level.len());
         for &pc in level {
@@ -963,7 +1010,7 @@ impl<'a> Data<'a> {
             let instr = &prog.instrs[*pc];
             ctx.exec(instr, array).map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
         };
-        let results: Vec<Result<Seen, RuntimeError>> = if work.len() > 1 && work.iter().map(|(_, a)| a.len()).sum::<usize>() >= PARALLEL_MIN_ELEMS {
+        let results: Vec<Result<Seen, RuntimeError>> = if parallel {
             work.par_iter_mut().map(run).collect()
         } else {
             work.iter_mut().map(run).collect()

@@ -522,3 +522,29 @@ fn host_copy_passes_an_input_through() {
     assert_eq!(prof.simulated_seconds, 0.0);
     assert_eq!(prof.cores_used, 0);
 }
+
+#[test]
+fn a_buffer_is_zeroed_unless_its_parts_tile_it_before_it_is_read() {
+    // Each buffer is allocated again after holding 7s, so its new array comes from the pool
+    // with those values: only a buffer whose written parts tile it may keep them unzeroed.
+    let mut b = Builder::new("d1:1x2");
+    let x = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Fill { buf: x, value: 1.0 });
+    let row = |r: usize| Region::new(vec![r, 0], vec![1, 3]);
+    let mut case = |parts: &[(usize, usize)]| {
+        let y = b.buf((0, 1), &[2, 3]);
+        b.push(Instr::Fill { buf: y, value: 7.0 });
+        b.push(Instr::Free { buf: y });
+        b.push(Instr::Alloc { buf: y });
+        for &(from, to) in parts {
+            b.push(Instr::Copy { src: x, src_region: row(from), dst: y, dst_region: row(to) });
+        }
+        b.store_full(y);
+    };
+    case(&[(0, 1), (1, 0)]); // the two rows: tiled
+    case(&[(0, 0)]); // one row: row 1 stays zero
+    case(&[(0, 0), (1, 0)]); // row 0 twice: as many elements as the buffer, row 1 still zero
+    let (outs, _) = run(&b.p, &[]).unwrap();
+    let values: Vec<Vec<f32>> = outs.into_iter().map(|o| o.data).collect();
+    assert_eq!(values, vec![vec![1.0; 6], vec![1., 1., 1., 0., 0., 0.], vec![1., 1., 1., 0., 0., 0.]]);
+}
