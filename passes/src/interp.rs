@@ -133,7 +133,9 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                         for kk in 0..k {
                             let av = a.data[bt * m * k + i * k + kk];
                             for j in 0..nn {
-                                data[bt * m * nn + i * nn + j] += av * b.data[bt * k * nn + kk * nn + j];
+                                // In k order, one fused multiply-add each (as the runtime's kernel).
+                                let o = &mut data[bt * m * nn + i * nn + j];
+                                *o = av.mul_add(b.data[bt * k * nn + kk * nn + j], *o);
                             }
                         }
                     }

@@ -409,7 +409,9 @@ pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), 
 
 /// `out (+)= a @ b` for rank 2 or batched rank 3: every output element starts from 0 (or its
 /// current value when `accumulate`) and adds the products `a[i][p] * b[p][j]` one at a time
-/// in increasing `p` (a separate multiply and add, never fused). So a matmul split along k
+/// in increasing `p`, each as one fused multiply-add (the product is not rounded, as in
+/// D1's FP32 SIMD FMA; products of CFloat operands are exact in FP32 either way, so for them
+/// this equals a separate multiply and add). So a matmul split along k
 /// into accumulating steps gives the same bits as the unsplit one, and the result does not
 /// depend on how the output is tiled or on the thread count. Output blocks of up to 4 x 16
 /// stay in registers over the whole k loop.
@@ -433,9 +435,11 @@ fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32], acc
 fn matmul_2d(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above); the function is the portable
-            // one compiled with wider vectors (no FMA: products and sums round separately).
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); the function is the
+            // portable one compiled with wider vectors and FMA instructions (same bits: a
+            // fused multiply-add is exactly specified; elsewhere `mul_add` computes it in
+            // software).
             unsafe { matmul_2d_avx2(a, b, out, m, k, n, accumulate) };
             return;
         }
@@ -444,7 +448,7 @@ fn matmul_2d(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn matmul_2d_avx2(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
     matmul_2d_portable(a, b, out, m, k, n, accumulate);
 }
@@ -503,7 +507,7 @@ fn tile<const MR: usize, const NR: usize>(
         for r in 0..MR {
             let x = a_rows[r][p];
             for c in 0..NR {
-                acc[r][c] += x * b_row[c];
+                acc[r][c] = x.mul_add(b_row[c], acc[r][c]);
             }
         }
     }
