@@ -1090,7 +1090,7 @@ impl Ctx<'_> {
                 let out_decl = &prog.buffers[*output];
                 // An input that is the output itself reads its old contents.
                 let old = inputs.contains(output).then(|| Arc::clone(out));
-                let arrays: Vec<kernels::Array<'_>> = inputs
+                let arrays: smallvec::SmallVec<[kernels::Array<'_>; 4]> = inputs
                     .iter()
                     .map(|&b| {
                         let data = if b == *output { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.bufs[b].as_slice() };
