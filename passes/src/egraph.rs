@@ -23,7 +23,10 @@
 //!   per-channel tensors. These are the only rules that are not exact in f32 (the scale is
 //!   applied before the sum over k): equal within f32 tolerance, which the file test checks.
 //!   They apply to a matmul's result with the per-column operand on the right (as
-//!   `legalize-aten` writes batch norm), never to a splat.
+//!   `legalize-aten` writes batch norm; a scalar counts as per-column), never to a splat.
+//!   The cost model decides where folding pays: in resnet18 the early convs (activation
+//!   larger than the weights) fold, the late ones keep the batch norm as one fused kernel at
+//!   the matmul's layout.
 //! - **Bounds**: iterations, e-nodes and time are options; the runner's stop reason is reported.
 //! - **Extraction**: DAG cost (a value used twice is computed once) by a greedy DAG extractor
 //!   that never picks a node whose own class is in its subterm (rewrites create cycles), with
@@ -45,7 +48,11 @@
 //!
 //! Not here yet: epilogues (bias, activation, residual) fused into the matmul kernel itself:
 //! a folded batch norm's bias and the activation after it are one `dojo.fused` kernel over
-//! the matmul's result, a pass of its own. The cost model estimates each op on its default placement; it does
+//! the matmul's result, a pass of its own. Fusion inlines one producer per operand (the
+//! largest; over a matmul, the smallest too), so a chain whose best split needs a smaller
+//! producer (a half-folded batch norm's last add with a residual add and relu) can stay in
+//! separate kernels; inlining every producer grows resnet18's e-graph past the time limit.
+//! The cost model estimates each op on its default placement; it does
 //! not see where `lower-to-d1` really puts tensors, so a rewrite it scores as a gain can
 //! simulate a little slower (GPT-2's forward: 3.6 % with `reshape-reshape`, placement
 //! shifts of tiny index tensors). The greedy DAG extraction carries per class the set
