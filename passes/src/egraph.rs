@@ -14,10 +14,14 @@
 //! - **Rules** ([`rules`]): one table, grouped by topic, one comment each. A rewrite whose result
 //!   has another type than the matched class is rejected by the applier (shape legality is a
 //!   condition, not a pattern). No blanket commutativity or associativity.
-//! - **Batch-norm folding**: transposes and reshapes sink below elementwise ops whose other
-//!   operand is a broadcast (that operand reshaped / permuted to match, exactly), so the
-//!   per-channel ops of an inference batch norm on a conv's NCHW output reach the conv's
-//!   matmul, where they are per-column. There the scales gather (`merge-scales`,
+//! - **Batch-norm folding**: the chain of transposes and reshapes between a matmul's result
+//!   and an elementwise op whose other operand is a broadcast sinks below the op in one step
+//!   (that operand reshaped / permuted to match, exactly), so the per-channel ops of an
+//!   inference batch norm on a conv's NCHW output reach the conv's matmul, where they are
+//!   per-column. Only on chains that lead down to a matmul (through layout ops and other
+//!   broadcast ops), and with no op at the layouts in between: sinking one layout op at a
+//!   time, on every broadcast op, grew ResNeXt-50's e-graph 4.6x and its optimisation past
+//!   the time limit. There the scales gather (`merge-scales`,
 //!   `distribute-scale-*`) and fold into the weights (`fold-scale-into-matmul`: `(x@w)*c ->
 //!   x@(w*c)`), the shifts into one bias (`merge-shifts-*`), all computed on weight-sized and
 //!   per-channel tensors. These are the only rules that are not exact in f32 (the scale is
@@ -49,9 +53,10 @@
 //! Not here yet: epilogues (bias, activation, residual) fused into the matmul kernel itself:
 //! a folded batch norm's bias and the activation after it are one `dojo.fused` kernel over
 //! the matmul's result, a pass of its own. Fusion inlines one producer per operand (the
-//! largest; over a matmul, the smallest too), so a chain whose best split needs a smaller
-//! producer (a half-folded batch norm's last add with a residual add and relu) can stay in
-//! separate kernels; inlining every producer grows resnet18's e-graph past the time limit.
+//! largest), so a chain whose best split needs a smaller producer (a folded batch norm's bias
+//! add and the relu over the matmul) can stay in separate kernels; inlining the smallest
+//! producer over a matmul too doubled the fused nodes of every batch norm (ResNeXt-50), and
+//! inlining every producer grows resnet18's e-graph past the time limit.
 //! The cost model estimates each op on its default placement; it does
 //! not see where `lower-to-d1` really puts tensors, so a rewrite it scores as a gain can
 //! simulate a little slower (GPT-2's forward: 3.6 % with `reshape-reshape`, placement
@@ -691,6 +696,21 @@ fn as_expr(eg: &EG, node: &Node) -> Option<Elementwise> {
     }
 }
 
+/// The operands of `node` if [`as_expr`] takes it (without parsing a fused node's body: the
+/// searcher asks this of every class in every iteration).
+fn expr_kids<'a>(eg: &EG, node: &'a Node) -> Option<&'a [Id]> {
+    match node {
+        Node::Map(_, kids) | Node::Fused(_, kids) => Some(kids),
+        Node::Opaque(..) => as_expr(eg, node).map(|_| node.children()),
+        _ => None,
+    }
+}
+
+/// Whether [`producers`] of `c` is not empty.
+fn has_producer(eg: &EG, c: Id) -> bool {
+    type_of(eg, c).is_some_and(|t| matches!(t.elem, ElemType::F32 | ElemType::I1)) && eg[c].nodes.iter().any(|n| expr_kids(eg, n).is_some())
+}
+
 /// The elementwise nodes of class `c` that may be inlined into a consumer, largest first:
 /// maps, fused nodes, selects with an f32 result and comparisons (their i1 result is 1.0/0.0
 /// inside a fused kernel, as on the mesh).
@@ -781,8 +801,7 @@ struct FuseSearcher;
 impl egg::Searcher<Node, Shapes> for FuseSearcher {
     fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
         let f32_class = type_of(eg, eclass).is_some_and(|t| t.elem == ElemType::F32);
-        let fusable = f32_class
-            && eg[eclass].nodes.iter().any(|n| as_expr(eg, n).is_some_and(|(_, kids)| kids.iter().any(|&c| !producers(eg, c).is_empty())));
+        let fusable = f32_class && eg[eclass].nodes.iter().any(|n| expr_kids(eg, n).is_some_and(|kids| kids.iter().any(|&c| has_producer(eg, c))));
         (fusable && limit > 0).then(|| egg::SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
     }
 
@@ -792,8 +811,11 @@ impl egg::Searcher<Node, Shapes> for FuseSearcher {
 }
 
 /// Adds, for every elementwise node of the class and every operand with a producer, the fused
-/// node with that producer inlined (the largest; over a matmul's result, the smallest too),
-/// and the one with every such operand's largest producer inlined.
+/// node with that producer inlined (the largest), and the one with every such operand's
+/// inlined. (Inlining the smallest producer over a matmul's result too, for a folded batch
+/// norm's bias add and the relu in one kernel, made ResNeXt-50's e-graph 8.3k e-nodes instead
+/// of 6.9k, and only under a unary map still 7.1k; resnet18 simulated slower with it, 7.674e-4
+/// s against 7.653e-4.)
 struct FuseApplier;
 
 impl Applier<Node, Shapes> for FuseApplier {
@@ -804,14 +826,8 @@ impl Applier<Node, Shapes> for FuseApplier {
             let Some(outer) = as_expr(eg, &node) else { continue };
             let (mut all, mut inlined) = (outer.clone(), 0);
             for (k, &c) in outer.1.iter().enumerate() {
-                let mut found = producers(eg, c);
-                let Some(inner) = found.first().cloned() else { continue };
+                let Some(inner) = producers(eg, c).into_iter().next() else { continue };
                 new.push(inline(&outer, k, &inner));
-                // Over a matmul, the smallest producer too: a short chain (the bias add of a
-                // folded batch norm) may fuse where the longest (the unfolded one) should not.
-                if let Some(small) = found.pop().filter(|p| p.0.len() < inner.0.len() && p.1.iter().any(|&x| is_product(eg, eg.find(x)))) {
-                    new.push(inline(&outer, k, &small));
-                }
                 // Inlining keeps the outer inputs at their indices: input k is still k.
                 all = inline(&all, k, &inner);
                 inlined += 1;
@@ -900,38 +916,124 @@ fn reshape(eg: &mut EG, shape: &[usize], x: Id) -> Option<Id> {
     add_checked(eg, Node::Reshape([s, x]))
 }
 
-/// `x` permuted by `perm`: a reshape when only unit dims move (the data order is unchanged),
-/// else a transpose.
-fn permute(eg: &mut EG, perm: Vec<i64>, x: Id) -> Option<Id> {
-    let shape = type_of(eg, x)?.shape;
-    let moved: Vec<usize> = perm.iter().map(|&p| usize::try_from(p).ok().and_then(|p| shape.get(p).copied())).collect::<Option<_>>()?;
-    let order = |p: &[i64]| p.iter().copied().filter(|&d| shape[d as usize] != 1).collect::<Vec<_>>();
-    if order(&perm) == order(&(0..shape.len() as i64).collect::<Vec<_>>()) {
-        reshape(eg, &moved, x)
-    } else {
-        transpose(eg, perm, x)
-    }
-}
-
-/// The operand `c` of `f(transpose(p, x), c)` brought to `x`'s layout: `c` at the result's
-/// rank, permuted by the inverse of `p` (scalars stay as they are).
-fn broadcast_through_transpose(eg: &mut EG, perm: &[i64], c: Id) -> Option<Id> {
-    let ct = type_of(eg, c)?;
-    if ct.rank() == 0 {
-        return Some(c);
-    }
-    let cp = pad_rank(&ct.shape, perm.len())?;
-    let c = reshape(eg, &cp, c)?;
-    let mut inv = vec![0i64; perm.len()];
-    for (i, &p) in perm.iter().enumerate() {
-        *inv.get_mut(usize::try_from(p).ok()?)? = i as i64;
-    }
-    permute(eg, inv, c)
-}
-
 /// `f(a, b)` with the operands in the matched order (`swap`: the layout op was on the right).
 fn map2(eg: &mut EG, fun: Fun, x: Id, c: Id, swap: bool) -> Option<Id> {
     add_checked(eg, Node::Map(fun, if swap { vec![c, x] } else { vec![x, c] }))
+}
+
+/// How far (layout ops and per-element ops with a broadcast operand) a class may be from a
+/// matmul's result for the broadcast sinks to apply, and how many layout ops one sink crosses.
+const NEAR_MATMUL: usize = 12;
+
+/// Whether class `x` is a matmul's result, or one through at most `depth` reshapes,
+/// transposes and per-element ops with a broadcast operand (a bias, a batch norm's steps):
+/// the chains the broadcast sinks bring down to the matmul (`near` memoizes).
+fn near_matmul(eg: &EG, x: Id, depth: usize, near: &mut HashMap<Id, bool>) -> bool {
+    let x = eg.find(x);
+    if let Some(&v) = near.get(&x) {
+        return v;
+    }
+    near.insert(x, false);
+    let Some(xt) = type_of(eg, x) else { return false };
+    let found = splat_of(eg, x).is_none()
+        && eg[x].nodes.iter().any(|n| match n {
+            Node::MatMul(_) => true,
+            _ if depth == 0 => false,
+            Node::Reshape([_, y]) | Node::Transpose([_, y]) => near_matmul(eg, *y, depth - 1, near),
+            Node::Map(_, k) if k.len() == 2 => (0..2).any(|i| {
+                type_of(eg, k[1 - i]).is_some_and(|ct| is_broadcast_operand(&ct, &xt)) && near_matmul(eg, k[i], depth - 1, near)
+            }),
+            _ => false,
+        });
+    near.insert(x, found);
+    found
+}
+
+/// `f(L(x), c) -> L(f(x, c'))` (`swap`: `f(c, L(x))`) where `L` is the layout op `l(a, x)`
+/// (`reshape`: a reshape to shape `a`, else a transpose by `a`) followed, below `x`, by the
+/// reshapes and transposes that lead down to a matmul's result (the first in class order,
+/// at most [`NEAR_MATMUL`]): `c` is brought through each (reshaped / permuted to match,
+/// exact) and the op crosses as many as `c` goes through, in one step. Sinking one layout op
+/// at a time made every intermediate layout of every op of the chain (and their fusions):
+/// ResNeXt-50's e-graph grew 4x.
+fn sink_layouts(eg: &mut EG, fun: Fun, a: Id, x: Id, c: Id, reshape_first: bool, swap: bool) -> Option<Id> {
+    // The layout ops, outermost first: (is a reshape, its attribute, its operand).
+    let mut path: Vec<(bool, Id, Id)> = vec![(reshape_first, a, eg.find(x))];
+    let mut near = HashMap::new();
+    while path.len() < NEAR_MATMUL {
+        let y = path.last()?.2;
+        if eg[y].nodes.iter().any(|n| matches!(n, Node::MatMul(_))) {
+            break;
+        }
+        let layouts: Vec<(bool, Id, Id)> = eg[y]
+            .nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::Reshape([s, z]) => Some((true, *s, eg.find(*z))),
+                Node::Transpose([p, z]) => Some((false, *p, eg.find(*z))),
+                _ => None,
+            })
+            .collect();
+        let next = layouts.into_iter().find(|l| path.iter().all(|p| p.2 != l.2) && near_matmul(eg, l.2, NEAR_MATMUL, &mut near));
+        match next {
+            Some(l) => path.push(l),
+            None => break,
+        }
+    }
+    // `c` through the layout ops, as far as it goes; `depth` of them are crossed. `c` is
+    // `base` reshaped to `shape`: one reshape of it (not one per layout op, which
+    // `reshape-reshape` would then join pairwise), a transpose only where non-unit dims move.
+    let (mut base, ce) = (c, type_of(eg, c)?.elem);
+    let mut shape = type_of(eg, c)?.shape;
+    let mut depth = 0;
+    for &(is_reshape, attr, y) in &path {
+        let yt = type_of(eg, y)?;
+        let out: Vec<usize> = if is_reshape {
+            to_usize(&ints_of(eg, attr)?)?
+        } else {
+            ints_of(eg, attr)?.iter().map(|&q| usize::try_from(q).ok().and_then(|q| yt.shape.get(q).copied())).collect::<Option<_>>()?
+        };
+        if !is_broadcast_operand(&TensorType::new(shape.clone(), ce), &TensorType::new(out.clone(), yt.elem)) {
+            break;
+        }
+        if shape.is_empty() {
+            // A scalar broadcasts to any layout as it is.
+        } else if is_reshape {
+            let Some(s) = broadcast_through_reshape(&yt.shape, &out, &shape) else { break };
+            shape = s;
+        } else {
+            let perm = ints_of(eg, attr)?;
+            let Some(cp) = pad_rank(&shape, perm.len()) else { break };
+            let mut inv = vec![0usize; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                *inv.get_mut(usize::try_from(p).ok()?)? = i;
+            }
+            let moved: Vec<usize> = inv.iter().map(|&p| cp[p]).collect();
+            let order: Vec<usize> = inv.iter().copied().filter(|&d| cp[d] != 1).collect();
+            if !order.windows(2).all(|w| w[0] < w[1]) {
+                let Some(r) = reshape(eg, &cp, base) else { break };
+                let Some(t) = transpose(eg, inv.iter().map(|&d| d as i64).collect(), r) else { break };
+                base = t;
+            }
+            shape = moved;
+        }
+        depth += 1;
+    }
+    if depth == 0 {
+        return None;
+    }
+    let bottom = path[depth - 1].2;
+    if !near_matmul(eg, bottom, NEAR_MATMUL, &mut near) {
+        return None;
+    }
+    let bt = type_of(eg, bottom)?;
+    let cs = reshape(eg, &shape, base)?;
+    let mut y = map2(eg, fun, bottom, cs, swap)?;
+    (type_of(eg, y)? == bt).then_some(())?;
+    for &(is_reshape, attr, _) in path[..depth].iter().rev() {
+        y = add_checked(eg, if is_reshape { Node::Reshape([attr, y]) } else { Node::Transpose([attr, y]) })?;
+    }
+    Some(y)
 }
 
 /// Whether class `m` computes a matmul, of a type with no known splat (the folding rules
@@ -1061,31 +1163,13 @@ pub fn rules() -> Vec<Rule> {
             // The layout op on the left, or (`-rhs`) on the right.
             let suffix = if swap { "-rhs" } else { "" };
             let pattern = |layout: &str, v: &str| if swap { format!("({f} ?c ({layout} {v} ?x))") } else { format!("({f} ({layout} {v} ?x) ?c)") };
-            // f(reshape(s, x), c) -> reshape(s, f(x, reshape(c))) when c broadcasts group-wise
-            rules.push(rule(&format!("sink-reshape-broadcast-{f}{suffix}"), &pattern("reshape", "?s"), move |eg, m| {
-                let (xt, ct) = (type_of(eg, m[x])?, type_of(eg, m[c])?);
-                let rt = TensorType::new(to_usize(&ints_of(eg, m[s])?)?, xt.elem);
-                if !is_broadcast_operand(&ct, &rt) {
-                    return None;
-                }
-                let shape = broadcast_through_reshape(&xt.shape, &rt.shape, &ct.shape)?;
-                let c2 = if ct.rank() == 0 { m[c] } else { reshape(eg, &shape, m[c])? };
-                let y = map2(eg, fun, m[x], c2, swap)?;
-                (type_of(eg, y)? == xt).then_some(())?;
-                add_checked(eg, Node::Reshape([m[s], y]))
-            }));
-            // f(transpose(p, x), c) -> transpose(p, f(x, c permuted by p^-1))
-            rules.push(rule(&format!("sink-transpose-broadcast-{f}{suffix}"), &pattern("transpose", "?p"), move |eg, m| {
-                let (xt, ct, perm) = (type_of(eg, m[x])?, type_of(eg, m[c])?, ints_of(eg, m[p])?);
-                let rshape: Vec<usize> = perm.iter().map(|&q| usize::try_from(q).ok().and_then(|q| xt.shape.get(q).copied())).collect::<Option<_>>()?;
-                if !is_broadcast_operand(&ct, &TensorType::new(rshape, xt.elem)) {
-                    return None;
-                }
-                let c2 = broadcast_through_transpose(eg, &perm, m[c])?;
-                let y = map2(eg, fun, m[x], c2, swap)?;
-                (type_of(eg, y)? == xt).then_some(())?;
-                add_checked(eg, Node::Transpose([m[p], y]))
-            }));
+            // f(L(x), c) -> L(f(x, c')) for a chain L of reshapes and transposes down to a
+            // matmul's result (or a per-element op with a broadcast operand of one), in one step
+            for layout in ["reshape", "transpose"] {
+                rules.push(rule(&format!("sink-{layout}-broadcast-{f}{suffix}"), &pattern(layout, "?s"), move |eg, m| {
+                    sink_layouts(eg, fun, m[s], m[x], m[c], layout == "reshape", swap)
+                }));
+            }
         }
     }
     // ---- batch-norm folding: per-column scales and shifts of a matmul's result (an inference
@@ -1643,6 +1727,15 @@ fn improve(eg: &EG, model: &CostModel, root: Id, choice: HashMap<Id, Node>, dead
             pick[i] = class.nodes.iter().position(|x| x == ch).unwrap_or(usize::MAX);
         }
     }
+    // The classes with a node on each class (the used ones a move switches along).
+    let mut parents: Vec<Vec<Id>> = vec![Vec::new(); n];
+    for class in eg.classes() {
+        for nd in &class.nodes {
+            for &k in nd.children() {
+                parents[usize::from(eg.find(k))].push(class.id);
+            }
+        }
+    }
     // DAG cost of the choice; `state` ends 2 on the classes it uses. None on a cycle.
     let mut state = vec![0u8; n];
     let eval = |pick: &[usize], state: &mut Vec<u8>| -> Option<f64> {
@@ -1692,10 +1785,8 @@ fn improve(eg: &EG, model: &CostModel, root: Id, choice: HashMap<Id, Node>, dead
                 }
                 // The move is made in place and undone unless it pays.
                 let mut undo = vec![(c, std::mem::replace(&mut pick[usize::from(c)], j))];
-                for &d in &used {
-                    if d == c {
-                        continue;
-                    }
+                let ds: BTreeSet<Id> = fresh.iter().flat_map(|&k| parents[usize::from(k)].iter().copied()).filter(|&d| d != c && is_used(d, &used_mask)).collect();
+                for d in ds {
                     if let Some(m) = eg[d].nodes.iter().position(|m| m.children().iter().any(|k| fresh.contains(&eg.find(*k)))) {
                         undo.push((d, std::mem::replace(&mut pick[usize::from(d)], m)));
                     }

@@ -5,8 +5,9 @@
 /// result brought to NCHW by reshape, transpose, reshape; then sub mean, mul rsqrt(var + eps),
 /// mul gamma, add beta per channel), then relu. The per-channel operands sink to the
 /// matmul's columns, the scales fold into the weights (one [72x16] mul) and the shifts into
-/// one bias [16]: what is left on the activation is the matmul, one fused bias + relu kernel
-/// and the layout ops. Folding rounds differently, so the file test compares within f32
+/// one bias [16]: what is left on the activation is the matmul, the bias add, the relu and
+/// the layout ops (fusion inlines the largest producer, the unfolded batch norm, not the bias
+/// add). Folding rounds differently, so the file test compares within f32
 /// tolerance (var = v*v + 1 keeps the scale moderate).
 /// @per_row: a scale per row of a product (x @ w) * r * c, r [64x1], c [16], on the right
 /// of the layout op (`-rhs`): only c may fold into the weights, never r.
