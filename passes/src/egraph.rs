@@ -317,6 +317,9 @@ pub struct Shapes {
     keys: BTreeMap<String, Vec<usize>>,
     /// Classes whose merged members disagree (type or splat value): an unsound rule.
     pub errors: Vec<String>,
+    /// What `fuse-elementwise` last saw of a class: its nodes, then its operands' nodes.
+    /// Unchanged, the applier would add the nodes it added before, so it is not rerun.
+    fuse_seen: HashMap<Id, Vec<Vec<Node>>>,
 }
 
 impl Shapes {
@@ -821,6 +824,15 @@ struct FuseApplier;
 impl Applier<Node, Shapes> for FuseApplier {
     fn apply_one(&self, eg: &mut EG, eclass: Id, _: &Subst, _: Option<&egg::PatternAst<Node>>, _: egg::Symbol) -> Vec<Id> {
         let Some(rt) = type_of(eg, eclass) else { return vec![] };
+        let eclass = eg.find(eclass);
+        let mut seen = vec![eg[eclass].nodes.clone()];
+        for node in &eg[eclass].nodes {
+            seen.extend(expr_kids(eg, node).into_iter().flatten().map(|&c| eg[c].nodes.clone()));
+        }
+        if eg.analysis.fuse_seen.get(&eclass) == Some(&seen) {
+            return vec![];
+        }
+        eg.analysis.fuse_seen.insert(eclass, seen);
         let mut new = Vec::new();
         for node in eg[eclass].nodes.clone() {
             let Some(outer) = as_expr(eg, &node) else { continue };
