@@ -364,6 +364,9 @@ fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], ou
         // (A rank-0 walk is one element with step 0.)
         if k == 1 || len == 1 {
             dst.copy_from_slice(&src[..len]);
+        } else if k == 0 {
+            // A broadcast (innermost dim of stride 0): one value along the row.
+            dst.fill(src[0]);
         } else {
             for (slot, &x) in dst.iter_mut().zip(src.iter().step_by(k)) {
                 *slot = x;

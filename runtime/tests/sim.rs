@@ -548,3 +548,25 @@ fn a_buffer_is_zeroed_unless_its_parts_tile_it_before_it_is_read() {
     let values: Vec<Vec<f32>> = outs.into_iter().map(|o| o.data).collect();
     assert_eq!(values, vec![vec![1.0; 6], vec![1., 1., 1., 0., 0., 0.], vec![1., 1., 1., 0., 0., 0.]]);
 }
+
+#[test]
+fn fused_kernels_broadcast_operands_along_any_dim() {
+    // x [2, 3] times a per-row s [2, 1] (broadcast along the innermost dim) plus a per-column
+    // c [3], in one fused kernel.
+    let mut b = Builder::new("core");
+    let x = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Fill { buf: x, value: 2.0 });
+    let s = b.buf((0, 0), &[2, 1]);
+    b.push(Instr::Kernel { op: KernelOp::Iota { dim: 0, start: 1 }, inputs: vec![], output: s });
+    let c = b.buf((0, 0), &[3]);
+    b.push(Instr::Kernel { op: KernelOp::Iota { dim: 0, start: 0 }, inputs: vec![], output: c });
+    let y = b.buf((0, 0), &[2, 3]);
+    let steps = vec![
+        FusedStep { f: FusedFn::Binary(BinaryOp::Mul), args: vec![FusedArg::Input(0), FusedArg::Input(1)] },
+        FusedStep { f: FusedFn::Binary(BinaryOp::Add), args: vec![FusedArg::Step(0), FusedArg::Input(2)] },
+    ];
+    b.push(Instr::Kernel { op: KernelOp::Fused { steps }, inputs: vec![x, s, c], output: y });
+    b.store_full(y);
+    let (outs, _) = run(&b.p, &[]).unwrap();
+    assert_eq!(outs[0].data, vec![2., 3., 4., 4., 5., 6.]);
+}
