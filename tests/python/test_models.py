@@ -93,6 +93,25 @@ def test_inference_equals_eager(name):
         assert fallback_nodes() == want_fallback, backend.fallback_stats
 
 
+@pytest.mark.parametrize("name", ["resnet18", "bert"])
+def test_inference_with_the_egraph_equals_eager(name):
+    """The e-graph optimizer on a whole model: per-channel scales folded into the weights (batch
+    norm into resnet18's convs), fused kernels with per-channel and per-row broadcast operands;
+    outputs equal eager."""
+    make, tol, _, _, _ = MODELS[name]
+    torch.manual_seed(0)
+    model, inputs = make()
+    model.eval()
+    torch._dynamo.reset()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = logits(model(*inputs))
+        got = logits(torch.compile(model, backend="dojo", options={"egraph": True})(*inputs))
+    assert rel(got, want) <= tol
+    applied = {rule for r in backend.compiled_graphs[-1:] for s in r.egraph_stats for rule in s["applied"]}
+    assert {"fold-scale-into-matmul", "fuse-elementwise"} <= applied, applied
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_training_step_equals_eager(name):
     make, _, tol, _, want_fallback = MODELS[name]
