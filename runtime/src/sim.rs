@@ -502,15 +502,15 @@ impl Plan {
         }
         let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
-        let work = |pc: usize| if shared[pc].is_some() { 0 } else { work(program, &elems, &program.instrs[pc]) };
+        let work: Vec<u64> = program.instrs.iter().zip(&shared).map(|(i, s)| if s.is_some() { 0 } else { work(program, &elems, i) }).collect();
         let parallel = ends
             .windows(2)
             .map(|w| {
-                let level = &order[w[0]..w[1]];
-                level.iter().filter(|&&pc| work(pc) > 0).count() > 1 && level.iter().map(|&pc| work(pc)).sum::<u64>() >= PARALLEL_MIN_WORK
+                let (busy, total) = order[w[0]..w[1]].iter().fold((0, 0), |(n, t), &pc| (n + usize::from(work[pc] > 0), t + work[pc]));
+                busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
-        Plan { fresh: alloc_contents(program), shared, elems, order, ends, parallel }
+        Plan { fresh: alloc_contents(program, &shared), shared, elems, order, ends, parallel }
     }
 }
 
@@ -653,8 +653,9 @@ enum Fresh {
     Nothing,
 }
 
-/// For every instruction, what it gives its buffer if it is an Alloc ([`Fresh`]).
-fn alloc_contents(program: &Program) -> Vec<Fresh> {
+/// For every instruction, what it gives its buffer if it is an Alloc ([`Fresh`]); `shared`:
+/// each instruction's [`shared_source`].
+fn alloc_contents(program: &Program, shared: &[Option<BufId>]) -> Vec<Fresh> {
     /// An Alloc whose buffer has not been read yet, and the parts of it written so far.
     struct Pending<'p> {
         alloc: usize,
@@ -681,9 +682,8 @@ fn alloc_contents(program: &Program) -> Vec<Fresh> {
             settle(&mut fresh, &mut pending, b, Fresh::Zeroed, Fresh::Zeroed);
         }
         let Written::Buf(b) = written else { continue };
-        if let Instr::Free { .. } = instr {
-            settle(&mut fresh, &mut pending, b, Fresh::Nothing, Fresh::Any);
-        } else if shared_source(program, instr).is_some() {
+        if matches!(instr, Instr::Free { .. }) || shared[pc].is_some() {
+            // Freed, or replaced by another buffer's array: its own contents never show.
             settle(&mut fresh, &mut pending, b, Fresh::Nothing, Fresh::Any);
         } else if overwrites_whole(program, instr) {
             settle(&mut fresh, &mut pending, b, Fresh::Any, Fresh::Any);
