@@ -10,7 +10,7 @@ use dojo_compiler::dialect::{host_values, layout_of, FusedExpr, FusedOperand};
 use dojo_compiler::layout::Region as IrRegion;
 use dojo_compiler::{Attr, CFloatFormat, ElemType, Func, Layout, Module, PassError, TensorType, Value};
 use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, FusedArg, FusedFn, FusedStep, Instr, KernelOp, Region, ScaleDecl, TensorDecl, UnaryOp};
-use dojo_runtime::{CoreId, Program, Target};
+use dojo_runtime::{CoreId, Program, Target, UsableGrid};
 use std::collections::HashMap;
 
 /// Emit the Program for function `func_name` (or the module's only function).
@@ -154,10 +154,13 @@ struct Emitter<'a> {
     replicas: HashMap<Value, std::rc::Rc<ReplicaGroups>>,
     layouts: HashMap<Value, Layout>,
     last_use: Vec<Option<usize>>,
+    /// Layouts name cores of the target's usable grid; buffers live on its sites.
+    grid: UsableGrid,
 }
 
 impl<'a> Emitter<'a> {
     fn new(func: &'a Func, target: Target) -> Result<Emitter<'a>, PassError> {
+        let grid = target.usable_grid();
         let mut program = Program::new(target);
         for t in func.arg_types() {
             let t = match t {
@@ -181,7 +184,7 @@ impl<'a> Emitter<'a> {
                 last_use[v.index()] = Some(i);
             }
         }
-        Ok(Emitter { func, program, shards: HashMap::new(), replicas: HashMap::new(), layouts: HashMap::new(), last_use })
+        Ok(Emitter { func, program, shards: HashMap::new(), replicas: HashMap::new(), layouts: HashMap::new(), last_use, grid })
     }
 
     fn tensor(&self, v: Value) -> Result<TensorType, PassError> {
@@ -208,6 +211,17 @@ impl<'a> Emitter<'a> {
         Ok(KernelOp::Convert { scale: self.program.scales.len() - 1 })
     }
 
+    /// The site of usable-grid core `core`.
+    fn site(&self, core: (u32, u32)) -> Result<CoreId, PassError> {
+        let (rows, cols) = self.grid.dims();
+        self.grid.site(core).ok_or_else(|| {
+            PassError::Invalid(format!(
+                "core {core:?} is outside the usable {rows} x {cols} grid of target '{}' (layouts count cores of the mesh without the rows and columns of its disabled sites)",
+                self.program.target.name
+            ))
+        })
+    }
+
     /// Allocate one buffer per core of `layout` for value `v`.
     fn alloc(&mut self, v: Value, layout: &Layout) -> Result<(), PassError> {
         let t = self.tensor(v)?;
@@ -217,7 +231,7 @@ impl<'a> Emitter<'a> {
         for core in layout.cores() {
             let r = layout.shard(&t.shape, core);
             let buf = self.program.buffers.len();
-            self.program.buffers.push(BufferDecl { core: CoreId::new(core.0, core.1), shape: r.sizes.clone(), dtype: dt });
+            self.program.buffers.push(BufferDecl { core: self.site(core)?, shape: r.sizes.clone(), dtype: dt });
             self.program.instrs.push(Instr::Alloc { buf });
             shards.push(Shard { core, buf, region: r });
         }
@@ -553,7 +567,7 @@ impl<'a> Emitter<'a> {
     /// at `at` in the buffer: for each distinct source shard that overlaps, the overlap from
     /// its nearest replica.
     fn gather_into(&mut self, src: Value, need: &IrRegion, buf: BufId, core: (u32, u32), at: &[usize]) -> Result<(), PassError> {
-        let dc = CoreId::new(core.0, core.1);
+        let dc = self.site(core)?;
         let groups = self.replica_groups(src)?;
         let shards = self.shards(src)?;
         let target = &self.program.target;
@@ -567,7 +581,7 @@ impl<'a> Emitter<'a> {
             let from = members
                 .iter()
                 .map(|&k| &shards[k])
-                .min_by_key(|r| target.hops(&CoreId::new(r.core.0, r.core.1), &dc))
+                .min_by_key(|r| self.grid.site(r.core).map_or(u32::MAX, |s| target.hops(&s, &dc)))
                 .ok_or(PassError::Invalid(format!("%{}: empty replica group", src.0)))?;
             let rel = inter.relative_to(need);
             copies.push(Instr::Copy {
@@ -612,7 +626,7 @@ impl<'a> Emitter<'a> {
         }
         let dt = dtype(self.tensor(src)?.elem)?;
         let buf = self.program.buffers.len();
-        self.program.buffers.push(BufferDecl { core: CoreId::new(core.0, core.1), shape: need.sizes.clone(), dtype: dt });
+        self.program.buffers.push(BufferDecl { core: self.site(core)?, shape: need.sizes.clone(), dtype: dt });
         self.program.instrs.push(Instr::Alloc { buf });
         self.gather_into(src, need, buf, core, &vec![0; need.sizes.len()])?;
         Ok((buf, vec![0; need.sizes.len()], true))
@@ -672,7 +686,7 @@ impl<'a> Emitter<'a> {
                 // The window is part of a larger local shard: cut it out first.
                 let w = self.program.buffers.len();
                 let dt = self.program.buffers[buf].dtype;
-                self.program.buffers.push(BufferDecl { core: CoreId::new(d.core.0, d.core.1), shape: need.sizes.clone(), dtype: dt });
+                self.program.buffers.push(BufferDecl { core: self.site(d.core)?, shape: need.sizes.clone(), dtype: dt });
                 self.program.instrs.push(Instr::Alloc { buf: w });
                 self.program.instrs.push(Instr::Kernel {
                     op: KernelOp::Slice { offsets: at, strides: vec![1; n.len()] },

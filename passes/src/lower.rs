@@ -2,9 +2,14 @@
 //! a runtime preset such as `d1` or `d1:4x4`).
 //!
 //! Placement (first version, per op; the global planner is future work):
+//! - Layouts count cores of the target's usable grid (`Target::usable_grid`: the mesh without
+//!   the rows and columns holding harvested sites, so no block contains one, across chips
+//!   too); emission maps them to sites.
 //! - A tensor's default layout splits its last two dims over a block of cores, rows over mesh
 //!   rows and columns over mesh columns, with shards of at least [`MIN_SHARD_EDGE`] elements a
-//!   side, at the first block of the target free of disabled sites.
+//!   side, within a 16 x 16 block ([`MAX_BLOCK_EDGE`]); on a multi-chip target a tensor whose
+//!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`] spreads over the whole usable
+//!   grid (several chips: chip-edge links carry its traffic).
 //! - Elementwise ops run where their first full-size mesh operand lives; the other operands
 //!   are resharded to match (broadcast operands are replicated where needed).
 //! - `dojo.matmul` is SUMMA on the result's 2D block: in each of `S` steps every core receives
@@ -39,6 +44,9 @@ pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
 pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
+/// Shard size on the default block from which a tensor spreads over the whole usable grid
+/// (more chips on a multi-chip target; see `Lowering::caps`).
+pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
 
 pub struct LowerToD1 {
     pub mesh: String,
@@ -86,10 +94,10 @@ struct Lowering<'a> {
     reshards: HashMap<(Value, Layout, Option<Region>), Value>,
     /// Arguments already loaded onto the mesh.
     loaded: HashMap<Value, Value>,
-    /// The largest block the default placement uses.
+    /// The largest block the default placement uses (at the usable grid's origin).
     max_block: (u32, u32),
-    /// Where that block starts.
-    base: (u32, u32),
+    /// The target's usable grid (`Target::usable_grid`) as (rows, cols).
+    usable: (u32, u32),
     /// Bytes of every shard placed so far on each core of the largest block (row-major): a
     /// block narrower than it goes where this is least (see `block_origin`).
     load: Vec<u64>,
@@ -109,19 +117,13 @@ impl<'a> Lowering<'a> {
         for a in src.args() {
             vals[a.index()] = Some(Val::Host(a));
         }
-        // The largest free block, at most MAX_BLOCK_EDGE a side.
-        let mut r = MAX_BLOCK_EDGE.min(target.rows());
-        let mut c = MAX_BLOCK_EDGE.min(target.cols());
-        while target.find_free_block(r, c).is_none() {
-            if r == 1 && c == 1 {
-                return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
-            }
-            if r >= c && r > 1 {
-                r -= 1;
-            } else {
-                c -= 1;
-            }
+        // Layouts are in the coordinates of the target's usable grid (no disabled sites in
+        // any of its rectangles); emission maps them to sites.
+        let usable = target.usable_grid().dims();
+        if usable.0 == 0 || usable.1 == 0 {
+            return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
         }
+        let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
         Ok(Lowering {
             src,
             target,
@@ -130,9 +132,9 @@ impl<'a> Lowering<'a> {
             layouts: HashMap::new(),
             reshards: HashMap::new(),
             loaded: HashMap::new(),
-            max_block: (r, c),
-            base: target.find_free_block(r, c).map_or((0, 0), |o| (o.row, o.col)),
-            load: vec![0; (r * c) as usize],
+            max_block,
+            usable,
+            load: vec![0; (max_block.0 * max_block.1) as usize],
         })
     }
 
@@ -183,6 +185,19 @@ impl<'a> Lowering<'a> {
             .ok_or(PassError::Invalid(format!("value %{} is used before it is lowered", v.0)))
     }
 
+    /// The largest block a tensor of `bytes` may spread over: the default block, or on a
+    /// multi-chip target the whole usable grid (across chips) for a tensor whose shards on
+    /// the default block would hold at least [`MULTI_CHIP_MIN_SHARD_BYTES`]. (On one chip
+    /// the 16 x 16 block stays: 17 x 19 splits powers of two unevenly.)
+    fn caps(&self, bytes: u64) -> (u32, u32) {
+        let (mr, mc) = self.max_block;
+        if self.target.chip_grid != (1, 1) && bytes / u64::from(mr * mc) >= MULTI_CHIP_MIN_SHARD_BYTES {
+            self.usable
+        } else {
+            self.max_block
+        }
+    }
+
     fn origin(&self) -> (u32, u32) {
         self.block_origin(1, 1, 0).unwrap_or((0, 0))
     }
@@ -196,14 +211,14 @@ impl<'a> Lowering<'a> {
     fn block_origin(&self, gr: u32, gc: u32, shard_bytes: u64) -> Option<(u32, u32)> {
         let (mr, mc) = self.max_block;
         if gr > mr || gc > mc || gr == 0 || gc == 0 || shard_bytes < SPREAD_MIN_BYTES {
-            return self.target.find_free_block(gr, gc).map(|o| (o.row, o.col));
+            return (gr <= self.usable.0 && gc <= self.usable.1).then_some((0, 0));
         }
         let mut best: Option<(u64, (u32, u32))> = None;
         for r in (0..=mr - gr).step_by(gr as usize) {
             for c in (0..=mc - gc).step_by(gc as usize) {
                 let peak = (r..r + gr).flat_map(|i| (c..c + gc).map(move |j| (i * mc + j) as usize)).map(|k| self.load[k]).max().unwrap_or(0);
                 if best.is_none_or(|(b, _)| peak < b) {
-                    best = Some((peak, (self.base.0 + r, self.base.1 + c)));
+                    best = Some((peak, (r, c)));
                 }
             }
         }
@@ -215,9 +230,8 @@ impl<'a> Lowering<'a> {
         let bytes = (layout.max_shard_numel(&ty.shape) * ty.elem.bytes()) as u64;
         let (mr, mc) = self.max_block;
         for (r, c) in layout.cores() {
-            let (i, j) = (r.wrapping_sub(self.base.0), c.wrapping_sub(self.base.1));
-            if i < mr && j < mc {
-                self.load[(i * mc + j) as usize] += bytes;
+            if r < mr && c < mc {
+                self.load[(r * mc + c) as usize] += bytes;
             }
         }
         attrs.push(attr("layout", layout.to_attr()));
@@ -232,12 +246,13 @@ impl<'a> Lowering<'a> {
     /// activation `[2, 128, 8, 8]` splits its channels.
     fn place(&self, shape: &[usize]) -> LResult<Layout> {
         let rank = shape.len();
+        let cap = self.caps(4 * shape.iter().product::<usize>() as u64);
         let chunks = |d: usize, max: u32| ((shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(max) as usize;
         let mut best = (rank.checked_sub(2), rank.checked_sub(1));
-        let mut best_cores = best.0.map_or(1, |r| chunks(r, self.max_block.0)) * best.1.map_or(1, |c| chunks(c, self.max_block.1));
+        let mut best_cores = best.0.map_or(1, |r| chunks(r, cap.0)) * best.1.map_or(1, |c| chunks(c, cap.1));
         for c in (0..rank).rev() {
             for r in (0..c).rev() {
-                let cores = chunks(r, self.max_block.0) * chunks(c, self.max_block.1);
+                let cores = chunks(r, cap.0) * chunks(c, cap.1);
                 if cores > best_cores {
                     (best, best_cores) = ((Some(r), Some(c)), cores);
                 }
@@ -251,16 +266,17 @@ impl<'a> Lowering<'a> {
     /// first block free of disabled sites.
     fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>) -> LResult<Layout> {
         let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
+        let cap = self.caps(4 * shape.iter().product::<usize>() as u64);
         let mut split = vec![NONE; shape.len()];
         let mut gr = 1;
         let mut gc = 1;
         if let Some(c) = cols {
             split[c] = COLS;
-            gc = grid_for(shape[c], self.max_block.1);
+            gc = grid_for(shape[c], cap.1);
         }
         if let Some(r) = rows {
             split[r] = ROWS;
-            gr = grid_for(shape[r], self.max_block.0);
+            gr = grid_for(shape[r], cap.0);
         }
         let origin = loop {
             let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(shape);
@@ -788,6 +804,7 @@ impl<'a> Lowering<'a> {
         //    FOLLOW_MAX_BYTES, any edge (a tensor that merges a short dim cannot spread
         //    otherwise: [8, 64, 114, 114] -> [8, 64, 57, 2, 57, 2] splits 114 in 3 at most).
         let mut best: Option<(u32, Layout, Layout)> = None;
+        let cap = self.caps((t.numel() * t.elem.bytes()) as u64);
         for edge in [MIN_SHARD_EDGE, 1] {
             if best.as_ref().is_some_and(|(cores, _, _)| (rt.numel() * rt.elem.bytes()) as u64 / u64::from(*cores) <= FOLLOW_MAX_BYTES) {
                 break;
@@ -800,8 +817,8 @@ impl<'a> Lowering<'a> {
         for (ci, &cp) in pairs.iter().enumerate().rev() {
             let rows = std::iter::once(None).chain(pairs.iter().enumerate().rev().filter(|(ri, _)| *ri != ci).map(|(_, &p)| Some(p)));
             for rp in rows {
-                let gc = grid(cp, self.max_block.1);
-                let gr = rp.map(|p| grid(p, self.max_block.0)).unwrap_or(1);
+                let gc = grid(cp, cap.1);
+                let gr = rp.map(|p| grid(p, cap.0)).unwrap_or(1);
                 if best.as_ref().is_some_and(|(cores, _, _)| *cores >= gr * gc) {
                     continue;
                 }

@@ -282,3 +282,42 @@ fn bf16_gemm_2048_on_d1_reaches_85_percent_of_its_roofline() {
     let eff = prof.roofline_efficiency.unwrap_or(0.0);
     assert!(eff >= 0.85, "{:.1}% of the roofline ({} s simulated)", 100.0 * eff, prof.simulated_seconds);
 }
+
+/// On a multi-chip target a large tensor spreads over the usable grid across chips (rows and
+/// columns holding harvested sites left out), with the same bits as on one chip; small
+/// graphs keep to one chip (see `graphs_compile_and_time_on_a_tray_and_an_exapod`).
+#[test]
+fn a_large_tensor_spreads_over_the_chips_of_a_tile() {
+    use dojo_runtime::Target;
+    use std::collections::BTreeSet;
+    let ir = graph(2048, 32, 2048, None);
+    let on_tile = compile(&ir, "tile").expect("fits a tile");
+    let on_d1 = compile(&ir, "d1").expect("fits a D1");
+    let tile = Target::preset("tile").unwrap();
+    let cores: BTreeSet<_> = on_tile.buffers.iter().map(|b| b.core.clone()).collect();
+    let chips: BTreeSet<_> = cores.iter().map(|c| tile.chip_of(c)).collect();
+    assert!(cores.len() > 354 && chips.len() > 1, "{} cores on {} chips", cores.len(), chips.len());
+    assert!(cores.iter().all(|c| tile.is_enabled(c)));
+    let prof = SimMesh::timing_only().time(&on_tile).unwrap();
+    check(&prof, "2048x32x2048 on tile");
+    let d1_prof = SimMesh::timing_only().time(&on_d1).unwrap();
+    assert!(prof.simulated_seconds < d1_prof.simulated_seconds, "tile {} s, d1 {} s", prof.simulated_seconds, d1_prof.simulated_seconds);
+
+    let mut rng = Rng(3);
+    let data: Vec<Vec<f32>> = on_tile
+        .inputs
+        .iter()
+        .map(|t| (0..t.shape.iter().product::<usize>()).map(|_| (rng.next() % 1000) as f32 / 500.0 - 1.0).collect())
+        .collect();
+    let views: Vec<(&[usize], &[f32])> = on_tile.inputs.iter().zip(&data).map(|(t, d)| (t.shape.as_slice(), d.as_slice())).collect();
+    let (tile_out, _) = SimMesh::new().execute(&on_tile, &views).unwrap();
+    let (d1_out, _) = SimMesh::new().execute(&on_d1, &views).unwrap();
+    // relu(a @ b + c) bit for bit (k order), its row sums (split differently: summed in
+    // another order) within f32 rounding, its column maxima exactly.
+    for (i, (a, b)) in tile_out.iter().zip(&d1_out).enumerate() {
+        for (x, y) in a.data.iter().zip(&b.data) {
+            let tol = if i == 1 { 1e-5 * y.abs().max(1.0) } else { 0.0 };
+            assert!((x - y).abs() <= tol, "result {i}: tile {x} vs d1 {y}");
+        }
+    }
+}

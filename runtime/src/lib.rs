@@ -37,4 +37,4 @@ pub use program::{
 pub use roofline::{Bound, OpProfile, Roofline};
 pub use kernels::{stream_key, uniform};
 pub use sim::{Device, HostTensor, Profile, ScaleProfile, SimMesh, TimelineEvent, Unit};
-pub use target::{CoreId, Link, Target};
+pub use target::{CoreId, Link, Target, UsableGrid};

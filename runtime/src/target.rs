@@ -15,7 +15,10 @@
 //! Routing is dimension-ordered XY: a packet first travels along its source row (the column
 //! changes), then along the destination column (the row changes). Routes between two cores
 //! of a rectangle therefore stay inside that rectangle, so a placement inside a rectangle
-//! without disabled sites (see [`Target::find_free_block`]) never routes through one.
+//! without disabled sites (see [`Target::find_free_block`]) never routes through one. The
+//! compiler places on the [`UsableGrid`] instead (rows and columns holding disabled sites left
+//! out, so a block may span chips): its routes may pass a harvested site's router, which
+//! keeps forwarding.
 
 use std::fmt;
 
@@ -109,6 +112,27 @@ impl CoreId {
 impl fmt::Display for CoreId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "({},{})", self.row, self.col)
+    }
+}
+
+/// A target's mesh without the rows and columns that hold disabled sites
+/// ([`Target::usable_grid`]): `rows[i]` and `cols[j]` are the global site row and column of
+/// usable-grid coordinate `(i, j)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsableGrid {
+    pub rows: Vec<u32>,
+    pub cols: Vec<u32>,
+}
+
+impl UsableGrid {
+    /// Size as (rows, cols).
+    pub fn dims(&self) -> (u32, u32) {
+        (self.rows.len() as u32, self.cols.len() as u32)
+    }
+
+    /// The site of usable-grid coordinate `(row, col)`, or None outside the grid.
+    pub fn site(&self, (row, col): (u32, u32)) -> Option<CoreId> {
+        Some(CoreId::new(*self.rows.get(row as usize)?, *self.cols.get(col as usize)?))
     }
 }
 
@@ -509,6 +533,40 @@ impl Target {
         let (ar, ac) = self.tile_of(a);
         let (br, bc) = self.tile_of(b);
         ar.abs_diff(br) + ac.abs_diff(bc)
+    }
+
+    /// The usable grid: the mesh without a few whole rows and columns that hold every disabled
+    /// site, so that any rectangle of it is free of disabled sites, across chip boundaries
+    /// too. Compilers place in its coordinates and map to sites with [`UsableGrid::site`].
+    /// Lines are removed greedily, the one with the most disabled sites left first (rows
+    /// before columns, lower index first, on ties): for `d1` row 17 and column 19 go (17 x 19
+    /// of the 354 cores), for `tile` each chip's row 17 and column 19 (85 x 95).
+    pub fn usable_grid(&self) -> UsableGrid {
+        let mut left: Vec<&CoreId> = self.disabled.iter().filter(|c| self.in_range(c)).collect();
+        let (mut drop_rows, mut drop_cols) = (Vec::new(), Vec::new());
+        while !left.is_empty() {
+            let count = |key: &dyn Fn(&CoreId) -> u32| {
+                let mut n = std::collections::BTreeMap::<u32, usize>::new();
+                for c in &left {
+                    *n.entry(key(c)).or_default() += 1;
+                }
+                // Most sites, then the lowest index.
+                n.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).unwrap_or((0, 0))
+            };
+            let (row, in_row) = count(&|c| c.row);
+            let (col, in_col) = count(&|c| c.col);
+            if in_row >= in_col {
+                drop_rows.push(row);
+                left.retain(|c| c.row != row);
+            } else {
+                drop_cols.push(col);
+                left.retain(|c| c.col != col);
+            }
+        }
+        UsableGrid {
+            rows: (0..self.rows()).filter(|r| !drop_rows.contains(r)).collect(),
+            cols: (0..self.cols()).filter(|c| !drop_cols.contains(c)).collect(),
+        }
     }
 
     /// The first origin, scanning global sites in row-major order, of a `rows x cols`

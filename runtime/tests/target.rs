@@ -179,3 +179,39 @@ fn validate_rejects_broken_targets() {
     t.sram_reserve_bytes = t.sram_bytes + 1;
     assert!(t.validate().is_err());
 }
+
+#[test]
+fn the_usable_grid_drops_the_lines_of_harvested_sites_across_chips() {
+    let d1 = Target::preset("d1").unwrap();
+    let g = d1.usable_grid();
+    assert_eq!(g.dims(), (17, 19));
+    assert_eq!(g.site((16, 18)), Some(CoreId::new(16, 18)));
+    assert_eq!(g.site((17, 0)), None);
+
+    let tile = Target::preset("tile").unwrap();
+    let g = tile.usable_grid();
+    assert_eq!(g.dims(), (85, 95));
+    // Usable row 17 is chip row 1's first row; usable column 19 chip column 1's first.
+    assert_eq!(g.site((17, 19)), Some(CoreId::new(18, 20)));
+    assert_eq!(g.site((84, 94)), Some(CoreId::new(88, 98)));
+
+    for name in ["core", "d1", "d1:4x4", "tile", "tray"] {
+        let t = Target::preset(name).unwrap();
+        let g = t.usable_grid();
+        for &r in &g.rows {
+            for &c in &g.cols {
+                assert!(t.is_enabled(&CoreId::new(r, c)), "{name}: ({r}, {c}) is disabled");
+            }
+        }
+    }
+
+    // A lone disabled site: its row goes (rows before columns on ties).
+    let mut t = Target::preset("d1:4x4").unwrap();
+    t.disabled = vec![CoreId::new(0, 1)];
+    let g = t.usable_grid();
+    assert_eq!((g.rows.clone(), g.cols.clone()), (vec![1, 2, 3], vec![0, 1, 2, 3]));
+    // Two in one column: the column goes.
+    t.disabled = vec![CoreId::new(0, 1), CoreId::new(2, 1)];
+    let g = t.usable_grid();
+    assert_eq!((g.rows.clone(), g.cols.clone()), (vec![0, 1, 2, 3], vec![0, 2, 3]));
+}
