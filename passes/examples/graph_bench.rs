@@ -12,6 +12,7 @@
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
+//! the Program's size and a checksum of its JSON (equal checksums: byte-identical Programs),
 //! then of each simulated run on random inputs (integer inputs get zeros), and the checksum
 //! of the outputs (equal checksums: bit-identical results).
 
@@ -57,7 +58,13 @@ fn main() {
         }
     };
     let compile_s = t0.elapsed().as_secs_f64();
-    println!("compile {:.3} s (Program {} instructions, JSON {} bytes)", compile_s, graph.program().instrs.len(), graph.program_json().len());
+    let program_sum = graph.program_json().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    println!(
+        "compile {:.3} s (Program {} instructions, JSON {} bytes, checksum {program_sum:016x})",
+        compile_s,
+        graph.program().instrs.len(),
+        graph.program_json().len()
+    );
     for (stage, s) in &graph.timings {
         println!("  {:<16} {:8.2} ms", stage, s * 1e3);
     }

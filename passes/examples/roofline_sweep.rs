@@ -129,7 +129,7 @@ fn main() {
     println!();
     }
 
-    for n in [128usize, 1024] {
+    for n in [128usize, 1024, 4096] {
         println!("\n## Scaling: {n}x{n}x{n} GEMM (f32)\n");
         println!("| mesh | enabled cores | cores used | simulated ms | roofline ms | binds | efficiency | speed-up vs first that fits |");
         println!("|---|---|---|---|---|---|---|---|");

@@ -125,8 +125,78 @@ struct Shard {
     region: IrRegion,
 }
 
-/// Distinct shard regions of a value, each with the indices of the shards holding it.
-type ReplicaGroups = Vec<(IrRegion, Vec<usize>)>;
+/// Distinct shard regions of a value, each with the indices of the shards holding it, in
+/// order of first appearance; indexed by position so that the boxes overlapping a box are
+/// found without scanning them all (a layout over thousands of cores has thousands).
+struct ReplicaGroups {
+    groups: Vec<(IrRegion, Vec<usize>)>,
+    /// Per dim, the distinct (offset, size) intervals of the regions, sorted and disjoint; a
+    /// region is one interval per dim (the boxes of a layout form such a grid). None when the
+    /// regions are not such a grid: `overlapping` then scans.
+    intervals: Option<Vec<Vec<(usize, usize)>>>,
+    /// Group of each grid cell (per-dim interval indices).
+    cells: HashMap<Vec<usize>, usize>,
+}
+
+impl ReplicaGroups {
+    fn new(groups: Vec<(IrRegion, Vec<usize>)>) -> ReplicaGroups {
+        let rank = groups.first().map_or(0, |g| g.0.offsets.len());
+        let mut intervals: Vec<Vec<(usize, usize)>> = (0..rank)
+            .map(|d| {
+                let mut v: Vec<(usize, usize)> = groups.iter().map(|g| (g.0.offsets[d], g.0.sizes[d])).collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
+        let disjoint = intervals.iter().all(|v| v.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
+        let cells: HashMap<Vec<usize>, usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, (r, _))| ((0..rank).map(|d| intervals[d].binary_search(&(r.offsets[d], r.sizes[d])).unwrap_or(0)).collect(), g))
+            .collect();
+        let grid = disjoint && cells.len() == groups.len() && intervals.iter().map(Vec::len).product::<usize>() == groups.len();
+        if !grid {
+            intervals.clear();
+        }
+        ReplicaGroups { groups, intervals: grid.then_some(intervals), cells }
+    }
+
+    /// The groups whose region overlaps `need`, in group order.
+    fn overlapping(&self, need: &IrRegion) -> Vec<usize> {
+        let Some(intervals) = &self.intervals else {
+            return (0..self.groups.len()).filter(|&g| overlaps(need, &self.groups[g].0)).collect();
+        };
+        // Per dim, the range of intervals meeting need's extent.
+        let mut ranges = Vec::with_capacity(intervals.len());
+        for (d, v) in intervals.iter().enumerate() {
+            let (lo, hi) = (need.offsets[d], need.offsets[d] + need.sizes[d]);
+            let first = v.partition_point(|&(o, n)| o + n <= lo);
+            let end = v.partition_point(|&(o, _)| o < hi);
+            if first >= end {
+                return Vec::new();
+            }
+            ranges.push(first..end);
+        }
+        let mut found = Vec::new();
+        let mut cell: Vec<usize> = ranges.iter().map(|r| r.start).collect();
+        'cells: loop {
+            if let Some(&g) = self.cells.get(&cell) {
+                found.push(g);
+            }
+            for d in (0..cell.len()).rev() {
+                cell[d] += 1;
+                if cell[d] < ranges[d].end {
+                    continue 'cells;
+                }
+                cell[d] = ranges[d].start;
+            }
+            break;
+        }
+        found.sort_unstable();
+        found
+    }
+}
 
 /// Where the box a `d1.load` / `d1.reshard` takes starts in its operand (`offsets`), or 0.
 fn box_offsets(op: &dojo_compiler::Op, rank: usize) -> Vec<usize> {
@@ -242,11 +312,19 @@ impl<'a> Emitter<'a> {
 
     /// The buffer of `v` on `core` (operands of per-core ops share the result's block).
     fn buf_on(&self, v: Value, core: (u32, u32)) -> Result<BufId, PassError> {
-        self.shards(v)?
-            .iter()
-            .find(|s| s.core == core)
-            .map(|s| s.buf)
-            .ok_or(PassError::Invalid(format!("%{} has no shard on core {core:?}", v.0)))
+        self.shard_on(v, core)?.map(|s| s.buf).ok_or(PassError::Invalid(format!("%{} has no shard on core {core:?}", v.0)))
+    }
+
+    /// The shard of `v` on `core`, if any: shards are in the row-major order of their
+    /// layout's block (`alloc`).
+    fn shard_on(&self, v: Value, core: (u32, u32)) -> Result<Option<&Shard>, PassError> {
+        let shards = self.shards(v)?;
+        let Some(l) = self.layouts.get(&v) else { return Ok(shards.iter().find(|s| s.core == core)) };
+        let (r, c) = (core.0.wrapping_sub(l.origin.0), core.1.wrapping_sub(l.origin.1));
+        if r >= l.grid.0 || c >= l.grid.1 {
+            return Ok(None);
+        }
+        Ok(shards.get((r * l.grid.1 + c) as usize).filter(|s| s.core == core))
     }
 
     fn run(mut self) -> Result<Program, PassError> {
@@ -312,7 +390,7 @@ impl<'a> Emitter<'a> {
                     let groups = self.replica_groups(r)?;
                     let shards = self.shards(r)?.to_vec();
                     let mut trees = Vec::new();
-                    for (_, members) in groups.iter() {
+                    for (_, members) in groups.groups.iter() {
                         let root = &shards[members[0]];
                         self.program.instrs.push(Instr::Load {
                             input,
@@ -480,14 +558,14 @@ impl<'a> Emitter<'a> {
     /// Stores mesh value `v` into host output `p` starting at `at`: one Store per distinct
     /// shard (replicas hold the same data).
     fn store(&mut self, v: Value, p: usize, at: &[usize]) -> Result<(), PassError> {
-        let mut seen: Vec<IrRegion> = Vec::new();
-        for s in self.shards(v)?.to_vec() {
-            if seen.contains(&s.region) {
-                continue;
-            }
-            seen.push(s.region.clone());
-            self.program.instrs.push(Instr::Store { buf: s.buf, src: Region::full(&s.region.sizes), output: p, dst: region_of(&shifted(&s.region, at)) });
-        }
+        let groups = self.replica_groups(v)?;
+        let shards = self.shards(v)?;
+        let stores: Vec<Instr> = groups
+            .groups
+            .iter()
+            .map(|(region, members)| Instr::Store { buf: shards[members[0]].buf, src: Region::full(&region.sizes), output: p, dst: region_of(&shifted(region, at)) })
+            .collect();
+        self.program.instrs.extend(stores);
         Ok(())
     }
 
@@ -497,23 +575,24 @@ impl<'a> Emitter<'a> {
     /// it on: [`Self::fill_replicas`].
     fn reshard(&mut self, src: Value, dst: Value, offsets: &[usize]) -> Result<(), PassError> {
         let shards = self.shards(dst)?.to_vec();
-        let src_cores: Vec<(IrRegion, Vec<(u32, u32)>)> = {
-            let groups = self.replica_groups(src)?;
+        let src_groups = self.replica_groups(src)?;
+        let src_cores: Vec<Vec<(u32, u32)>> = {
             let ss = self.shards(src)?;
-            groups.iter().map(|(r, m)| (r.clone(), m.iter().map(|&k| ss[k].core).collect())).collect()
+            src_groups.groups.iter().map(|(_, m)| m.iter().map(|&k| ss[k].core).collect()).collect()
         };
         let dst_groups = self.replica_groups(dst)?;
         let mut trees = Vec::new();
-        for (region, members) in dst_groups.iter() {
+        for (region, members) in dst_groups.groups.iter() {
             // What these cores need, in the source's coordinates.
             let need = shifted(region, offsets);
+            let boxes = src_groups.overlapping(&need);
             // The replica that holds none of the source boxes it needs (a copy on its own core
             // would queue behind that core's compute; the mesh's copy engines run beside it),
-            // then the fewest hops to the nearest holder of each.
+            // then the fewest hops (in usable-grid coordinates) to the nearest holder of each.
             let cost = |core: (u32, u32)| -> (bool, u32) {
-                let boxes = src_cores.iter().filter(|(r, _)| overlaps(&need, r));
-                let local = boxes.clone().any(|(_, holders)| holders.contains(&core));
-                let hops = boxes.map(|(_, holders)| holders.iter().map(|h| h.0.abs_diff(core.0) + h.1.abs_diff(core.1)).min().unwrap_or(0)).sum();
+                let holders = boxes.iter().map(|&g| &src_cores[g]);
+                let local = holders.clone().any(|h| h.contains(&core));
+                let hops = holders.map(|h| h.iter().map(|h| h.0.abs_diff(core.0) + h.1.abs_diff(core.1)).min().unwrap_or(0)).sum();
                 (local, hops)
             };
             let root = (0..members.len()).min_by_key(|&i| cost(shards[members[i]].core)).unwrap_or(0);
@@ -572,10 +651,8 @@ impl<'a> Emitter<'a> {
         let shards = self.shards(src)?;
         let target = &self.program.target;
         let mut copies = Vec::new();
-        for (region, members) in groups.iter() {
-            if !overlaps(need, region) {
-                continue;
-            }
+        for g in groups.overlapping(need) {
+            let (region, members) = &groups.groups[g];
             let Some(inter) = need.intersect(region) else { continue };
             // The nearest replica (the first of equally near ones, in shard order).
             let from = members
@@ -602,7 +679,7 @@ impl<'a> Emitter<'a> {
             return Ok(g.clone());
         }
         let mut index: HashMap<&IrRegion, usize> = HashMap::new();
-        let mut groups: ReplicaGroups = Vec::new();
+        let mut groups: Vec<(IrRegion, Vec<usize>)> = Vec::new();
         for (k, s) in self.shards(src)?.iter().enumerate() {
             match index.get(&s.region) {
                 Some(&g) => groups[g].1.push(k),
@@ -612,7 +689,7 @@ impl<'a> Emitter<'a> {
                 }
             }
         }
-        let groups = std::rc::Rc::new(groups);
+        let groups = std::rc::Rc::new(ReplicaGroups::new(groups));
         self.replicas.insert(src, groups.clone());
         Ok(groups)
     }
@@ -621,7 +698,7 @@ impl<'a> Emitter<'a> {
     /// A shard on that core holding all of it is used in place; otherwise the box is copied
     /// into a new staging buffer there, which the caller frees.
     fn local_box(&mut self, src: Value, need: &IrRegion, core: (u32, u32)) -> Result<(BufId, Vec<usize>, bool), PassError> {
-        if let Some(s) = self.shards(src)?.iter().find(|s| s.core == core && need.intersect(&s.region).as_ref() == Some(need)) {
+        if let Some(s) = self.shard_on(src, core)?.filter(|s| need.intersect(&s.region).as_ref() == Some(need)) {
             return Ok((s.buf, need.relative_to(&s.region).offsets, false));
         }
         let dt = dtype(self.tensor(src)?.elem)?;
