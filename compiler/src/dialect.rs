@@ -720,6 +720,26 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
         }
         "iota" => verify_iota(func, op),
         "random" => verify_random(func, op),
+        "embedding" if op.attr("vocab_parts").is_some() => {
+            // One part per chunk of the table's rows: result [P] + S + [D], its dim 0 split
+            // like the table's rows, ids whole on every core.
+            let (lt, li) = (mesh(0)?, mesh(1)?);
+            let (t, ids) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?);
+            let parts = op.attr("vocab_parts").and_then(Attr::as_int).ok_or("vocab_parts must be an integer")?;
+            let want: Vec<usize> = std::iter::once(parts.max(0) as usize).chain(ids.shape.iter().copied()).chain(t.shape.get(1).copied()).collect();
+            if ids.elem != ElemType::I64 || t.rank() != 2 || r.shape != want {
+                return Err(format!("vocab parts of table {:?} by ids {:?} must be i64 ids and a result {want:?}, not {:?}", t.shape, ids.shape, r.shape));
+            }
+            let same_block = |l: &Layout| l.origin == out.origin && l.grid == out.grid;
+            let rows_axis = lt.split[0];
+            if !same_block(lt) || !same_block(li) || rows_axis == NONE || out.split[0] != rows_axis || out.axis_len(rows_axis) != parts as usize {
+                return Err("d1.embedding {vocab_parts}: table, ids and result share one block; the table's rows and the result's dim 0 split over the same mesh axis in vocab_parts chunks".into());
+            }
+            if out.split[out.split.len() - 1] != lt.split[1] || li.split.iter().any(|&s| s != NONE) || out.split[1..out.split.len() - 1].iter().any(|&s| s != NONE) {
+                return Err("d1.embedding {vocab_parts}: the result's last dim splits like the table's columns; the ids are whole on every core".into());
+            }
+            Ok(())
+        }
         "embedding" | "embedding_grad" => {
             mesh(0)?;
             mesh(1)?;

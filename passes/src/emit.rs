@@ -481,7 +481,10 @@ impl<'a> Emitter<'a> {
                     let skip = op.attr("padding_idx").and_then(Attr::as_int).and_then(|p| usize::try_from(p).ok());
                     self.alloc(r, &l)?;
                     for s in self.shards(r)?.to_vec() {
-                        let kernel = if op.name == "d1.embedding" {
+                        let kernel = if op.attr("vocab_parts").is_some() {
+                            let table = self.shard_on(op.operands[0], s.core)?.ok_or(PassError::Invalid(format!("%{}: no table rows on core {:?}", op.operands[0].0, s.core)))?;
+                            KernelOp::EmbeddingPart { offset: table.region.offsets[0], total: self.tensor(op.operands[0])?.shape[0] }
+                        } else if op.name == "d1.embedding" {
                             KernelOp::Embedding
                         } else {
                             KernelOp::EmbeddingGrad { offset: s.region.offsets[0], skip }

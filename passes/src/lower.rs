@@ -475,6 +475,10 @@ impl<'a> Lowering<'a> {
                 let r = rt.rank();
                 let ids_l = Layout { split: out.split[..r - 1].to_vec(), ..out.clone() };
                 let table_l = Layout { split: vec![NONE, out.split[r - 1]], ..out.clone() };
+                let tt = tensor_type(self.src, op.operands[0])?;
+                if (table_l.max_shard_numel(&tt.shape) * tt.elem.bytes()) as u64 > self.target.usable_sram_bytes() / 4 {
+                    return self.embedding_parts(op, &tt, rt);
+                }
                 let table = self.materialize(op.operands[0], &table_l, None)?;
                 let ids = self.materialize(op.operands[1], &ids_l, None)?;
                 Ok(Val::Mesh(self.emit(kind, vec![table, ids], op.attrs.clone(), rt, out)))
@@ -744,6 +748,45 @@ impl<'a> Lowering<'a> {
             return Ok(Val::Const(if kind == "reduce_max" { v } else { v * count as f64 }, rt));
         }
         let m = self.on_mesh(x)?;
+        self.reduce_mesh(m, &tx, &dims, keepdim, rt, kind)
+    }
+
+    /// An embedding whose table's columns for one core would take more than a quarter of its
+    /// SRAM: the table's rows are split in `P` parts over mesh rows (its columns over mesh
+    /// columns, as many as give shards of at least [`MIN_SHARD_EDGE`]), the ids go whole to
+    /// every core, each core looks up the ids of its rows (zeros for the others) and the parts
+    /// are summed (one part is nonzero per id: the sum is that row, exactly). `P` is the
+    /// fewest parts that bring a table shard under the quarter.
+    fn embedding_parts(&mut self, op: &Op, tt: &TensorType, rt: TensorType) -> LResult<Val> {
+        let (v, d) = (tt.shape[0], tt.shape[1]);
+        let cap = self.caps((tt.numel() * tt.elem.bytes()) as u64);
+        let gc = ((d / MIN_SHARD_EDGE).max(1) as u32).min(cap.1);
+        let budget = (self.target.usable_sram_bytes() / 4) as usize;
+        let row_bytes = d.div_ceil(gc as usize) * tt.elem.bytes();
+        let parts = (1..=cap.0.min(v as u32)).find(|&p| v.div_ceil(p as usize) * row_bytes <= budget).ok_or_else(|| {
+            PassError::Capacity(format!(
+                "embedding table {:?} does not fit: even in {} row parts over {} columns of cores a part takes more than a quarter of a core's SRAM",
+                tt.shape, cap.0, gc
+            ))
+        })?;
+        let origin = self.block_origin(parts, gc, (v.div_ceil(parts as usize) * row_bytes) as u64).unwrap_or((0, 0));
+        let block = |split: Vec<i8>| Layout { origin, grid: (parts, gc), split };
+        let ids_rank = rt.rank() - 1;
+        let table = self.materialize(op.operands[0], &block(vec![ROWS, COLS]), None)?;
+        let ids = self.materialize(op.operands[1], &block(vec![NONE; ids_rank]), None)?;
+        let mut psplit = vec![NONE; ids_rank + 2];
+        (psplit[0], psplit[ids_rank + 1]) = (ROWS, COLS);
+        let pshape: Vec<usize> = std::iter::once(parts as usize).chain(rt.shape.iter().copied()).collect();
+        let pt = TensorType::new(pshape, rt.elem);
+        let mut attrs = op.attrs.clone();
+        attrs.push(attr("vocab_parts", Attr::Int(i64::from(parts))));
+        attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        let p = self.emit("embedding", vec![table, ids], attrs, pt.clone(), block(psplit));
+        self.reduce_mesh(p, &pt, &[0], false, rt, "reduce_sum")
+    }
+
+    /// `kind` (`reduce_sum` / `reduce_max`) of mesh value `m` (type `tx`) over `dims`.
+    fn reduce_mesh(&mut self, m: Value, tx: &TensorType, dims: &[usize], keepdim: bool, rt: TensorType, kind: &str) -> LResult<Val> {
         let l = self.layout(m);
         let dims_attr = || attr("dims", Attr::Ints(dims.iter().map(|&d| d as i64).collect()));
         // 1. Each core reduces its shard: one partial per chunk of a split dim.
@@ -755,7 +798,7 @@ impl<'a> Lowering<'a> {
         // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced.
         if dims.iter().any(|&d| l.split[d] != NONE) {
             let mut gl = l.clone();
-            for &d in &dims {
+            for &d in dims {
                 match l.split[d] {
                     ROWS => gl.grid.0 = 1,
                     COLS => gl.grid.1 = 1,

@@ -321,3 +321,39 @@ fn a_large_tensor_spreads_over_the_chips_of_a_tile() {
         }
     }
 }
+
+/// An embedding table too large to copy to every core (GPT-2's 50257 x 768 on a tile) is split
+/// by rows: each core looks up the ids in its part, and the parts are summed. Same values as
+/// a plain lookup (ids at the parts' edges included); an id outside the table is an error.
+#[test]
+fn a_large_embedding_table_is_split_by_rows() {
+    let (v, d) = (20000usize, 64usize);
+    let ids_shape = [2usize, 9];
+    let ir = format!(
+        r#""builtin.module"() ({{
+  "func.func"() <{{function_type = (tensor<{v}x{d}xf32>, tensor<2x9xi64>) -> (tensor<2x9x{d}xf32>), sym_name = "f"}}> ({{
+  ^bb0(%t: tensor<{v}x{d}xf32>, %i: tensor<2x9xi64>):
+    %0 = "dojo.embedding"(%t, %i) : (tensor<{v}x{d}xf32>, tensor<2x9xi64>) -> tensor<2x9x{d}xf32>
+    "func.return"(%0) : (tensor<2x9x{d}xf32>) -> ()
+  }}) : () -> ()
+}}) : () -> ()
+"#
+    );
+    let mut module = parse_module(&ir).unwrap();
+    build_pipeline("lower-to-d1{mesh=d1},dce").unwrap().run(&mut module).1.unwrap();
+    let parts = module.funcs[0].ops.iter().find_map(|o| o.attr("vocab_parts").and_then(dojo_compiler::Attr::as_int)).expect("split by rows");
+    assert_eq!(parts, 3, "20000 rows x 8 columns per core: 3 parts of at most 288 KiB");
+    let p = emit_program(&module, None).unwrap();
+    let table: Vec<f32> = (0..v * d).map(|k| (k % 9973) as f32 * 0.25 - 7.0).collect();
+    // The first and last rows of every part, and a few others.
+    let ids: Vec<f32> = [0, 6666, 6667, 13333, 13334, 19999, 1, 4242, 17000, 0, 19999, 6667, 123, 9999, 10000, 15000, 2, 3].map(|x| x as f32).to_vec();
+    assert_eq!(ids.len(), ids_shape.iter().product::<usize>());
+    let (out, _) = SimMesh::new().execute(&p, &[(&[v, d], &table), (&ids_shape, &ids)]).unwrap();
+    let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * d..(i as usize + 1) * d].to_vec()).collect();
+    assert!(out[0].data.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "the parts summed differ from the lookup");
+
+    let mut bad = ids.clone();
+    bad[5] = v as f32;
+    let err = SimMesh::new().execute(&p, &[(&[v, d], &table), (&ids_shape, &bad)]).unwrap_err().to_string();
+    assert!(err.contains("out of range for 20000 rows"), "{err}");
+}

@@ -222,6 +222,16 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
                 row_out.copy_from_slice(&table[row..row + d]);
             }
         }
+        KernelOp::EmbeddingPart { offset, .. } => {
+            let ((ts, table), (_, ids)) = (ins[0], ins[1]);
+            let (rows, d) = (ts[0], ts[1]);
+            for (row_out, &id) in out.chunks_exact_mut(d.max(1)).zip(ids) {
+                match (id as usize).checked_sub(*offset).filter(|&r| r < rows) {
+                    Some(r) => row_out.copy_from_slice(&table[r * d..(r + 1) * d]),
+                    None => row_out.fill(0.0),
+                }
+            }
+        }
         KernelOp::EmbeddingGrad { offset, skip } => {
             let ((gs, grad), (_, ids)) = (ins[0], ins[1]);
             let d = gs[gs.len() - 1];
@@ -276,6 +286,7 @@ pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
         | KernelOp::Reshape
         | KernelOp::Slice { .. }
         | KernelOp::Embedding
+        | KernelOp::EmbeddingPart { .. }
         | KernelOp::EmbeddingGrad { .. }
         | KernelOp::Iota { .. }
         | KernelOp::Pad { .. }
@@ -398,6 +409,7 @@ pub(crate) fn check_exact_ints(data: &[f32], what: &str) -> Result<(), crate::er
 pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), crate::error::RuntimeError> {
     let (ids, rows) = match (op, ins) {
         (KernelOp::Embedding, [(ts, _), (_, ids)]) => (*ids, ts[0]),
+        (KernelOp::EmbeddingPart { total, .. }, [_, (_, ids)]) => (*ids, *total),
         (KernelOp::EmbeddingGrad { .. }, [_, (_, ids)]) => (*ids, usize::MAX),
         _ => return Ok(()),
     };
@@ -565,7 +577,8 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Slice { .. }
         | KernelOp::Pad { .. }
         | KernelOp::Iota { .. }
-        | KernelOp::Embedding => 0,
+        | KernelOp::Embedding
+        | KernelOp::EmbeddingPart { .. } => 0,
         KernelOp::EmbeddingGrad { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
         KernelOp::Unary { .. }
         | KernelOp::Binary { .. }

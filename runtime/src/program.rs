@@ -340,6 +340,17 @@ pub enum KernelOp {
     /// Inputs `[table: V x D, ids: any shape]`, output `ids.shape + [D]`: row `ids[i]` of the
     /// table for every index (`torch.embedding`). Every id must be in `0..V`.
     Embedding,
+    /// One vocabulary part of an embedding (a table too large to copy to every core is split
+    /// by rows; the parts summed give the lookup). Inputs `[table: Vk x D, ids: S]` where the
+    /// table holds rows `offset .. offset + Vk` of a `total`-row table, output `[1] + S + [D]`:
+    /// row `id - offset` for every id in that range, zeros for the others. Every id must be
+    /// in `0..total`.
+    EmbeddingPart {
+        /// The table row of input row 0.
+        offset: usize,
+        /// Rows of the whole table.
+        total: usize,
+    },
     /// Inputs `[grad: S + [D], ids: S]`, output `Vk x D`: the sum of the gradient rows of every
     /// id in `offset .. offset + Vk` into row `id - offset`, in index order; ids outside the
     /// range and ids equal to `skip` contribute nothing (`embedding_dense_backward`).
@@ -407,6 +418,7 @@ impl KernelOp {
             KernelOp::Pad { .. } => "Pad".to_string(),
             KernelOp::Iota { .. } => "Iota".to_string(),
             KernelOp::Embedding => "Embedding".to_string(),
+            KernelOp::EmbeddingPart { .. } => "EmbeddingPart".to_string(),
             KernelOp::EmbeddingGrad { .. } => "EmbeddingGrad".to_string(),
             KernelOp::Convert { .. } => "Convert".to_string(),
             KernelOp::Random { .. } => "Random".to_string(),
@@ -1156,6 +1168,19 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
             let want: Vec<usize> = ids.iter().copied().chain(t.get(1).copied()).collect();
             if t.len() != 2 || want != out {
                 return Err(format!("embedding of table {} by ids {} gives ids + [D], not {}", show(t), show(ids), show(out)));
+            }
+        }
+        KernelOp::EmbeddingPart { offset, total } => {
+            arity(2)?;
+            let (t, ids) = (ins[0], ins[1]);
+            let want: Vec<usize> = std::iter::once(1).chain(ids.iter().copied()).chain(t.get(1).copied()).collect();
+            if t.len() != 2 || want != out || offset.checked_add(t[0]).is_none_or(|end| end > *total) {
+                return Err(format!(
+                    "embedding part of table rows {offset}.. ({} of {total}) by ids {} gives [1] + ids + [D], not {}",
+                    show(t),
+                    show(ids),
+                    show(out)
+                ));
             }
         }
         KernelOp::EmbeddingGrad { .. } => {
