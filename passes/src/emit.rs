@@ -440,7 +440,7 @@ impl<'a> Emitter<'a> {
                     for s in self.shards(r)?.to_vec() {
                         let inputs = vec![self.buf_on(op.operands[0], s.core)?, self.buf_on(op.operands[1], s.core)?];
                         self.program.instrs.push(Instr::Kernel {
-                            op: KernelOp::MatMul { accumulate: acc.is_some() },
+                            op: KernelOp::MatMul { accumulate: acc.is_some(), epilogue: vec![] },
                             inputs,
                             output: s.buf,
                         });

@@ -646,7 +646,7 @@ impl<'a> Lowering<'a> {
         if only_stored && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
             let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
-            let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true }, &[dt(ta.elem), dt(tb.elem)]);
+            let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
                 Ok(match self.val(v)? {

@@ -135,7 +135,12 @@ pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
 /// every other kernel overwrites every element.
 pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], out: &mut [f32]) {
     match op {
-        KernelOp::MatMul { accumulate } => matmul(ins[0], ins[1], out, *accumulate),
+        KernelOp::MatMul { accumulate, epilogue } => {
+            matmul(ins[0], ins[1], out, *accumulate);
+            if !epilogue.is_empty() {
+                fused(epilogue, &ins[2..], true, out_shape, out);
+            }
+        }
         KernelOp::Unary { op } => with_unary!(*op, f => {
             for (o, &x) in out.iter_mut().zip(ins[0].1) {
                 *o = f(x);
@@ -173,7 +178,7 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
                 }
             });
         }
-        KernelOp::Fused { steps } => fused(steps, ins, out_shape, out),
+        KernelOp::Fused { steps } => fused(steps, ins, false, out_shape, out),
         KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             let (shape, data) = ins[0];
             let is_max = matches!(op, KernelOp::ReduceMax { .. });
@@ -274,7 +279,7 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
 /// accumulating matmul), so the output's earlier contents cannot matter.
 pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
     match op {
-        KernelOp::MatMul { accumulate } => !accumulate,
+        KernelOp::MatMul { accumulate, .. } => !accumulate,
         KernelOp::Unary { .. }
         | KernelOp::Scale { .. }
         | KernelOp::Binary { .. }
@@ -300,7 +305,9 @@ pub(crate) fn overwrites_output(op: &KernelOp) -> bool {
 /// those of the unfused chain).
 const FUSED_CHUNK: usize = 256;
 
-fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut [f32]) {
+/// With `in_place` (a matmul's epilogue), input 0 is `out`'s current value and `ins[i]` is
+/// input `i + 1`: each chunk of `out` is read before it is overwritten.
+fn fused(steps: &[FusedStep], ins: &[Array<'_>], in_place: bool, out_shape: &[usize], out: &mut [f32]) {
     // Inputs of another shape are broadcast to the output's once (shards are small).
     let wide: Vec<Option<Vec<f32>>> = ins
         .iter()
@@ -314,14 +321,19 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
         .collect();
     let inputs: Vec<&[f32]> = wide.iter().zip(ins).map(|(w, &(_, data))| w.as_deref().unwrap_or(data)).collect();
     let mut vals = vec![[0.0f32; FUSED_CHUNK]; steps.len()];
+    let mut current = [0.0f32; FUSED_CHUNK];
     let mut start = 0;
     while start < out.len() {
         let len = FUSED_CHUNK.min(out.len() - start);
+        if in_place {
+            current[..len].copy_from_slice(&out[start..start + len]);
+        }
+        let x0 = in_place.then_some(&current[..len]);
         for (i, step) in steps.iter().enumerate() {
             let (done, rest) = vals.split_at_mut(i);
             let dst = &mut rest[0][..len];
             // An argument as a run of values and its step (a constant: one value, step 0).
-            let arg = |a| fused_arg(a, &inputs, done, start, len);
+            let arg = |a| fused_arg(a, &inputs, x0, done, start, len);
             match (step.f, step.args.as_slice()) {
                 (FusedFn::Unary(op), [x]) => {
                     let (x, kx) = arg(x);
@@ -349,17 +361,22 @@ fn fused(steps: &[FusedStep], ins: &[Array<'_>], out_shape: &[usize], out: &mut 
 
 /// A fused step's argument over the chunk `start..start + len`: its values and their step
 /// (a constant is one value with step 0).
+/// `x0`: the chunk of input 0 when it is the output's current value (then `inputs[k - 1]`
+/// is input `k`).
 fn fused_arg<'a>(
     a: &'a FusedArg,
     inputs: &[&'a [f32]],
+    x0: Option<&'a [f32]>,
     done: &'a [[f32; FUSED_CHUNK]],
     start: usize,
     len: usize,
 ) -> (&'a [f32], usize) {
-    match a {
-        FusedArg::Input(k) => (&inputs[*k][start..start + len], 1),
-        FusedArg::Step(s) => (&done[*s][..len], 1),
-        FusedArg::Const(c) => (std::slice::from_ref(c), 0),
+    match (a, x0) {
+        (FusedArg::Input(0), Some(x0)) => (x0, 1),
+        (FusedArg::Input(k), Some(_)) => (&inputs[*k - 1][start..start + len], 1),
+        (FusedArg::Input(k), None) => (&inputs[*k][start..start + len], 1),
+        (FusedArg::Step(s), _) => (&done[*s][..len], 1),
+        (FusedArg::Const(c), _) => (std::slice::from_ref(c), 0),
     }
 }
 
@@ -567,9 +584,9 @@ fn row2(dst: &mut [f32], x: &[f32], kx: usize, y: &[f32], ky: usize, f: impl Fn(
 pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64 {
     let out = numel(out_shape).unwrap_or(0) as u64;
     match op {
-        KernelOp::MatMul { .. } => {
+        KernelOp::MatMul { epilogue, .. } => {
             let k = ins.first().and_then(|a| a.last()).copied().unwrap_or(0) as u64;
-            2 * out * k
+            2 * out * k + fused_flops(epilogue, out)
         }
         KernelOp::Unary { op: UnaryOp::Copy }
         | KernelOp::Transpose { .. }
@@ -587,9 +604,13 @@ pub(crate) fn flops(op: &KernelOp, ins: &[&[usize]], out_shape: &[usize]) -> u64
         | KernelOp::Convert { .. }
         | KernelOp::Random { .. } => out,
         KernelOp::ReduceSum { .. } | KernelOp::ReduceMax { .. } => ins.first().and_then(|s| numel(s)).unwrap_or(0) as u64,
-        // One per output element per arithmetic step (a select moves, it does not compute).
-        KernelOp::Fused { steps } => out * steps.iter().filter(|s| s.f != FusedFn::Select).count() as u64,
+        KernelOp::Fused { steps } => fused_flops(steps, out),
     }
+}
+
+/// One FLOP per output element per arithmetic step (a select moves, it does not compute).
+pub(crate) fn fused_flops(steps: &[FusedStep], out: u64) -> u64 {
+    out * steps.iter().filter(|s| s.f != FusedFn::Select).count() as u64
 }
 
 /// `KernelOp::Random`: writes into `out` the uniform values in `[0, 1)` of the box at

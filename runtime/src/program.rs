@@ -277,9 +277,18 @@ pub enum KernelOp {
     /// order (as if the FP32 accumulator were preloaded), so splitting `k` over several
     /// accumulating matmuls gives the same bits as one unsplit matmul. Otherwise the output
     /// is overwritten.
+    ///
+    /// With an `epilogue`, each output element is then transformed in registers before it is
+    /// written: the steps of a [`KernelOp::Fused`] kernel whose input 0 is the matmul's f32
+    /// result and whose input `i >= 1` is the kernel's input `i + 1` (extra inputs after `a`
+    /// and `b`, broadcast to the output shape). Same bits as the matmul followed by that
+    /// `Fused` kernel, without a second pass over the output in SRAM.
     MatMul {
         /// `out += a @ b` instead of `out = a @ b`.
         accumulate: bool,
+        /// Elementwise steps applied to the result (empty: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        epilogue: Vec<FusedStep>,
     },
     /// `out = op(in)`; input and output shapes are equal.
     Unary {
@@ -404,7 +413,8 @@ impl KernelOp {
     /// Short name for messages, e.g. `MatMul`, `Binary(Add)`.
     pub fn name(&self) -> String {
         match self {
-            KernelOp::MatMul { .. } => "MatMul".to_string(),
+            KernelOp::MatMul { epilogue, .. } if epilogue.is_empty() => "MatMul".to_string(),
+            KernelOp::MatMul { epilogue, .. } => format!("MatMul+Fused({})", epilogue.len()),
             KernelOp::Unary { op } => format!("Unary({op:?})"),
             KernelOp::Binary { op } => format!("Binary({op:?})"),
             KernelOp::Select => "Select".to_string(),
@@ -1042,6 +1052,30 @@ fn check_dtype(host: DType, what: impl Fn() -> String, buf: DType, b: BufId) -> 
     Ok(())
 }
 
+/// The steps of a fused kernel (or a matmul's epilogue) over inputs of shapes `ins`: each
+/// input broadcasts to `out`, each step has its function's arity and reads only inputs that
+/// exist and earlier steps.
+fn check_steps(steps: &[FusedStep], ins: &[&[usize]], out: &[usize]) -> Result<(), String> {
+    for (k, s) in ins.iter().enumerate() {
+        if !broadcasts_to(s, out) {
+            return Err(format!("input {k} of shape {} does not broadcast to the output shape {}", show(s), show(out)));
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if step.args.len() != step.f.arity() {
+            return Err(format!("step {i}: {:?} takes {} operand(s), got {}", step.f, step.f.arity(), step.args.len()));
+        }
+        for a in &step.args {
+            match *a {
+                FusedArg::Input(k) if k >= ins.len() => return Err(format!("step {i} reads input {k} of {}", ins.len())),
+                FusedArg::Step(j) if j >= i => return Err(format!("step {i} reads step {j}, which is not an earlier step")),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Shape rules of each kernel op; the message says what is wrong (without location).
 pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Result<(), String> {
     let arity = |n: usize| {
@@ -1063,8 +1097,15 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
         }
     };
     match op {
-        KernelOp::MatMul { .. } => {
-            arity(2)?;
+        KernelOp::MatMul { epilogue, .. } => {
+            if ins.len() < 2 || (epilogue.is_empty() && ins.len() > 2) {
+                return Err(format!("takes 2 inputs (a, b){}, got {}", if epilogue.is_empty() { "" } else { " and the epilogue's" }, ins.len()));
+            }
+            // The epilogue's input 0 is the matmul result, input i >= 1 the kernel's input i + 1.
+            if !epilogue.is_empty() {
+                let epi_ins: Vec<&[usize]> = std::iter::once(out).chain(ins[2..].iter().copied()).collect();
+                check_steps(epilogue, &epi_ins, out).map_err(|e| format!("epilogue: {e}"))?;
+            }
             let (a, b) = (ins[0], ins[1]);
             let ok = match (a.len(), b.len(), out.len()) {
                 (2, 2, 2) => a[1] == b[0] && out == [a[0], b[1]],
@@ -1101,23 +1142,7 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
             if ins.is_empty() || steps.is_empty() {
                 return Err("a fused kernel needs at least one input and one step".into());
             }
-            for (k, s) in ins.iter().enumerate() {
-                if !broadcasts_to(s, out) {
-                    return Err(format!("input {k} of shape {} does not broadcast to the output shape {}", show(s), show(out)));
-                }
-            }
-            for (i, step) in steps.iter().enumerate() {
-                if step.args.len() != step.f.arity() {
-                    return Err(format!("step {i}: {:?} takes {} operand(s), got {}", step.f, step.f.arity(), step.args.len()));
-                }
-                for a in &step.args {
-                    match *a {
-                        FusedArg::Input(k) if k >= ins.len() => return Err(format!("step {i} reads input {k} of {}", ins.len())),
-                        FusedArg::Step(j) if j >= i => return Err(format!("step {i} reads step {j}, which is not an earlier step")),
-                        _ => {}
-                    }
-                }
-            }
+            check_steps(steps, ins, out)?;
         }
         KernelOp::ReduceSum { dims } | KernelOp::ReduceMax { dims } => {
             arity(1)?;

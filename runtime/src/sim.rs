@@ -40,6 +40,8 @@
 //!   operands — bf16, CFloat — and the FP32 rate for everything else), with
 //!   matmul flops `2 m n k`, elementwise one per output element, reduction one per input
 //!   element, and Copy/Transpose/Reshape none. An accumulating matmul also reads its output.
+//!   A matmul's epilogue adds its steps' FLOPs at the FP32 rate (after the products) and its
+//!   extra inputs' reads, but no second pass over the output.
 //! - **Copy between cores** (cut-through over the XY route, reserved as a whole): starts
 //!   when the source is ready, the destination's readers are done, and the sender's
 //!   injection port, the receiver's ejection port, every link of the route and every chip
@@ -531,7 +533,9 @@ fn work(program: &Program, elems: &[usize], instr: &Instr) -> u64 {
         Instr::Kernel { op, inputs, output } => {
             let out = elems[*output] as u64;
             match op {
-                KernelOp::MatMul { .. } => out * inputs.first().and_then(|&a| program.buffers[a].shape.last()).copied().unwrap_or(1) as u64,
+                KernelOp::MatMul { epilogue, .. } => {
+                    out * (inputs.first().and_then(|&a| program.buffers[a].shape.last()).copied().unwrap_or(1) + epilogue.len()) as u64
+                }
                 KernelOp::Fused { steps } => out * steps.len() as u64,
                 _ => out,
             }
@@ -1359,11 +1363,17 @@ impl<'a> Sim<'a> {
                 let flops = kernels::flops(op, &in_shapes, &out_decl.shape);
                 let mut read: u64 = inputs.iter().map(|&b| self.bytes(b, self.elems[b])).sum();
                 let written = self.bytes(*output, self.elems[*output]);
-                if matches!(op, crate::KernelOp::MatMul { accumulate: true }) {
+                if matches!(op, crate::KernelOp::MatMul { accumulate: true, .. }) {
                     read += written;
                 }
                 let in_dtypes: Vec<DType> = inputs.iter().map(|&b| prog.buffers[b].dtype).collect();
-                let compute = flops as f64 / core_flops_per_s(t, op, &in_dtypes);
+                // A matmul's epilogue computes on the SIMD unit (FP32 rate) after the products.
+                let epilogue = match op {
+                    crate::KernelOp::MatMul { epilogue, .. } => kernels::fused_flops(epilogue, self.elems[*output] as u64),
+                    _ => 0,
+                };
+                let compute = (flops - epilogue) as f64 / core_flops_per_s(t, op, &in_dtypes)
+                    + epilogue as f64 / (t.fp32_flops_per_cycle * t.clock_hz);
                 let memory = read as f64 / t.sram_load_bytes_per_s
                     + written as f64 / t.sram_store_bytes_per_s;
                 let earliest = max_of(inputs.iter().map(|&b| self.ready[b]))

@@ -118,7 +118,7 @@ fn kernel_inputs_must_be_on_the_output_core() {
     let w = b.buf((0, 1), &[4, 4]);
     let o = b.buf((0, 0), &[4, 4]);
     b.push(Instr::Kernel {
-        op: KernelOp::MatMul { accumulate: false },
+        op: KernelOp::MatMul { accumulate: false, epilogue: vec![] },
         inputs: vec![a, w],
         output: o,
     });
@@ -158,13 +158,17 @@ fn liveness_is_checked() {
     assert!(err(&b.p).contains("buffer 3 does not exist"));
 }
 
+fn step(op: BinaryOp, a: FusedArg, b: FusedArg) -> FusedStep {
+    FusedStep { f: FusedFn::Binary(op), args: vec![a, b] }
+}
+
 #[test]
 fn kernel_shapes_are_checked() {
     // (op, input shapes, output shape, expected message fragment)
     type Case = (KernelOp, Vec<Vec<usize>>, Vec<usize>, &'static str);
     let cases: Vec<Case> = vec![
         (
-            KernelOp::MatMul { accumulate: false },
+            KernelOp::MatMul { accumulate: false, epilogue: vec![] },
             vec![vec![2, 3], vec![4, 5]],
             vec![2, 5],
             "do not fit",
@@ -216,6 +220,32 @@ fn kernel_shapes_are_checked() {
             vec![vec![2], vec![2]],
             vec![2],
             "takes 3 input",
+        ),
+        // Epilogues: a third input needs one; the epilogue reads an input that is not
+        // there, or one of a shape that does not broadcast to the result, or a later step.
+        (
+            KernelOp::MatMul { accumulate: false, epilogue: vec![] },
+            vec![vec![2, 3], vec![3, 5], vec![5]],
+            vec![2, 5],
+            "takes 2 inputs (a, b), got 3",
+        ),
+        (
+            KernelOp::MatMul { accumulate: false, epilogue: vec![step(BinaryOp::Add, FusedArg::Input(0), FusedArg::Input(2))] },
+            vec![vec![2, 3], vec![3, 5], vec![5]],
+            vec![2, 5],
+            "epilogue: step 0 reads input 2 of 2",
+        ),
+        (
+            KernelOp::MatMul { accumulate: false, epilogue: vec![step(BinaryOp::Add, FusedArg::Input(0), FusedArg::Input(1))] },
+            vec![vec![2, 3], vec![3, 5], vec![3]],
+            vec![2, 5],
+            "epilogue: input 1 of shape [3] does not broadcast",
+        ),
+        (
+            KernelOp::MatMul { accumulate: true, epilogue: vec![step(BinaryOp::Add, FusedArg::Input(0), FusedArg::Step(0))] },
+            vec![vec![2, 3], vec![3, 5]],
+            vec![2, 5],
+            "epilogue: step 0 reads step 0",
         ),
     ];
     for (op, ins, out, want) in cases {

@@ -203,7 +203,7 @@ fn a_compute_bound_kernel_meets_its_roofline() {
     let o = b.buf((0, 0), &[n, n]);
     let first = b.p.instrs.len();
     b.push(Instr::Kernel {
-        op: KernelOp::MatMul { accumulate: false },
+        op: KernelOp::MatMul { accumulate: false, epilogue: vec![] },
         inputs: vec![a, w],
         output: o,
     });
@@ -337,14 +337,29 @@ fn random_program(rng: &mut Rng, target: Target) -> (Program, Inputs) {
                     .map(|&(_, b)| b)
                     .collect();
                 let op = match rng.below(4) {
+                    // Half of the matmuls with an epilogue: a residual add of `a` (input 2),
+                    // then a relu.
                     0 => KernelOp::MatMul {
                         accumulate: rng.below(2) == 0,
+                        epilogue: if rng.below(2) == 0 {
+                            vec![
+                                FusedStep {
+                                    f: FusedFn::Binary(BinaryOp::Add),
+                                    args: vec![FusedArg::Input(0), FusedArg::Input(1)],
+                                },
+                                FusedStep { f: FusedFn::Unary(UnaryOp::Relu), args: vec![FusedArg::Step(0)] },
+                            ]
+                        } else {
+                            vec![]
+                        },
                     },
                     1 => KernelOp::Binary { op: BinaryOp::Add },
                     2 => KernelOp::Unary { op: UnaryOp::Exp },
                     _ => KernelOp::Scale { factor: 0.5 },
                 };
-                let inputs = if matches!(op, KernelOp::MatMul { .. } | KernelOp::Binary { .. }) {
+                let inputs = if matches!(&op, KernelOp::MatMul { epilogue, .. } if !epilogue.is_empty()) {
+                    vec![mine[0], mine[1], mine[0]]
+                } else if matches!(op, KernelOp::MatMul { .. } | KernelOp::Binary { .. }) {
                     vec![mine[0], mine[1]]
                 } else {
                     vec![mine[0]]

@@ -58,7 +58,7 @@ fn summa_program() -> Program {
                     dst_region: full.clone(),
                 });
                 b.push(Instr::Kernel {
-                    op: KernelOp::MatMul { accumulate: true },
+                    op: KernelOp::MatMul { accumulate: true, epilogue: vec![] },
                     inputs: vec![ta, tb],
                     output: c[i][j],
                 });
@@ -274,7 +274,7 @@ fn reshape_unary_scale_and_batched_matmul() {
     let a = data(bt * m * k, 3);
     let b = data(bt * k * n, 4);
     let out = run_kernel(
-        KernelOp::MatMul { accumulate: false },
+        KernelOp::MatMul { accumulate: false, epilogue: vec![] },
         &[(vec![bt, m, k], a.clone()), (vec![bt, k, n], b.clone())],
         &[bt, m, n],
     );
@@ -293,7 +293,7 @@ fn tiled_matmul_sums_in_k_order() {
         let a = data(m * k, m + n);
         let b = data(k * n, k + 1);
         let out = run_kernel(
-            KernelOp::MatMul { accumulate: false },
+            KernelOp::MatMul { accumulate: false, epilogue: vec![] },
             &[(vec![m, k], a.clone()), (vec![k, n], b.clone())],
             &[m, n],
         );
@@ -308,7 +308,7 @@ fn tiled_matmul_sums_in_k_order() {
     let bufs: Vec<BufId> = [ia, ib, ja, jb].iter().map(|&i| bld.load_full(i, (0, 0))).collect();
     let out = bld.buf((0, 0), &[m, n]);
     for (x, y) in [(bufs[0], bufs[1]), (bufs[2], bufs[3])] {
-        bld.push(Instr::Kernel { op: KernelOp::MatMul { accumulate: true }, inputs: vec![x, y], output: out });
+        bld.push(Instr::Kernel { op: KernelOp::MatMul { accumulate: true, epilogue: vec![] }, inputs: vec![x, y], output: out });
     }
     bld.store_full(out);
     let cols = |v: &[f32], lo: usize, hi: usize| -> Vec<f32> { (0..m).flat_map(|i| v[i * k + lo..i * k + hi].to_vec()).collect() };
@@ -427,7 +427,7 @@ fn one_matmul(n: usize) -> Profile {
     let w = b.buf((0, 0), &[n, n]);
     let o = b.buf((0, 0), &[n, n]);
     b.push(Instr::Kernel {
-        op: KernelOp::MatMul { accumulate: false },
+        op: KernelOp::MatMul { accumulate: false, epilogue: vec![] },
         inputs: vec![a, w],
         output: o,
     });
@@ -569,4 +569,63 @@ fn fused_kernels_broadcast_operands_along_any_dim() {
     b.store_full(y);
     let (outs, _) = run(&b.p, &[]).unwrap();
     assert_eq!(outs[0].data, vec![2., 3., 4., 4., 5., 6.]);
+}
+
+/// A matmul with an epilogue (bias, residual, gelu-like chain) gives the bits of the matmul
+/// followed by the same steps as a separate `Fused` kernel, accumulating or not, for
+/// shapes that exercise the register tiles and the fused kernel's chunks; and its profile
+/// has one kernel where the separate form has two, no longer than both together but longer
+/// than the matmul alone (the epilogue's FLOPs count).
+#[test]
+fn matmul_epilogue_equals_matmul_then_fused_bit_for_bit() {
+    use FusedArg::{Const, Input, Step};
+    let bin = |op, a, b| FusedStep { f: FusedFn::Binary(op), args: vec![a, b] };
+    let un = |op, a| FusedStep { f: FusedFn::Unary(op), args: vec![a] };
+    // x0 + bias; * 0.5; + residual; tanh; relu(t2) * t3
+    let steps = vec![
+        bin(BinaryOp::Add, Input(0), Input(1)),
+        bin(BinaryOp::Mul, Step(0), Const(0.5)),
+        bin(BinaryOp::Add, Step(1), Input(2)),
+        un(UnaryOp::Tanh, Step(2)),
+        un(UnaryOp::Relu, Step(2)),
+        bin(BinaryOp::Mul, Step(4), Step(3)),
+    ];
+    let mut nonzero = false;
+    for &(m, k, n) in &[(1, 1, 1), (5, 7, 8), (9, 33, 17), (23, 40, 45)] {
+        for accumulate in [false, true] {
+            let (a, b) = (data(m * k, m + n), data(k * n, k + 1));
+            let (bias, res, init) = (data(n, 3), data(m * n, 4), data(m * n, 5));
+            let ins = [(vec![m, k], a), (vec![k, n], b), (vec![n], bias), (vec![m, n], res), (vec![m, n], init)];
+            // One program per form: the output starts as `init` (an accumulating matmul adds to it).
+            let program = |fused_in_matmul: bool| {
+                let mut bld = Builder::new("core");
+                let bufs: Vec<BufId> = ins.iter().map(|(s, _)| bld.input(s)).collect::<Vec<_>>().into_iter().map(|i| bld.load_full(i, (0, 0))).collect();
+                let out = bld.buf((0, 0), &[m, n]);
+                bld.push(Instr::Copy { src: bufs[4], src_region: Region::full(&[m, n]), dst: out, dst_region: Region::full(&[m, n]) });
+                if fused_in_matmul {
+                    let op = KernelOp::MatMul { accumulate, epilogue: steps.clone() };
+                    bld.push(Instr::Kernel { op, inputs: vec![bufs[0], bufs[1], bufs[2], bufs[3]], output: out });
+                    bld.store_full(out);
+                } else {
+                    bld.push(Instr::Kernel { op: KernelOp::MatMul { accumulate, epilogue: vec![] }, inputs: vec![bufs[0], bufs[1]], output: out });
+                    let y = bld.buf((0, 0), &[m, n]);
+                    let op = KernelOp::Fused { steps: steps.clone() };
+                    bld.push(Instr::Kernel { op, inputs: vec![out, bufs[2], bufs[3]], output: y });
+                    bld.store_full(y);
+                }
+                bld.p
+            };
+            let (fused, fused_profile) = run(&program(true), &ins).expect("epilogue runs");
+            let (separate, separate_profile) = run(&program(false), &ins).expect("separate runs");
+            assert_eq!(bits(&fused[0].data), bits(&separate[0].data), "{m}x{k}x{n} accumulate={accumulate}");
+            nonzero |= fused[0].data.iter().any(|&x| x != 0.0);
+            let kernels = |p: &Profile| p.timeline.iter().filter(|e| e.name.starts_with("MatMul") || e.name.starts_with("Fused")).map(|e| e.end_s - e.start_s).collect::<Vec<f64>>();
+            let (kf, ks) = (kernels(&fused_profile), kernels(&separate_profile));
+            assert_eq!((kf.len(), ks.len()), (1, 2), "{m}x{k}x{n}");
+            // Never longer than the two kernels (shorter when the separate one is SRAM-bound).
+            assert!(kf[0] <= ks.iter().sum::<f64>() * (1.0 + 1e-12), "{m}x{k}x{n}: epilogue {kf:?} vs separate {ks:?}");
+            assert!(kf[0] > ks[0], "{m}x{k}x{n}: the epilogue's compute is counted: {kf:?} vs {ks:?}");
+        }
+    }
+    assert!(nonzero);
 }
