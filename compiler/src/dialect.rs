@@ -168,6 +168,41 @@ fn fused_expr(op: &Op) -> Result<FusedExpr, String> {
     Ok(e)
 }
 
+/// The optional `epilogue` of a `dojo.matmul` / `d1.matmul`: elementwise steps applied to the
+/// product in the matmul's kernel before it is written, as a [`FusedExpr`] whose `x0` is the
+/// product and whose `x<i>` (i >= 1) is the op's extra operand `i`, the extra operands being
+/// the op's last [`epilogue_extras`] ones (after `a`, `b` and, for `d1.matmul`, the
+/// accumulator). The result is f32.
+pub fn matmul_epilogue(op: &Op) -> Result<Option<FusedExpr>, String> {
+    match op.attr("epilogue") {
+        None => Ok(None),
+        Some(a) => {
+            let text = a.as_str().ok_or("'epilogue' must be a string")?;
+            FusedExpr::parse(text).map(Some).map_err(|e| format!("bad 'epilogue': {e}"))
+        }
+    }
+}
+
+/// How many extra operands an epilogue reads (`x1` .. the largest `x<i>` it uses).
+pub fn epilogue_extras(e: &FusedExpr) -> usize {
+    e.inputs().saturating_sub(1)
+}
+
+/// An epilogue's extra operands (the last `extras` of `op`) broadcast to the product's shape
+/// `rt`, which is f32.
+fn check_epilogue(func: &Func, op: &Op, extras: usize, rt: &TensorType) -> Result<(), String> {
+    if rt.elem != ElemType::F32 {
+        return Err(format!("a matmul with an epilogue has an f32 result, not {}", rt.elem));
+    }
+    for i in op.operands.len() - extras..op.operands.len() {
+        let t = tensor_of(func, op, i)?;
+        if broadcast_shapes(&[&t.shape, &rt.shape]).ok().as_deref() != Some(rt.shape.as_slice()) {
+            return Err(format!("epilogue operand #{i} of shape {:?} does not broadcast to the result {:?}", t.shape, rt.shape));
+        }
+    }
+    Ok(())
+}
+
 /// NumPy broadcasting of shapes (right-aligned, size 1 stretches).
 pub fn broadcast_shapes(shapes: &[&[usize]]) -> Result<Vec<usize>, String> {
     let rank = shapes.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -288,8 +323,13 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
     let kind = &op.name["dojo.".len()..];
     match kind {
         "matmul" => {
-            arity(op, 2, 1)?;
+            let epilogue = matmul_epilogue(op)?;
+            let extras = epilogue.as_ref().map_or(0, epilogue_extras);
+            arity(op, 2 + extras, 1)?;
             let (a, b, r) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?, result_of(func, op, 0)?);
+            if epilogue.is_some() {
+                check_epilogue(func, op, extras, r)?;
+            }
             let ok_rank = (a.rank() == 2 && b.rank() == 2) || (a.rank() == 3 && b.rank() == 3 && a.shape[0] == b.shape[0]);
             if !ok_rank || a.shape[a.rank() - 1] != b.shape[b.rank() - 2] {
                 return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
@@ -639,8 +679,11 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             Ok(())
         }
         "matmul" => {
-            if !(op.operands.len() == 2 || op.operands.len() == 3) || op.num_results != 1 {
-                return Err("d1.matmul takes (a, b) or (a, b, acc) and has one result".into());
+            let epilogue = matmul_epilogue(op)?;
+            let extras = epilogue.as_ref().map_or(0, epilogue_extras);
+            let with = |n: usize| if extras == 0 { String::new() } else { format!(" plus the epilogue's {n}") };
+            if !(op.operands.len() == 2 + extras || op.operands.len() == 3 + extras) || op.num_results != 1 {
+                return Err(format!("d1.matmul takes (a, b) or (a, b, acc){} and has one result", with(extras)));
             }
             let (a, b) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?);
             let (la, lb) = (mesh(0)?, mesh(1)?);
@@ -667,11 +710,18 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             if *lb != want_b {
                 return Err(format!("operand b must have layout {want_b} for this result, has {lb}"));
             }
-            if op.operands.len() == 3 {
+            if op.operands.len() == 3 + extras {
                 let acc = tensor_of(func, op, 2)?;
                 expect_shape("accumulator", &acc.shape, &rt.shape)?;
                 if *mesh(2)? != out {
                     return Err("accumulator must have the result's layout".into());
+                }
+            }
+            if epilogue.is_some() {
+                check_epilogue(func, op, extras, rt)?;
+                for i in op.operands.len() - extras..op.operands.len() {
+                    let t = tensor_of(func, op, i)?;
+                    check_aligned(mesh(i)?, &t.shape, &out, &rt.shape).map_err(|e| format!("epilogue operand #{i}: {e}"))?;
                 }
             }
             Ok(())

@@ -6,7 +6,7 @@
 //! source shard that overlaps it sends the overlap from its nearest replica. An accumulating
 //! `d1.matmul` updates its accumulator's buffers in place when the accumulator dies there.
 
-use dojo_compiler::dialect::{host_values, layout_of, FusedExpr, FusedOperand};
+use dojo_compiler::dialect::{epilogue_extras, host_values, layout_of, matmul_epilogue, FusedExpr, FusedOperand};
 use dojo_compiler::layout::Region as IrRegion;
 use dojo_compiler::{Attr, CFloatFormat, ElemType, Func, Layout, Module, PassError, TensorType, Value};
 use dojo_runtime::program::{BinaryOp, BufId, BufferDecl, DType, FusedArg, FusedFn, FusedStep, Instr, KernelOp, Region, ScaleDecl, TensorDecl, UnaryOp};
@@ -418,7 +418,17 @@ impl<'a> Emitter<'a> {
                 }
                 "d1.matmul" => {
                     let l = layout_of(op).map_err(PassError::Invalid)?;
-                    let acc = op.operands.get(2).copied();
+                    // Operands: a, b, the accumulator if any, the epilogue's extra operands.
+                    let expr = matmul_epilogue(op).map_err(PassError::Invalid)?;
+                    let extras = expr.as_ref().map_or(0, epilogue_extras);
+                    let epilogue = match expr {
+                        Some(e) => match fused_kernel(&e.to_string()).map_err(PassError::Invalid)? {
+                            KernelOp::Fused { steps } => steps,
+                            _ => unreachable!("fused_kernel makes a Fused kernel"),
+                        },
+                        None => vec![],
+                    };
+                    let acc = (op.operands.len() == 3 + extras).then(|| op.operands[2]);
                     match acc {
                         Some(a) if self.last_use[a.index()] == Some(i) && !positions.contains_key(&a) => {
                             // Accumulate in place: the result takes over the accumulator's buffers.
@@ -438,9 +448,12 @@ impl<'a> Emitter<'a> {
                         None => self.alloc(r, &l)?,
                     }
                     for s in self.shards(r)?.to_vec() {
-                        let inputs = vec![self.buf_on(op.operands[0], s.core)?, self.buf_on(op.operands[1], s.core)?];
+                        let mut inputs = vec![self.buf_on(op.operands[0], s.core)?, self.buf_on(op.operands[1], s.core)?];
+                        for v in &op.operands[op.operands.len() - extras..] {
+                            inputs.push(self.buf_on(*v, s.core)?);
+                        }
                         self.program.instrs.push(Instr::Kernel {
-                            op: KernelOp::MatMul { accumulate: acc.is_some(), epilogue: vec![] },
+                            op: KernelOp::MatMul { accumulate: acc.is_some(), epilogue: epilogue.clone() },
                             inputs,
                             output: s.buf,
                         });

@@ -3,7 +3,7 @@
 //! It defines what a graph means independently of placement, so tests can run the IR before
 //! lowering here and the emitted Program on the simulator, and compare (bools are 0.0/1.0).
 
-use dojo_compiler::dialect::{broadcast_shapes, FusedExpr, FusedOperand};
+use dojo_compiler::dialect::{broadcast_shapes, matmul_epilogue, FusedExpr, FusedOperand};
 use dojo_compiler::{Attr, ElemType, Func, Value};
 
 /// A dense row-major array.
@@ -140,7 +140,16 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                         }
                     }
                 }
-                Array { shape: rt.shape.clone(), data }
+                let product = Array { shape: rt.shape.clone(), data };
+                // The epilogue: its x0 is the product, x1.. the extra operands.
+                match matmul_epilogue(op).map_err(|e| format!("op #{i}: {e}"))? {
+                    None => product,
+                    Some(e) => {
+                        let extras = (2..op.operands.len()).map(get).collect::<Result<Vec<_>, _>>()?;
+                        let ins: Vec<&Array> = std::iter::once(&product).chain(extras).collect();
+                        fused(&e, &ins, &rt.shape).map_err(|e| format!("op #{i}: {e}"))?
+                    }
+                }
             }
             "select" => {
                 let (c, a, b) = (get(0)?, get(1)?, get(2)?);
@@ -281,28 +290,7 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
             "fused" => {
                 let expr = FusedExpr::parse(op.attr("expr").and_then(Attr::as_str).unwrap_or("")).map_err(|e| format!("op #{i}: {e}"))?;
                 let ins = (0..op.operands.len()).map(get).collect::<Result<Vec<_>, _>>()?;
-                let idx: Vec<Vec<usize>> = ins.iter().map(|a| broadcast_index(&a.shape, &rt.shape)).collect();
-                let mut t = vec![0.0f32; expr.steps.len()];
-                let mut data = Vec::with_capacity(n);
-                for e in 0..n {
-                    for (j, step) in expr.steps.iter().enumerate() {
-                        let arg = |a: &FusedOperand| match *a {
-                            FusedOperand::Input(k) => ins[k].data[idx[k][e]],
-                            FusedOperand::Step(s) => t[s],
-                            FusedOperand::Const(c) => c as f32,
-                        };
-                        let v: Vec<f32> = step.args.iter().map(arg).collect();
-                        t[j] = match v.as_slice() {
-                            &[x] => unary(step.f, x),
-                            &[a, b] => binary(step.f, a, b),
-                            &[c, a, b] => Some(if c != 0.0 { a } else { b }),
-                            _ => None,
-                        }
-                        .ok_or(format!("op #{i}: no function '{}'", step.f))?;
-                    }
-                    data.push(t[expr.steps.len() - 1]);
-                }
-                Array { shape: rt.shape.clone(), data }
+                fused(&expr, &ins, &rt.shape).map_err(|e| format!("op #{i}: {e}"))?
             }
             "cmp" => {
                 let pred = op.attr("predicate").and_then(Attr::as_str).unwrap_or("");
@@ -319,6 +307,33 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
         .iter()
         .map(|v| vals[v.index()].clone().ok_or(format!("returned %{} has no value", v.0)))
         .collect()
+}
+
+/// A fused expression over `ins` (broadcast to `shape`), element by element.
+fn fused(expr: &FusedExpr, ins: &[&Array], shape: &[usize]) -> Result<Array, String> {
+    let n: usize = shape.iter().product();
+    let idx: Vec<Vec<usize>> = ins.iter().map(|a| broadcast_index(&a.shape, shape)).collect();
+    let mut t = vec![0.0f32; expr.steps.len()];
+    let mut data = Vec::with_capacity(n);
+    for e in 0..n {
+        for (j, step) in expr.steps.iter().enumerate() {
+            let arg = |a: &FusedOperand| match *a {
+                FusedOperand::Input(k) => ins[k].data[idx[k][e]],
+                FusedOperand::Step(s) => t[s],
+                FusedOperand::Const(c) => c as f32,
+            };
+            let v: Vec<f32> = step.args.iter().map(arg).collect();
+            t[j] = match v.as_slice() {
+                &[x] => unary(step.f, x),
+                &[a, b] => binary(step.f, a, b),
+                &[c, a, b] => Some(if c != 0.0 { a } else { b }),
+                _ => None,
+            }
+            .ok_or(format!("no function '{}'", step.f))?;
+        }
+        data.push(t[expr.steps.len() - 1]);
+    }
+    Ok(Array { shape: shape.to_vec(), data })
 }
 
 fn elementwise(f: &str, ins: &[&Array], shape: &[usize]) -> Result<Array, String> {

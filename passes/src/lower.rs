@@ -26,7 +26,7 @@
 //! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
 //! on first use, `d1.store` returns results.
 
-use dojo_compiler::dialect::{broadcast_shapes, map_arity, COMPARE};
+use dojo_compiler::dialect::{broadcast_shapes, map_arity, matmul_epilogue, COMPARE};
 use dojo_compiler::layout::{chunk, reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{attr, Attr, ElemType, Func, Layout, Module, Op, Pass, PassError, Region, TensorType, Type, Value};
 use dojo_runtime::roofline::{core_flops_per_s, link_bytes_per_s};
@@ -598,6 +598,16 @@ impl<'a> Lowering<'a> {
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         let out = self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?;
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
+        // An epilogue (`x0` the product, `x<i>` operand `i + 1`) runs in the last K step's
+        // kernel of each row block, its operands there in the result's layout (a broadcast
+        // one: the shard's slice); they count as working set.
+        let epilogue = matmul_epilogue(op).map_err(PassError::Invalid)?;
+        let extras: Vec<(Value, TensorType)> =
+            op.operands[2..].iter().map(|&v| tensor_type(self.src, v).map(|t| (v, t))).collect::<Result<_, _>>()?;
+        let extra_bytes: u64 = extras
+            .iter()
+            .map(|(_, t)| (Self::aligned_layout(&out, &rt.shape, &t.shape).max_shard_numel(&t.shape) * t.elem.bytes()) as u64)
+            .sum();
         // Result rows a core holds of `rows` rows (all batches: the batch is whole on every
         // core) and result columns.
         let core_rows = |rows: usize| (rows.div_ceil(out.grid.0 as usize) * batch) as u64;
@@ -619,7 +629,7 @@ impl<'a> Lowering<'a> {
         let fewest_steps = |need: &dyn Fn(u64) -> u64, budget: u64| (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
         // Double-buffered operand slices plus the accumulator (each step after the first
         // accumulates into it in place: emission reuses a dying accumulator's buffers).
-        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + er * mb * nb;
+        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
         let steps = fewest_steps(&need, budget(resident)).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
@@ -687,7 +697,7 @@ impl<'a> Lowering<'a> {
             let units = std::iter::successors(Some(out.grid.0 as usize * MIN_SHARD_EDGE), |u| Some(u * 2)).take_while(|&u| 2 * u <= m);
             for sizes in units.flat_map(|u| row_blocks(m, u)) {
                 let rows = core_rows(sizes.iter().map(|b| b.1).max().unwrap_or(m));
-                let need = |kb: u64| eb * batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb;
+                let need = |kb: u64| eb * batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
                 let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps)) else { continue };
                 let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
                 let f = |(_, l): (usize, usize)| l as f64 / m as f64;
@@ -724,7 +734,25 @@ impl<'a> Lowering<'a> {
                 };
                 let mut ins = vec![a_s, b_s];
                 ins.extend(acc);
-                acc = Some(self.emit("matmul", ins, vec![], block_ty.clone(), out.clone()));
+                let mut attrs = vec![];
+                if let Some(e) = epilogue.as_ref().filter(|_| s + 1 == block_steps) {
+                    for (v, t) in &extras {
+                        // The block's rows of an operand that has them (a row block of several).
+                        let rows = (t.rank() >= 2 && t.shape[t.rank() - 2] != 1 && blocks.len() > 1).then(|| {
+                            let mut region = Region { offsets: vec![0; t.rank()], sizes: t.shape.clone() };
+                            (region.offsets[t.rank() - 2], region.sizes[t.rank() - 2]) = (ms, ml);
+                            region
+                        });
+                        let shape = rows.as_ref().map_or(&t.shape, |r| &r.sizes);
+                        let l = Self::aligned_layout(&out, &block_ty.shape, shape);
+                        ins.push(match &rows {
+                            Some(region) => self.panel(*v, &l, region)?,
+                            None => self.materialize(*v, &l, None)?,
+                        });
+                    }
+                    attrs.push(attr("epilogue", Attr::Str(e.to_string())));
+                }
+                acc = Some(self.emit("matmul", ins, attrs, block_ty.clone(), out.clone()));
             }
             parts.push(acc.ok_or(PassError::Invalid("matmul with an empty contraction".into()))?);
         }
