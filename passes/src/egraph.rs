@@ -66,7 +66,7 @@
 //! greedy tree extraction when it runs out (as with every limit, output then depends on time).
 
 use crate::lower::{MAX_BLOCK_EDGE, MIN_SHARD_EDGE};
-use dojo_compiler::dialect::{broadcast_shapes, check_perm, FusedExpr, FusedOperand, FusedStep, BINARY, UNARY};
+use dojo_compiler::dialect::{broadcast_shapes, check_perm, epilogue_extras, FusedExpr, FusedOperand, FusedStep, BINARY, UNARY};
 use dojo_compiler::layout::{reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
@@ -133,6 +133,25 @@ impl FromStr for Expr {
     fn from_str(s: &str) -> Result<Expr, String> {
         let text = s.strip_prefix("e:").ok_or("not an expression")?;
         Ok(Expr(FusedExpr::parse(text)?.to_string()))
+    }
+}
+
+/// Leaf data: the body of a matmul's epilogue (`dojo.matmul {epilogue}`), a `FusedExpr` whose
+/// `x0` is the product.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epi(pub String);
+
+impl fmt::Display for Epi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m:{}", self.0)
+    }
+}
+
+impl FromStr for Epi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Epi, String> {
+        let text = s.strip_prefix("m:").ok_or("not an epilogue")?;
+        Ok(Epi(FusedExpr::parse(text)?.to_string()))
     }
 }
 
@@ -254,6 +273,9 @@ define_language! {
         Map(Fun, Vec<Id>),
         // a chain of elementwise steps over its operands in one kernel (`dojo.fused`)
         Fused(Expr, Vec<Id>),
+        // (a b extras...): a matmul whose kernel applies the steps to its product (`x0`) and
+        // the extra operands before writing it (`dojo.matmul {epilogue}`)
+        Epilogue(Epi, Vec<Id>),
         // any other op, kept whole
         Opaque(OpRef, Vec<Id>),
     }
@@ -277,8 +299,10 @@ pub enum Info {
     Ints(Vec<i64>),
     Scalar(f64),
     Ty(TensorType),
-    /// A tensor, and its value when every element is the same known f32 (a splat).
-    Tensor { ty: TensorType, splat: Option<f32> },
+    /// A tensor, and its value when every element is the same known f32 (a splat), and how
+    /// many uses the input function's values of the class have (0 for a class the rules
+    /// made; classes united add up).
+    Tensor { ty: TensorType, splat: Option<f32>, uses: usize },
     /// The results of a multi-result opaque op.
     Tuple(Vec<TensorType>),
     /// The `return` node.
@@ -353,7 +377,7 @@ fn to_usize(v: &[i64]) -> Option<Vec<usize>> {
 fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
     let t = |i: usize| kids.get(i).and_then(|k| k.tensor()).ok_or(format!("{node}: operand #{i} is not a tensor"));
     let ints = |i: usize| kids.get(i).and_then(|k| k.ints()).ok_or(format!("{node}: operand #{i} is not an int list"));
-    let tensor = |ty: TensorType, splat: Option<f32>| Info::Tensor { splat: splat.filter(|_| ty.elem == ElemType::F32), ty };
+    let tensor = |ty: TensorType, splat: Option<f32>| Info::Tensor { splat: splat.filter(|_| ty.elem == ElemType::F32), ty, uses: 0 };
     Ok(match node {
         Node::Ints(v) => Info::Ints(v.0.clone()),
         Node::Scalar(s) => Info::Scalar(f64::from_bits(s.0)),
@@ -423,6 +447,26 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
                 tensor(TensorType::new(shape, a.elem), splat)
             }
         }
+        Node::Epilogue(e, args) => {
+            let expr = FusedExpr::parse(&e.0)?;
+            let (a, b) = (t(0)?, t(1)?);
+            let (ra, rb) = (a.rank(), b.rank());
+            let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]);
+            if !ok_rank || a.shape[ra - 1] != b.shape[rb - 2] || a.elem != ElemType::F32 || b.elem != ElemType::F32 {
+                return Err(format!("cannot multiply {:?} by {:?} in f32", a.shape, b.shape));
+            }
+            if args.len() != 2 + epilogue_extras(&expr) {
+                return Err(format!("epilogue: {} operand(s) for an expression of {} extra", args.len(), epilogue_extras(&expr)));
+            }
+            let mut shape = a.shape[..ra - 1].to_vec();
+            shape.push(b.shape[rb - 1]);
+            for i in 2..args.len() {
+                if broadcast_shapes(&[&t(i)?.shape, &shape]).ok().as_deref() != Some(shape.as_slice()) {
+                    return Err(format!("epilogue operand {:?} does not broadcast to {shape:?}", t(i)?.shape));
+                }
+            }
+            tensor(TensorType::new(shape, ElemType::F32), None)
+        }
         Node::Fused(e, args) => {
             let expr = FusedExpr::parse(&e.0)?;
             if args.is_empty() || expr.inputs() > args.len() {
@@ -457,7 +501,9 @@ impl egg::Analysis<Node> for Shapes {
 
     fn merge(&mut self, a: &mut Info, b: Info) -> egg::DidMerge {
         match (&mut *a, &b) {
-            (Info::Tensor { ty: ta, splat: sa }, Info::Tensor { ty: tb, splat: sb }) => {
+            (Info::Tensor { ty: ta, splat: sa, uses: ua }, Info::Tensor { ty: tb, splat: sb, uses: ub }) => {
+                // Nothing is derived from `uses`: a sum that changes reports no change.
+                *ua += ub;
                 if ta != tb {
                     self.errors.push(format!("a rewrite made {} equal to {}", Type::Tensor(ta.clone()), Type::Tensor(tb.clone())));
                 }
@@ -486,7 +532,7 @@ impl egg::Analysis<Node> for Shapes {
 
     /// Constant folding: a class whose value is a known splat gets a `constant` node.
     fn modify(egraph: &mut EG, id: Id) {
-        let Info::Tensor { ty, splat: Some(v) } = egraph[id].data.clone() else { return };
+        let Info::Tensor { ty, splat: Some(v), .. } = egraph[id].data.clone() else { return };
         if egraph[id].nodes.iter().any(|n| matches!(n, Node::Constant(_))) {
             return;
         }
@@ -860,6 +906,103 @@ impl Applier<Node, Shapes> for FuseApplier {
     }
 }
 
+// ---- epilogues: the elementwise chain over a matmul's product into the matmul's kernel ----
+
+/// The name of the epilogue rule (found by [`EpilogueSearcher`]).
+const EPILOGUE: &str = "fuse-epilogue";
+
+/// The product classes an elementwise expression's operand `c` offers for an epilogue, if it
+/// has the expression's full shape `rt` (an f32 matmul): `(a, b, the product's class, the
+/// steps to inline over it)` — a plain matmul (no steps), or a matmul with an epilogue
+/// already, whose steps then run first (its product class must exist). None when the
+/// input function uses `c` more than once.
+fn products(eg: &EG, c: Id, rt: &TensorType) -> Vec<(Id, Id, Id, Option<Elementwise>)> {
+    // Only a value with one use: the DAG extraction would pick a fused node on a shared
+    // product class locally and compute the matmul twice (once for the other use).
+    let shared = matches!(eg[c].data, Info::Tensor { uses, .. } if uses > 1);
+    if shared || type_of(eg, c).as_ref() != Some(rt) || rt.elem != ElemType::F32 {
+        return vec![];
+    }
+    let mut v = Vec::new();
+    for n in &eg[c].nodes {
+        match n {
+            Node::MatMul([a, b]) if type_of(eg, *a).is_some_and(|t| t.elem == ElemType::F32) => v.push((*a, *b, c, None)),
+            Node::Epilogue(e, kids) => {
+                let (Some(m), Ok(expr)) = (eg.lookup(Node::MatMul([kids[0], kids[1]])), FusedExpr::parse(&e.0)) else { continue };
+                v.push((kids[0], kids[1], m, Some((expr.steps, [&[m][..], &kids[2..]].concat()))));
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+/// The epilogue node of the elementwise expression `e` (result `rt`) over the product class
+/// `m` of `a @ b`: canonical as [`fused_node`] makes it, then the product renumbered `x0`.
+fn epilogue_node(eg: &EG, e: Elementwise, m: Id, a: Id, b: Id, rt: &TensorType) -> Option<Node> {
+    let Node::Fused(expr, order) = fused_node(eg, e, rt)? else { return None };
+    let p = order.iter().position(|&c| c == eg.find(m))?;
+    let mut expr = FusedExpr::parse(&expr.0).ok()?;
+    for s in &mut expr.steps {
+        for arg in &mut s.args {
+            if let FusedOperand::Input(j) = *arg {
+                *arg = FusedOperand::Input(if j == p { 0 } else if j < p { j + 1 } else { j });
+            }
+        }
+    }
+    let kids = [a, b].into_iter().chain(order.iter().enumerate().filter(|&(j, _)| j != p).map(|(_, &c)| c)).collect();
+    Some(Node::Epilogue(Epi(expr.to_string()), kids))
+}
+
+/// Finds the f32 classes with an elementwise node over a full-size matmul product.
+struct EpilogueSearcher;
+
+impl egg::Searcher<Node, Shapes> for EpilogueSearcher {
+    fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
+        let rt = type_of(eg, eclass)?;
+        let found = rt.elem == ElemType::F32
+            && eg[eclass].nodes.iter().any(|n| expr_kids(eg, n).is_some_and(|kids| kids.iter().any(|&c| !products(eg, c, &rt).is_empty())));
+        (found && limit > 0).then(|| egg::SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![]
+    }
+}
+
+/// Adds, for every elementwise node of the class and every operand that is a matmul's
+/// product, the matmul with the node as its epilogue (its other operands the epilogue's extra
+/// operands). Whether that pays is the extraction's choice: the product used elsewhere too
+/// costs a second matmul.
+struct EpilogueApplier;
+
+impl Applier<Node, Shapes> for EpilogueApplier {
+    fn apply_one(&self, eg: &mut EG, eclass: Id, _: &Subst, _: Option<&egg::PatternAst<Node>>, _: egg::Symbol) -> Vec<Id> {
+        let Some(rt) = type_of(eg, eclass) else { return vec![] };
+        let mut new = Vec::new();
+        for node in &eg[eclass].nodes {
+            let Some(outer) = as_expr(eg, node) else { continue };
+            for (k, &c) in outer.1.iter().enumerate() {
+                for (a, b, m, inner) in products(eg, c, &rt) {
+                    let e = match &inner {
+                        Some(inner) => inline(&outer, k, inner),
+                        None => outer.clone(),
+                    };
+                    new.extend(epilogue_node(eg, e, m, a, b, &rt));
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for node in new {
+            let Some(id) = add_checked(eg, node) else { continue };
+            if eg[id].data.tensor() == Some(&rt) && eg.union(eclass, id) {
+                changed.push(id);
+            }
+        }
+        changed
+    }
+}
+
 /// The type-checked e-node `(transpose perm x)`.
 fn transpose(eg: &mut EG, perm: Vec<i64>, x: Id) -> Option<Id> {
     let p = eg.add(Node::Ints(Ints(perm)));
@@ -1131,6 +1274,8 @@ pub fn rules() -> Vec<Rule> {
     // ---- fusion: an elementwise op absorbs the elementwise ops that produce its operands
     // (maps, selects, comparisons, fused chains), one kernel, one pass over SRAM ----
     rules.push(Rewrite::new(FUSE, FuseSearcher, FuseApplier).expect("a valid rule"));
+    // ---- epilogues: an elementwise op over a matmul's product runs in the matmul's kernel ----
+    rules.push(Rewrite::new(EPILOGUE, EpilogueSearcher, EpilogueApplier).expect("a valid rule"));
     // ---- multi-pattern merges ----
     // x @ w1, x @ w2 -> slices of x @ concat(w1, w2) (one matmul: x is sent once; Q/K/V)
     rules.push(
@@ -1297,8 +1442,27 @@ impl CostModel {
         // A broadcast operand (not a scalar) is first realigned to the result's layout: each
         // one is a transfer of its own (fusing the ops that make a small tensor into a big
         // kernel trades one such transfer for several).
-        let align: f64 = inputs.iter().filter(|t| t.shape != out.shape && t.numel() > 1).map(|t| self.reshard(t)).sum();
-        compute.max(sram) + self.latency() + align
+        compute.max(sram) + self.latency() + self.align(out, inputs)
+    }
+
+    /// Realigning the broadcast operands (not scalars) of an elementwise computation of `out`.
+    fn align(&self, out: &TensorType, inputs: &[&TensorType]) -> f64 {
+        inputs.iter().filter(|t| t.shape != out.shape && t.numel() > 1).map(|t| self.reshard(t)).sum()
+    }
+
+    /// A matmul `a @ b -> rt` (SUMMA on the default placement): its cost, and its kernels'
+    /// compute and SRAM time per core (the longer one is what the kernel takes).
+    fn matmul(&self, a: &TensorType, b: &TensorType, rt: &TensorType) -> (f64, f64, f64) {
+        let r = a.rank();
+        let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
+        let batch: usize = a.shape[..r - 2].iter().product();
+        let (gr, gc) = self.grid(&rt.shape);
+        let cores = (gr * gc) as f64;
+        let compute = 2.0 * (batch * m * k * n) as f64 / (cores * self.fp32_rate());
+        let sram = ((a.bytes() / gr + b.bytes() / gc) as f64 + rt.bytes() as f64 / cores) / self.target.sram_load_bytes_per_s;
+        // SUMMA: every core receives its row block of `a` and column block of `b`.
+        let comm = (a.bytes() / gr + b.bytes() / gc) as f64 / self.link_rate();
+        (compute + comm + self.latency(), compute, sram)
     }
 
     /// Whether reshaping `a` (split as the default placement splits it) to `rt` can keep
@@ -1349,16 +1513,21 @@ impl CostModel {
             Node::Arg(_) | Node::Get(_) | Node::Return(_) | Node::Ints(_) | Node::Scalar(_) | Node::Ty(_) => 0.0,
             // Filled in place where used: a store pass over the result's shards.
             Node::Constant(_) => rt.bytes() as f64 / (self.cores(&rt.shape) * self.target.sram_store_bytes_per_s),
-            Node::MatMul(_) => {
+            Node::MatMul(_) => match (kid(0), kid(1)) {
+                (Some(a), Some(b)) => self.matmul(a, b, rt).0,
+                _ => 0.0,
+            },
+            // The matmul's kernel computes the steps too and reads the extra operands (each
+            // realigned like an elementwise op's), but the product makes no pass of its own.
+            Node::Epilogue(e, _) => {
                 let (Some(a), Some(b)) = (kid(0), kid(1)) else { return 0.0 };
-                let r = a.rank();
-                let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
-                let batch: usize = a.shape[..r - 2].iter().product();
-                let (gr, gc) = self.grid(&rt.shape);
-                let compute = 2.0 * (batch * m * k * n) as f64 / ((gr * gc) as f64 * self.fp32_rate());
-                // SUMMA: every core receives its row block of `a` and column block of `b`.
-                let comm = (a.bytes() / gr + b.bytes() / gc) as f64 / self.link_rate();
-                compute + comm + self.latency()
+                let (cost, compute, sram) = self.matmul(a, b, rt);
+                let extras: Vec<&TensorType> = kids[2..].iter().filter_map(|k| k.tensor()).collect();
+                let steps = FusedExpr::parse(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
+                let cores = self.cores(&rt.shape);
+                let epilogue = (steps * rt.numel()) as f64 / (cores * self.fp32_rate());
+                let reads = extras.iter().map(|t| t.bytes().min(rt.bytes())).sum::<usize>() as f64 / (cores * self.target.sram_load_bytes_per_s);
+                cost + (compute + epilogue).max(sram + reads) - compute.max(sram) + self.align(rt, &extras)
             }
             Node::Transpose(_) => match kid(1) {
                 Some(a) => self.reshard(a),
@@ -1410,6 +1579,7 @@ fn modelled(op: &Op) -> Option<&'static str> {
     // Provenance (`fx.node`) is not semantic; extraction drops it.
     let names: Vec<&str> = op.attrs.iter().map(|(n, _)| n.as_str()).filter(|n| *n != "fx.node").collect();
     let want: &[&str] = match kind {
+        "matmul" if op.attr("epilogue").is_some() => &["epilogue"],
         "matmul" | "reshape" | "broadcast" => &[],
         "transpose" => &["perm"],
         "constant" => &["value"],
@@ -1451,7 +1621,12 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
         let known = match (modelled(op), results.as_slice()) {
             (Some(_), [rt]) => {
                 let node = match kind {
-                    "matmul" if operands.len() == 2 => Some(Node::MatMul([operands[0], operands[1]])),
+                    "matmul" if operands.len() == 2 && op.attr("epilogue").is_none() => Some(Node::MatMul([operands[0], operands[1]])),
+                    "matmul" => op
+                        .attr("epilogue")
+                        .and_then(Attr::as_str)
+                        .and_then(|e| FusedExpr::parse(e).ok())
+                        .map(|e| Node::Epilogue(Epi(e.to_string()), operands.clone())),
                     "transpose" if operands.len() == 1 => op.attr("perm").and_then(Attr::as_ints).map(|perm| {
                         let p = eg.add(Node::Ints(Ints(perm.to_vec())));
                         Node::Transpose([p, operands[0]])
@@ -1503,6 +1678,12 @@ fn convert(func: &Func, model: &CostModel) -> Option<Converted> {
         }
     }
     let returns: Vec<Id> = func.returns.iter().map(|v| ids.get(v.index()).copied().flatten()).collect::<Option<_>>()?;
+    // Each use of a value (an operand, a result) counts on its class.
+    for v in func.ops.iter().flat_map(|o| &o.operands).chain(&func.returns) {
+        if let Some(Info::Tensor { uses, .. }) = ids.get(v.index()).copied().flatten().map(|c| &mut eg[c].data) {
+            *uses += 1;
+        }
+    }
     let root = eg.add(Node::Return(returns.into_boxed_slice()));
     eg.rebuild();
     Some(Converted { egraph: eg, root, order, cost_before })
@@ -1629,6 +1810,10 @@ fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>, orde
             Node::Fused(e, kids) => {
                 let operands = kids.iter().map(|&c| v(c)).collect::<Option<Vec<_>>>()?;
                 out.push("dojo.fused", operands, vec![("expr".to_string(), Attr::Str(e.0.clone()))], vec![rt()?])
+            }
+            Node::Epilogue(e, kids) => {
+                let operands = kids.iter().map(|&c| v(c)).collect::<Option<Vec<_>>>()?;
+                out.push("dojo.matmul", operands, vec![("epilogue".to_string(), Attr::Str(e.0.clone()))], vec![rt()?])
             }
             Node::Opaque(k, kids) => {
                 let op = eg.analysis.ops.get(k.0 as usize)?;
