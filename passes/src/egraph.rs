@@ -50,13 +50,20 @@
 //! - **Order**: the rebuilt function computes classes in the input's op order (new ones right
 //!   before their first consumer): program order is what the mesh's list scheduling follows.
 //!
-//! Not here yet: epilogues (bias, activation, residual) fused into the matmul kernel itself:
-//! a folded batch norm's bias and the activation after it are one `dojo.fused` kernel over
-//! the matmul's result, a pass of its own. Fusion inlines one producer per operand (the
-//! largest), so a chain whose best split needs a smaller producer (a folded batch norm's bias
-//! add and the relu over the matmul) can stay in separate kernels; inlining the smallest
-//! producer over a matmul too doubled the fused nodes of every batch norm (ResNeXt-50), and
-//! inlining every producer grows resnet18's e-graph past the time limit.
+//! - **Epilogues** (`fuse-epilogue`, a searcher/applier pair): an elementwise node over a
+//!   matmul's full-size f32 product becomes an `Epilogue` node, the matmul with that node's
+//!   expression applied in its kernel (`dojo.matmul {epilogue}`: bias, activation, residual;
+//!   a folded batch norm's shift and relu on a convolution's matmul); an elementwise node over
+//!   an epilogue's class extends it. Only where the input function uses the product (the
+//!   operand class) once: the greedy DAG extraction would otherwise choose the epilogue
+//!   locally and compute a shared matmul twice. Its cost is the matmul's plus what the
+//!   kernel gains (the steps' FLOPs, the extra operands' reads: the longer of compute and
+//!   SRAM, as the simulator times it), with no pass of its own over the product.
+//!
+//! Fusion inlines one producer per operand (the largest), so a chain whose best split needs a
+//! smaller producer can stay in separate kernels; inlining the smallest producer over a
+//! matmul too doubled the fused nodes of every batch norm (ResNeXt-50), and inlining every
+//! producer grows resnet18's e-graph past the time limit.
 //! The cost model estimates each op on its default placement; it does
 //! not see where `lower-to-d1` really puts tensors, so a rewrite it scores as a gain can
 //! simulate a little slower (GPT-2's forward: 3.6 % with `reshape-reshape`, placement
