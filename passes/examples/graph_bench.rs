@@ -68,6 +68,9 @@ fn main() {
     for (stage, s) in &graph.timings {
         println!("  {:<16} {:8.2} ms", stage, s * 1e3);
     }
+    for s in &graph.egraph_stats {
+        println!("  {s}");
+    }
 
     let program = graph.program();
     let data: Vec<Vec<f32>> = program

@@ -13,7 +13,7 @@ pub const PASSES: &[(&str, &str, &str)] = &[
     (
         "egraph-optimize",
         "equality saturation over dojo ops, extracted with the mesh cost model",
-        "iters=<n> (15) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr)",
+        "iters=<n> (15) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr) epilogues=<bool> (false: fuse-epilogue, elementwise ops into matmul kernels)",
     ),
     (
         "precision",
@@ -50,7 +50,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
 fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh"],
-        "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats"],
+        "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues"],
         "precision" => vec!["policy", "grads"],
         _ => vec![],
     };
@@ -90,7 +90,12 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
                 Some("true") | Some("1") => true,
                 Some(v) => return Err(format!("egraph-optimize option stats={v}: expected true or false")),
             };
-            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, record: egraph_stats.cloned() })
+            let epilogues = match spec.option("epilogues") {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(v) => return Err(format!("egraph-optimize option epilogues={v}: expected true or false")),
+            };
+            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, epilogues, record: egraph_stats.cloned() })
         }
         other => {
             let names: Vec<&str> = PASSES.iter().map(|p| p.0).collect();

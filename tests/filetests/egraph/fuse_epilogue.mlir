@@ -1,4 +1,4 @@
-// RUN: dojo-opt %s --pass-pipeline='egraph-optimize'
+// RUN: dojo-opt %s --pass-pipeline='egraph-optimize{epilogues=true}'
 /// fuse-epilogue: elementwise ops over a matmul's product run in the matmul's kernel
 /// (`dojo.matmul {epilogue}`, `x0` the product): a linear layer's bias add and gelu-like
 /// tanh, then a residual add (a full-size operand); a batched matmul's per-column scale, shift
