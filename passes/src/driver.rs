@@ -169,7 +169,8 @@ struct Options {
     mesh: String,
     #[serde(default = "default_precision")]
     precision: String,
-    /// `egraph-optimize`: `false` (default), `true`, or its limits `{"iters", "nodes", "time_ms"}`.
+    /// `egraph-optimize`: `false` (default), `true`, or its settings: limits `{"iters", "nodes",
+    /// "time_ms"}` and `"epilogues": true` (matmul epilogue fusion, off by default).
     #[serde(default)]
     egraph: EgraphOption,
 }
@@ -178,7 +179,7 @@ struct Options {
 #[serde(untagged)]
 enum EgraphOption {
     On(bool),
-    Limits(std::collections::BTreeMap<String, u64>),
+    Limits(std::collections::BTreeMap<String, serde_json::Value>),
 }
 
 impl Default for EgraphOption {
@@ -195,8 +196,13 @@ impl EgraphOption {
             EgraphOption::Limits(limits) => {
                 let mut opts = Vec::new();
                 for (k, v) in limits {
-                    if !["iters", "nodes", "time_ms"].contains(&k.as_str()) {
-                        return Err(DojoError::Invalid(format!("option 'egraph' has no limit '{k}'; limits: iters, nodes, time_ms")));
+                    let valid = match k.as_str() {
+                        "iters" | "nodes" | "time_ms" => v.is_u64(),
+                        "epilogues" => v.is_boolean(),
+                        _ => return Err(DojoError::Invalid(format!("option 'egraph' has no setting '{k}'; settings: iters, nodes, time_ms (whole numbers), epilogues (true/false)"))),
+                    };
+                    if !valid {
+                        return Err(DojoError::Invalid(format!("option 'egraph': '{k}' must be {}, got {v}", if k == "epilogues" { "true or false" } else { "a whole number" })));
                     }
                     opts.push(format!("{k}={v}"));
                 }

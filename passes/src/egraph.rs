@@ -2456,8 +2456,11 @@ mod tests {
         assert!(stages(r#"{"egraph": true}"#).contains(&"egraph-optimize".to_string()));
         assert!(stages(r#"{"egraph": {"iters": 2, "time_ms": 100}}"#).contains(&"egraph-optimize".to_string()));
         assert!(!stages(r#"{"egraph": false}"#).contains(&"egraph-optimize".to_string()));
+        assert!(stages(r#"{"egraph": {"epilogues": true}}"#).contains(&"egraph-optimize".to_string()));
         let err = compile_graph(graph, r#"{"egraph": {"depth": 2}}"#).expect_err("bad limit");
         assert!(err.to_string().contains("depth"), "{err}");
+        let err = compile_graph(graph, r#"{"egraph": {"epilogues": 1}}"#).expect_err("bad setting");
+        assert!(err.to_string().contains("'epilogues' must be true or false"), "{err}");
         let x = interp::random_data(16 * 32, 7);
         let run = |opts: &str| compile_graph(graph, opts).expect("compiles").run(&[(&[16, 32], &x)]).expect("runs");
         let (off, on) = (run("{}"), run(r#"{"egraph": true}"#));

@@ -164,11 +164,15 @@ def validate_options(options: dict | None) -> dict[str, Any]:
         )
     eg = opts["egraph"]
     bad_limits = isinstance(eg, dict) and any(
-        k not in EGRAPH_LIMITS or isinstance(v, bool) or not isinstance(v, int) or v < 0 for k, v in eg.items()
+        not isinstance(v, bool)
+        if k == "epilogues"
+        else k not in EGRAPH_LIMITS or isinstance(v, bool) or not isinstance(v, int) or v < 0
+        for k, v in eg.items()
     )
     if not isinstance(eg, (bool, dict)) or bad_limits:
         raise InvalidInputError(
-            f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints, got {eg!r}"
+            f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints "
+            f"and 'epilogues' (True/False: matmul epilogue fusion, off by default), got {eg!r}"
         )
     for flag in ("dump_ir", "strict_numerics"):
         if not isinstance(opts[flag], bool):

@@ -36,7 +36,7 @@ def test_unsupported_precision_says_what_is_supported():
         backend.validate_options({"precision": "fp8"})
 
 
-@pytest.mark.parametrize("bad", ["yes", {"iters": -1}, {"itres": 3}, {"nodes": 1.5}])
+@pytest.mark.parametrize("bad", ["yes", {"iters": -1}, {"itres": 3}, {"nodes": 1.5}, {"epilogues": 1}])
 def test_bad_egraph_option_says_what_is_valid(bad):
     with pytest.raises(torch_dojo.InvalidInputError, match=r"option 'egraph' must be True, False or a dict of limits"):
         backend.validate_options({"egraph": bad})
