@@ -783,7 +783,8 @@ impl<'a> Lowering<'a> {
     /// SRAM: the table's rows are split in `P` parts over mesh rows (its columns over mesh
     /// columns, as many as give shards of at least [`MIN_SHARD_EDGE`]), the ids go whole to
     /// every core, each core looks up the ids of its rows (zeros for the others) and the parts
-    /// are summed (one part is nonzero per id: the sum is that row, exactly). `P` is the
+    /// are summed on the cores that keep the result (one part is nonzero per id: the sum is
+    /// that row, exactly). `P` is the
     /// fewest parts that bring a table shard under the quarter.
     fn embedding_parts(&mut self, op: &Op, tt: &TensorType, rt: TensorType) -> LResult<Val> {
         let (v, d) = (tt.shape[0], tt.shape[1]);
@@ -810,7 +811,13 @@ impl<'a> Lowering<'a> {
         attrs.push(attr("vocab_parts", Attr::Int(i64::from(parts))));
         attrs.sort_by(|a, b| a.0.cmp(&b.0));
         let p = self.emit("embedding", vec![table, ids], attrs, pt.clone(), block(psplit));
-        self.reduce_mesh(p, &pt, &[0], false, rt, "reduce_sum")
+        // Sum the parts where the result lives (a reduce-scatter: the parts of each block of
+        // ids meet on one core) rather than gathering them all to one row of cores.
+        let (spread, n) = (1..=ids_rank).map(|d| (d, pt.shape[d])).max_by_key(|&(d, n)| (n, std::cmp::Reverse(d))).unwrap_or((1, 1));
+        let mut ssplit = vec![NONE; ids_rank + 2];
+        (ssplit[spread], ssplit[ids_rank + 1]) = (ROWS, COLS);
+        let scattered = self.reshard(p, &Layout { origin, grid: (parts.min(n as u32), gc), split: ssplit }, None)?;
+        self.reduce_mesh(scattered, &pt, &[0], false, rt, "reduce_sum")
     }
 
     /// `kind` (`reduce_sum` / `reduce_max`) of mesh value `m` (type `tx`) over `dims`.
