@@ -2,7 +2,13 @@
 //!
 //! A layout names a block of `rows x cols` cores at `origin` (global mesh coordinates) and,
 //! for every tensor dimension, whether it is split over the block's rows (`0`), its columns
-//! (`1`) or not split (`-1`). A mesh axis that no dimension is split over holds replicas.
+//! (`1`), over all its cores (`2`, [`ALL`]) or not split (`-1`). A mesh axis that no dimension
+//! is split over holds replicas.
+//! [`ALL`] splits one dimension into `rows x cols` chunks, chunk `k` on the block's `k`-th core
+//! in row-major order (core `(r, c)` of the block holds chunk `r * cols + c`); it uses both
+//! mesh axes, so no other dimension may be split. It is how the naive baseline plan
+//! (`lower-to-d1{plan=naive}`) row-splits a tensor over every core of a 2D block; the helpers
+//! here (chunk counts, shards, reshape locality) treat it as one axis of `rows x cols` chunks.
 //! A dimension of size `n` split into `g` chunks gives chunk `k` the elements
 //! `[k*n/g, (k+1)*n/g)`, so chunk sizes differ by at most one and none is empty (`n >= g`).
 //!
@@ -16,6 +22,8 @@ use std::fmt;
 pub const ROWS: i8 = 0;
 pub const COLS: i8 = 1;
 pub const NONE: i8 = -1;
+/// Split over all cores of the block, row-major (see the module doc).
+pub const ALL: i8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
@@ -23,7 +31,7 @@ pub struct Layout {
     pub origin: (u32, u32),
     /// Block size (rows, cols).
     pub grid: (u32, u32),
-    /// Per tensor dimension: [`ROWS`], [`COLS`] or [`NONE`].
+    /// Per tensor dimension: [`ROWS`], [`COLS`], [`ALL`] or [`NONE`].
     pub split: Vec<i8>,
 }
 
@@ -93,13 +101,14 @@ impl Layout {
         match axis {
             ROWS => self.grid.0 as usize,
             COLS => self.grid.1 as usize,
+            ALL => self.num_cores(),
             _ => 1,
         }
     }
 
     /// Whether mesh axis `axis` is used by some dimension (otherwise it holds replicas).
     pub fn axis_used(&self, axis: i8) -> bool {
-        self.split.contains(&axis)
+        self.split.contains(&axis) || self.split.contains(&ALL)
     }
 
     /// Check the layout against a tensor shape; the message says what is wrong.
@@ -114,14 +123,17 @@ impl Layout {
         if self.grid.0 == 0 || self.grid.1 == 0 {
             return Err("layout block must have at least one core".into());
         }
-        for axis in [ROWS, COLS] {
+        for axis in [ROWS, COLS, ALL] {
             if self.split.iter().filter(|s| **s == axis).count() > 1 {
                 return Err(format!("layout splits two dimensions over mesh axis {axis}"));
             }
         }
+        if self.split.contains(&ALL) && self.split.iter().any(|&s| s == ROWS || s == COLS) {
+            return Err("a dimension split over all cores (2) leaves no mesh axis for another split".into());
+        }
         for (d, (&s, &n)) in self.split.iter().zip(shape).enumerate() {
-            if !(NONE..=COLS).contains(&s) {
-                return Err(format!("layout split of dim {d} must be -1, 0 or 1, got {s}"));
+            if !(NONE..=ALL).contains(&s) {
+                return Err(format!("layout split of dim {d} must be -1, 0, 1 or 2, got {s}"));
             }
             let g = self.axis_len(s);
             if s != NONE && n < g {
@@ -140,6 +152,7 @@ impl Layout {
             let (start, len) = match s {
                 ROWS => chunk(n, self.grid.0 as usize, local.0),
                 COLS => chunk(n, self.grid.1 as usize, local.1),
+                ALL => chunk(n, self.num_cores(), local.0 * self.grid.1 as usize + local.1),
                 _ => (0, n),
             };
             offsets.push(start);
@@ -196,8 +209,8 @@ impl Layout {
         if block.len() != 4 || block.iter().any(|&v| !(0..=u32::MAX as i64).contains(&v)) {
             return Err("layout block must be array<i64: row, col, rows, cols> of non-negative values".into());
         }
-        if split.iter().any(|&s| !(-1..=1).contains(&s)) {
-            return Err("layout split entries must be -1, 0 or 1".into());
+        if split.iter().any(|&s| !(-1..=2).contains(&s)) {
+            return Err("layout split entries must be -1, 0, 1 or 2".into());
         }
         Ok(Layout {
             origin: (block[0] as u32, block[1] as u32),

@@ -173,6 +173,9 @@ struct Options {
     /// "time_ms"}` and `"epilogues": true` (matmul epilogue fusion, off by default).
     #[serde(default)]
     egraph: EgraphOption,
+    /// `lower-to-d1`'s plan: `default`, or `naive` (the baseline of issue 5).
+    #[serde(default = "default_plan")]
+    plan: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +223,10 @@ fn default_precision() -> String {
     "fp32".into()
 }
 
+fn default_plan() -> String {
+    "default".into()
+}
+
 fn pass_error(e: PassError) -> DojoError {
     match e {
         PassError::Unsupported(ops) => DojoError::Unsupported(
@@ -252,6 +259,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let options: Options = serde_json::from_str(options_json)
         .map_err(|e| DojoError::Invalid(format!("bad compile options {options_json}: {e}")))?;
     Policy::parse(&options.precision).map_err(|e| DojoError::Invalid(format!("option 'precision': {e}")))?;
+    crate::lower::Plan::parse(&options.plan).map_err(|e| DojoError::Invalid(format!("option 'plan': {e}")))?;
     // Check the mesh name before any work, for a clear message.
     dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
     let mut laps = Laps::start();
@@ -266,7 +274,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let egraph = options.egraph.pass_options()?;
     let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
     let (mut pm, egraph_record) =
-        build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref())).map_err(DojoError::Invalid)?;
+        build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref(), &options.plan)).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;

@@ -25,9 +25,14 @@
 //!
 //! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
 //! on first use, `d1.store` returns results.
+//!
+//! `plan=naive` ([`Plan::Naive`]) is the baseline the default plan is measured against: every
+//! op's result row-split over all cores of the largest block (`Layout` split [`ALL`]), its
+//! operands resharded to what the op needs, with no choice of layouts by cost (see
+//! [`Plan::Naive`]).
 
 use dojo_compiler::dialect::{broadcast_shapes, map_arity, matmul_epilogue, COMPARE};
-use dojo_compiler::layout::{chunk, reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
+use dojo_compiler::layout::{chunk, reshape_carriable_dims, reshape_is_local, ALL, COLS, NONE, ROWS};
 use dojo_compiler::{attr, Attr, ElemType, Func, Layout, Module, Op, Pass, PassError, Region, TensorType, Type, Value};
 use dojo_runtime::roofline::{core_flops_per_s, link_bytes_per_s};
 use dojo_runtime::{DType, KernelOp, Target};
@@ -50,6 +55,40 @@ pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
 
 pub struct LowerToD1 {
     pub mesh: String,
+    pub plan: Plan,
+}
+
+/// How `lower-to-d1` places ops (`plan=` option).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plan {
+    /// The placement of the module doc.
+    #[default]
+    Default,
+    /// The naive baseline (issue 5): every op's result row-split over all cores of the block
+    /// the default placement would give it (the largest block, or the usable grid on a
+    /// multi-chip target: `caps`): split [`ALL`] on its "rows", the leading dim (any but the
+    /// last, the outermost on ties) giving the most cores, on as many cores as that dim has
+    /// elements (at most the block, a whole number of block rows beyond one row); a rank-1
+    /// tensor splits its only dim. Operands are resharded to whatever the op needs; no layout is chosen by cost, no
+    /// SUMMA block, no row-block stores, no spreading of narrow blocks: a matmul is row-split
+    /// `a` times replicated `b` (in K steps that fit SRAM, as the default plan), a transpose
+    /// first reshards its operand so that its result is row-split, data movement is computed on
+    /// its result's row split. Exceptions, where the row split cannot work: `embedding` and
+    /// `embedding_grad` split D (the table's columns) over all cores (row-split ids would need
+    /// the whole table on every core); a reshape that cannot carry the row split locally takes
+    /// a split dim pair with a chunk count dividing both sizes (or one core); a reduction over
+    /// the split dim reduces locally and gathers the partials on one core.
+    Naive,
+}
+
+impl Plan {
+    pub fn parse(s: &str) -> Result<Plan, String> {
+        match s {
+            "default" => Ok(Plan::Default),
+            "naive" => Ok(Plan::Naive),
+            other => Err(format!("unknown plan '{other}'; plans: default, naive")),
+        }
+    }
 }
 
 impl Pass for LowerToD1 {
@@ -60,7 +99,7 @@ impl Pass for LowerToD1 {
     fn run(&self, module: &mut Module) -> Result<(), PassError> {
         let target = Target::preset(&self.mesh).map_err(|e| PassError::Invalid(e.to_string()))?;
         for func in &mut module.funcs {
-            *func = Lowering::new(func, &target)?.run()?;
+            *func = Lowering::new(func, &target, self.plan)?.run()?;
         }
         module.attrs.retain(|(k, _)| k != "dojo.mesh");
         module.attrs.push(attr("dojo.mesh", Attr::Str(self.mesh.clone())));
@@ -101,6 +140,7 @@ struct Lowering<'a> {
     /// Bytes of every shard placed so far on each core of the largest block (row-major): a
     /// block narrower than it goes where this is least (see `block_origin`).
     load: Vec<u64>,
+    plan: Plan,
 }
 
 type LResult<T> = Result<T, PassError>;
@@ -110,7 +150,7 @@ fn tensor_type(f: &Func, v: Value) -> LResult<TensorType> {
 }
 
 impl<'a> Lowering<'a> {
-    fn new(src: &'a Func, target: &'a Target) -> LResult<Lowering<'a>> {
+    fn new(src: &'a Func, target: &'a Target, plan: Plan) -> LResult<Lowering<'a>> {
         let mut out = Func::new(src.name.clone(), src.arg_types().to_vec());
         out.attrs = src.attrs.clone();
         let mut vals = vec![None; src.value_types.len()];
@@ -135,6 +175,7 @@ impl<'a> Lowering<'a> {
             max_block,
             usable,
             load: vec![0; (max_block.0 * max_block.1) as usize],
+            plan,
         })
     }
 
@@ -245,6 +286,9 @@ impl<'a> Lowering<'a> {
     /// a matrix splits its last two dims while a conv weight `[256, 128, 3, 3]` or an
     /// activation `[2, 128, 8, 8]` splits its channels.
     fn place(&self, shape: &[usize]) -> LResult<Layout> {
+        if self.plan == Plan::Naive {
+            return Ok(self.naive(shape));
+        }
         let rank = shape.len();
         let cap = self.caps(4 * shape.iter().product::<usize>() as u64);
         let chunks = |d: usize, max: u32| ((shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(max) as usize;
@@ -399,6 +443,9 @@ impl<'a> Lowering<'a> {
                     return Ok(Val::Const(v, rt));
                 }
                 let m = self.on_mesh(op.operands[0])?;
+                if self.plan == Plan::Naive {
+                    return Ok(Val::Mesh(self.transpose_naive(m, &perm, rt)?));
+                }
                 let l = self.layout(m);
                 let out = Layout { split: perm.iter().map(|&p| l.split[p]).collect(), ..l };
                 let ints = perm.iter().map(|&p| p as i64).collect();
@@ -471,8 +518,8 @@ impl<'a> Lowering<'a> {
             }
             "embedding" => {
                 // Each core holds its ids and the table's columns for its part of D.
-                let out = self.place(&rt.shape)?;
                 let r = rt.rank();
+                let out = if self.plan == Plan::Naive { self.naive_on(&rt.shape, r - 1) } else { self.place(&rt.shape)? };
                 let ids_l = Layout { split: out.split[..r - 1].to_vec(), ..out.clone() };
                 let table_l = Layout { split: vec![NONE, out.split[r - 1]], ..out.clone() };
                 let tt = tensor_type(self.src, op.operands[0])?;
@@ -486,7 +533,7 @@ impl<'a> Lowering<'a> {
             "embedding_grad" => {
                 // Each core sums the gradient rows of the ids in its block of table rows: every
                 // core sees all ids and the gradient's columns for its part of D.
-                let out = self.place(&rt.shape)?;
+                let out = if self.plan == Plan::Naive { self.naive_on(&rt.shape, 1) } else { self.place(&rt.shape)? };
                 let g = tensor_type(self.src, op.operands[0])?;
                 let mut gsplit = vec![NONE; g.rank()];
                 gsplit[g.rank() - 1] = out.split[1];
@@ -525,6 +572,9 @@ impl<'a> Lowering<'a> {
     /// thinner (a concat of many slices, e.g. the 49 taps of a 7x7 convolution, is many times
     /// its operands' size).
     fn follow(&self, m: Value, rt: &TensorType) -> LResult<Layout> {
+        if self.plan == Plan::Naive {
+            return self.place(&rt.shape);
+        }
         let l = self.layout(m);
         let shape = &rt.shape;
         if l.split.len() == shape.len() && l.check(shape).is_ok() {
@@ -557,9 +607,11 @@ impl<'a> Lowering<'a> {
 
     /// `d1.map {fn}` over operands (plus a trailing constant operand `extra` if given).
     fn elementwise(&mut self, f: &str, operands: &[Value], extra: Option<f64>, rt: TensorType) -> LResult<Val> {
-        // Where to compute: on the first mesh operand that already has the result's shape.
+        // Where to compute: on the first mesh operand that already has the result's shape (the
+        // naive plan: always the result's row split).
         let mut out = None;
-        for &o in operands {
+        let plan = self.plan;
+        for &o in operands.iter().filter(|_| plan == Plan::Default) {
             if let Val::Mesh(m) = self.val(o)? {
                 if tensor_type(&self.out, m)?.shape == rt.shape {
                     out = Some(self.layout(m));
@@ -596,7 +648,11 @@ impl<'a> Lowering<'a> {
         // A batch dim (rank 3) is whole on every core; each core multiplies all batches.
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
-        let out = self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?;
+        // The naive plan: rows over all cores, `b` replicated.
+        let out = match self.plan {
+            Plan::Default => self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?,
+            Plan::Naive => self.naive_on(&rt.shape, r - 2),
+        };
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
         // An epilogue (`x0` the product, `x<i>` operand `i + 1`) runs in the last K step's
         // kernel of each row block, its operands there in the result's layout (a broadcast
@@ -610,8 +666,8 @@ impl<'a> Lowering<'a> {
             .sum();
         // Result rows a core holds of `rows` rows (all batches: the batch is whole on every
         // core) and result columns.
-        let core_rows = |rows: usize| (rows.div_ceil(out.grid.0 as usize) * batch) as u64;
-        let (mb, nb) = (core_rows(m), n.div_ceil(out.grid.1 as usize) as u64);
+        let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * batch) as u64;
+        let (mb, nb) = (core_rows(m), n.div_ceil(out.axis_len(out.split[r - 1])) as u64);
         // What the operands already occupy per core, then half of the rest for the steps (the
         // other half is headroom for other live values; the Program check is the final word).
         let (mut resident, mut on_mesh) = (0u64, 0u64);
@@ -653,7 +709,7 @@ impl<'a> Lowering<'a> {
         let mut block_steps = steps;
         let result = op.result(0);
         let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
-        if only_stored && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+        if only_stored && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
             let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
             let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
@@ -708,8 +764,8 @@ impl<'a> Lowering<'a> {
             }
         }
         let lead = vec![NONE; r - 2];
-        let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![ROWS, NONE]].concat() };
-        let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, COLS]].concat() };
+        let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
+        let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
         let bdims: Vec<usize> = ta.shape[..r - 2].to_vec();
         let z = vec![0; r - 2];
         // Each step's panel of `b`, made by the first block and used by all.
@@ -837,6 +893,7 @@ impl<'a> Lowering<'a> {
                 match l.split[d] {
                     ROWS => gl.grid.0 = 1,
                     COLS => gl.grid.1 = 1,
+                    ALL => gl.grid = (1, 1),
                     _ => {}
                 }
                 gl.split[d] = NONE;
@@ -856,6 +913,9 @@ impl<'a> Lowering<'a> {
     }
 
     fn reshape(&mut self, m: Value, rt: TensorType) -> LResult<Value> {
+        if self.plan == Plan::Naive {
+            return self.reshape_naive(m, rt);
+        }
         let t = tensor_type(&self.out, m)?;
         let l = self.layout(m);
         let pairs = reshape_carriable_dims(&t.shape, &rt.shape);
@@ -938,6 +998,115 @@ impl<'a> Lowering<'a> {
         let single = Layout::single(l.origin, t.rank());
         let g = self.reshard(m, &single, None)?;
         Ok(self.emit("reshape", vec![g], vec![], rt.clone(), Layout::single(l.origin, rt.rank())))
+    }
+}
+
+/// The naive plan ([`Plan::Naive`]).
+impl Lowering<'_> {
+    /// The block a row split of `shape` spreads over: the largest the default placement would
+    /// give it (`caps`: the largest block, or the usable grid on a multi-chip target).
+    fn naive_block(&self, shape: &[usize]) -> (usize, usize) {
+        let (r, c) = self.caps(4 * shape.iter().product::<usize>() as u64);
+        (r as usize, c as usize)
+    }
+
+    /// The row split of a tensor shape: the leading dim (any but the last) that spreads over
+    /// the most cores, the outermost on ties; the last dim when no leading dim has two
+    /// elements.
+    fn naive(&self, shape: &[usize]) -> Layout {
+        let rank = shape.len();
+        let block = self.naive_block(shape);
+        let cores = |d: usize| naive_cores(shape[d], block);
+        let mut best = (0..rank.saturating_sub(1)).rev().max_by_key(|&d| cores(d));
+        if best.is_none_or(|d| cores(d) < 2) && rank > 0 {
+            best = Some(rank - 1);
+        }
+        match best {
+            Some(d) => self.naive_on(shape, d),
+            None => Layout::single((0, 0), rank),
+        }
+    }
+
+    /// Dim `d` of `shape` split over all cores of a block at the grid's origin: as many as `d`
+    /// has elements, at most [`Self::naive_block`], a whole number of its rows beyond one row.
+    fn naive_on(&self, shape: &[usize], d: usize) -> Layout {
+        let block = self.naive_block(shape);
+        let g = naive_cores(shape[d], block);
+        let mut split = vec![NONE; shape.len()];
+        if g < 2 {
+            return Layout { origin: (0, 0), grid: (1, 1), split };
+        }
+        split[d] = ALL;
+        let grid = naive_grid(g, block).unwrap_or((1, 1));
+        Layout { origin: (0, 0), grid, split }
+    }
+
+    /// A transpose whose result is row-split: the operand is resharded to the result's split,
+    /// permuted back.
+    fn transpose_naive(&mut self, m: Value, perm: &[usize], rt: TensorType) -> LResult<Value> {
+        let out = self.naive(&rt.shape);
+        let mut split = vec![NONE; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            split[p] = out.split[i];
+        }
+        let moved = self.reshard(m, &Layout { split, ..out.clone() }, None)?;
+        let ints = perm.iter().map(|&p| p as i64).collect();
+        Ok(self.emit("transpose", vec![moved], vec![attr("perm", Attr::Ints(ints))], rt, out))
+    }
+
+    /// A local reshape onto the result's row split when an operand dim carries it (the
+    /// operand resharded to that dim's split first); else onto the carriable dim pair with the
+    /// most cores whose chunk count divides both sizes; else on one core.
+    fn reshape_naive(&mut self, m: Value, rt: TensorType) -> LResult<Value> {
+        let t = tensor_type(&self.out, m)?;
+        let want = self.naive(&rt.shape);
+        let block = self.naive_block(&rt.shape);
+        let mut best: Option<((bool, usize), Layout, Layout)> = None;
+        for (di, dout) in reshape_carriable_dims(&t.shape, &rt.shape) {
+            let (ni, no) = (t.shape[di], rt.shape[dout]);
+            let most = naive_cores(ni.min(no), block);
+            let fits = |g: usize| (ni == no || (ni % g == 0 && no % g == 0)) && naive_grid(g, block).is_some();
+            let Some(g) = (2..=most).rev().find(|&g| fits(g)) else { continue };
+            let grid = naive_grid(g, block).unwrap_or((1, 1));
+            let (mut si, mut so) = (vec![NONE; t.rank()], vec![NONE; rt.rank()]);
+            (si[di], so[dout]) = (ALL, ALL);
+            let lin = Layout { origin: (0, 0), grid, split: si };
+            let lout = Layout { split: so, ..lin.clone() };
+            let key = (lout == want, g);
+            if reshape_is_local(grid, &t.shape, &lin.split, &rt.shape, &lout.split) && best.as_ref().is_none_or(|(k, _, _)| key > *k) {
+                best = Some((key, lin, lout));
+            }
+        }
+        let (lin, lout) = match best {
+            Some((_, lin, lout)) => (lin, lout),
+            None => (Layout::single((0, 0), t.rank()), Layout::single((0, 0), rt.rank())),
+        };
+        let moved = self.reshard(m, &lin, None)?;
+        Ok(self.emit("reshape", vec![moved], vec![], rt, lout))
+    }
+}
+
+/// Cores the row split of a dim of `n` elements uses on a `block` (see
+/// `Lowering::naive_on`).
+fn naive_cores(n: usize, (r, c): (usize, usize)) -> usize {
+    if n >= r * c {
+        r * c
+    } else if n >= c {
+        n / c * c
+    } else {
+        n
+    }
+}
+
+/// The block of exactly `g` cores a row split uses on a `block`, if there is one: `1 x g` up
+/// to a row of the block, else whole rows.
+fn naive_grid(g: usize, (r, c): (usize, usize)) -> Option<(u32, u32)> {
+    if g <= c {
+        Some((1, g as u32))
+    } else if g % c == 0 && g / c <= r {
+        Some(((g / c) as u32, c as u32))
+    } else {
+        None
     }
 }
 

@@ -20,14 +20,14 @@ pub const PASSES: &[(&str, &str, &str)] = &[
         "convert matmul operands to the storage format of a precision policy (f32 accumulation)",
         "policy=fp32|bf16|cfloat16|cfloat8 (fp32) grads=<n> (0: the last n arguments are gradients, cf8_152 under cfloat8)",
     ),
-    ("lower-to-d1", "place dojo ops on a mesh of D1 cores (d1 dialect, explicit transfers)", "mesh=<preset> (default d1)"),
+    ("lower-to-d1", "place dojo ops on a mesh of D1 cores (d1 dialect, explicit transfers)", "mesh=<preset> (default d1) plan=default|naive (default: the naive baseline row-splits every result over all cores)"),
 ];
 
 /// The pipeline the compile driver runs for a mesh. `egraph` adds `egraph-optimize` after
 /// legalization, with these extra options (`""` for its defaults, e.g. `"iters=5"`);
 /// `precision` adds the `precision` pass before lowering, with its options (e.g.
-/// `"policy=cfloat8 grads=1"`).
-pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>) -> String {
+/// `"policy=cfloat8 grads=1"`); `plan` is `lower-to-d1`'s plan (`"default"` or `"naive"`).
+pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>, plan: &str) -> String {
     let mut passes = vec!["legalize-aten".to_string(), "dce".to_string()];
     if let Some(opts) = egraph {
         let opts = if opts.is_empty() { String::new() } else { format!(" {opts}") };
@@ -36,7 +36,8 @@ pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str
     if let Some(opts) = precision {
         passes.push(format!("precision{{{opts}}}"));
     }
-    passes.push(format!("lower-to-d1{{mesh={mesh}}}"));
+    let plan = if plan == "default" { String::new() } else { format!(" plan={plan}") };
+    passes.push(format!("lower-to-d1{{mesh={mesh}{plan}}}"));
     passes.push("dce".to_string());
     passes.join(",")
 }
@@ -49,7 +50,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
 /// [`create`], with `egraph-optimize` appending each function's statistics to `egraph_stats`.
 fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
-        "lower-to-d1" => vec!["mesh"],
+        "lower-to-d1" => vec!["mesh", "plan"],
         "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues"],
         "precision" => vec!["policy", "grads"],
         _ => vec![],
@@ -74,7 +75,10 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
             };
             Box::new(Precision { policy, grads })
         }
-        "lower-to-d1" => Box::new(LowerToD1 { mesh: spec.option("mesh").unwrap_or("d1").to_string() }),
+        "lower-to-d1" => {
+            let plan = crate::lower::Plan::parse(spec.option("plan").unwrap_or("default")).map_err(|e| format!("lower-to-d1 option plan: {e}"))?;
+            Box::new(LowerToD1 { mesh: spec.option("mesh").unwrap_or("d1").to_string(), plan })
+        }
         "egraph-optimize" => {
             let num = |k: &str, default: usize| -> Result<usize, String> {
                 spec.option(k).map_or(Ok(default), |v| v.parse().map_err(|_| format!("egraph-optimize option {k}={v}: expected a whole number")))

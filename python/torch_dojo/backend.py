@@ -46,6 +46,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "fallback": "eager",
     "egraph": False,
     "strict_numerics": False,
+    "plan": "default",
 }
 #: Limits of the e-graph optimizer that ``options={"egraph": {...}}`` may set.
 EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
@@ -54,6 +55,9 @@ EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
 #: gradients. Biases follow the spec's rule D7 (weights from their values, activations and
 #: gradients from an amax history of the last runs).
 PRECISIONS = ("fp32", "bf16", "cfloat16", "cfloat8")
+#: Placement plans of ``lower-to-d1``: ``default``, or ``naive``, the baseline it is measured
+#: against (every op's result row-split over all cores, no reshard optimisation).
+PLANS = ("default", "naive")
 
 #: Number of graphs (forward, backward, inference) compiled since import; tests assert it.
 compile_count = 0
@@ -158,6 +162,8 @@ def validate_options(options: dict | None) -> dict[str, Any]:
             f"option 'precision'={opts['precision']!r} is not a precision policy; choose one of "
             f"{', '.join(map(repr, PRECISIONS))}"
         )
+    if opts["plan"] not in PLANS:
+        raise InvalidInputError(f"option 'plan' must be one of {', '.join(map(repr, PLANS))}, got {opts['plan']!r}")
     if opts["fallback"] not in FALLBACKS:
         raise InvalidInputError(
             f"option 'fallback' must be one of {', '.join(map(repr, FALLBACKS))}, got {opts['fallback']!r}"
