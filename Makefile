@@ -15,6 +15,9 @@
 #                  pass/fail: make test has no timing assertions.
 #   make bench-egraph  the e-graph optimizer on TENSAT's models (issue 6): cost, simulated time
 #                  on d1 with egraph off/on, e-graph size, optimisation time (not in make bench)
+#   make bench-mapping  issue 5's mapping benchmark: resnet50 / GPT-2 124M inference and training
+#                  step on tile (and d1): roofline efficiency, speedup over the naive plan,
+#                  planning time (not in make bench)
 #
 # Facts behind the settings: shared notes build.md (torch 2.13 + tch 0.26 + melior 0.27).
 
@@ -107,7 +110,7 @@ test-opinfo: develop
 demo: develop
 	$(PY) examples/demo.py
 
-.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision bench-latency bench-sim bench-egraph
+.PHONY: bench bench-cfloat bench-models bench-roofline bench-precision bench-latency bench-sim bench-egraph bench-mapping
 bench: bench-cfloat bench-roofline bench-models bench-latency bench-sim bench-precision
 
 # Issue 8: resnet18 first call vs Inductor (fresh processes, cold caches) with dojo's phases,
@@ -138,6 +141,15 @@ BENCH_EGRAPH_MODELS ?=
 comma := ,
 bench-egraph: develop
 	$(PY) benchmarks/egraph.py $(subst $(comma), ,$(BENCH_EGRAPH_MODELS))
+
+# Issue 5: resnet50 (batch 32) and GPT-2 124M (batch 8, sequence 512) inference and training
+# step on tile and d1 (or the variants that fit): simulated time, roofline efficiency, speedup
+# of the default plan over lower-to-d1{plan=naive}, planning time. Graphs are captured once
+# into BENCH_MAPPING_GRAPHS (kept); compile + timing-only simulation by graph_bench (release).
+BENCH_MAPPING_GRAPHS ?= /tmp/dojo-bench-mapping
+bench-mapping: develop
+	cargo build --release -p dojo-passes --example graph_bench
+	$(PY) benchmarks/mapping.py --graphs $(BENCH_MAPPING_GRAPHS)
 
 # The GEMM roofline sweep on d1 and the scaling table (timing-only simulation).
 bench-roofline:

@@ -1,8 +1,14 @@
 //! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
 //!
 //! ```text
-//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--egraph] [--runs 3] [--timing-only [--ops]] [--values]
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--plan naive] [--egraph] [--runs 3] [--timing-only [--ops]] [--values] [--json]
 //! ```
+//!
+//! `--plan naive` compiles with `lower-to-d1`'s naive baseline plan. `--json` (with
+//! `--timing-only`, one run) prints one JSON object instead: the compile's wall time and step
+//! timings, and the Profile's simulated and roofline seconds, efficiency, binding term, cores
+//! used, FLOPs, instructions and peak SRAM; or `{"error": ...}` if the graph does not compile
+//! (`benchmarks/mapping.py` reads it).
 //!
 //! `--values` skips the reference `SimMesh::execute` beside each run, so a profiler sees the
 //! compiled graph's runs only (the first computes values and the Profile, later ones values).
@@ -32,6 +38,8 @@ fn main() {
     let mut egraph = false;
     let mut ops = false;
     let mut values_only = false;
+    let mut plan = "default".to_string();
+    let mut json_out = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -42,22 +50,53 @@ fn main() {
             "--egraph" => egraph = true,
             "--ops" => ops = true,
             "--values" => values_only = true,
+            "--plan" => plan = it.next().expect("--plan default|naive").clone(),
+            "--json" => json_out = true,
             p => path = Some(p.to_string()),
         }
     }
     let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--egraph] [--runs N] [--timing-only [--ops]] [--values]");
     let json = std::fs::read_to_string(&path).expect("read graph");
-    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}}}"#);
+    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}, "plan": "{plan}"}}"#);
 
     let t0 = Instant::now();
     let graph = match compile_graph(&json, &options) {
         Ok(g) => g,
+        Err(e) if json_out => {
+            println!("{}", serde_json::json!({ "error": e.to_string() }));
+            return;
+        }
         Err(e) => {
             println!("compile failed: {e}");
             return;
         }
     };
     let compile_s = t0.elapsed().as_secs_f64();
+    if json_out {
+        let t = Instant::now();
+        let p = match dojo_runtime::SimMesh::timing_only().time(graph.program()) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("{}", serde_json::json!({ "error": e.to_string() }));
+                return;
+            }
+        };
+        let out = serde_json::json!({
+            "compile_s": compile_s,
+            "timings": graph.timings,
+            "simulate_s": t.elapsed().as_secs_f64(),
+            "simulated_s": p.simulated_seconds,
+            "roofline_s": p.roofline_seconds,
+            "roofline_efficiency": p.roofline_efficiency,
+            "roofline_bound": p.roofline_bound,
+            "cores_used": p.cores_used,
+            "flops": p.flops,
+            "instructions": p.instructions,
+            "peak_sram_bytes": p.peak_sram_bytes,
+        });
+        println!("{out}");
+        return;
+    }
     let program_sum = graph.program_json().bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     println!(
         "compile {:.3} s (Program {} instructions, JSON {} bytes, checksum {program_sum:016x})",
