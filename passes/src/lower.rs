@@ -981,6 +981,32 @@ impl<'a> Lowering<'a> {
             }
         }
         }
+        // 3. Shards still above FOLLOW_MAX_BYTES (a merged group admits few chunks: the logits
+        //    [4096, 50257] -> [8, 512, 50257] split 4096 at most 8 ways): one carriable pair
+        //    split over all cores of a block (`ALL`), shards of at least MIN_SHARD_EDGE.
+        let rbytes = (rt.numel() * rt.elem.bytes()) as u64;
+        if best.as_ref().is_none_or(|(cores, _, _)| rbytes / u64::from(*cores) > FOLLOW_MAX_BYTES) {
+            for &(i, o) in pairs.iter().rev() {
+                let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(cap.0 * cap.1);
+                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
+                let block = (2..=want).rev().filter(|&g| fits(g)).find_map(|g| {
+                    let gc = g.min(cap.1);
+                    (g % gc == 0 && g / gc <= cap.0).then_some((g / gc, gc))
+                });
+                let Some((gr, gc)) = block else { continue };
+                if best.as_ref().is_some_and(|(cores, _, _)| *cores >= gr * gc) {
+                    continue;
+                }
+                let Some(origin) = self.block_origin(gr, gc, rbytes / u64::from(gr * gc)) else { continue };
+                let (mut in_split, mut out_split) = (vec![NONE; t.rank()], vec![NONE; rt.rank()]);
+                (in_split[i], out_split[o]) = (ALL, ALL);
+                let lin = Layout { origin, grid: (gr, gc), split: in_split };
+                let lout = Layout { split: out_split, ..lin.clone() };
+                if lin.check(&t.shape).is_ok() && lout.check(&rt.shape).is_ok() && reshape_is_local(lin.grid, &t.shape, &lin.split, &rt.shape, &lout.split) {
+                    best = Some((gr * gc, lin, lout));
+                }
+            }
+        }
         if let Some((cores, lin, lout)) = best {
             let moved = self.reshard(m, &lin, None)?;
             let out = self.emit("reshape", vec![moved], vec![], rt.clone(), lout);
