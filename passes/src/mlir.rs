@@ -608,9 +608,6 @@ impl<'c> Cx<'c> {
         let kind = op.name.strip_prefix("dojo.").unwrap_or(&op.name);
         match kind {
             "matmul" => {
-                if op.attr("epilogue").is_some() {
-                    return Err("a matmul with an epilogue is not exported to MLIR yet (run without egraph-optimize)".into());
-                }
                 let (a, b) = (ins[0], ins[1]);
                 let (name, maps) = match rt.rank() {
                     2 => ("linalg.matmul", [self.dims_map(3, &[0, 2]), self.dims_map(3, &[2, 1]), self.dims_map(3, &[0, 1])]),
@@ -623,7 +620,14 @@ impl<'c> Cx<'c> {
                 let acc = self.zeros(block, rt)?;
                 let region = self.region(&[a.elem, b.elem, rt.elem], Body::MulAdd(rt.elem))?;
                 let attrs = [("indexing_maps", self.maps_attr(&maps)?), ("operandSegmentSizes", self.segments(2, 1))];
-                self.op1(block, name, &[xs[0], xs[1], acc], self.tensor(rt)?, &attrs, vec![region])
+                let product = self.op1(block, name, &[xs[0], xs[1], acc], self.tensor(rt)?, &attrs, vec![region])?;
+                // An epilogue: the fused body over the product (x0) and the extra operands.
+                let Some(body) = op.attr("epilogue").and_then(Attr::as_str) else { return Ok(product) };
+                let expr = FusedExpr::parse(body)?;
+                let operands: Vec<(Value<'c, 'a>, &TensorType)> =
+                    std::iter::once((product, rt)).chain(xs[2..].iter().copied().zip(ins[2..].iter().copied())).collect();
+                let elems: Vec<ElemType> = operands.iter().map(|(_, t)| t.elem).collect();
+                self.generic(block, &operands, rt, Body::Fused(&expr, &elems))
             }
             "constant" => {
                 let v = op.attr("value").and_then(Attr::as_float).ok_or("needs a numeric 'value'")?;

@@ -23,7 +23,7 @@ def compile_error(excinfo):
 
 
 def test_defaults_fill_in():
-    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False}
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default"}
 
 
 def test_unknown_option_lists_valid_keys():
@@ -154,7 +154,7 @@ def test_torch_compile_reaches_the_native_compiler(monkeypatch):
         assert out.shape == (2, 4)
     graph, options = seen[0]
     assert graph["name"] == "inference"
-    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False}
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default"}
     assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
     assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
 
@@ -217,3 +217,13 @@ def test_dump_ir_prints_every_stage(fake_driver, capsys):
     with torch.no_grad():
         torch.compile(mlp(), backend="dojo", options={"dump_ir": True}, dynamic=False)(torch.randn(2, 8))
     assert "torch-dojo inference graph" in capsys.readouterr().err
+
+
+def test_naive_plan_option_gives_the_same_results_and_a_bad_plan_is_named():
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"'fast'"):
+        backend.validate_options({"plan": "fast"})
+    model, x = mlp(), torch.randn(32, 8)
+    with torch.no_grad():
+        want = model(x)
+        got = torch.compile(model, backend="dojo", options={"plan": "naive"}, dynamic=False)(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
