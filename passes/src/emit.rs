@@ -141,7 +141,7 @@ struct ReplicaGroups {
 impl ReplicaGroups {
     fn new(groups: Vec<(IrRegion, Vec<usize>)>) -> ReplicaGroups {
         let rank = groups.first().map_or(0, |g| g.0.offsets.len());
-        let mut intervals: Vec<Vec<(usize, usize)>> = (0..rank)
+        let intervals: Vec<Vec<(usize, usize)>> = (0..rank)
             .map(|d| {
                 let mut v: Vec<(usize, usize)> = groups.iter().map(|g| (g.0.offsets[d], g.0.sizes[d])).collect();
                 v.sort_unstable();
@@ -156,9 +156,6 @@ impl ReplicaGroups {
             .map(|(g, (r, _))| ((0..rank).map(|d| intervals[d].binary_search(&(r.offsets[d], r.sizes[d])).unwrap_or(0)).collect(), g))
             .collect();
         let grid = disjoint && cells.len() == groups.len() && intervals.iter().map(Vec::len).product::<usize>() == groups.len();
-        if !grid {
-            intervals.clear();
-        }
         ReplicaGroups { groups, intervals: grid.then_some(intervals), cells }
     }
 
