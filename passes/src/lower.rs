@@ -850,7 +850,7 @@ impl<'a> Lowering<'a> {
         let row_bytes = d.div_ceil(gc as usize) * tt.elem.bytes();
         let parts = (1..=cap.0.min(v as u32)).find(|&p| v.div_ceil(p as usize) * row_bytes <= budget).ok_or_else(|| {
             PassError::Capacity(format!(
-                "embedding table {:?} does not fit: even in {} row parts over {} columns of cores a part takes more than a quarter of a core's SRAM",
+                "embedding table {:?} does not fit: even in {} row parts over {} columns of cores a part takes more than a quarter of a core's SRAM; use a larger mesh (e.g. tile)",
                 tt.shape, cap.0, gc
             ))
         })?;
