@@ -8,8 +8,9 @@
 //! - A tensor's default layout splits its last two dims over a block of cores, rows over mesh
 //!   rows and columns over mesh columns, with shards of at least [`MIN_SHARD_EDGE`] elements a
 //!   side, within a 16 x 16 block ([`MAX_BLOCK_EDGE`]); on a multi-chip target a tensor whose
-//!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`] spreads over the whole usable
-//!   grid (several chips: chip-edge links carry its traffic).
+//!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`], or a matmul result whose
+//!   compute there would take [`MULTI_CHIP_MIN_MATMUL_S`] or more, spreads over the whole
+//!   usable grid (several chips: chip-edge links carry its traffic).
 //! - Elementwise ops run where their first full-size mesh operand lives; the other operands
 //!   are resharded to match (broadcast operands are replicated where needed).
 //! - `dojo.matmul` is SUMMA on the result's 2D block: in each of `S` steps every core receives
@@ -49,6 +50,9 @@ pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
 pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
+/// Compute time on the default block from which a matmul's result spreads over the whole
+/// usable grid of a multi-chip target (see `Lowering::matmul`).
+pub const MULTI_CHIP_MIN_MATMUL_S: f64 = 100e-6;
 /// Shard size on the default block from which a tensor spreads over the whole usable grid
 /// (more chips on a multi-chip target; see `Lowering::caps`).
 pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
@@ -309,8 +313,12 @@ impl<'a> Lowering<'a> {
     /// chunks as give shards of at least [`MIN_SHARD_EDGE`], at most the largest block), at the
     /// first block free of disabled sites.
     fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>) -> LResult<Layout> {
+        self.place_within(shape, rows, cols, self.caps(4 * shape.iter().product::<usize>() as u64))
+    }
+
+    /// [`Self::place_on`] within a block of at most `cap` cores a side.
+    fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32)) -> LResult<Layout> {
         let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
-        let cap = self.caps(4 * shape.iter().product::<usize>() as u64);
         let mut split = vec![NONE; shape.len()];
         let mut gr = 1;
         let mut gc = 1;
@@ -650,7 +658,20 @@ impl<'a> Lowering<'a> {
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         // The naive plan: rows over all cores, `b` replicated.
         let out = match self.plan {
-            Plan::Default => self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?,
+            // A matmul that would compute for long on the default block spreads over the
+            // whole usable grid of a multi-chip target, whatever its result's size.
+            Plan::Default => {
+                let t = self.target;
+                let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
+                let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
+                let (mr, mc) = self.max_block;
+                let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
+                if t.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S {
+                    self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable)?
+                } else {
+                    self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
+                }
+            }
             Plan::Naive => self.naive_on(&rt.shape, r - 2),
         };
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
@@ -981,11 +1002,12 @@ impl<'a> Lowering<'a> {
             }
         }
         }
-        // 3. Shards still above FOLLOW_MAX_BYTES (a merged group admits few chunks: the logits
-        //    [4096, 50257] -> [8, 512, 50257] split 4096 at most 8 ways): one carriable pair
-        //    split over all cores of a block (`ALL`), shards of at least MIN_SHARD_EDGE.
+        // 3. Shards still above a quarter of a core's SRAM (a merged group admits few chunks:
+        //    the logits [4096, 50257] -> [8, 512, 50257] split 4096 at most 8 ways): one
+        //    carriable pair split over all cores of a block (`ALL`), shards of at least
+        //    MIN_SHARD_EDGE. (Not for smaller shards: on resnet18 the 2D layouts are faster.)
         let rbytes = (rt.numel() * rt.elem.bytes()) as u64;
-        if best.as_ref().is_none_or(|(cores, _, _)| rbytes / u64::from(*cores) > FOLLOW_MAX_BYTES) {
+        if best.as_ref().is_none_or(|(cores, _, _)| rbytes / u64::from(*cores) > self.target.usable_sram_bytes() / 4) {
             for &(i, o) in pairs.iter().rev() {
                 let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(cap.0 * cap.1);
                 let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
