@@ -656,22 +656,22 @@ impl<'a> Lowering<'a> {
         // A batch dim (rank 3) is whole on every core; each core multiplies all batches.
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
-        // The naive plan: rows over all cores, `b` replicated.
+        // A core's multiply-add rate for these operands (matrix unit or FP32).
+        let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
+        let rate = core_flops_per_s(self.target, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
         let out = match self.plan {
             // A matmul that would compute for long on the default block spreads over the
             // whole usable grid of a multi-chip target, whatever its result's size.
             Plan::Default => {
-                let t = self.target;
-                let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
-                let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
                 let (mr, mc) = self.max_block;
                 let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
-                if t.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S {
+                if self.target.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S {
                     self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable)?
                 } else {
                     self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
                 }
             }
+            // Rows over all cores, `b` replicated.
             Plan::Naive => self.naive_on(&rt.shape, r - 2),
         };
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
@@ -732,8 +732,6 @@ impl<'a> Lowering<'a> {
         let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
         if only_stored && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
-            let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
-            let rate = core_flops_per_s(t, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
                 Ok(match self.val(v)? {
@@ -964,14 +962,15 @@ impl<'a> Lowering<'a> {
         //    otherwise: [8, 64, 114, 114] -> [8, 64, 57, 2, 57, 2] splits 114 in 3 at most).
         let mut best: Option<(u32, Layout, Layout)> = None;
         let cap = self.caps((t.numel() * t.elem.bytes()) as u64);
+        // Whether pair (i, o) can be split in g chunks and stay local.
+        let fits = |(i, o): (usize, usize), g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
         for edge in [MIN_SHARD_EDGE, 1] {
             if best.as_ref().is_some_and(|(cores, _, _)| (rt.numel() * rt.elem.bytes()) as u64 / u64::from(*cores) <= FOLLOW_MAX_BYTES) {
                 break;
             }
             let grid = |(i, o): (usize, usize), max: u32| {
                 let want = ((t.shape[i].max(rt.shape[o]) / edge).max(1) as u32).min(max);
-                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
-                (1..=want).rev().find(|&g| fits(g)).unwrap_or(1)
+                (1..=want).rev().find(|&g| fits((i, o), g)).unwrap_or(1)
             };
         for (ci, &cp) in pairs.iter().enumerate().rev() {
             let rows = std::iter::once(None).chain(pairs.iter().enumerate().rev().filter(|(ri, _)| *ri != ci).map(|(_, &p)| Some(p)));
@@ -1010,8 +1009,7 @@ impl<'a> Lowering<'a> {
         if best.as_ref().is_none_or(|(cores, _, _)| rbytes / u64::from(*cores) > self.target.usable_sram_bytes() / 4) {
             for &(i, o) in pairs.iter().rev() {
                 let want = ((t.shape[i].max(rt.shape[o]) / MIN_SHARD_EDGE).max(1) as u32).min(cap.0 * cap.1);
-                let fits = |g: u32| t.shape[i] == rt.shape[o] || (t.shape[i] % g as usize == 0 && rt.shape[o] % g as usize == 0);
-                let block = (2..=want).rev().filter(|&g| fits(g)).find_map(|g| {
+                let block = (2..=want).rev().filter(|&g| fits((i, o), g)).find_map(|g| {
                     let gc = g.min(cap.1);
                     (g % gc == 0 && g / gc <= cap.0).then_some((g / gc, gc))
                 });
