@@ -7,7 +7,8 @@
 //!   too); emission maps them to sites.
 //! - A tensor's default layout splits its last two dims over a block of cores, rows over mesh
 //!   rows and columns over mesh columns, with shards of at least [`MIN_SHARD_EDGE`] elements a
-//!   side, within a 16 x 16 block ([`MAX_BLOCK_EDGE`]); on a multi-chip target a tensor whose
+//!   side (any edge when that leaves shards above [`FOLLOW_MAX_BYTES`]), within a 16 x 16
+//!   block ([`MAX_BLOCK_EDGE`]); on a multi-chip target a tensor whose
 //!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`], or a matmul result whose
 //!   compute there would take [`MULTI_CHIP_MIN_MATMUL_S`] or more, spreads over the whole
 //!   usable grid (several chips: chip-edge links carry its traffic).
@@ -289,36 +290,50 @@ impl<'a> Lowering<'a> {
     /// give the most cores (shards of at least [`MIN_SHARD_EDGE`]), the later dims on ties, so
     /// a matrix splits its last two dims while a conv weight `[256, 128, 3, 3]` or an
     /// activation `[2, 128, 8, 8]` splits its channels.
+    /// If shards of at least [`MIN_SHARD_EDGE`] would exceed [`FOLLOW_MAX_BYTES`] (at most one
+    /// dim is long enough, e.g. a convolution's columns `[8, 256, 9, 14, 14]` would go to 16
+    /// cores at 900 KiB each), any shard edge is allowed.
     fn place(&self, shape: &[usize]) -> LResult<Layout> {
         if self.plan == Plan::Naive {
             return Ok(self.naive(shape));
         }
         let rank = shape.len();
         let cap = self.caps(4 * shape.iter().product::<usize>() as u64);
-        let chunks = |d: usize, max: u32| ((shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(max) as usize;
-        let mut best = (rank.checked_sub(2), rank.checked_sub(1));
-        let mut best_cores = best.0.map_or(1, |r| chunks(r, cap.0)) * best.1.map_or(1, |c| chunks(c, cap.1));
-        for c in (0..rank).rev() {
-            for r in (0..c).rev() {
-                let cores = chunks(r, cap.0) * chunks(c, cap.1);
-                if cores > best_cores {
-                    (best, best_cores) = ((Some(r), Some(c)), cores);
+        let dims = |edge: usize| {
+            let chunks = |d: usize, max: u32| ((shape[d] / edge).max(1) as u32).min(max) as usize;
+            let mut best = (rank.checked_sub(2), rank.checked_sub(1));
+            let mut best_cores = best.0.map_or(1, |r| chunks(r, cap.0)) * best.1.map_or(1, |c| chunks(c, cap.1));
+            for c in (0..rank).rev() {
+                for r in (0..c).rev() {
+                    let cores = chunks(r, cap.0) * chunks(c, cap.1);
+                    if cores > best_cores {
+                        (best, best_cores) = ((Some(r), Some(c)), cores);
+                    }
                 }
             }
+            best
+        };
+        let (r, c) = dims(MIN_SHARD_EDGE);
+        let l = self.place_within(shape, r, c, cap, MIN_SHARD_EDGE)?;
+        if 4 * l.max_shard_numel(shape) as u64 <= FOLLOW_MAX_BYTES {
+            return Ok(l);
         }
-        self.place_on(shape, best.0, best.1)
+        let (r, c) = dims(1);
+        let thin = self.place_within(shape, r, c, cap, 1)?;
+        Ok(if thin.max_shard_numel(shape) < l.max_shard_numel(shape) { thin } else { l })
     }
 
     /// The layout splitting dim `rows` over mesh rows and `cols` over mesh columns (as many
     /// chunks as give shards of at least [`MIN_SHARD_EDGE`], at most the largest block), at the
     /// first block free of disabled sites.
     fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>) -> LResult<Layout> {
-        self.place_within(shape, rows, cols, self.caps(4 * shape.iter().product::<usize>() as u64))
+        self.place_within(shape, rows, cols, self.caps(4 * shape.iter().product::<usize>() as u64), MIN_SHARD_EDGE)
     }
 
-    /// [`Self::place_on`] within a block of at most `cap` cores a side.
-    fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32)) -> LResult<Layout> {
-        let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
+    /// [`Self::place_on`] within a block of at most `cap` cores a side, shards of at least
+    /// `edge` elements.
+    fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32), edge: usize) -> LResult<Layout> {
+        let grid_for = |n: usize, max: u32| ((n / edge).max(1) as u32).min(max);
         let mut split = vec![NONE; shape.len()];
         let mut gr = 1;
         let mut gc = 1;
@@ -666,7 +681,7 @@ impl<'a> Lowering<'a> {
                 let (mr, mc) = self.max_block;
                 let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
                 if self.target.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S {
-                    self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable)?
+                    self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, MIN_SHARD_EDGE)?
                 } else {
                     self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
                 }
