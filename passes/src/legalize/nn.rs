@@ -210,7 +210,7 @@ impl Pool {
                 vec![kh * self.dilation[0], kw * self.dilation[1]]
             })
             .collect();
-        lx.window_taps(xp, &offsets, &self.stride, &self.out, fill)
+        lx.window_taps(xp, 2, &offsets, &self.stride, &self.out, fill)
     }
 
     /// `[1, 1, OH, OW]` int64: the flat input position `h*W + w` tap `t` reads (negative or
@@ -442,22 +442,24 @@ impl<'a> Lx<'a> {
         Ok(vec![y])
     }
 
-    /// The windows of `xp` (`[lead..., spatial...]`) that kernel taps read: for each tap's
-    /// spatial offsets `o`, the elements `o + j*stride` for `j < out`, each `[lead..., out...]`.
-    /// A stride above 1 is taken by viewing each spatial dim `H` as `[H/s, s]` (padding the
-    /// end with `fill` to a multiple of `s`), so every tap is a unit-stride box: a core then
-    /// fetches exactly the elements it needs, not the whole strided span.
-    fn window_taps(&mut self, xp: Value, offsets: &[Vec<usize>], stride: &[usize], out: &[usize], fill: f64) -> Vec<Value> {
+    /// The windows of `xp` (`[lead..., spatial..., trail...]`, the `k = stride.len()` spatial
+    /// dims from dim `first`) that kernel taps read: for each tap's spatial offsets `o`, the
+    /// elements `o + j*stride` for `j < out`, each `[lead..., out..., trail...]`. A stride
+    /// above 1 is taken by viewing each spatial dim `H` as `[H/s, s]` (padding the end with
+    /// `fill` to a multiple of `s`), so every tap is a unit-stride box: a core then fetches
+    /// exactly the elements it needs, not the whole strided span.
+    fn window_taps(&mut self, xp: Value, first: usize, offsets: &[Vec<usize>], stride: &[usize], out: &[usize], fill: f64) -> Vec<Value> {
         let shape = self.t(xp).shape;
         let k = stride.len();
-        let lead = shape.len() - k;
+        let (lead, trail) = (&shape[..first], &shape[first + k..]);
         let unit: Vec<usize> = vec![1; shape.len()];
+        let around = |mid: Vec<usize>| [lead.to_vec(), mid, trail.to_vec()].concat();
         if stride.iter().all(|&s| s == 1) {
             return offsets
                 .iter()
                 .map(|o| {
-                    let off = [vec![0; lead], o.clone()].concat();
-                    self.slice(xp, &off, &unit, [shape[..lead].to_vec(), out.to_vec()].concat())
+                    let off = [vec![0; first], o.clone(), vec![0; trail.len()]].concat();
+                    self.slice(xp, &off, &unit, around(out.to_vec()))
                 })
                 .collect();
         }
@@ -465,42 +467,45 @@ impl<'a> Lx<'a> {
         let blocks: Vec<usize> =
             (0..k).map(|i| offsets.iter().map(|o| o[i] / stride[i] + out[i]).max().unwrap_or(out[i])).collect();
         let want: Vec<usize> = (0..k).map(|i| blocks[i] * stride[i]).collect();
-        let cut: Vec<usize> = [shape[..lead].to_vec(), (0..k).map(|i| shape[lead + i].min(want[i])).collect()].concat();
+        let cut = around((0..k).map(|i| shape[first + i].min(want[i])).collect());
         let x = self.slice(xp, &vec![0; shape.len()], &unit, cut.clone());
-        let high: Vec<usize> = [vec![0; lead], (0..k).map(|i| want[i] - cut[lead + i]).collect()].concat();
+        let high = [vec![0; first], (0..k).map(|i| want[i] - cut[first + i]).collect(), vec![0; trail.len()]].concat();
         let x = self.pad(x, &vec![0; shape.len()], &high, &vec![0; shape.len()], fill);
-        let view: Vec<usize> = [shape[..lead].to_vec(), (0..k).flat_map(|i| [blocks[i], stride[i]]).collect()].concat();
-        let x = self.reshape_to(x, view);
-        let unit2 = vec![1; lead + 2 * k];
+        let x = self.reshape_to(x, around((0..k).flat_map(|i| [blocks[i], stride[i]]).collect()));
+        let unit2 = vec![1; shape.len() + k];
         offsets
             .iter()
             .map(|o| {
-                let off = [vec![0; lead], (0..k).flat_map(|i| [o[i] / stride[i], o[i] % stride[i]]).collect()].concat();
-                let sizes = [shape[..lead].to_vec(), (0..k).flat_map(|i| [out[i], 1]).collect()].concat();
-                let t = self.slice(x, &off, &unit2, sizes);
-                self.reshape_to(t, [shape[..lead].to_vec(), out.to_vec()].concat())
+                let off = [vec![0; first], (0..k).flat_map(|i| [o[i] / stride[i], o[i] % stride[i]]).collect(), vec![0; trail.len()]].concat();
+                let t = self.slice(x, &off, &unit2, around((0..k).flat_map(|i| [out[i], 1]).collect()));
+                self.reshape_to(t, around(out.to_vec()))
             })
             .collect()
     }
 
-    /// The columns `[G, M, Cg*T]` of a convolution's input (`[G, M, T*Cg]` if tap-major).
+    /// The columns `[G, M, Cg*T]` of a convolution's input (`[G, M, T*Cg]` if tap-major), M
+    /// in `(O..., N)` order. The padded input is transposed first, to `[G, P..., N, Cg]` (the
+    /// columns' order; T times smaller than the columns), so each tap is a window over the
+    /// spatial dims, the taps join along a new dim next to `Cg` and one reshape merges
+    /// `(O..., N)` and `(Cg, T)`: a mesh layout splitting the outer dims carries through all of
+    /// it, and only the finished columns move to the matmul.
     fn conv_columns(&mut self, cv: &Conv, x: Value) -> Value {
         let k = cv.size.len();
-        let p = cv.padding.clone();
-        let zeros = vec![0; 2 + k];
-        let pad_lo: Vec<usize> = [vec![0, 0], p].concat();
-        let xp = self.pad(x, &pad_lo, &pad_lo, &zeros, 0.0);
-        let offsets: Vec<Vec<usize>> =
-            (0..cv.taps()).map(|t| cv.tap(t).iter().zip(&cv.dilation).map(|(i, d)| i * d).collect()).collect();
-        let taps = self.window_taps(xp, &offsets, &cv.stride, &cv.out, 0.0);
-        let taps: Vec<Value> =
-            taps.into_iter().map(|t| self.reshape_to(t, [vec![cv.n, cv.c, 1], cv.out.clone()].concat())).collect();
-        let cols = self.concat(taps, 2); // [N, C, T, O...]
         let (g, cg, tt) = (cv.groups, cv.c / cv.groups, cv.taps());
-        let cols = self.reshape_to(cols, [vec![cv.n, g, cg, tt], cv.out.clone()].concat());
-        // [N, G, Cg, T, O...] -> [G, O..., N, Cg, T] (or N, T, Cg)
-        let perm: Vec<usize> = [vec![1], (4..4 + k).collect(), vec![0], cv.k_order(2, 3).to_vec()].concat();
-        let cols = self.transpose(cols, &perm);
+        let zeros = vec![0; 2 + k];
+        let pad_lo: Vec<usize> = [vec![0, 0], cv.padding.clone()].concat();
+        let xp = self.pad(x, &pad_lo, &pad_lo, &zeros, 0.0);
+        let xp = self.reshape_to(xp, [vec![cv.n, g, cg], cv.padded()].concat());
+        // [N, G, Cg, P...] -> [G, P..., N, Cg]
+        let perm: Vec<usize> = [vec![1], (3..3 + k).collect(), vec![0, 2]].concat();
+        let xt = self.transpose(xp, &perm);
+        let offsets: Vec<Vec<usize>> =
+            (0..tt).map(|t| cv.tap(t).iter().zip(&cv.dilation).map(|(i, d)| i * d).collect()).collect();
+        let taps = self.window_taps(xt, 1, &offsets, &cv.stride, &cv.out, 0.0); // [G, O..., N, Cg]
+        let lead = [vec![g], cv.out.clone(), vec![cv.n]].concat();
+        let each = [lead.clone(), cv.k_order(cg, 1).to_vec()].concat();
+        let taps: Vec<Value> = taps.into_iter().map(|t| self.reshape_to(t, each.clone())).collect();
+        let cols = self.concat(taps, if cv.tap_major() { 2 + k } else { 3 + k }); // [G, O..., N, Cg, T]
         self.reshape_to(cols, vec![g, cv.positions(), cg * tt])
     }
 
