@@ -22,7 +22,8 @@
 //!   own SUMMA reusing the first block's panels of `b`, so that a block's store overlaps the
 //!   next block's compute (`row_blocks`); `d1.store {dim}` then takes the blocks.
 //! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
-//!   first row/column, and reduce again.
+//!   first row/column, and reduce again (over both axes: all at once, or columns then rows when
+//!   all partials would take more than [`FOLLOW_MAX_BYTES`] on one core).
 //! - Constants are never moved: they are filled where they are needed.
 //!
 //! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
@@ -933,24 +934,49 @@ impl<'a> Lowering<'a> {
         let partial_shape: Vec<usize> = (0..tx.rank())
             .map(|d| if dims.contains(&d) { l.axis_len(l.split[d]) } else { tx.shape[d] })
             .collect();
-        let mut cur = self.emit(kind, vec![m], vec![dims_attr()], TensorType::new(partial_shape, rt.elem), l.clone());
+        let mut cur = self.emit(kind, vec![m], vec![dims_attr()], TensorType::new(partial_shape.clone(), rt.elem), l.clone());
         let mut cl = l.clone();
-        // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced.
-        if dims.iter().any(|&d| l.split[d] != NONE) {
-            let mut gl = l.clone();
-            for &d in dims {
-                match l.split[d] {
-                    ROWS => gl.grid.0 = 1,
-                    COLS => gl.grid.1 = 1,
-                    ALL => gl.grid = (1, 1),
-                    _ => {}
-                }
-                gl.split[d] = NONE;
+        let kept: Vec<usize> = (0..tx.rank()).map(|d| if dims.contains(&d) { 1 } else { tx.shape[d] }).collect();
+        // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced:
+        //    at once, or one mesh axis at a time (columns, then rows) when all of them would
+        //    take more than FOLLOW_MAX_BYTES on one core (8075 partials of a row on a tile).
+        let mut once = l.clone();
+        for &d in dims {
+            match l.split[d] {
+                ROWS => once.grid.0 = 1,
+                COLS => once.grid.1 = 1,
+                ALL => once.grid = (1, 1),
+                _ => {}
             }
-            let gathered = self.reshard(cur, &gl, None)?;
-            let kept: Vec<usize> = (0..tx.rank()).map(|d| if dims.contains(&d) { 1 } else { tx.shape[d] }).collect();
-            cur = self.emit(kind, vec![gathered], vec![dims_attr()], TensorType::new(kept, rt.elem), gl.clone());
-            cl = gl;
+            once.split[d] = NONE;
+        }
+        let gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
+        if gathered_bytes > FOLLOW_MAX_BYTES && dims.iter().any(|&d| l.split[d] == ROWS) && dims.iter().any(|&d| l.split[d] == COLS) {
+            let mut shape = partial_shape;
+            for axis in [COLS, ROWS] {
+                let ds: Vec<usize> = dims.iter().copied().filter(|&d| cl.split[d] == axis).collect();
+                if ds.is_empty() {
+                    continue;
+                }
+                let mut gl = cl.clone();
+                if axis == COLS {
+                    gl.grid.1 = 1;
+                } else {
+                    gl.grid.0 = 1;
+                }
+                for &d in &ds {
+                    gl.split[d] = NONE;
+                    shape[d] = 1;
+                }
+                let gathered = self.reshard(cur, &gl, None)?;
+                let ints = ds.iter().map(|&d| d as i64).collect();
+                cur = self.emit(kind, vec![gathered], vec![attr("dims", Attr::Ints(ints))], TensorType::new(shape.clone(), rt.elem), gl.clone());
+                cl = gl;
+            }
+        } else if dims.iter().any(|&d| l.split[d] != NONE) {
+            let gathered = self.reshard(cur, &once, None)?;
+            cur = self.emit(kind, vec![gathered], vec![dims_attr()], TensorType::new(kept, rt.elem), once.clone());
+            cl = once;
         }
         if keepdim {
             return Ok(Val::Mesh(cur));

@@ -383,3 +383,24 @@ fn a_long_matmul_spreads_over_the_chips_of_a_tile() {
     let d1 = SimMesh::timing_only().time(&compile(&ir, "d1").expect("fits a D1")).unwrap();
     assert!(prof.simulated_seconds < d1.simulated_seconds, "tile {} s, d1 {} s", prof.simulated_seconds, d1.simulated_seconds);
 }
+
+#[test]
+fn a_reduction_over_both_axes_of_a_tile_gathers_one_axis_at_a_time() {
+    // A batch norm's channel sums at resnet50's batch 32: the image's rows and columns split
+    // over the tile's 85 x 95 usable cores; 8075 partials of 64 channels would be 2 MB on one
+    // core (more than its SRAM); a row of them at a time is 24 KB.
+    let (x, y) = ("tensor<32x64x112x112xf32>", "tensor<64xf32>");
+    let ir = format!(
+        r#""builtin.module"() ({{
+  "func.func"() <{{function_type = ({x}) -> ({y}), sym_name = "f"}}> ({{
+  ^bb0(%x: {x}):
+    %0 = "dojo.reduce_sum"(%x) {{dims = array<i64: 0, 2, 3>, keepdim = false}} : ({x}) -> {y}
+    "func.return"(%0) : ({y}) -> ()
+  }}) : () -> ()
+}}) : () -> ()"#
+    );
+    let p = compile(&ir, "tile").expect("fits a tile");
+    let prof = SimMesh::timing_only().time(&p).expect("fits every core's SRAM");
+    assert!(prof.cores_used > 4000, "{} cores", prof.cores_used);
+    check(&prof, "channel sums of 32x64x112x112 on tile");
+}
