@@ -12,6 +12,9 @@
 //!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`], or a matmul result whose
 //!   compute there would take [`MULTI_CHIP_MIN_MATMUL_S`] or more, spreads over the whole
 //!   usable grid (several chips: chip-edge links carry its traffic).
+//! - On a multi-chip target, a value whose windows a concat spreading over the chips joins (a
+//!   convolution's input, its taps) spreads over the dims no window cuts when it is computed
+//!   (`Lowering::window_roots`), so the taps and the concat are local.
 //! - Elementwise ops run where their first full-size mesh operand lives; the other operands
 //!   are resharded to match (broadcast operands are replicated where needed).
 //! - `dojo.matmul` is SUMMA on the result's 2D block: in each of `S` steps every core receives
@@ -147,6 +150,9 @@ struct Lowering<'a> {
     /// block narrower than it goes where this is least (see `block_origin`).
     load: Vec<u64>,
     plan: Plan,
+    /// Values whose windows a concat spreading over the chips joins (a convolution's taps of
+    /// its transposed input): the concat's size over theirs, their cut dims (`window_roots`).
+    window_roots: HashMap<Value, (usize, Vec<bool>)>,
 }
 
 type LResult<T> = Result<T, PassError>;
@@ -170,7 +176,7 @@ impl<'a> Lowering<'a> {
             return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
         }
         let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
-        Ok(Lowering {
+        let mut lowering = Lowering {
             src,
             target,
             out,
@@ -182,7 +188,78 @@ impl<'a> Lowering<'a> {
             usable,
             load: vec![0; (max_block.0 * max_block.1) as usize],
             plan,
-        })
+            window_roots: HashMap::new(),
+        };
+        lowering.window_roots = lowering.window_roots();
+        Ok(lowering)
+    }
+
+    /// On a multi-chip target (default plan): the values whose windows a concat joins — each
+    /// of its operands a chain of slices, pads and reshapes of the same value — when the
+    /// concat spreads over the whole usable grid: the concat's size over the value's, and
+    /// which of the value's dims some window cuts (`true`). Such a value spreads over its
+    /// uncut dims as soon as it is computed (`spread_root`), so the windows and the concat
+    /// are local: a convolution's input moves once, not as its T-times larger taps.
+    fn window_roots(&self) -> HashMap<Value, (usize, Vec<bool>)> {
+        let mut roots: HashMap<Value, (usize, Vec<bool>)> = HashMap::new();
+        if self.target.chip_grid == (1, 1) || self.plan != Plan::Default {
+            return roots;
+        }
+        let producer: HashMap<Value, &Op> = self.src.ops.iter().map(|o| (o.result(0), o)).collect();
+        let movement = |v: &Value| producer.get(v).copied().filter(|o| matches!(o.name.as_str(), "dojo.slice" | "dojo.pad" | "dojo.reshape"));
+        // The chain's root and, per root dim, whether a step changes it.
+        let chain = |v: Value| -> Option<(Value, Vec<bool>)> {
+            let mut steps = vec![];
+            let mut r = v;
+            while let Some(o) = movement(&r) {
+                steps.push(o);
+                r = o.operands[0];
+            }
+            let shape = &self.src.tensor(r)?.shape;
+            let mut at: Vec<Option<usize>> = (0..shape.len()).map(Some).collect();
+            let mut cur = shape.clone();
+            for o in steps.iter().rev() {
+                let next = &self.src.tensor(o.result(0))?.shape;
+                if next.len() == cur.len() && o.name != "dojo.reshape" {
+                    at = at.into_iter().map(|d| d.filter(|&d| next[d] == cur[d])).collect();
+                } else {
+                    let pairs = reshape_carriable_dims(&cur, next);
+                    at = at.into_iter().map(|d| d.and_then(|d| pairs.iter().find(|p| p.0 == d && next[p.1] == cur[d]).map(|p| p.1))).collect();
+                }
+                cur = next.clone();
+            }
+            Some((r, at.iter().map(Option::is_none).collect()))
+        };
+        for op in self.src.ops.iter().filter(|o| o.name == "dojo.concat" && o.operands.len() > 1) {
+            let Some(t) = self.src.tensor(op.result(0)) else { continue };
+            let Some(chains) = op.operands.iter().map(|&v| chain(v)).collect::<Option<Vec<_>>>() else { continue };
+            let root = chains[0].0;
+            let Some(rt) = self.src.tensor(root).filter(|rt| rt.numel() > 0) else { continue };
+            if chains.iter().all(|c| c.0 == root) && self.caps((t.numel() * t.elem.bytes()) as u64) == self.usable {
+                let cut: Vec<bool> = (0..rt.rank()).map(|d| chains.iter().any(|c| c.1[d])).collect();
+                let ratio = t.numel().div_ceil(rt.numel());
+                let e = roots.entry(root).or_insert((ratio, cut.clone()));
+                e.0 = e.0.max(ratio);
+                e.1.iter_mut().zip(&cut).for_each(|(a, b)| *a |= b);
+            }
+        }
+        roots
+    }
+
+    /// A window root (`window_roots`) split over its two largest uncut dims on the usable grid,
+    /// if then `ratio` times its shards fit [`FOLLOW_MAX_BYTES`] and that takes more cores.
+    fn spread_root(&mut self, m: Value, ratio: usize, cut: &[bool]) -> LResult<Value> {
+        let l = self.layout(m);
+        let t = tensor_type(&self.out, m)?;
+        let mut dims: Vec<usize> = (0..t.rank()).filter(|&d| !cut[d] && t.shape[d] > 1).collect();
+        dims.sort_by_key(|&d| std::cmp::Reverse(t.shape[d]));
+        let Some(&r) = dims.first() else { return Ok(m) };
+        let wide = self.place_within(&t.shape, Some(r), dims.get(1).copied(), self.usable, 1)?;
+        let bytes = (wide.max_shard_numel(&t.shape) * t.elem.bytes() * ratio) as u64;
+        if bytes > FOLLOW_MAX_BYTES || wide.num_cores() <= l.num_cores() {
+            return Ok(m);
+        }
+        self.reshard(m, &wide, None)
     }
 
     fn run(mut self) -> LResult<Func> {
@@ -193,6 +270,10 @@ impl<'a> Lowering<'a> {
                 PassError::Capacity(m) => PassError::Capacity(format!("@{} op #{i} '{}': {m}", src.name, op.name)),
                 other => other,
             })?;
+            let v = match (v, self.window_roots.get(&op.result(0)).cloned()) {
+                (Val::Mesh(m), Some((ratio, cut))) => Val::Mesh(self.spread_root(m, ratio, &cut)?),
+                (v, _) => v,
+            };
             self.vals[op.result(0).index()] = Some(v);
         }
         let mut rets = Vec::new();

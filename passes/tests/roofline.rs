@@ -404,3 +404,29 @@ fn a_reduction_over_both_axes_of_a_tile_gathers_one_axis_at_a_time() {
     assert!(prof.cores_used > 4000, "{} cores", prof.cores_used);
     check(&prof, "channel sums of 32x64x112x112 on tile");
 }
+
+#[test]
+fn a_convolutions_input_spreads_over_a_tile_before_its_taps() {
+    // resnet50's 3x3 convolutions at batch 8: the columns (58 MB) spread over the chips. The
+    // input (6.9 MB) spreads first, over its batch and channels (the dims no tap cuts), so the
+    // taps and their concat are local. Left on the 16 x 16 block (and its taps with it) it
+    // overflowed core (0,0)'s SRAM.
+    let (x, w, y) = ("tensor<8x64x56x56xf32>", "tensor<64x64x3x3xf32>", "tensor<8x64x56x56xf32>");
+    let ir = format!(
+        r#""builtin.module"() ({{
+  "func.func"() <{{function_type = ({x}, {w}) -> ({y}), sym_name = "f"}}> ({{
+  ^bb0(%x: {x}, %w: {w}):
+    %0 = "aten.relu.default"(%x) : ({x}) -> {x}
+    %1 = "aten.convolution.default"(%0, %w) {{dilation = array<i64: 1, 1>, groups = 1 : i64, output_padding = array<i64: 0, 0>, padding = array<i64: 1, 1>, stride = array<i64: 1, 1>, transposed = false}} : ({x}, {w}) -> {y}
+    "func.return"(%1) : ({y}) -> ()
+  }}) : () -> ()
+}}) : () -> ()"#
+    );
+    let mut module = parse_module(&ir).expect("parses");
+    let mut pm = build_pipeline("legalize-aten,dce,lower-to-d1{mesh=tile},dce").unwrap();
+    pm.run(&mut module).1.expect("lowers");
+    let p = emit_program(&module, None).expect("emits");
+    let prof = SimMesh::timing_only().time(&p).expect("fits every core's SRAM");
+    assert!(prof.cores_used > 2000, "{} cores", prof.cores_used);
+    check(&prof, "3x3 convolution of 8x64x56x56 on tile");
+}
