@@ -164,13 +164,27 @@ def graphs_of(model: str, mode: str, out: Path) -> list[Path] | str:
     return sorted(out.glob(f"{model}-{mode}-*.json"), key=lambda p: int(p.name.split("-")[-2]))
 
 
+#: Address-space limit of one graph_bench run: the naive plan's Programs for resnet50 at batch
+#: 32 would have ~10x the default's 18M instructions, more memory than this machine has.
+MEMORY_LIMIT_BYTES = int(os.environ.get("DOJO_BENCH_MEMORY_GB", "16")) << 30
+
+
+def _limit_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+
+
 def bench(graph: Path, mesh: str, plan: str) -> dict[str, Any]:
-    """graph_bench's JSON for one graph (or ``{"error": ...}``)."""
+    """graph_bench's JSON for one graph (or ``{"error": ...}``), in at most
+    ``MEMORY_LIMIT_BYTES`` (``DOJO_BENCH_MEMORY_GB``) and 900 s."""
     cmd = [str(GRAPH_BENCH), str(graph), "--mesh", mesh, "--plan", plan, "--timing-only", "--json"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         return {"error": "timed out after 900 s"}
+    if proc.returncode < 0 or "memory allocation" in proc.stderr:
+        return {"error": f"ran out of memory or was killed (limit {MEMORY_LIMIT_BYTES >> 30} GB, exit {proc.returncode})"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
