@@ -696,12 +696,10 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             want.push(b.shape[r - 1]);
             let rt = result_of(func, op, 0)?;
             expect_shape("result", &rt.shape, &want)?;
-            // Every core multiplies its row block of `a` by its column block of `b`: the
-            // contraction dim (and a batch dim) is whole on every core.
-            if r == 3 && out.split[0] != NONE {
-                return Err("the batch dim of a batched d1.matmul must not be split".into());
-            }
-            let lead = vec![NONE; r - 2];
+            // Every core multiplies its row block of `a` by its column block of `b` (of its
+            // batches: a batch dim is split like the result's): the contraction dim is whole
+            // on every core.
+            let lead = out.split[..r - 2].to_vec();
             let want_a = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
             let want_b = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
             if *la != want_a {

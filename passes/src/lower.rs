@@ -17,6 +17,8 @@
 //!   (`Lowering::window_roots`), so the taps and the concat are local.
 //! - Elementwise ops run where their first full-size mesh operand lives; the other operands
 //!   are resharded to match (broadcast operands are replicated where needed).
+//! - A batched matmul splits its batch over mesh rows (and its longer result dim over columns)
+//!   when that takes more cores than splitting its rows and columns (`Lowering::batch_split`).
 //! - `dojo.matmul` is SUMMA on the result's 2D block: in each of `S` steps every core receives
 //!   its row block of a `K/S`-column slice of `a` and its column block of the matching slice
 //!   of `b` (explicit `d1.reshard` ops: row and column multicasts) and accumulates locally.
@@ -765,7 +767,7 @@ impl<'a> Lowering<'a> {
         if !(r == 2 || r == 3) || tb.rank() != r {
             return Err(PassError::Invalid(format!("matmul of rank {r} is not lowered yet")));
         }
-        // A batch dim (rank 3) is whole on every core; each core multiplies all batches.
+        // A batch dim (rank 3) is split over mesh rows (`batch_split`) or whole on every core.
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         // A core's multiply-add rate for these operands (matrix unit or FP32).
@@ -777,10 +779,16 @@ impl<'a> Lowering<'a> {
             Plan::Default => {
                 let (mr, mc) = self.max_block;
                 let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
-                if self.target.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S {
+                let spread = self.target.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S;
+                let rows_cols = if spread {
                     self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, MIN_SHARD_EDGE)?
                 } else {
                     self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
+                };
+                let cap = if spread { self.usable } else { self.caps((rt.numel() * rt.elem.bytes()) as u64) };
+                match self.batch_split(&rt, cap)? {
+                    Some(l) if l.num_cores() > rows_cols.num_cores() => l,
+                    _ => rows_cols,
                 }
             }
             // Rows over all cores, `b` replicated.
@@ -797,9 +805,10 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|(_, t)| (Self::aligned_layout(&out, &rt.shape, &t.shape).max_shard_numel(&t.shape) * t.elem.bytes()) as u64)
             .sum();
-        // Result rows a core holds of `rows` rows (all batches: the batch is whole on every
-        // core) and result columns.
-        let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * batch) as u64;
+        // Batches a core multiplies (all of them unless the batch is split), result rows it
+        // holds of `rows` rows (over its batches) and result columns.
+        let core_batch = if r == 3 { batch.div_ceil(out.axis_len(out.split[0])) } else { 1 };
+        let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
         let (mb, nb) = (core_rows(m), n.div_ceil(out.axis_len(out.split[r - 1])) as u64);
         // What the operands already occupy per core, then half of the rest for the steps (the
         // other half is headroom for other live values; the Program check is the final word).
@@ -818,7 +827,7 @@ impl<'a> Lowering<'a> {
         let fewest_steps = |need: &dyn Fn(u64) -> u64, budget: u64| (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
         // Double-buffered operand slices plus the accumulator (each step after the first
         // accumulates into it in place: emission reuses a dying accumulator's buffers).
-        let need = |kb: u64| 2 * (ea * mb * kb + eb * batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
+        let need = |kb: u64| 2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
         let steps = fewest_steps(&need, budget(resident)).ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
@@ -857,7 +866,7 @@ impl<'a> Lowering<'a> {
                 store: (rt.numel() * rt.elem.bytes()) as f64 / dip,
                 load_a: host_load(a, &ta)?,
                 load_b: host_load(b, &tb)?,
-                spread_b: spread(eb * batch as u64 * k as u64 * nb, out.grid.0),
+                spread_b: spread(eb * core_batch as u64 * k as u64 * nb, out.grid.0),
                 host_latency: t.host_latency_s,
             };
             // A core's time for a block of `rows` result rows over K in `steps`: its kernels as
@@ -870,7 +879,7 @@ impl<'a> Lowering<'a> {
                         let kb = chunk(k, steps, s).1 as u64;
                         let flops = 2.0 * (rows * nb * kb) as f64 / rate;
                         let acc = er * rows * nb;
-                        let read = ea * rows * kb + eb * batch as u64 * kb * nb + if s > 0 { acc } else { 0 };
+                        let read = ea * rows * kb + eb * core_batch as u64 * kb * nb + if s > 0 { acc } else { 0 };
                         flops.max(read as f64 / t.sram_load_bytes_per_s + acc as f64 / t.sram_store_bytes_per_s)
                     })
                     .sum();
@@ -884,7 +893,7 @@ impl<'a> Lowering<'a> {
             let units = std::iter::successors(Some(out.grid.0 as usize * MIN_SHARD_EDGE), |u| Some(u * 2)).take_while(|&u| 2 * u <= m);
             for sizes in units.flat_map(|u| row_blocks(m, u)) {
                 let rows = core_rows(sizes.iter().map(|b| b.1).max().unwrap_or(m));
-                let need = |kb: u64| eb * batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
+                let need = |kb: u64| eb * core_batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
                 let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps)) else { continue };
                 let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
                 let f = |(_, l): (usize, usize)| l as f64 / m as f64;
@@ -894,7 +903,7 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        let lead = vec![NONE; r - 2];
+        let lead = out.split[..r - 2].to_vec();
         let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
         let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
         let bdims: Vec<usize> = ta.shape[..r - 2].to_vec();
@@ -949,6 +958,25 @@ impl<'a> Lowering<'a> {
         // The result is the blocks' concatenation along the rows, stored block by block.
         let stored = self.out.push("d1.store", parts, vec![attr("dim", Attr::Int(r as i64 - 2))], vec![Type::Tensor(rt)]);
         Ok(Val::Stored(stored))
+    }
+
+    /// A batched matmul's result `[B, M, N]` with the batch over mesh rows (the largest
+    /// divisor of `B` within `cap`: a whole number of batches per row) and `M` or `N`, whichever
+    /// gives more cores, over columns (shards of at least [`MIN_SHARD_EDGE`]): each core then
+    /// multiplies its batches only. None for an unbatched one.
+    fn batch_split(&self, rt: &TensorType, cap: (u32, u32)) -> LResult<Option<Layout>> {
+        let b = rt.shape[0];
+        if rt.rank() != 3 || b < 2 {
+            return Ok(None);
+        }
+        let gr = (1..=b.min(cap.0 as usize)).rev().find(|g| b % g == 0).unwrap_or(1) as u32;
+        let cols = |d: usize| ((rt.shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(cap.1);
+        let d = if cols(2) >= cols(1) { 2 } else { 1 };
+        let gc = cols(d);
+        let mut split = vec![ROWS, NONE, NONE];
+        split[d] = COLS;
+        let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(&rt.shape);
+        Ok(self.block_origin(gr, gc, (shard * rt.elem.bytes()) as u64).map(|origin| Layout { origin, grid: (gr, gc), split }))
     }
 
     /// `reduce_sum` or `reduce_max` (`kind`).
