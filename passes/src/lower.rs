@@ -375,8 +375,8 @@ impl<'a> Lowering<'a> {
     /// a matrix splits its last two dims while a conv weight `[256, 128, 3, 3]` or an
     /// activation `[2, 128, 8, 8]` splits its channels.
     /// If shards of at least [`MIN_SHARD_EDGE`] would exceed [`FOLLOW_MAX_BYTES`] (at most one
-    /// dim is long enough, e.g. a convolution's columns `[8, 256, 9, 14, 14]` would go to 16
-    /// cores at 900 KiB each), any shard edge is allowed.
+    /// dim is long enough, e.g. the taps of a convolution's columns `[8, 256, 9, 14, 14]` went
+    /// to 16 cores at 882 KiB each), any shard edge is allowed.
     fn place(&self, shape: &[usize]) -> LResult<Layout> {
         if self.plan == Plan::Naive {
             return Ok(self.naive(shape));
@@ -691,7 +691,8 @@ impl<'a> Lowering<'a> {
             }
             let placed = self.place(shape)?;
             // A result spreading over the chips of a multi-chip target: the operand's split
-            // dims over the larger block, if that spreads as thin as the default, so the dims
+            // dims over the larger block, if that spreads as thin as the default (or within
+            // FOLLOW_MAX_BYTES), so the dims
             // a later reshape can carry stay split (a convolution's taps split by rows of the
             // image keep that split into the columns' M; the default would split the width).
             let (r, c) = (l.split.iter().position(|&s| s == ROWS), l.split.iter().position(|&s| s == COLS));
@@ -851,7 +852,10 @@ impl<'a> Lowering<'a> {
         let mut block_steps = steps;
         let result = op.result(0);
         let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
-        if only_stored && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+        // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
+        // replicas of `a` and `b` assume that layout.)
+        let rows_cols = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
+        if only_stored && rows_cols && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
