@@ -24,8 +24,9 @@ cores of the block, no reshard optimisation; on the first mesh only: its Program
 the instructions, slow to emit and simulate). Per workload it prints the simulated time of
 the step (sum over its graphs), the roofline efficiency (roofline seconds / simulated
 seconds, summed over graphs; goal >= 60%), the speedup of the default plan over the naive one
-(goal >= 3x) and the planning time (the compile's pass timings, ``lower-to-d1`` separately;
-goal <= 10 s for GPT-2 124M on ``tile``). A graph that does not compile prints
+(goal >= 3x; when the naive plan does not fit the workload, measured on the next smaller
+variant where it does) and the planning time (the compile's pass timings, ``lower-to-d1``
+separately; goal <= 10 s for GPT-2 124M on ``tile``). A graph that does not compile prints
 ``does not fit: <the error>``. Not a test: numbers are printed against goals; exits 0.
 """
 
@@ -236,7 +237,8 @@ def main() -> None:
         if args.only and args.only.lower() not in (workload + " " + " ".join(models)).lower():
             continue
         print(f"\n{workload} {mode}")
-        for model in models:
+        naive_missing = False
+        for i, model in enumerate(models):
             graphs = graphs_of(model, mode, out)
             if isinstance(graphs, str):
                 print(f"  {model} ({MODEL_NOTES[model]}): {graphs}")
@@ -245,6 +247,15 @@ def main() -> None:
             if "error" in ours:
                 print(f"  {model} ({MODEL_NOTES[model]}) does not fit: {ours['error']}")
                 continue
+            if naive_missing:
+                # Only the speedup, on a smaller variant whose naive plan fits.
+                n = step(graphs, meshes[0], "naive")
+                if "error" in n:
+                    print(f"  {model} ({MODEL_NOTES[model]}): naive plan does not fit either: {n['error']}")
+                    continue
+                print(f"  {model} ({MODEL_NOTES[model]}) on {meshes[0]}: default {ours['simulated_s'] * 1e3:.3f} ms, naive {n['simulated_s'] * 1e3:.3f} ms")
+                print(goal_line("speedup over the naive plan", n["simulated_s"] / ours["simulated_s"], GOAL_SPEEDUP, ">=", "{:.2f}x", f"(at {MODEL_NOTES[model]})"))
+                break
             print(f"  {model} ({MODEL_NOTES[model]}), {len(graphs)} graph(s): {', '.join(g.stem.split('-')[-1] for g in graphs)}")
             for mesh in meshes:
                 d = ours if mesh == meshes[0] else step(graphs, mesh, "default")
@@ -261,6 +272,7 @@ def main() -> None:
                 if "error" in n:
                     print(f"    naive plan{'' if n['error'].startswith('not run') else ' does not fit'}: {n['error']}")
                     speedup = None
+                    naive_missing = naive_missing or (mesh == meshes[0] and i + 1 < len(models))
                 else:
                     print(f"    {'simulated time, naive plan':34s} {n['simulated_s'] * 1e3:10.3f} ms  (roofline efficiency {n['roofline_s'] / n['simulated_s']:.1%})")
                     speedup = n["simulated_s"] / d["simulated_s"]
@@ -271,7 +283,9 @@ def main() -> None:
                     print(goal_line("planning time (passes)", d["passes_s"], GOAL_PLANNING_S, "<=", "{:.2f} s", note))
                 else:
                     print(f"    {'planning time (passes)':34s} {d['passes_s']:8.2f} s  (lower-to-d1 {d['lower_s']:.2f} s, compile {d['compile_s']:.2f} s)")
-            break
+            if not naive_missing:
+                break
+            print("  (the naive plan does not fit; its speedup on the next variant that fits:)")
     print(f"\n(benchmark wall time {time.perf_counter() - started:.0f} s)")
 
 
