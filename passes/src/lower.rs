@@ -692,9 +692,9 @@ impl<'a> Lowering<'a> {
             let placed = self.place(shape)?;
             // A result spreading over the chips of a multi-chip target: the operand's split
             // dims over the larger block, if that spreads as thin as the default (or within
-            // FOLLOW_MAX_BYTES), so the dims
-            // a later reshape can carry stay split (a convolution's taps split by rows of the
-            // image keep that split into the columns' M; the default would split the width).
+            // FOLLOW_MAX_BYTES), so the dims a later reshape can carry stay split (a
+            // convolution's taps split by rows of the image keep that split into the columns'
+            // M; the default would split the width).
             let (r, c) = (l.split.iter().position(|&s| s == ROWS), l.split.iter().position(|&s| s == COLS));
             let cap = self.caps((rt.numel() * rt.elem.bytes()) as u64);
             if cap != self.max_block && !l.split.contains(&ALL) && (r.is_some() || c.is_some()) {
