@@ -854,8 +854,8 @@ impl<'a> Lowering<'a> {
         let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
-        let rows_cols = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        if only_stored && rows_cols && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+        let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
+        if only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
@@ -969,10 +969,10 @@ impl<'a> Lowering<'a> {
     /// gives more cores, over columns (shards of at least [`MIN_SHARD_EDGE`]): each core then
     /// multiplies its batches only. None for an unbatched one.
     fn batch_split(&self, rt: &TensorType, cap: (u32, u32)) -> LResult<Option<Layout>> {
-        let b = rt.shape[0];
-        if rt.rank() != 3 || b < 2 {
+        if rt.rank() != 3 || rt.shape[0] < 2 {
             return Ok(None);
         }
+        let b = rt.shape[0];
         let gr = (1..=b.min(cap.0 as usize)).rev().find(|g| b % g == 0).unwrap_or(1) as u32;
         let cols = |d: usize| ((rt.shape[d] / MIN_SHARD_EDGE).max(1) as u32).min(cap.1);
         let d = if cols(2) >= cols(1) { 2 } else { 1 };
