@@ -61,6 +61,11 @@ CONVS = {
     "conv1d": (lambda x, w: F.conv1d(x, w, padding=1), (torch.randn(2, 3, 16), torch.randn(5, 3, 3))),
     # 19 MB of columns with fewer channels than taps: legalized tap-major (Conv::tap_major).
     "7x7 large, tap-major columns": (lambda x, w: F.conv2d(x, w, padding=3), (torch.randn(2, 3, 128, 128), torch.randn(8, 3, 7, 7))),
+    # 38-85 MB of columns, 64 channels: the forward runs tap by tap (Conv::per_tap), the
+    # backward builds the columns.
+    "3x3 large, tap by tap": (lambda x, w, b: F.conv2d(x, w, b, padding=1), (torch.randn(1, 64, 128, 128), torch.randn(16, 64, 3, 3), torch.randn(16))),
+    "3x3 large strided, tap by tap": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), (torch.randn(1, 64, 255, 256), torch.randn(8, 64, 3, 3))),
+    "3x3 large dilated, tap by tap": (lambda x, w: F.conv2d(x, w, dilation=2, padding=2), (torch.randn(1, 64, 192, 192), torch.randn(8, 64, 3, 3))),
 }
 
 
