@@ -694,10 +694,12 @@ impl<'a> Lx<'a> {
             out.push(gx);
         }
         if mask[1] {
+            // rows^T @ cols: the transpose moves the gradient rather than T times larger
+            // columns, and the product comes out in the weight's order. Same products summed
+            // in the same order over M as cols^T @ rows: the same bits.
             let cols = self.conv_columns(&cv, x); // [G, M, Cg*T]
-            let colst = self.transpose(cols, &[0, 2, 1]);
-            let gw = self.matmul(colst, rows); // [G, Cg*T, OCg] (or T*Cg)
-            let mut gw = self.transpose(gw, &[0, 2, 1]);
+            let rows_t = self.transpose(rows, &[0, 2, 1]);
+            let mut gw = self.matmul(rows_t, cols); // [G, OCg, Cg*T] (or T*Cg)
             if cv.tap_major() {
                 gw = self.reshape_to(gw, vec![g, ocg, tt, cg]);
                 gw = self.transpose(gw, &[0, 1, 3, 2]);
