@@ -662,26 +662,28 @@ impl<'a> Lx<'a> {
         let rows = self.conv_rows(&cv, gy); // [G, M, OCg]
         let mut out = Vec::new();
         if mask[0] {
+            // Each tap's gradient, cut from the product in its `[G, O..., N, Cg]` order, placed
+            // back into the padded input's `[G, P..., N, Cg]` and summed there; one transpose
+            // of the (T times smaller) sum at the end. The same sums in the same order as
+            // placing them in `[N, C, P...]`: the same bits.
             let wm = self.conv_weight(&cv, w);
             let dcols = self.matmul(rows, wm); // [G, M, Cg*T] (or T*Cg)
             let dcols = self.reshape_to(dcols, [vec![g], cv.out.clone(), vec![cv.n], cv.k_order(cg, tt).to_vec()].concat());
-            // [G, O..., N, Cg, T] (or N, T, Cg) -> [N, G, Cg, T, O...]
-            let perm: Vec<usize> = [vec![1 + k, 0], cv.k_order(2 + k, 3 + k).to_vec(), (1..1 + k).collect()].concat();
-            let dcols = self.transpose(dcols, &perm);
-            let dcols = self.reshape_to(dcols, [vec![cv.n, cv.c, tt], cv.out.clone()].concat());
+            let tap_dim = cv.k_order(3 + k, 2 + k)[0];
             let padded = cv.padded();
             let mut acc: Option<Value> = None;
             for t in 0..tt {
                 let idx = cv.tap(t);
-                let tap = self.slice_dim(dcols, 2, t, 1, 1);
-                let tap = self.reshape_to(tap, [vec![cv.n, cv.c], cv.out.clone()].concat());
-                let low: Vec<usize> = [vec![0, 0], (0..k).map(|i| idx[i] * cv.dilation[i]).collect()].concat();
+                let tap = self.slice_dim(dcols, tap_dim, t, 1, 1);
+                let tap = self.reshape_to(tap, [vec![g], cv.out.clone(), vec![cv.n, cg]].concat());
+                let low: Vec<usize> = [vec![0], (0..k).map(|i| idx[i] * cv.dilation[i]).collect(), vec![0, 0]].concat();
                 let high: Vec<usize> = [
-                    vec![0, 0],
+                    vec![0],
                     (0..k).map(|i| padded[i] - (idx[i] * cv.dilation[i] + (cv.out[i] - 1) * cv.stride[i] + 1)).collect(),
+                    vec![0, 0],
                 ]
                 .concat();
-                let interior: Vec<usize> = [vec![0, 0], cv.stride.iter().map(|s| s - 1).collect()].concat();
+                let interior: Vec<usize> = [vec![0], cv.stride.iter().map(|s| s - 1).collect(), vec![0, 0]].concat();
                 let placed = self.pad(tap, &low, &high, &interior, 0.0);
                 acc = Some(match acc {
                     None => placed,
@@ -689,9 +691,12 @@ impl<'a> Lx<'a> {
                 });
             }
             let acc = acc.ok_or("a convolution without kernel taps")?;
+            // [G, P..., N, Cg] -> [N, G, Cg, P...]
+            let perm: Vec<usize> = [vec![1 + k, 0, 2 + k], (1..1 + k).collect()].concat();
+            let acc = self.transpose(acc, &perm);
+            let acc = self.reshape_to(acc, [vec![cv.n, cv.c], padded].concat());
             let offsets: Vec<usize> = [vec![0, 0], cv.padding.clone()].concat();
-            let gx = self.slice(acc, &offsets, &vec![1; 2 + k], [vec![cv.n, cv.c], cv.size.clone()].concat());
-            out.push(gx);
+            out.push(self.slice(acc, &offsets, &vec![1; 2 + k], [vec![cv.n, cv.c], cv.size.clone()].concat()));
         }
         if mask[1] {
             // rows^T @ cols: the transpose moves the gradient rather than T times larger
