@@ -11,6 +11,7 @@
 //! with `pad` (interior padding undoes the stride) and summed.
 
 use super::{Lx, LResult};
+use crate::lower::{MAX_BLOCK_EDGE, MULTI_CHIP_MIN_SHARD_BYTES};
 use dojo_compiler::{attr, Attr, ElemType, Op, TensorType, Value};
 
 /// At least `n` tensor operands.
@@ -126,9 +127,15 @@ impl Conv {
     /// (115 MB of columns) then fit one D1, and resnet50 at batch 8 on a tile runs 8 % faster.
     /// The backward keeps the columns: tap by tap, the weight gradient's matmuls have small
     /// results over a long contraction, which SUMMA spreads over few cores.
+    ///
+    /// Only while one tap takes at most [`PER_TAP_MAX_TAP_BYTES`]: larger taps spread over the
+    /// chips of a multi-chip target, where every mesh op pays chip-edge latency and one matmul
+    /// over the columns beats T small ones (resnet50 at batch 32 on a tile: 31.7 ms tap by tap
+    /// for every large convolution, 29.2 ms with none).
     fn per_tap(&self) -> bool {
-        let columns = self.positions() * self.c * self.taps() * 4;
-        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && columns > PER_TAP_MIN_BYTES
+        let tap = self.positions() * self.c * 4;
+        let columns = tap * self.taps();
+        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && columns > PER_TAP_MIN_BYTES && tap <= PER_TAP_MAX_TAP_BYTES
     }
 
     /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
@@ -151,6 +158,10 @@ const TAP_MAJOR_MIN_BYTES: usize = 16 << 20;
 
 /// Columns (f32 bytes) above which a convolution runs tap by tap ([`Conv::per_tap`]).
 const PER_TAP_MIN_BYTES: usize = 32 << 20;
+
+/// The largest tap (f32 bytes) of a convolution run tap by tap ([`Conv::per_tap`]): what
+/// lowering keeps on one chip's 16 x 16 block (16 MiB in shards of up to 64 KiB).
+const PER_TAP_MAX_TAP_BYTES: usize = MULTI_CHIP_MIN_SHARD_BYTES as usize * (MAX_BLOCK_EDGE * MAX_BLOCK_EDGE) as usize;
 
 /// The fewest channels per group for a convolution to run tap by tap ([`Conv::per_tap`]).
 const PER_TAP_MIN_CHANNELS: usize = 16;
