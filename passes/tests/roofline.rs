@@ -4,7 +4,7 @@
 //! Program as a whole must take at least its roofline bound. Also: how the lowering maps a
 //! GEMM (replicas multicast, a result stored in row blocks, the 2048 bf16 sweep goal).
 
-use dojo_compiler::parse_module;
+use dojo_compiler::{parse_module, Module};
 use dojo_passes::emit::emit_program;
 use dojo_passes::registry::build_pipeline;
 use dojo_runtime::{Device, Profile, Program, SimMesh};
@@ -411,7 +411,7 @@ fn a_convolutions_input_spreads_over_a_tile_before_its_taps() {
     // input (3.5 MB) spreads first, over its batch and channels (the dims no tap cuts), so the
     // taps and their concat are local. Left on the 16 x 16 block (and its taps with it), at
     // batch 8 it overflowed core (0,0)'s SRAM.
-    let prof = tile_conv_3x3(4);
+    let (_, prof) = tile_conv_3x3(4);
     assert!(prof.cores_used > 2000, "{} cores", prof.cores_used);
     check(&prof, "3x3 convolution of 4x64x56x56 on tile");
 }
@@ -420,15 +420,16 @@ fn a_convolutions_input_spreads_over_a_tile_before_its_taps() {
 fn a_convolution_too_large_for_its_columns_runs_tap_by_tap_on_a_tile() {
     // At batch 8 the columns would take 58 MB: the forward runs tap by tap, each tap's matmul
     // adding to the sum so far, and fits every core of one chip's 16 x 16 block.
-    let prof = tile_conv_3x3(8);
+    let (module, prof) = tile_conv_3x3(8);
+    let sums = module.funcs[0].ops.iter().filter(|o| o.name == "d1.matmul" && o.attr("epilogue").is_some()).count();
+    assert!(sums >= 8, "{sums} matmuls add to a sum: not tap by tap");
     assert!(prof.cores_used >= 256, "{} cores", prof.cores_used);
-    eprintln!("tap by tap: {} s on {} cores", prof.simulated_seconds, prof.cores_used);
     check(&prof, "3x3 convolution of 8x64x56x56 on tile");
 }
 
 /// A ReLU then a 64-channel 3x3 convolution of `n x 64 x 56 x 56` (resnet50's layer 1),
 /// lowered for `tile` and timed.
-fn tile_conv_3x3(n: usize) -> Profile {
+fn tile_conv_3x3(n: usize) -> (Module, Profile) {
     let (x, w) = (format!("tensor<{n}x64x56x56xf32>"), "tensor<64x64x3x3xf32>");
     let y = &x;
     let ir = format!(
@@ -445,5 +446,6 @@ fn tile_conv_3x3(n: usize) -> Profile {
     let mut pm = build_pipeline("legalize-aten,dce,lower-to-d1{mesh=tile},dce").unwrap();
     pm.run(&mut module).1.expect("lowers");
     let p = emit_program(&module, None).expect("emits");
-    SimMesh::timing_only().time(&p).expect("fits every core's SRAM")
+    let prof = SimMesh::timing_only().time(&p).expect("fits every core's SRAM");
+    (module, prof)
 }

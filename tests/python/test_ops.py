@@ -66,6 +66,9 @@ CONVS = {
     "3x3 large, tap by tap": (lambda x, w, b: F.conv2d(x, w, b, padding=1), (torch.randn(1, 64, 128, 128), torch.randn(16, 64, 3, 3), torch.randn(16))),
     "3x3 large strided, tap by tap": (lambda x, w: F.conv2d(x, w, stride=2, padding=1), (torch.randn(1, 64, 255, 256), torch.randn(8, 64, 3, 3))),
     "3x3 large dilated, tap by tap": (lambda x, w: F.conv2d(x, w, dilation=2, padding=2), (torch.randn(1, 64, 192, 192), torch.randn(8, 64, 3, 3))),
+    "3x3 large grouped, tap by tap": (lambda x, w: F.conv2d(x, w, padding=1, groups=2), (torch.randn(1, 64, 128, 128), torch.randn(16, 32, 3, 3))),
+    # 16 channels, 25 taps: the forward tap by tap, the backward's columns tap-major.
+    "5x5 large, tap by tap, tap-major backward": (lambda x, w: F.conv2d(x, w, padding=2), (torch.randn(1, 16, 192, 192), torch.randn(8, 16, 5, 5))),
 }
 
 

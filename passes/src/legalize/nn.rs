@@ -6,8 +6,9 @@
 //! kernel tap is a strided `slice` of the padded input, the taps are joined into columns
 //! `[G, M, Cg*T]` (`M` = output positions x batch, outermost output dim first so that it can
 //! stay split over the mesh), and one batched `matmul` per conv multiplies them by the weights
-//! `[G, Cg*T, OC/G]`. The backward pass is the transpose of the same linear maps: weight
-//! gradients are `cols^T @ grad`, input gradients are `grad @ W` scattered back tap by tap
+//! `[G, Cg*T, OC/G]`; a large convolution's forward skips the columns and multiplies tap by
+//! tap ([`Conv::per_tap`]). The backward pass is the transpose of the same linear maps: weight
+//! gradients are `grad^T @ cols`, input gradients are `grad @ W` scattered back tap by tap
 //! with `pad` (interior padding undoes the stride) and summed.
 
 use super::{Lx, LResult};
@@ -122,20 +123,25 @@ impl Conv {
     /// each product added to the sum so far in its matmul's epilogue) rather than as one
     /// matmul of the columns: when the columns are large (above [`PER_TAP_MIN_BYTES`]) and a
     /// group has enough channels ([`PER_TAP_MIN_CHANNELS`]) for each tap's matmul to be worth
-    /// its own SUMMA. The taps are cut as for the columns, but never concatenated into a value
+    /// its own SUMMA. The taps are cut as for the columns but never concatenated into a value
     /// T times the input's size and moved to the matmul: VGG-19's 224 x 224 convolutions
     /// (115 MB of columns) then fit one D1, and resnet50 at batch 8 on a tile runs 8 % faster.
-    /// The backward keeps the columns: tap by tap, the weight gradient's matmuls have small
-    /// results over a long contraction, which SUMMA spreads over few cores.
+    /// (All taps are alive before the first matmul, so the peak is about the columns' size,
+    /// spread as the taps are.) The sum runs over taps outside and channels inside, rounded at
+    /// each tap, not the columns' one channel-major chain: the values differ from the columns'
+    /// in the last bits. The backward keeps the columns: tap by tap, the weight gradient's
+    /// matmuls have small results over a long contraction, which SUMMA spreads over few cores.
     ///
-    /// Only while one tap takes at most [`PER_TAP_MAX_TAP_BYTES`]: larger taps spread over the
-    /// chips of a multi-chip target, where every mesh op pays chip-edge latency and one matmul
-    /// over the columns beats T small ones (resnet50 at batch 32 on a tile: 31.7 ms tap by tap
-    /// for every large convolution, 29.2 ms with none).
+    /// Only while a tap and a tap's product stay below [`PER_TAP_MAX_TAP_BYTES`]: larger ones
+    /// spread over the chips of a multi-chip target, where every mesh op pays chip-edge latency
+    /// and one matmul over the columns beats T small ones (resnet50 at batch 32 on a tile:
+    /// 31.7 ms tap by tap for every large convolution, 29.2 ms with none). Legalization does
+    /// not know the target, so the bound holds on one chip too, where a convolution with
+    /// larger taps builds its columns, T times larger, which may then not fit.
     fn per_tap(&self) -> bool {
-        let tap = self.positions() * self.c * 4;
-        let columns = tap * self.taps();
-        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && columns > PER_TAP_MIN_BYTES && tap <= PER_TAP_MAX_TAP_BYTES
+        let tap = self.positions() * self.c.max(self.oc) * 4;
+        let columns = self.positions() * self.c * self.taps() * 4;
+        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && columns > PER_TAP_MIN_BYTES && tap < PER_TAP_MAX_TAP_BYTES
     }
 
     /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
@@ -159,8 +165,9 @@ const TAP_MAJOR_MIN_BYTES: usize = 16 << 20;
 /// Columns (f32 bytes) above which a convolution runs tap by tap ([`Conv::per_tap`]).
 const PER_TAP_MIN_BYTES: usize = 32 << 20;
 
-/// The largest tap (f32 bytes) of a convolution run tap by tap ([`Conv::per_tap`]): what
-/// lowering keeps on one chip's 16 x 16 block (16 MiB in shards of up to 64 KiB).
+/// The bound on a tap and a tap's product (f32 bytes) of a convolution run tap by tap
+/// ([`Conv::per_tap`]): below it, lowering keeps a value on one chip's 16 x 16 block (shards
+/// below 64 KiB).
 const PER_TAP_MAX_TAP_BYTES: usize = MULTI_CHIP_MIN_SHARD_BYTES as usize * (MAX_BLOCK_EDGE * MAX_BLOCK_EDGE) as usize;
 
 /// The fewest channels per group for a convolution to run tap by tap ([`Conv::per_tap`]).
