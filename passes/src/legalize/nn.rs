@@ -115,8 +115,12 @@ impl Conv {
     /// PyTorch's kernels sum in more closely: the order of a contraction changes the rounding,
     /// and a max pooling after the convolution routes its gradient by near-ties.
     fn tap_major(&self) -> bool {
-        let columns = self.positions() * (self.c / self.groups) * self.taps() * self.groups * 4;
-        self.c / self.groups < self.taps() && columns > TAP_MAJOR_MIN_BYTES
+        self.c / self.groups < self.taps() && self.columns_bytes() > TAP_MAJOR_MIN_BYTES
+    }
+
+    /// The f32 bytes of the columns (all groups): `positions x C x T x 4`.
+    fn columns_bytes(&self) -> usize {
+        self.positions() * self.c * self.taps() * 4
     }
 
     /// Whether the convolution's forward runs tap by tap (`y = sum over taps t of tap_t @ W_t`,
@@ -140,8 +144,7 @@ impl Conv {
     /// larger taps builds its columns, T times larger, which may then not fit.
     fn per_tap(&self) -> bool {
         let tap = self.positions() * self.c.max(self.oc) * 4;
-        let columns = self.positions() * self.c * self.taps() * 4;
-        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && columns > PER_TAP_MIN_BYTES && tap < PER_TAP_MAX_TAP_BYTES
+        self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && self.columns_bytes() > PER_TAP_MIN_BYTES && tap < PER_TAP_MAX_TAP_BYTES
     }
 
     /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
