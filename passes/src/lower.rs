@@ -787,7 +787,7 @@ impl<'a> Lowering<'a> {
                     self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
                 };
                 let cap = if spread { self.usable } else { self.caps((rt.numel() * rt.elem.bytes()) as u64) };
-                match self.batch_split(&rt, cap)? {
+                match self.batch_split(&rt, cap) {
                     Some(l) if l.num_cores() > rows_cols.num_cores() => l,
                     _ => rows_cols,
                 }
@@ -968,9 +968,9 @@ impl<'a> Lowering<'a> {
     /// divisor of `B` within `cap`: a whole number of batches per row) and `M` or `N`, whichever
     /// gives more cores, over columns (shards of at least [`MIN_SHARD_EDGE`]): each core then
     /// multiplies its batches only. None for an unbatched one.
-    fn batch_split(&self, rt: &TensorType, cap: (u32, u32)) -> LResult<Option<Layout>> {
+    fn batch_split(&self, rt: &TensorType, cap: (u32, u32)) -> Option<Layout> {
         if rt.rank() != 3 || rt.shape[0] < 2 {
-            return Ok(None);
+            return None;
         }
         let b = rt.shape[0];
         let gr = (1..=b.min(cap.0 as usize)).rev().find(|g| b % g == 0).unwrap_or(1) as u32;
@@ -980,7 +980,7 @@ impl<'a> Lowering<'a> {
         let mut split = vec![ROWS, NONE, NONE];
         split[d] = COLS;
         let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(&rt.shape);
-        Ok(self.block_origin(gr, gc, (shard * rt.elem.bytes()) as u64).map(|origin| Layout { origin, grid: (gr, gc), split }))
+        self.block_origin(gr, gc, (shard * rt.elem.bytes()) as u64).map(|origin| Layout { origin, grid: (gr, gc), split })
     }
 
     /// `reduce_sum` or `reduce_max` (`kind`).

@@ -443,7 +443,7 @@ fn tile_conv_3x3(n: usize) -> (Module, Profile) {
 }}) : () -> ()"#
     );
     let mut module = parse_module(&ir).expect("parses");
-    let mut pm = build_pipeline("legalize-aten,dce,lower-to-d1{mesh=tile},dce").unwrap();
+    let pm = build_pipeline("legalize-aten,dce,lower-to-d1{mesh=tile},dce").unwrap();
     pm.run(&mut module).1.expect("lowers");
     let p = emit_program(&module, None).expect("emits");
     let prof = SimMesh::timing_only().time(&p).expect("fits every core's SRAM");
