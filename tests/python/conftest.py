@@ -1,6 +1,7 @@
 """Shared fixtures for the torch_dojo Python tests."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -15,12 +16,16 @@ from graph_interpreter import interpret
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Every test has its own compile cache and no IR dumps: tests never read or write the
-    user's cache directory."""
+    user's cache directory. The cache is deleted after the test (once its background writes
+    are done): the suite's Programs add up to about 1 GB, which pytest would otherwise keep
+    for its last three runs and which once filled a CI machine's disk."""
     directory = tmp_path_factory.mktemp("dojo-cache")
     monkeypatch.setenv("DOJO_CACHE_DIR", str(directory))
     monkeypatch.delenv("DOJO_CACHE", raising=False)
     monkeypatch.delenv("DOJO_DUMP_DIR", raising=False)
-    return directory
+    yield directory
+    torch_dojo.cache.flush()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
