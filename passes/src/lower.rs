@@ -1052,7 +1052,8 @@ impl<'a> Lowering<'a> {
         let kept: Vec<usize> = (0..tx.rank()).map(|d| if dims.contains(&d) { 1 } else { tx.shape[d] }).collect();
         // 2. Partials of split dims are gathered to the first core of their mesh axis and reduced:
         //    at once, or one mesh axis at a time (columns, then rows) when all of them would
-        //    take more than FOLLOW_MAX_BYTES on one core (8075 partials of a row on a tile).
+        //    take more than FOLLOW_MAX_BYTES on one core (8075 partials of a row on a tile), or
+        //    scattered over a kept dim when they would take more than half a core's SRAM.
         let mut once = l.clone();
         for &d in dims {
             match l.split[d] {
@@ -1063,7 +1064,34 @@ impl<'a> Lowering<'a> {
             }
             once.split[d] = NONE;
         }
-        let gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
+        let mut gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
+        // Too many partials for one core: reduce-scatter instead. Each reduced dim's mesh axis
+        // moves to the largest kept dim not yet split (if it has a chunk per core of the axis),
+        // so each core gathers every partial of its slice only: about one shard's bytes.
+        if gathered_bytes > self.target.usable_sram_bytes() / 2 {
+            let mut scattered = once.clone();
+            for &d in dims {
+                let axis = l.split[d];
+                if axis != ROWS && axis != COLS {
+                    continue;
+                }
+                let kept = (0..tx.rank())
+                    .filter(|e| !dims.contains(e) && scattered.split[*e] == NONE && tx.shape[*e] >= l.axis_len(axis))
+                    .max_by_key(|&e| (tx.shape[e], std::cmp::Reverse(e)));
+                if let Some(e) = kept {
+                    scattered.split[e] = axis;
+                    if axis == ROWS {
+                        scattered.grid.0 = l.grid.0;
+                    } else {
+                        scattered.grid.1 = l.grid.1;
+                    }
+                }
+            }
+            if scattered != once {
+                once = scattered;
+                gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
+            }
+        }
         if gathered_bytes > FOLLOW_MAX_BYTES && dims.iter().any(|&d| l.split[d] == ROWS) && dims.iter().any(|&d| l.split[d] == COLS) {
             let mut shape = partial_shape;
             for axis in [COLS, ROWS] {

@@ -91,7 +91,8 @@ fn naive_plan_computes_the_default_values_and_is_slower() {
 }
 
 /// Every lowering file test's input also lowers with the naive plan, and the simulator
-/// computes what the reference interpreter does.
+/// computes what the reference interpreter does; except a case whose `///` text says it
+/// does not fit under the naive plan.
 #[test]
 fn naive_plan_lowers_every_lowering_file_test() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/filetests/lower");
@@ -100,6 +101,9 @@ fn naive_plan_lowers_every_lowering_file_test() {
     let mut ran = 0;
     for path in cases.iter().filter(|p| p.extension().is_some_and(|e| e == "mlir")) {
         let text = std::fs::read_to_string(path).expect("read");
+        if text.lines().any(|l| l.starts_with("///") && l.contains("does not fit under the naive plan")) {
+            continue;
+        }
         let run = text.lines().next().and_then(|l| l.split("--pass-pipeline='").nth(1)).and_then(|p| p.split('\'').next()).expect("RUN line");
         let mesh = run.split("mesh=").nth(1).and_then(|m| m.split(['}', ' ']).next()).expect("a mesh");
         let mut module = parse_module(&text).expect("parses");
