@@ -176,6 +176,12 @@ const PER_TAP_MAX_TAP_BYTES: usize = MULTI_CHIP_MIN_SHARD_BYTES as usize * (MAX_
 /// The fewest channels per group for a convolution to run tap by tap ([`Conv::per_tap`]).
 const PER_TAP_MIN_CHANNELS: usize = 16;
 
+/// The fewest output positions per slab of a weight gradient's split contraction (see
+/// `convolution_backward`). Measured on resnet50's training backward on `tile` (simulated
+/// ms, batch 8 / batch 2): one slab 15.55 / 3.98; slabs of >= 64 positions 14.05 / 3.78;
+/// >= 32 and >= 128 were slower than 64 (about 15.3 / 4.4 and 14.8 / 4.0).
+const WGRAD_SLAB_ROWS: usize = 64;
+
 /// The windows kernel taps read from one value (see [`Lx::windows`]).
 pub(super) struct Windows {
     x: Value,
@@ -721,11 +727,30 @@ impl<'a> Lx<'a> {
         }
         if mask[1] {
             // rows^T @ cols: the transpose moves the gradient rather than T times larger
-            // columns, and the product comes out in the weight's order. Same products summed
-            // in the same order over M as cols^T @ rows: the same bits.
+            // columns, and the product comes out in the weight's order.
+            // Its contraction (M, every output position) is long and its result small, so it
+            // is split into S slabs of at least WGRAD_SLAB_ROWS positions: one batched matmul
+            // of S partial gradients (spread over the mesh by their batch, each slab
+            // contracted where it lies) summed by a reduction, instead of one matmul stepping
+            // the whole contraction through the few cores of its result. The slabs' sums are
+            // rounded before they are added: not the bits of one long sum.
             let cols = self.conv_columns(&cv, x); // [G, M, Cg*T]
-            let rows_t = self.transpose(rows, &[0, 2, 1]);
-            let mut gw = self.matmul(rows_t, cols); // [G, OCg, Cg*T] (or T*Cg)
+            let m = self.t(cols).shape[1];
+            let ct = cg * tt;
+            // Not for groups: lowering cannot reshape [G, M, X] to [G*S, M/S, X] in place
+            // (G and M are split over different mesh axes), and a core took all of M.
+            let s = if g == 1 { (1..=m / WGRAD_SLAB_ROWS).rev().find(|s| m % s == 0).unwrap_or(1) } else { 1 };
+            let mut gw = if s > 1 {
+                let rows = self.reshape_to(rows, vec![s, m / s, ocg]);
+                let cols = self.reshape_to(cols, vec![s, m / s, ct]);
+                let rows_t = self.transpose(rows, &[0, 2, 1]);
+                let parts = self.matmul(rows_t, cols); // [S, OC, C*T] (or T*C)
+                let elem = self.t(parts).elem;
+                self.reduce("reduce_sum", parts, &[0], true, &TensorType::new(vec![1, ocg, ct], elem))?
+            } else {
+                let rows_t = self.transpose(rows, &[0, 2, 1]);
+                self.matmul(rows_t, cols) // [G, OCg, Cg*T] (or T*Cg)
+            };
             if cv.tap_major() {
                 gw = self.reshape_to(gw, vec![g, ocg, tt, cg]);
                 gw = self.transpose(gw, &[0, 1, 3, 2]);
