@@ -82,7 +82,8 @@ pub enum Plan {
     /// elements (at most the block, a whole number of block rows beyond one row); a rank-1
     /// tensor splits its only dim. Operands are resharded to whatever the op needs; no layout is chosen by cost, no
     /// SUMMA block, no row-block stores, no spreading of narrow blocks: a matmul is row-split
-    /// `a` times replicated `b` (in K steps that fit SRAM, as the default plan), a transpose
+    /// `a` times replicated `b` (in K steps that fit SRAM, as the default plan; a batched
+    /// matmul with more batches than rows is split by batch, `a` and `b` with it), a transpose
     /// first reshards its operand so that its result is row-split, data movement is computed on
     /// its result's row split. Exceptions, where the row split cannot work: `embedding` and
     /// `embedding_grad` split D (the table's columns) over all cores (row-split ids would need
@@ -792,8 +793,13 @@ impl<'a> Lowering<'a> {
                     _ => rows_cols,
                 }
             }
-            // Rows over all cores, `b` replicated.
-            Plan::Naive => self.naive_on(&rt.shape, r - 2),
+            // Rows over all cores, `b` replicated; a batched matmul's batch instead when it
+            // spreads over more cores (then `b` is split by batch as well).
+            Plan::Naive => {
+                let block = self.naive_block(&rt.shape);
+                let by_batch = r == 3 && naive_cores(batch, block) > naive_cores(m, block);
+                self.naive_on(&rt.shape, if by_batch { 0 } else { r - 2 })
+            }
         };
         let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
         // An epilogue (`x0` the product, `x<i>` operand `i + 1`) runs in the last K step's
@@ -1066,26 +1072,31 @@ impl<'a> Lowering<'a> {
         }
         let mut gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
         // Too many partials for one core: reduce-scatter instead. Each reduced dim's mesh axis
-        // moves to the largest kept dim not yet split (if it has a chunk per core of the axis),
-        // so each core gathers every partial of its slice only: about one shard's bytes.
+        // (or both, `ALL`) moves to the largest kept dim not yet split, on as many of the
+        // axis's cores as that dim has elements, so each core gathers every partial of its
+        // slice only: about one shard's bytes.
         if gathered_bytes > self.target.usable_sram_bytes() / 2 {
             let mut scattered = once.clone();
             for &d in dims {
                 let axis = l.split[d];
-                if axis != ROWS && axis != COLS {
+                if axis == NONE {
                     continue;
                 }
                 let kept = (0..tx.rank())
-                    .filter(|e| !dims.contains(e) && scattered.split[*e] == NONE && tx.shape[*e] >= l.axis_len(axis))
+                    .filter(|e| !dims.contains(e) && scattered.split[*e] == NONE && tx.shape[*e] >= 2)
                     .max_by_key(|&e| (tx.shape[e], std::cmp::Reverse(e)));
-                if let Some(e) = kept {
-                    scattered.split[e] = axis;
-                    if axis == ROWS {
-                        scattered.grid.0 = l.grid.0;
-                    } else {
-                        scattered.grid.1 = l.grid.1;
+                let Some(e) = kept else { continue };
+                let n = tx.shape[e];
+                match axis {
+                    ROWS => scattered.grid.0 = l.grid.0.min(n as u32),
+                    COLS => scattered.grid.1 = l.grid.1.min(n as u32),
+                    _ => {
+                        let block = (l.grid.0 as usize, l.grid.1 as usize);
+                        let Some(grid) = naive_grid(naive_cores(n, block), block) else { continue };
+                        scattered.grid = grid;
                     }
                 }
+                scattered.split[e] = axis;
             }
             if scattered != once {
                 once = scattered;

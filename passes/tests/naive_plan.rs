@@ -90,6 +90,31 @@ fn naive_plan_computes_the_default_values_and_is_slower() {
     }
 }
 
+/// A weight gradient's slabs under the naive plan (what resnet50's training backward needs):
+/// a batched matmul with more batches (128) than rows (8) is split by batch, `b` with it
+/// (split by rows, each core would need `b`'s 128 batches' panels and accumulators: more
+/// than fits even one column at a time), and the sum over the batch reduce-scatters its 64
+/// partials over all cores (1.2 MB gathered on one core would not fit).
+#[test]
+fn naive_plan_splits_a_many_batch_matmul_by_batch_and_reduce_scatters_its_sum() {
+    const SLABS: &str = r#""builtin.module"() ({
+  "func.func"() <{function_type = (tensor<128x8x64xf32>, tensor<128x64x576xf32>) -> (tensor<8x576xf32>), sym_name = "f"}> ({
+  ^bb0(%a: tensor<128x8x64xf32>, %b: tensor<128x64x576xf32>):
+    %0 = "dojo.matmul"(%a, %b) : (tensor<128x8x64xf32>, tensor<128x64x576xf32>) -> tensor<128x8x576xf32>
+    %1 = "dojo.reduce_sum"(%0) {dims = array<i64: 0>, keepdim = false} : (tensor<128x8x576xf32>) -> tensor<8x576xf32>
+    "func.return"(%1) : (tensor<8x576xf32>) -> ()
+  }) : () -> ()
+}) : () -> ()
+"#;
+    let module = parse_module(SLABS).expect("parses");
+    let xs = inputs(&module);
+    let want = interp::run(&module.funcs[0], &xs).expect("interpreter");
+    // (The simulator rejects a Program that overflows a core's SRAM.)
+    let (got, profile) = simulate(&module, "lower-to-d1{mesh=d1:8x8 plan=naive},dce", &xs).expect("the naive plan fits");
+    assert_close("naive slabs", &got, &want);
+    assert!(profile.simulated_seconds > 0.0);
+}
+
 /// Every lowering file test's input also lowers with the naive plan, and the simulator
 /// computes what the reference interpreter does; except a case whose `///` text says it
 /// does not fit under the naive plan.
