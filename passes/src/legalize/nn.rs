@@ -8,8 +8,9 @@
 //! stay split over the mesh), and one batched `matmul` per conv multiplies them by the weights
 //! `[G, Cg*T, OC/G]`; a large convolution's forward skips the columns and multiplies tap by
 //! tap ([`Conv::per_tap`]). The backward pass is the transpose of the same linear maps: weight
-//! gradients are `grad^T @ cols`, input gradients are `grad @ W` scattered back tap by tap
-//! with `pad` (interior padding undoes the stride) and summed.
+//! gradients are `grad^T @ cols` (over slabs of the output positions, summed), input
+//! gradients are `grad @ W` scattered back tap by tap with `pad` (interior padding undoes the
+//! stride) and summed.
 
 use super::{Lx, LResult};
 use crate::lower::{MAX_BLOCK_EDGE, MULTI_CHIP_MIN_SHARD_BYTES};
@@ -134,7 +135,8 @@ impl Conv {
     /// spread as the taps are.) The sum runs over taps outside and channels inside, rounded at
     /// each tap, not the columns' one channel-major chain: the values differ from the columns'
     /// in the last bits. The backward keeps the columns: tap by tap, the weight gradient's
-    /// matmuls have small results over a long contraction, which SUMMA spreads over few cores.
+    /// matmuls have small results over a long contraction, which SUMMA spreads over few cores
+    /// (the columns' one has the same shape, split into slabs instead: `convolution_backward`).
     ///
     /// Only while a tap and a tap's product stay below [`PER_TAP_MAX_TAP_BYTES`]: larger ones
     /// spread over the chips of a multi-chip target, where every mesh op pays chip-edge latency
@@ -737,8 +739,9 @@ impl<'a> Lx<'a> {
             let cols = self.conv_columns(&cv, x); // [G, M, Cg*T]
             let m = self.t(cols).shape[1];
             let ct = cg * tt;
-            // Not for groups: lowering cannot reshape [G, M, X] to [G*S, M/S, X] in place
-            // (G and M are split over different mesh axes), and a core took all of M.
+            // Not for groups: lowering cannot reshape [G, M, X] to [G*S, M/S, X] in place (G
+            // and M are split over different mesh axes), and the layout it moved the columns
+            // to held all of M on each core (a grouped 64-channel 128 x 128 one overflowed).
             let s = if g == 1 { (1..=m / WGRAD_SLAB_ROWS).rev().find(|s| m % s == 0).unwrap_or(1) } else { 1 };
             let mut gw = if s > 1 {
                 let rows = self.reshape_to(rows, vec![s, m / s, ocg]);
