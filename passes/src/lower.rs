@@ -1071,6 +1071,7 @@ impl<'a> Lowering<'a> {
             once.split[d] = NONE;
         }
         let mut gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
+        let mut scatter = false;
         // Too many partials for one core: reduce-scatter instead. Each reduced dim's mesh axis
         // (or both, `ALL`) moves to the largest kept dim not yet split, on as many of the
         // axis's cores as that dim has elements, so each core gathers every partial of its
@@ -1099,11 +1100,12 @@ impl<'a> Lowering<'a> {
                 scattered.split[e] = axis;
             }
             if scattered != once {
-                once = scattered;
+                (once, scatter) = (scattered, true);
                 gathered_bytes = (once.max_shard_numel(&partial_shape) * rt.elem.bytes()) as u64;
             }
         }
-        if gathered_bytes > FOLLOW_MAX_BYTES && dims.iter().any(|&d| l.split[d] == ROWS) && dims.iter().any(|&d| l.split[d] == COLS) {
+        // (Not after a scatter: one axis at a time would gather a whole axis's partials again.)
+        if !scatter && gathered_bytes > FOLLOW_MAX_BYTES && dims.iter().any(|&d| l.split[d] == ROWS) && dims.iter().any(|&d| l.split[d] == COLS) {
             let mut shape = partial_shape;
             for axis in [COLS, ROWS] {
                 let ds: Vec<usize> = dims.iter().copied().filter(|&d| cl.split[d] == axis).collect();
