@@ -743,17 +743,17 @@ impl<'a> Lx<'a> {
             // and M are split over different mesh axes), and the layout it moved the columns
             // to held all of M on each core (a grouped 64-channel 128 x 128 one overflowed).
             let s = if g == 1 { (1..=m / WGRAD_SLAB_ROWS).rev().find(|s| m % s == 0).unwrap_or(1) } else { 1 };
-            let mut gw = if s > 1 {
-                let rows = self.reshape_to(rows, vec![s, m / s, ocg]);
-                let cols = self.reshape_to(cols, vec![s, m / s, ct]);
-                let rows_t = self.transpose(rows, &[0, 2, 1]);
-                let parts = self.matmul(rows_t, cols); // [S, OC, C*T] (or T*C)
-                let elem = self.t(parts).elem;
-                self.reduce("reduce_sum", parts, &[0], true, &TensorType::new(vec![1, ocg, ct], elem))?
+            let (rows, cols) = if s > 1 {
+                (self.reshape_to(rows, vec![s, m / s, ocg]), self.reshape_to(cols, vec![s, m / s, ct]))
             } else {
-                let rows_t = self.transpose(rows, &[0, 2, 1]);
-                self.matmul(rows_t, cols) // [G, OCg, Cg*T] (or T*Cg)
+                (rows, cols)
             };
+            let rows_t = self.transpose(rows, &[0, 2, 1]);
+            let mut gw = self.matmul(rows_t, cols); // [S or G, OCg, Cg*T] (or T*Cg)
+            if s > 1 {
+                let elem = self.t(gw).elem;
+                gw = self.reduce("reduce_sum", gw, &[0], true, &TensorType::new(vec![1, ocg, ct], elem))?;
+            }
             if cv.tap_major() {
                 gw = self.reshape_to(gw, vec![g, ocg, tt, cg]);
                 gw = self.transpose(gw, &[0, 1, 3, 2]);
