@@ -6,7 +6,7 @@
 //! rejects a value.
 
 use crate::program::{BinaryOp, FusedArg, FusedFn, FusedStep, KernelOp, UnaryOp};
-use crate::shape::{broadcast_strides, for_each_row, merge_dims, numel, strides, Dims};
+use crate::shape::{broadcast_strides, copy_row, for_each_row, merge_dims, numel, strides, Dims};
 
 /// Evaluates `$body` with `$f` bound to the function of the [`UnaryOp`] `$op`: one closure
 /// per function, so a loop in `$body` is compiled once per function with no match per element.
@@ -267,8 +267,12 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
             out.fill(*value);
             let si = strides(shape);
             for_each_row(shape, [&si, &walk], |[i, o], len, [_, ko]| {
-                for (j, &x) in data[i..i + len].iter().enumerate() {
-                    out[base + o + j * ko] = x;
+                if ko == 1 {
+                    copy_row(&mut out[base + o..base + o + len], &data[i..i + len]);
+                } else {
+                    for (j, &x) in data[i..i + len].iter().enumerate() {
+                        out[base + o + j * ko] = x;
+                    }
                 }
             });
         }
@@ -391,7 +395,7 @@ fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], ou
         let src = &data[base + i..];
         // (A rank-0 walk is one element with step 0.)
         if k == 1 || len == 1 {
-            dst.copy_from_slice(&src[..len]);
+            copy_row(dst, &src[..len]);
         } else if k == 0 {
             // A broadcast (innermost dim of stride 0): one value along the row.
             dst.fill(src[0]);
@@ -446,7 +450,7 @@ pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), 
 /// this equals a separate multiply and add). So a matmul split along k
 /// into accumulating steps gives the same bits as the unsplit one, and the result does not
 /// depend on how the output is tiled or on the thread count. Output blocks of up to 4 x 16
-/// stay in registers over the whole k loop.
+/// (8 x 8 for an output narrower than 16 columns) stay in registers over the whole k loop.
 fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32], accumulate: bool) {
     let (bt, m, k, n) = if a_shape.len() == 3 {
         (a_shape[0], a_shape[1], a_shape[2], b_shape[2])
@@ -487,13 +491,22 @@ unsafe fn matmul_2d_avx2(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usi
 
 #[inline(always)]
 fn matmul_2d_portable(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize, accumulate: bool) {
+    // Narrow outputs (n < 16, e.g. one core's 8 output channels) take 8-row blocks, so that
+    // 8 independent accumulators keep the FMA pipelines busy as 4 x 16 blocks do.
+    let tall = n < 16;
     let mut i = 0;
     while i < m {
-        let rows = (m - i).min(4);
+        let rows = match m - i {
+            8.. if tall => 8,
+            4.. => 4,
+            _ => 1,
+        };
         let mut j = 0;
         while j < n {
             let cols = n - j;
             match (rows, cols) {
+                (8, 8..) => tile::<8, 8>(a, b, out, k, n, i, j, accumulate),
+                (8, _) => tile::<8, 1>(a, b, out, k, n, i, j, accumulate),
                 (4, 16..) => tile::<4, 16>(a, b, out, k, n, i, j, accumulate),
                 (4, 8..) => tile::<4, 8>(a, b, out, k, n, i, j, accumulate),
                 (4, _) => tile::<4, 1>(a, b, out, k, n, i, j, accumulate),
@@ -507,7 +520,7 @@ fn matmul_2d_portable(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize,
                 _ => 1,
             };
         }
-        i += if rows == 4 { 4 } else { 1 };
+        i += rows;
     }
 }
 

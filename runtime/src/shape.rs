@@ -57,6 +57,41 @@ pub(crate) fn broadcast_strides(from: &[usize], to: &[usize]) -> Dims {
         .collect()
 }
 
+/// `to.copy_from_slice(from)` (equal lengths), without a `memcpy` call for short rows: a
+/// convolution's boxes and slices are mostly rows of 2 to 16 values, where the call costs
+/// more than the copy. Short rows move as (possibly overlapping) 8- or 4-value blocks.
+#[inline(always)]
+pub(crate) fn copy_row(to: &mut [f32], from: &[f32]) {
+    let n = to.len().min(from.len());
+    let (to, from) = (&mut to[..n], &from[..n]);
+    fn block<const B: usize>(to: &mut [f32], from: &[f32], at: usize) {
+        if let (Some(t), Some(f)) = (to.get_mut(at..at + B), from.get(at..at + B).and_then(|f| <[f32; B]>::try_from(f).ok())) {
+            t.copy_from_slice(&f);
+        }
+    }
+    match n {
+        0 => {}
+        1..=3 => {
+            to[0] = from[0];
+            to[n / 2] = from[n / 2];
+            to[n - 1] = from[n - 1];
+        }
+        4..=7 => {
+            block::<4>(to, from, 0);
+            block::<4>(to, from, n - 4);
+        }
+        8..=32 => {
+            let mut i = 0;
+            while i + 8 < n {
+                block::<8>(to, from, i);
+                i += 8;
+            }
+            block::<8>(to, from, n - 8);
+        }
+        _ => to.copy_from_slice(from),
+    }
+}
+
 /// Walks the rows (all dimensions but the last) of a `shape` array in row-major order,
 /// calling `f(starts, len, steps)` with each row's start offset under each of the `K` stride
 /// vectors, the row length and each stride vector's step along the last dimension. A rank-0

@@ -871,7 +871,7 @@ fn copy_box(
         let (s, d) = (s0 + s, d0 + d);
         match (src.get(s..s + (len - 1) * sk + 1), dst.get_mut(d..d + (len - 1) * dk + 1)) {
             // (A rank-0 walk is one element with step 0.)
-            (Some(from), Some(to)) if len == 1 || (sk == 1 && dk == 1) => to.copy_from_slice(from),
+            (Some(from), Some(to)) if len == 1 || (sk == 1 && dk == 1) => shape::copy_row(to, from),
             (Some(from), Some(to)) => {
                 for (t, f) in to.iter_mut().step_by(dk).zip(from.iter().step_by(sk)) {
                     *t = *f;

@@ -285,11 +285,12 @@ fn reshape_unary_scale_and_batched_matmul() {
 }
 
 /// The matmul kernel keeps blocks of the output in registers: every block shape (full 4 x 16
-/// and 4 x 8 tiles, single rows and columns at the edges) sums in k order from 0.0, bit for
-/// bit the reference; with `accumulate` it continues from the output's contents.
+/// and 4 x 8 tiles, 8 x 8 and 8 x 1 tiles of a narrow output, single rows and columns at the
+/// edges) sums in k order from 0.0, bit for bit the reference; with `accumulate` it continues
+/// from the output's contents.
 #[test]
 fn tiled_matmul_sums_in_k_order() {
-    for &(m, k, n) in &[(1, 1, 1), (4, 3, 16), (5, 7, 8), (9, 33, 17), (13, 64, 40), (4, 0, 9)] {
+    for &(m, k, n) in &[(1, 1, 1), (4, 3, 16), (5, 7, 8), (9, 33, 17), (13, 64, 40), (4, 0, 9), (19, 5, 8), (17, 9, 12), (12, 2, 3)] {
         let a = data(m * k, m + n);
         let b = data(k * n, k + 1);
         let out = run_kernel(
@@ -343,6 +344,35 @@ fn fill_and_copy_between_boxes() {
     assert_eq!(prof.copy_bytes, 16);
     assert_eq!(prof.mesh_bytes, 32); // 2 hops
     assert_eq!(prof.link_bytes.len(), 2);
+}
+
+/// Copies, slices and pads move rows of every length (short ones without a `memcpy` call, in
+/// overlapping blocks): each row lands whole and nothing beside it is written.
+#[test]
+fn short_rows_of_every_length_copy_slice_and_pad_exactly() {
+    let src: Vec<f32> = (0..3 * 45).map(|v| v as f32).collect();
+    let at = |r: usize, c: usize| (r * 45 + c) as f32;
+    for len in 1..=40 {
+        let mut b = Builder::new("core");
+        let i = b.input(&[3, 45]);
+        let x = b.load_full(i, (0, 0));
+        let y = b.buf((0, 0), &[3, 50]);
+        b.push(Instr::Fill { buf: y, value: -1.0 });
+        b.push(Instr::Copy { src: x, src_region: Region::new(vec![0, 2], vec![3, len]), dst: y, dst_region: Region::new(vec![0, 5], vec![3, len]) });
+        b.store_full(y);
+        let (outs, _) = run(&b.p, &[(vec![3, 45], src.clone())]).unwrap();
+        let want: Vec<f32> = (0..3).flat_map(|r| (0..50).map(move |c| if (5..5 + len).contains(&c) { at(r, c - 3) } else { -1.0 })).collect();
+        assert_eq!(outs[0].data, want, "copy of rows of {len}");
+
+        let sliced = run_kernel(KernelOp::Slice { offsets: vec![0, 2], strides: vec![1, 1] }, &[(vec![3, 45], src.clone())], &[3, len]);
+        let want: Vec<f32> = (0..3).flat_map(|r| (0..len).map(move |c| at(r, c + 2))).collect();
+        assert_eq!(sliced, want, "slice of rows of {len}");
+
+        let rows: Vec<f32> = (0..3 * len).map(|v| v as f32).collect();
+        let padded = run_kernel(KernelOp::Pad { low: vec![0, 1], interior: vec![0, 0], value: -1.0 }, &[(vec![3, len], rows)], &[3, len + 3]);
+        let want: Vec<f32> = (0..3).flat_map(|r| (0..len + 3).map(move |c| if (1..=len).contains(&c) { (r * len + c - 1) as f32 } else { -1.0 })).collect();
+        assert_eq!(padded, want, "pad of rows of {len}");
+    }
 }
 
 #[test]
