@@ -23,7 +23,9 @@
 //!   its row block of a `K/S`-column slice of `a` and its column block of the matching slice
 //!   of `b` (explicit `d1.reshard` ops: row and column multicasts) and accumulates locally.
 //!   `S` is the fewest steps whose per-core working set fits half of the SRAM the operands
-//!   leave free. A result that only goes to the host may be computed in row blocks, each its
+//!   leave free. When the rows x columns split needs several steps, the result's rows split
+//!   over every core of the block instead (`b` whole on each) if that takes at least as many
+//!   cores and fewer steps (a long contraction against a narrow `b`). A result that only goes to the host may be computed in row blocks, each its
 //!   own SUMMA reusing the first block's panels of `b`, so that a block's store overlaps the
 //!   next block's compute (`row_blocks`); `d1.store {dim}` then takes the blocks.
 //! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
@@ -808,17 +810,7 @@ impl<'a> Lowering<'a> {
         let epilogue = matmul_epilogue(op).map_err(PassError::Invalid)?;
         let extras: Vec<(Value, TensorType)> =
             op.operands[2..].iter().map(|&v| tensor_type(self.src, v).map(|t| (v, t))).collect::<Result<_, _>>()?;
-        let extra_bytes: u64 = extras
-            .iter()
-            .map(|(_, t)| (Self::aligned_layout(&out, &rt.shape, &t.shape).max_shard_numel(&t.shape) * t.elem.bytes()) as u64)
-            .sum();
-        // Batches a core multiplies (all of them unless the batch is split), result rows it
-        // holds of `rows` rows (over its batches) and result columns.
-        let core_batch = if r == 3 { batch.div_ceil(out.axis_len(out.split[0])) } else { 1 };
-        let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
-        let (mb, nb) = (core_rows(m), n.div_ceil(out.axis_len(out.split[r - 1])) as u64);
-        // What the operands already occupy per core, then half of the rest for the steps (the
-        // other half is headroom for other live values; the Program check is the final word).
+        // What the operands already occupy per core (and of that, what is on the mesh already).
         let (mut resident, mut on_mesh) = (0u64, 0u64);
         for (v, t) in [(a, &ta), (b, &tb)] {
             let (l, mesh) = match self.val(v)? {
@@ -830,12 +822,62 @@ impl<'a> Lowering<'a> {
             resident += bytes;
             on_mesh += if mesh { bytes } else { 0 };
         }
+        // Half of a core's SRAM beside the resident operands for the steps (the other half is
+        // headroom for other live values; the Program check is the final word).
         let budget = |resident: u64| self.target.usable_sram_bytes().saturating_sub(resident) / 2;
         let fewest_steps = |need: &dyn Fn(u64) -> u64, budget: u64| (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
-        // Double-buffered operand slices plus the accumulator (each step after the first
-        // accumulates into it in place: emission reuses a dying accumulator's buffers).
+        // For a result layout: batches a core multiplies (all of them unless the batch is
+        // split), result rows it holds of `rows` rows (over its batches), result columns, the
+        // epilogue operands' bytes, and the K steps whose double-buffered operand slices plus
+        // the accumulator fit the budget (each step after the first accumulates into it in
+        // place: emission reuses a dying accumulator's buffers).
+        struct Fit {
+            core_batch: usize,
+            mb: u64,
+            nb: u64,
+            extra_bytes: u64,
+            steps: Option<usize>,
+        }
+        let fit = |out: &Layout| -> Fit {
+            let extra_bytes: u64 = extras
+                .iter()
+                .map(|(_, t)| (Self::aligned_layout(out, &rt.shape, &t.shape).max_shard_numel(&t.shape) * t.elem.bytes()) as u64)
+                .sum();
+            let core_batch = if r == 3 { batch.div_ceil(out.axis_len(out.split[0])) } else { 1 };
+            let mb = (m.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
+            let nb = n.div_ceil(out.axis_len(out.split[r - 1])) as u64;
+            let need = |kb: u64| 2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
+            Fit { core_batch, mb, nb, extra_bytes, steps: fewest_steps(&need, budget(resident)) }
+        };
+        // A result split rows x columns that needs several K steps per core may instead split
+        // its rows over every core of the block (`b` whole on each): when that uses at least
+        // as many cores in fewer steps. A long contraction against a narrow `b` (resnet's stem:
+        // 100352 x 147 @ 147 x 64 on d1) otherwise runs as dozens of 2-column steps.
+        let mut out = out;
+        if self.plan == Plan::Default && out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE) && fit(&out).steps.is_none_or(|s| s > 1) {
+            let cap = (self.max_block.0 as usize, self.max_block.1 as usize);
+            let cores = naive_cores(m, cap);
+            if let Some(grid) = naive_grid(cores, cap).filter(|_| cores >= out.num_cores()) {
+                let mut split = vec![NONE; r];
+                split[r - 2] = ALL;
+                let shard = Layout { origin: (0, 0), grid, split: split.clone() }.max_shard_numel(&rt.shape);
+                if let Some(origin) = self.block_origin(grid.0, grid.1, (shard * rt.elem.bytes()) as u64) {
+                    let rows = Layout { origin, grid, split };
+                    let fewer = match (fit(&rows).steps, fit(&out).steps) {
+                        (Some(a), Some(b)) => a < b,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    if fewer {
+                        out = rows;
+                    }
+                }
+            }
+        }
+        let Fit { core_batch, mb, nb, extra_bytes, steps } = fit(&out);
+        let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
         let need = |kb: u64| 2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
-        let steps = fewest_steps(&need, budget(resident)).ok_or_else(|| {
+        let steps = steps.ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
                 need(1),
