@@ -342,7 +342,11 @@ impl SimMesh {
     ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
         let p = program.program();
         check_inputs(p, inputs, true)?;
-        let (outputs, numerics) = compute(p, program.plan(), inputs, &self.numerics())?;
+        // On a thread of rayon's pool: its levels that run on one thread then leave only the
+        // pool's other threads waiting, not all of them beside the caller's thread (on a
+        // 2-core host, two spinning workers and the caller share two cores).
+        let numerics = self.numerics();
+        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), inputs, &numerics))?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
@@ -504,7 +508,19 @@ impl Plan {
         }
         let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
-        let work: Vec<u64> = program.instrs.iter().zip(&shared).map(|(i, s)| if s.is_some() { 0 } else { work(program, &elems, i) }).collect();
+        let fresh = alloc_contents(program, &shared);
+        // (An Alloc's array may need zeros written, or to be made: the pool had none.)
+        let work: Vec<u64> = program
+            .instrs
+            .iter()
+            .zip(&shared)
+            .zip(&fresh)
+            .map(|((i, s), f)| match i {
+                Instr::Alloc { buf } if *f != Fresh::Nothing => elems[*buf] as u64,
+                _ if s.is_some() => 0,
+                _ => work(program, &elems, i),
+            })
+            .collect();
         let parallel = ends
             .windows(2)
             .map(|w| {
@@ -512,7 +528,7 @@ impl Plan {
                 busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
-        Plan { fresh: alloc_contents(program, &shared), shared, elems, order, ends, parallel }
+        Plan { fresh, shared, elems, order, ends, parallel }
     }
 }
 
@@ -771,19 +787,11 @@ impl BufferPool {
         }
     }
 
-    /// An array of `n` elements: zeroed if `zeroed`, else holding any values (the caller
-    /// overwrites them all before reading).
-    fn take(&mut self, n: usize, zeroed: bool, what: impl Fn() -> String) -> Result<Vec<f32>, RuntimeError> {
-        match self.free.get_mut(&n).and_then(Vec::pop) {
-            Some(mut v) => {
-                self.bytes -= n * 4;
-                if zeroed {
-                    v.fill(0.0);
-                }
-                Ok(v)
-            }
-            None => zeros(n, &what()),
-        }
+    /// A freed array of `n` elements (holding stale values), if there is one.
+    fn take(&mut self, n: usize) -> Option<Vec<f32>> {
+        let v = self.free.get_mut(&n).and_then(Vec::pop)?;
+        self.bytes -= n * 4;
+        Some(v)
     }
 
     fn give(&mut self, v: Vec<f32>) {
@@ -836,13 +844,13 @@ struct Sim<'a> {
 /// A zeroed `f32` vector, as an error rather than an abort if memory runs out.
 fn zeros(n: usize, what: &str) -> Result<Vec<f32>, RuntimeError> {
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        RuntimeError::new(format!(
-            "cannot allocate host memory for {what} ({n} elements)"
-        ))
-    })?;
+    v.try_reserve_exact(n).map_err(|_| alloc_failed(what, n))?;
     v.resize(n, 0.0);
     Ok(v)
+}
+
+fn alloc_failed(what: &str, n: usize) -> RuntimeError {
+    RuntimeError::new(format!("cannot allocate host memory for {what} ({n} elements)"))
 }
 
 /// Copies the box `src_region` of `src` into the box `dst_region` of `dst` (equal sizes):
@@ -972,14 +980,20 @@ impl<'a> Data<'a> {
     /// on the array it writes, taken out meanwhile; in parallel when there is enough work.
     fn run_level(&mut self, level: &[usize], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
-        let mut work = Vec::with_capacity(level.len());
+        // Each instruction that writes an array, with that array and what it needs before it
+        // runs: zeros, a new array, or the values of an array it shared. Each is work on every
+        // element, done beside the level's other instructions rather than before them.
+        let mut work: Vec<(usize, Arc<Vec<f32>>, Prep)> = Vec::with_capacity(level.len());
         for &pc in level {
             match &prog.instrs[pc] {
                 Instr::Alloc { buf } => {
                     let fresh = self.plan.fresh[pc];
                     if fresh != Fresh::Nothing {
-                        let v = self.pool.take(self.plan.elems[*buf], fresh == Fresh::Zeroed, || format!("buffer {buf}"))?;
-                        self.bufs[*buf] = Arc::new(v);
+                        match self.pool.take(self.plan.elems[*buf]) {
+                            Some(v) if fresh == Fresh::Zeroed => work.push((pc, Arc::new(v), Prep::Zero)),
+                            Some(v) => self.bufs[*buf] = Arc::new(v),
+                            None => work.push((pc, Arc::clone(&self.empty), Prep::New(self.plan.elems[*buf]))),
+                        }
                     }
                 }
                 Instr::Free { buf } => {
@@ -993,25 +1007,43 @@ impl<'a> Data<'a> {
                         self.pool.give_shared(v);
                     }
                     (Written::Buf(b), None) => {
-                        let mut array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
+                        let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
                         if Arc::strong_count(&array) > 1 {
-                            // Shared with another buffer: this one gets its own array from the
-                            // pool (copy on write), with the values only if it needs them.
-                            let mut own = self.pool.take(self.plan.elems[b], false, || format!("buffer {b}"))?;
-                            if !overwrites_whole(prog, instr) {
-                                own.copy_from_slice(&array);
-                            }
-                            array = Arc::new(own);
+                            // Shared with another buffer: this one gets its own array (copy on
+                            // write), with the values only if it needs them.
+                            let n = self.plan.elems[b];
+                            let whole = overwrites_whole(prog, instr);
+                            work.push(match self.pool.take(n) {
+                                Some(own) => (pc, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }),
+                                None => (pc, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
+                            });
+                        } else {
+                            work.push((pc, array, Prep::Ready));
                         }
-                        work.push((pc, array));
                     }
-                    (Written::Output(o), _) => work.push((pc, Arc::new(std::mem::take(&mut self.outputs[o])))),
+                    (Written::Output(o), _) => work.push((pc, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready)),
                 },
             }
         }
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
-        let run = |(pc, array): &mut (usize, Arc<Vec<f32>>)| {
+        let run = |(pc, array, prep): &mut (usize, Arc<Vec<f32>>, Prep)| {
             let instr = &prog.instrs[*pc];
+            let what = || match accesses(instr).0 {
+                Written::Buf(b) => format!("buffer {b}"),
+                Written::Output(o) => format!("output {o}"),
+            };
+            match std::mem::replace(prep, Prep::Ready) {
+                Prep::Ready => {}
+                Prep::Zero => Arc::make_mut(array).fill(0.0),
+                Prep::New(n) => *array = Arc::new(zeros(n, &what())?),
+                Prep::CopyOf(from) => Arc::make_mut(array).copy_from_slice(&from),
+                Prep::CloneOf(from) => {
+                    let mut v = Vec::new();
+                    v.try_reserve_exact(from.len()).map_err(|_| alloc_failed(&what(), from.len()))?;
+                    v.extend_from_slice(&from);
+                    *array = Arc::new(v);
+                }
+            }
             ctx.exec(instr, array).map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
         };
         let results: Vec<Result<Seen, RuntimeError>> = if parallel {
@@ -1019,7 +1051,7 @@ impl<'a> Data<'a> {
         } else {
             work.iter_mut().map(run).collect()
         };
-        for (pc, array) in work {
+        for (pc, array, _) in work {
             match accesses(&prog.instrs[pc]).0 {
                 Written::Buf(b) => self.bufs[b] = array,
                 Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(array),
@@ -1035,6 +1067,19 @@ impl<'a> Data<'a> {
         }
         Ok(())
     }
+}
+
+/// What an array needs before its instruction runs (see [`Data::run_level`]).
+enum Prep {
+    Ready,
+    /// Zeros: a fresh buffer that is read before it is written whole, given a reused array.
+    Zero,
+    /// A new array of this many zeros (the pool had none of the size).
+    New(usize),
+    /// The values of the array it shared until now (copy on write), into the reused array.
+    CopyOf(Arc<Vec<f32>>),
+    /// The values of the array it shared until now, in a new array.
+    CloneOf(Arc<Vec<f32>>),
 }
 
 /// What every instruction of a level reads: the Program, the host inputs, the buffers that
