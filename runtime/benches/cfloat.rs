@@ -63,6 +63,12 @@ fn run<C: Code>(format: Format, data: &[f32], sr: Rounding, threads: usize) {
             .decode_slice(black_box(&codes), &mut back)
             .expect("decode")
     });
+    // What the simulator's Convert does: the values rounded in place (encode and decode)
+    // and their amax.
+    report(&format!("{label} quantize in place + amax, 1 thread"), bytes, || {
+        back.copy_from_slice(data);
+        (cfloat::amax(&back), codec.quantize_slice(&mut back, Rounding::NearestEven))
+    });
     black_box(&back);
 }
 

@@ -785,6 +785,15 @@ fn bias_is_the_largest_that_holds_amax() {
     assert!(cfloat::choose_bias(f, 1.0, 0.0).is_err());
     assert_eq!(cfloat::amax(&[1.0, -3.0, f32::NAN, 2.0]), 3.0);
     assert_eq!(cfloat::amax(&[]), 0.0);
+    // Longer slices (eight running maxima, then a tail): the largest magnitude wherever it
+    // is, NaNs never.
+    for n in [8, 9, 37, 64] {
+        for at in 0..n {
+            let mut v: Vec<f32> = (0..n).map(|i| if i % 5 == 3 { f32::NAN } else { (i as f32 * 0.37).sin() }).collect();
+            v[at] = -7.5;
+            assert_eq!(cfloat::amax(&v), 7.5, "{n} values, largest at {at}");
+        }
+    }
 }
 
 #[test]
