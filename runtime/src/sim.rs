@@ -485,12 +485,12 @@ fn compute(
 /// share an array, each buffer's size, and the order the instructions run in, level by level.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
-    fresh: Vec<Fresh>,
-    /// Per instruction, the buffer whose array it shares ([`shared_source`]).
-    shared: Vec<Option<BufId>>,
     elems: Vec<usize>,
-    /// The instructions' indices, level after level (each in program order).
-    order: Vec<usize>,
+    /// The instructions, level after level (each in program order): each one's index and
+    /// what the pass does with it besides running it. (A run reads this in order, and the
+    /// instructions themselves only to run them: on a Program of a million instructions the
+    /// level loop otherwise waited on fetching each one, three times.)
+    order: Vec<(usize, Step)>,
     /// Where each level starts in `order`, and its end.
     ends: Vec<usize>,
     /// Per level, whether its instructions run in parallel: more than one of them does work,
@@ -501,17 +501,24 @@ pub(crate) struct Plan {
 impl Plan {
     pub(crate) fn new(program: &Program) -> Plan {
         let mut deps = Deps::new(program);
-        let (mut order, mut ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
+        let (mut levels, mut ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
         for start in (0..program.instrs.len()).step_by(WINDOW) {
             let end = (start + WINDOW).min(program.instrs.len());
             for level in deps.levels(start..end) {
-                order.extend(level);
-                ends.push(order.len());
+                levels.extend(level);
+                ends.push(levels.len());
             }
         }
         let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
         let fresh = alloc_contents(program, &shared);
+        let step = |pc: usize| match (&program.instrs[pc], accesses(&program.instrs[pc]).0, shared[pc]) {
+            (Instr::Alloc { buf }, ..) => Step::Alloc(*buf, fresh[pc]),
+            (Instr::Free { buf }, ..) => Step::Free(*buf),
+            (_, Written::Buf(b), Some(src)) => Step::Share(b, src),
+            (_, written, _) => Step::Run(written),
+        };
+        let order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
         // (An Alloc's array may need zeros written, or to be made: the pool had none.)
         let work: Vec<u64> = program
             .instrs
@@ -527,12 +534,25 @@ impl Plan {
         let parallel = ends
             .windows(2)
             .map(|w| {
-                let (busy, total) = order[w[0]..w[1]].iter().fold((0, 0), |(n, t), &pc| (n + usize::from(work[pc] > 0), t + work[pc]));
+                let (busy, total) = order[w[0]..w[1]].iter().fold((0, 0), |(n, t), &(pc, _)| (n + usize::from(work[pc] > 0), t + work[pc]));
                 busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
-        Plan { fresh, shared, elems, order, ends, parallel }
+        Plan { elems, order, ends, parallel }
     }
+}
+
+/// What the functional pass does with an instruction besides running it ([`Plan::order`]).
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// An Alloc: gives its buffer an array ([`Fresh`]).
+    Alloc(BufId, Fresh),
+    /// A Free: the buffer's array goes back to the pool.
+    Free(BufId),
+    /// The buffer takes the source buffer's array ([`shared_source`]); nothing runs.
+    Share(BufId, BufId),
+    /// Runs, writing this array.
+    Run(Written),
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread: waking the
@@ -563,7 +583,7 @@ fn work(program: &Program, elems: &[usize], instr: &Instr) -> u64 {
 }
 
 /// An array an instruction writes: a buffer, or a host output.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Written {
     Buf(BufId),
     Output(usize),
@@ -993,57 +1013,51 @@ impl<'a> Data<'a> {
     /// instructions sharing their source's array first (they only move arrays between the
     /// pool and the buffers), then the rest, each
     /// on the array it writes, taken out meanwhile; in parallel when there is enough work.
-    fn run_level(&mut self, level: &[usize], parallel: bool) -> Result<(), RuntimeError> {
+    fn run_level(&mut self, level: &[(usize, Step)], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
         // Each instruction that writes an array, with that array and what it needs before it
         // runs: zeros, a new array, or the values of an array it shared. Each is work on every
         // element, done beside the level's other instructions rather than before them.
-        let mut work: Vec<(usize, Arc<Vec<f32>>, Prep)> = Vec::with_capacity(level.len());
-        for &pc in level {
-            match &prog.instrs[pc] {
-                Instr::Alloc { buf } => {
-                    let fresh = self.plan.fresh[pc];
-                    if fresh != Fresh::Nothing {
-                        match self.pool.take(self.plan.elems[*buf]) {
-                            Some(v) if fresh == Fresh::Zeroed => work.push((pc, Arc::new(v), Prep::Zero)),
-                            Some(v) => self.bufs[*buf] = Arc::new(v),
-                            None => work.push((pc, Arc::clone(&self.empty), Prep::New(self.plan.elems[*buf]))),
-                        }
-                    }
-                }
-                Instr::Free { buf } => {
-                    let v = std::mem::replace(&mut self.bufs[*buf], Arc::clone(&self.empty));
+        let mut work: Vec<(usize, Written, Arc<Vec<f32>>, Prep)> = Vec::with_capacity(level.len());
+        for &(pc, step) in level {
+            match step {
+                Step::Alloc(_, Fresh::Nothing) => {}
+                Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
+                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), Arc::new(v), Prep::Zero)),
+                    Some(v) => self.bufs[buf] = Arc::new(v),
+                    None => work.push((pc, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
+                },
+                Step::Free(buf) => {
+                    let v = std::mem::replace(&mut self.bufs[buf], Arc::clone(&self.empty));
                     self.pool.give_shared(v);
                 }
-                instr => match (accesses(instr).0, self.plan.shared[pc]) {
-                    (Written::Buf(b), Some(src)) => {
-                        let shared = Arc::clone(&self.bufs[src]);
-                        let v = std::mem::replace(&mut self.bufs[b], shared);
-                        self.pool.give_shared(v);
+                Step::Share(b, src) => {
+                    let shared = Arc::clone(&self.bufs[src]);
+                    let v = std::mem::replace(&mut self.bufs[b], shared);
+                    self.pool.give_shared(v);
+                }
+                Step::Run(written @ Written::Buf(b)) => {
+                    let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
+                    if Arc::strong_count(&array) > 1 {
+                        // Shared with another buffer: this one gets its own array (copy on
+                        // write), with the values only if it needs them.
+                        let n = self.plan.elems[b];
+                        let whole = overwrites_whole(prog, &prog.instrs[pc]);
+                        work.push(match self.pool.take(n) {
+                            Some(own) => (pc, written, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }),
+                            None => (pc, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
+                        });
+                    } else {
+                        work.push((pc, written, array, Prep::Ready));
                     }
-                    (Written::Buf(b), None) => {
-                        let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
-                        if Arc::strong_count(&array) > 1 {
-                            // Shared with another buffer: this one gets its own array (copy on
-                            // write), with the values only if it needs them.
-                            let n = self.plan.elems[b];
-                            let whole = overwrites_whole(prog, instr);
-                            work.push(match self.pool.take(n) {
-                                Some(own) => (pc, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }),
-                                None => (pc, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
-                            });
-                        } else {
-                            work.push((pc, array, Prep::Ready));
-                        }
-                    }
-                    (Written::Output(o), _) => work.push((pc, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready)),
-                },
+                }
+                Step::Run(written @ Written::Output(o)) => work.push((pc, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready)),
             }
         }
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
-        let run = |(pc, array, prep): &mut (usize, Arc<Vec<f32>>, Prep)| {
+        let run = |(pc, written, array, prep): &mut (usize, Written, Arc<Vec<f32>>, Prep)| {
             let instr = &prog.instrs[*pc];
-            let what = || match accesses(instr).0 {
+            let what = || match *written {
                 Written::Buf(b) => format!("buffer {b}"),
                 Written::Output(o) => format!("output {o}"),
             };
@@ -1066,8 +1080,8 @@ impl<'a> Data<'a> {
         } else {
             work.iter_mut().map(run).collect()
         };
-        for (pc, array, _) in work {
-            match accesses(&prog.instrs[pc]).0 {
+        for (_, written, array, _) in work {
+            match written {
                 Written::Buf(b) => self.bufs[b] = array,
                 Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(array),
             }
