@@ -399,6 +399,12 @@ fn gather_strided(data: &[f32], base: usize, shape: &[usize], walk: &[usize], ou
         } else if k == 0 {
             // A broadcast (innermost dim of stride 0): one value along the row.
             dst.fill(src[0]);
+        } else if k == 2 && src.len() >= 2 * len {
+            // Every other value (a stride-2 convolution's or pooling's taps): pairs, which
+            // vectorise.
+            for (slot, pair) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *slot = pair[0];
+            }
         } else {
             for (slot, &x) in dst.iter_mut().zip(src.iter().step_by(k)) {
                 *slot = x;
