@@ -826,11 +826,16 @@ impl<'a> Lowering<'a> {
         // headroom for other live values; the Program check is the final word).
         let budget = |resident: u64| self.target.usable_sram_bytes().saturating_sub(resident) / 2;
         let fewest_steps = |need: &dyn Fn(u64) -> u64, budget: u64| (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
+        // Double-buffered operand slices of `kb` columns plus the accumulator, for `mb` x `nb`
+        // result shards over `core_batch` batches and epilogue operands of `extra_bytes`.
+        let need_of = |mb: u64, nb: u64, core_batch: usize, extra_bytes: u64, kb: u64| {
+            2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes
+        };
         // For a result layout: batches a core multiplies (all of them unless the batch is
         // split), result rows it holds of `rows` rows (over its batches), result columns, the
-        // epilogue operands' bytes, and the K steps whose double-buffered operand slices plus
-        // the accumulator fit the budget (each step after the first accumulates into it in
-        // place: emission reuses a dying accumulator's buffers).
+        // epilogue operands' bytes, and the K steps whose working set (`need_of`) fits the
+        // budget (each step after the first accumulates into the accumulator in place:
+        // emission reuses a dying accumulator's buffers).
         struct Fit {
             core_batch: usize,
             mb: u64,
@@ -846,7 +851,7 @@ impl<'a> Lowering<'a> {
             let core_batch = if r == 3 { batch.div_ceil(out.axis_len(out.split[0])) } else { 1 };
             let mb = (m.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
             let nb = n.div_ceil(out.axis_len(out.split[r - 1])) as u64;
-            let need = |kb: u64| 2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
+            let need = |kb: u64| need_of(mb, nb, core_batch, extra_bytes, kb);
             Fit { core_batch, mb, nb, extra_bytes, steps: fewest_steps(&need, budget(resident)) }
         };
         // A result split rows x columns that needs several K steps per core may instead split
@@ -876,7 +881,7 @@ impl<'a> Lowering<'a> {
         }
         let Fit { core_batch, mb, nb, extra_bytes, steps } = fit(&out);
         let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
-        let need = |kb: u64| 2 * (ea * mb * kb + eb * core_batch as u64 * kb * nb) + er * mb * nb + extra_bytes;
+        let need = |kb: u64| need_of(mb, nb, core_batch, extra_bytes, kb);
         let steps = steps.ok_or_else(|| {
             PassError::Capacity(format!(
                 "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",

@@ -343,12 +343,8 @@ impl SimMesh {
     ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
         let p = program.program();
         check_inputs(p, inputs, true)?;
-        // On a thread of rayon's pool: its levels that run on one thread then leave only the
-        // pool's other threads waiting, not all of them beside the caller's thread (on a
-        // 2-core host, two spinning workers and the caller share two cores).
-        let numerics = self.numerics();
         let pool = BufferPool::max_bytes(program.stats());
-        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), pool, inputs, &numerics))?;
+        let (outputs, numerics) = compute(p, program.plan(), pool, inputs, &self.numerics())?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
