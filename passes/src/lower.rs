@@ -25,9 +25,10 @@
 //!   `S` is the fewest steps whose per-core working set fits half of the SRAM the operands
 //!   leave free. When the rows x columns split needs several steps, the result's rows split
 //!   over every core of the block instead (`b` whole on each) if that takes at least as many
-//!   cores and fewer steps (a long contraction against a narrow `b`). A result that only goes to the host may be computed in row blocks, each its
-//!   own SUMMA reusing the first block's panels of `b`, so that a block's store overlaps the
-//!   next block's compute (`row_blocks`); `d1.store {dim}` then takes the blocks.
+//!   cores and fewer steps (a long contraction against a narrow `b`). A result that only
+//!   goes to the host may be computed in row blocks, each its own SUMMA reusing the first
+//!   block's panels of `b`, so that a block's store overlaps the next block's compute
+//!   (`row_blocks`); `d1.store {dim}` then takes the blocks.
 //! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
 //!   first row/column, and reduce again (over both axes: all at once, or columns then rows when
 //!   all partials would take more than [`FOLLOW_MAX_BYTES`] on one core).
@@ -858,8 +859,9 @@ impl<'a> Lowering<'a> {
         // its rows over every core of the block (`b` whole on each): when that uses at least
         // as many cores in fewer steps. A long contraction against a narrow `b` (resnet's stem:
         // 100352 x 147 @ 147 x 64 on d1) otherwise runs as dozens of 2-column steps.
+        let mut chosen = fit(&out);
         let mut out = out;
-        if self.plan == Plan::Default && out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE) && fit(&out).steps.is_none_or(|s| s > 1) {
+        if self.plan == Plan::Default && out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE) && chosen.steps.is_none_or(|s| s > 1) {
             let cap = (self.max_block.0 as usize, self.max_block.1 as usize);
             let cores = naive_cores(m, cap);
             if let Some(grid) = naive_grid(cores, cap).filter(|_| cores >= out.num_cores()) {
@@ -868,18 +870,19 @@ impl<'a> Lowering<'a> {
                 let shard = Layout { origin: (0, 0), grid, split: split.clone() }.max_shard_numel(&rt.shape);
                 if let Some(origin) = self.block_origin(grid.0, grid.1, (shard * rt.elem.bytes()) as u64) {
                     let rows = Layout { origin, grid, split };
-                    let fewer = match (fit(&rows).steps, fit(&out).steps) {
+                    let by_rows = fit(&rows);
+                    let fewer = match (by_rows.steps, chosen.steps) {
                         (Some(a), Some(b)) => a < b,
                         (Some(_), None) => true,
                         _ => false,
                     };
                     if fewer {
-                        out = rows;
+                        (out, chosen) = (rows, by_rows);
                     }
                 }
             }
         }
-        let Fit { core_batch, mb, nb, extra_bytes, steps } = fit(&out);
+        let Fit { core_batch, mb, nb, extra_bytes, steps } = chosen;
         let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
         let need = |kb: u64| need_of(mb, nb, core_batch, extra_bytes, kb);
         let steps = steps.ok_or_else(|| {

@@ -1018,10 +1018,11 @@ impl<'a> Data<'a> {
         })
     }
 
-    /// Runs the instructions of one level (independent of each other): Allocs, Frees and
-    /// instructions sharing their source's array first (they only move arrays between the
-    /// pool and the buffers), then the rest, each
-    /// on the array it writes, taken out meanwhile; in parallel when there is enough work.
+    /// Runs the instructions of one level (independent of each other): Frees, reused arrays
+    /// given to Allocs and instructions sharing their source's array first (they only move
+    /// arrays between the pool and the buffers), then the rest, each on the array it writes,
+    /// taken out meanwhile, after what that array needs ([`Prep`]: zeros, a new array, a copy
+    /// on write); in parallel when there is enough work.
     fn run_level(&mut self, level: &[(usize, Step)], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
         // Each instruction that writes an array, with that array and what it needs before it
