@@ -489,6 +489,10 @@ pub(crate) struct Plan {
     order: Vec<(usize, Step)>,
     /// Where each level starts in `order`, and its end.
     ends: Vec<usize>,
+    /// The Loads, Stores and Copies of `order` that run, resolved ([`BoxCopy`]), in order.
+    boxes: Vec<BoxCopy>,
+    /// Their merged dims and strides ([`BoxCopy::dims`]).
+    box_dims: Vec<usize>,
     /// Per level, whether its instructions run in parallel: more than one of them does work,
     /// [`PARALLEL_MIN_WORK`] in all.
     parallel: Vec<bool>,
@@ -508,11 +512,18 @@ impl Plan {
         let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
         let fresh = alloc_contents(program, &shared);
-        let step = |pc: usize| match (&program.instrs[pc], accesses(&program.instrs[pc]).0, shared[pc]) {
+        let (mut boxes, mut box_dims) = (Vec::new(), Vec::new());
+        let mut step = |pc: usize| match (&program.instrs[pc], accesses(&program.instrs[pc]).0, shared[pc]) {
             (Instr::Alloc { buf }, ..) => Step::Alloc(*buf, fresh[pc]),
             (Instr::Free { buf }, ..) => Step::Free(*buf),
             (_, Written::Buf(b), Some(src)) => Step::Share(b, src),
-            (_, written, _) => Step::Run(written),
+            (instr, written, _) => match BoxCopy::new(program, instr, &mut box_dims) {
+                Some(b) => {
+                    boxes.push(b);
+                    Step::Run(written, Some(boxes.len() - 1))
+                }
+                None => Step::Run(written, None),
+            },
         };
         let order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
         // (An Alloc's array may need zeros written, or to be made: the pool had none.)
@@ -534,7 +545,60 @@ impl Plan {
                 busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
-        Plan { elems, order, ends, parallel }
+        Plan { elems, order, ends, boxes, box_dims, parallel }
+    }
+}
+
+/// A Load, Store or Copy resolved when the Program is planned, so a run reads this (in level
+/// order, next to its neighbours) rather than the instruction's regions and its arrays'
+/// shapes, which lie scattered over the heap: on the tiny GPT-2's Programs, fetching them was
+/// 40 % of a copy's time.
+#[derive(Clone, Copy, Debug)]
+struct BoxCopy {
+    from: Source,
+    /// The box's first element in the array it reads and in the one it writes.
+    s0: usize,
+    d0: usize,
+    /// Where the box's merged dims ([`shape::merge_dims`]), then the read array's and the
+    /// written array's strides on them, start in [`Plan::box_dims`], and how many dims it has;
+    /// `None`: the box is empty.
+    dims: Option<(usize, usize)>,
+}
+
+/// The array a [`BoxCopy`] reads.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// A host input (a Load); `ints`: the buffer it loads into holds integers, which are
+    /// checked.
+    Input { input: usize, ints: bool },
+    /// A buffer (a Store or Copy); possibly the one it writes.
+    Buf(BufId),
+}
+
+impl BoxCopy {
+    /// `instr`'s box copy, its dims and strides appended to `dims`; `None` if `instr` is not a
+    /// Load, Store or Copy.
+    fn new(program: &Program, instr: &Instr, dims: &mut Vec<usize>) -> Option<BoxCopy> {
+        let shape = |b: BufId| program.buffers[b].shape.as_slice();
+        let (from, (src_shape, src_region), (dst_shape, dst_region)) = match instr {
+            Instr::Load { input, src, buf, dst } => {
+                let ints = program.buffers[*buf].dtype.is_int();
+                (Source::Input { input: *input, ints }, (program.inputs[*input].shape.as_slice(), src), (shape(*buf), dst))
+            }
+            Instr::Store { buf, src, output, dst } => (Source::Buf(*buf), (shape(*buf), src), (program.outputs[*output].shape.as_slice(), dst)),
+            Instr::Copy { src, src_region, dst, dst_region } => (Source::Buf(*src), (shape(*src), src_region), (shape(*dst), dst_region)),
+            _ => return None,
+        };
+        let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
+        let s0 = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
+        let d0 = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
+        let mut b = BoxCopy { from, s0, d0, dims: None };
+        if !src_region.sizes.contains(&0) {
+            let (merged, [ss, ds]) = shape::merge_dims(&src_region.sizes, [&s_st, &d_st]);
+            b.dims = Some((dims.len(), merged.len()));
+            dims.extend(merged.iter().chain(&ss).chain(&ds));
+        }
+        Some(b)
     }
 }
 
@@ -547,8 +611,9 @@ enum Step {
     Free(BufId),
     /// The buffer takes the source buffer's array ([`shared_source`]); nothing runs.
     Share(BufId, BufId),
-    /// Runs, writing this array.
-    Run(Written),
+    /// Runs, writing this array; a Load, Store or Copy as the [`BoxCopy`] of this index in
+    /// [`Plan::boxes`].
+    Run(Written, Option<usize>),
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread: waking the
@@ -883,30 +948,14 @@ fn alloc_failed(what: &str, n: usize) -> RuntimeError {
     RuntimeError::new(format!("cannot allocate host memory for {what} ({n} elements)"))
 }
 
-/// Copies the box `src_region` of `src` into the box `dst_region` of `dst` (equal sizes):
-/// row by row over the box's dims of size above 1, adjacent dims that are contiguous in both
-/// arrays merged into one; a row is one `memcpy` when its elements are adjacent in both
-/// arrays, else a strided loop.
-fn copy_box(
-    src: &[f32],
-    src_shape: &[usize],
-    src_region: &Region,
-    dst: &mut [f32],
-    dst_shape: &[usize],
-    dst_region: &Region,
-) -> Result<(), RuntimeError> {
-    let sizes = &src_region.sizes;
-    if sizes.contains(&0) {
-        return Ok(());
-    }
+/// Copies a box ([`BoxCopy`]) starting at `s0` in `src` and at `d0` in `dst`, of merged
+/// `dims` with strides `ss` in `src` and `ds` in `dst`: row by row, a row being one `memcpy`
+/// when its elements are adjacent in both arrays, else a strided loop.
+fn copy_rows(src: &[f32], s0: usize, dst: &mut [f32], d0: usize, dims: &[usize], [ss, ds]: [&[usize]; 2]) -> Result<(), RuntimeError> {
     let outside = || RuntimeError::new("internal error: a region run falls outside its array after validation");
-    let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
-    let s0: usize = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
-    let d0: usize = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
-    let (dims, [ss, ds]) = shape::merge_dims(sizes, [&s_st, &d_st]);
     // Most boxes are rows of a few contiguous values, one after another at fixed steps
     // (a convolution's taps and halos): a plain loop over them, no odometer.
-    if let ([rows, len], [sr, 1], [dr, 1]) = (dims.as_slice(), ss.as_slice(), ds.as_slice()) {
+    if let ([rows, len], [sr, 1], [dr, 1]) = (dims, ss, ds) {
         let (s_end, d_end) = (s0 + (rows - 1) * sr + len, d0 + (rows - 1) * dr + len);
         if s_end > src.len() || d_end > dst.len() {
             return Err(outside());
@@ -918,7 +967,7 @@ fn copy_box(
         return Ok(());
     }
     let mut inside = true;
-    shape::for_each_row(&dims, [&ss, &ds], |[s, d], len, [sk, dk]| {
+    shape::for_each_row(dims, [ss, ds], |[s, d], len, [sk, dk]| {
         let (s, d) = (s0 + s, d0 + d);
         match (src.get(s..s + (len - 1) * sk + 1), dst.get_mut(d..d + (len - 1) * dk + 1)) {
             // (A rank-0 walk is one element with step 0.)
@@ -1028,14 +1077,14 @@ impl<'a> Data<'a> {
         // Each instruction that writes an array, with that array and what it needs before it
         // runs: zeros, a new array, or the values of an array it shared. Each is work on every
         // element, done beside the level's other instructions rather than before them.
-        let mut work: Vec<(usize, Written, Arc<Vec<f32>>, Prep)> = Vec::with_capacity(level.len());
+        let mut work: Vec<(usize, Written, Arc<Vec<f32>>, Prep, Option<usize>)> = Vec::with_capacity(level.len());
         for &(pc, step) in level {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), Arc::new(v), Prep::Zero)),
+                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), Arc::new(v), Prep::Zero, None)),
                     Some(v) => self.bufs[buf] = Arc::new(v),
-                    None => work.push((pc, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
+                    None => work.push((pc, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]), None)),
                 },
                 Step::Free(buf) => {
                     let v = std::mem::replace(&mut self.bufs[buf], Arc::clone(&self.empty));
@@ -1046,7 +1095,7 @@ impl<'a> Data<'a> {
                     let v = std::mem::replace(&mut self.bufs[b], shared);
                     self.pool.give_shared(v);
                 }
-                Step::Run(written @ Written::Buf(b)) => {
+                Step::Run(written @ Written::Buf(b), boxed) => {
                     let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
                     if Arc::strong_count(&array) > 1 {
                         // Shared with another buffer: this one gets its own array (copy on
@@ -1054,18 +1103,21 @@ impl<'a> Data<'a> {
                         let n = self.plan.elems[b];
                         let whole = overwrites_whole(prog, &prog.instrs[pc]);
                         work.push(match self.pool.take(n) {
-                            Some(own) => (pc, written, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }),
-                            None => (pc, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
+                            Some(own) => (pc, written, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }, boxed),
+                            None => (pc, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }, boxed),
                         });
                     } else {
-                        work.push((pc, written, array, Prep::Ready));
+                        work.push((pc, written, array, Prep::Ready, boxed));
                     }
                 }
-                Step::Run(written @ Written::Output(o)) => work.push((pc, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready)),
+                Step::Run(written @ Written::Output(o), boxed) => {
+                    work.push((pc, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready, boxed))
+                }
             }
         }
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
-        let run = |(pc, written, array, prep): &mut (usize, Written, Arc<Vec<f32>>, Prep)| {
+        let plan = self.plan;
+        let run = |(pc, written, array, prep, boxed): &mut (usize, Written, Arc<Vec<f32>>, Prep, Option<usize>)| {
             let instr = &prog.instrs[*pc];
             let what = || match *written {
                 Written::Buf(b) => format!("buffer {b}"),
@@ -1083,14 +1135,18 @@ impl<'a> Data<'a> {
                     *array = Arc::new(v);
                 }
             }
-            ctx.exec(instr, array).map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
+            match *boxed {
+                Some(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
+                None => ctx.exec(instr, array),
+            }
+            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
         };
         let results: Vec<Result<Seen, RuntimeError>> = if parallel {
             work.par_iter_mut().map(run).collect()
         } else {
             work.iter_mut().map(run).collect()
         };
-        for (_, written, array, _) in work {
+        for (_, written, array, ..) in work {
             match written {
                 Written::Buf(b) => self.bufs[b] = array,
                 Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(array),
@@ -1133,39 +1189,44 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Runs `instr` (not an Alloc or Free), writing `out`: the array of the buffer or host
-    /// output it writes, with that array's current contents.
+    /// Runs the box copy `b` (`dims`: [`Plan::box_dims`]), writing `out`, the array of
+    /// `written`, with its current contents.
+    fn copy(&self, b: &BoxCopy, dims: &[usize], written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
+        let Some((at, rank)) = b.dims else { return Ok(None) };
+        let (sizes, strides) = dims[at..at + 3 * rank].split_at(rank);
+        let (ss, ds) = strides.split_at(rank);
+        match b.from {
+            Source::Input { input, ints } => {
+                let out = Arc::make_mut(out);
+                copy_rows(self.inputs[input].1, b.s0, out, b.d0, sizes, [ss, ds])?;
+                if ints {
+                    kernels::check_exact_ints(out, &format!("input {input}"))?;
+                }
+            }
+            Source::Buf(src) if written == Written::Buf(src) => {
+                // A copy within one array reads the values from before it.
+                let from = Arc::clone(out);
+                copy_rows(&from, b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?;
+            }
+            Source::Buf(src) => copy_rows(&self.bufs[src], b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?,
+        }
+        Ok(None)
+    }
+
+    /// Runs `instr` (not an Alloc, Free or box copy), writing `out`: the array of the buffer
+    /// or host output it writes, with that array's current contents.
     fn exec(&self, instr: &Instr, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {
             Instr::Alloc { .. } | Instr::Free { .. } => {}
-            Instr::Load { input, src, buf, dst } => {
-                let (shape, data) = self.inputs[*input];
-                let decl = &prog.buffers[*buf];
-                let out = Arc::make_mut(out);
-                copy_box(data, shape, src, out, &decl.shape, dst)?;
-                if decl.dtype.is_int() {
-                    kernels::check_exact_ints(out, &format!("input {input}"))?;
-                }
-            }
-            Instr::Store { buf, src, output, dst } => {
-                let out_shape = &prog.outputs[*output].shape;
-                copy_box(&self.bufs[*buf], &prog.buffers[*buf].shape, src, Arc::make_mut(out).as_mut_slice(), out_shape, dst)?;
-            }
             Instr::HostCopy { input, .. } => {
                 if prog.inputs[*input].dtype.is_int() {
                     kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
                 }
                 *out = Arc::new(self.inputs[*input].1.to_vec());
             }
-            Instr::Copy { src, src_region, dst, dst_region } => {
-                let (s, d) = (&prog.buffers[*src], &prog.buffers[*dst]);
-                if src == dst {
-                    let from = Arc::clone(out);
-                    copy_box(&from, &s.shape, src_region, Arc::make_mut(out).as_mut_slice(), &d.shape, dst_region)?;
-                } else {
-                    copy_box(&self.bufs[*src], &s.shape, src_region, Arc::make_mut(out).as_mut_slice(), &d.shape, dst_region)?;
-                }
+            Instr::Load { .. } | Instr::Store { .. } | Instr::Copy { .. } => {
+                return Err(RuntimeError::new("internal error: a box copy ran without its plan"));
             }
             Instr::Fill { buf, value } => {
                 let out = Arc::make_mut(out);

@@ -396,6 +396,34 @@ fn copies_of_strided_boxes() {
     assert_eq!(outs[0].data, vec![0., 11., 0., 13., 0., 15.]);
 }
 
+/// A Copy within one buffer reads the values from before it (the boxes overlap), an empty
+/// box copies nothing, and a Load into an integer buffer checks what it loads.
+#[test]
+fn copies_within_a_buffer_empty_boxes_and_integer_loads() {
+    let mut b = Builder::new("core");
+    let i = b.input(&[2, 8]);
+    let x = b.load_full(i, (0, 0));
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![0, 0], vec![2, 6]), dst: x, dst_region: Region::new(vec![0, 2], vec![2, 6]) });
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![1, 0], vec![0, 8]), dst: x, dst_region: Region::new(vec![0, 0], vec![0, 8]) });
+    b.store_full(x);
+    let data: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    let (outs, _) = run(&b.p, &[(vec![2, 8], data)]).unwrap();
+    assert_eq!(outs[0].data, vec![0., 1., 0., 1., 2., 3., 4., 5., 8., 9., 8., 9., 10., 11., 12., 13.]);
+
+    let mut b = Builder::new("core");
+    let i = b.input(&[4]);
+    b.p.inputs[i].dtype = DType::I64;
+    let x = b.decl((0, 0), &[4]);
+    b.p.buffers[x].dtype = DType::I64;
+    b.push(Instr::Alloc { buf: x });
+    b.push(Instr::Load { input: i, src: Region::full(&[4]), buf: x, dst: Region::full(&[4]) });
+    b.store_full(x);
+    b.p.outputs[0].dtype = DType::I64;
+    assert_eq!(run(&b.p, &[(vec![4], vec![1., 2., 3., 4.])]).unwrap().0[0].data, vec![1., 2., 3., 4.]);
+    let err = run(&b.p, &[(vec![4], vec![1., 2.5, 3., 4.])]).unwrap_err().to_string();
+    assert!(err.contains("input 0") && err.contains("2.5"), "{err}");
+}
+
 #[test]
 fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
     // y is a whole copy of x on another core and z a reshape of y: the functional pass shares
