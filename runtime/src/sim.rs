@@ -344,7 +344,12 @@ impl SimMesh {
         let p = program.program();
         check_inputs(p, inputs, true)?;
         let pool = BufferPool::max_bytes(program.stats());
-        let (outputs, numerics) = compute(p, program.plan(), pool, inputs, &self.numerics())?;
+        // On a worker of rayon's pool: the thread running the serial levels is then one of
+        // the pool's, and its idle partner waits on the other core. Called from outside the
+        // pool, the caller blocked on each parallel level while two workers ran it, and the
+        // workers' spinning afterwards took the cores from the caller's next serial levels
+        // (the tiny GPT-2's runs spent about 20 % of their time in the scheduler).
+        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), pool, inputs, &self.numerics()))?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
