@@ -169,6 +169,6 @@ fn main() {
                 sum = sum.wrapping_mul(31).wrapping_add(u64::from(x.to_bits()));
             }
         }
-        println!("run {r}: {:.3} s (simulated {:.3e} s, checksum {sum:016x})", wall, result.profile.simulated_seconds);
+        println!("run {r}: {:.4} s (simulated {:.3e} s, checksum {sum:016x})", wall, result.profile.simulated_seconds);
     }
 }

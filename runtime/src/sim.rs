@@ -848,10 +848,11 @@ fn shared_source(program: &Program, instr: &Instr) -> Option<BufId> {
     }
 }
 
-/// Freed `f32` arrays by length, up to `max` bytes in all ([`BufferPool::max_bytes`]).
+/// Freed `f32` arrays by length, up to `max` bytes in all ([`BufferPool::max_bytes`]). They
+/// stay in their `Arc`s (each unshared), so a buffer's Alloc and Free allocate nothing.
 #[derive(Default)]
 struct BufferPool {
-    free: FastMap<usize, Vec<Vec<f32>>>,
+    free: FastMap<usize, Vec<Arc<Vec<f32>>>>,
     bytes: usize,
     max: usize,
 }
@@ -888,26 +889,23 @@ impl BufferPool {
     }
 
     /// A freed array of `n` elements (holding stale values), if there is one.
-    fn take(&mut self, n: usize) -> Option<Vec<f32>> {
+    fn take(&mut self, n: usize) -> Option<Arc<Vec<f32>>> {
         let v = self.free.get_mut(&n).and_then(Vec::pop)?;
         self.bytes -= n * 4;
         Some(v)
     }
 
-    fn give(&mut self, v: Vec<f32>) {
-        let bytes = v.len() * 4;
-        if v.is_empty() || self.bytes + bytes > self.max {
+    /// Keeps the array if no other buffer still shares it.
+    fn give_shared(&mut self, mut v: Arc<Vec<f32>>) {
+        let n = match Arc::get_mut(&mut v) {
+            Some(array) => array.len(),
+            None => return,
+        };
+        if n == 0 || self.bytes + n * 4 > self.max {
             return;
         }
-        self.bytes += bytes;
-        self.free.entry(v.len()).or_default().push(v);
-    }
-
-    /// Keeps the array if no other buffer still shares it.
-    fn give_shared(&mut self, v: Arc<Vec<f32>>) {
-        if let Some(v) = Arc::into_inner(v) {
-            self.give(v);
-        }
+        self.bytes += n * 4;
+        self.free.entry(n).or_default().push(v);
     }
 }
 
@@ -1087,8 +1085,8 @@ impl<'a> Data<'a> {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), Arc::new(v), Prep::Zero, None)),
-                    Some(v) => self.bufs[buf] = Arc::new(v),
+                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), v, Prep::Zero, None)),
+                    Some(v) => self.bufs[buf] = v,
                     None => work.push((pc, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]), None)),
                 },
                 Step::Free(buf) => {
@@ -1108,7 +1106,7 @@ impl<'a> Data<'a> {
                         let n = self.plan.elems[b];
                         let whole = overwrites_whole(prog, &prog.instrs[pc]);
                         work.push(match self.pool.take(n) {
-                            Some(own) => (pc, written, Arc::new(own), if whole { Prep::Ready } else { Prep::CopyOf(array) }, boxed),
+                            Some(own) => (pc, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }, boxed),
                             None => (pc, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }, boxed),
                         });
                     } else {
