@@ -505,16 +505,16 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn new(program: &Program) -> Plan {
+        let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let mut deps = Deps::new(program);
         let (mut levels, mut ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
         for start in (0..program.instrs.len()).step_by(WINDOW) {
             let end = (start + WINDOW).min(program.instrs.len());
-            for level in deps.levels(start..end) {
+            for level in deps.levels(start..end, &shared) {
                 levels.extend(level);
                 ends.push(levels.len());
             }
         }
-        let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
         let fresh = alloc_contents(program, &shared);
         let (mut boxes, mut box_dims) = (Vec::new(), Vec::new());
@@ -543,10 +543,24 @@ impl Plan {
                 _ => work(program, &elems, i),
             })
             .collect();
+        // (A level's writers of one array run as one task: they count once.)
+        let mut seen = vec![usize::MAX; program.buffers.len() + program.outputs.len()];
         let parallel = ends
             .windows(2)
-            .map(|w| {
-                let (busy, total) = order[w[0]..w[1]].iter().fold((0, 0), |(n, t), &(pc, _)| (n + usize::from(work[pc] > 0), t + work[pc]));
+            .enumerate()
+            .map(|(l, w)| {
+                let (mut busy, mut total) = (0, 0);
+                for &(pc, step) in &order[w[0]..w[1]] {
+                    let k = match step {
+                        Step::Run(Written::Buf(b), _) => b,
+                        Step::Run(Written::Output(o), _) => program.buffers.len() + o,
+                        _ => usize::MAX,
+                    };
+                    if work[pc] > 0 && (k == usize::MAX || std::mem::replace(&mut seen[k], l) != l) {
+                        busy += 1;
+                    }
+                    total += work[pc];
+                }
                 busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
@@ -669,8 +683,13 @@ fn accesses(instr: &Instr) -> (Written, &[BufId]) {
 }
 
 /// Dependency levels of the instructions of a window: an instruction's level is one past
-/// the last level that wrote what it reads or writes, or read what it writes (RAW, WAW,
-/// WAR), so the instructions of one level are independent.
+/// the last level that wrote what it reads or read what it writes (RAW, WAR), and at least
+/// the level of the last write of what it writes (WAW): one past it, unless both writes
+/// run on the array (neither an Alloc, a Free nor a [`shared_source`] step), which may
+/// share a level. A level's writers of one array run one after another, in program order,
+/// as one task ([`Data::run_level`]); the level's other instructions neither read nor write
+/// that array. (A reshard gathers a buffer from many Copies, and host outputs take one
+/// Store per shard: in levels of their own they were most of the tiny GPT-2's levels.)
 struct Deps<'a> {
     program: &'a Program,
     /// Per array (buffers, then host outputs): the window it was last touched in, and in
@@ -678,13 +697,15 @@ struct Deps<'a> {
     window: Vec<usize>,
     write: Vec<u32>,
     read: Vec<u32>,
+    /// Per array: whether its last write ran on the array (may share its level).
+    runs: Vec<bool>,
     windows: usize,
 }
 
 impl<'a> Deps<'a> {
     fn new(program: &'a Program) -> Deps<'a> {
         let n = program.buffers.len() + program.outputs.len();
-        Deps { program, window: vec![usize::MAX; n], write: vec![0; n], read: vec![0; n], windows: 0 }
+        Deps { program, window: vec![usize::MAX; n], write: vec![0; n], read: vec![0; n], runs: vec![false; n], windows: 0 }
     }
 
     fn slot(&mut self, w: Written) -> usize {
@@ -696,23 +717,30 @@ impl<'a> Deps<'a> {
             self.window[k] = self.windows;
             self.write[k] = 0;
             self.read[k] = 0;
+            self.runs[k] = false;
         }
         k
     }
 
-    /// The instructions `range` by level, each level in program order.
-    fn levels(&mut self, range: std::ops::Range<usize>) -> Vec<Vec<usize>> {
+    /// The instructions `range` by level, each level in program order (`shared`: each
+    /// instruction's [`shared_source`]).
+    fn levels(&mut self, range: std::ops::Range<usize>, shared: &[Option<BufId>]) -> Vec<Vec<usize>> {
         self.windows += 1;
         let mut levels: Vec<Vec<usize>> = Vec::new();
         for pc in range {
-            let (written, reads) = accesses(&self.program.instrs[pc]);
+            let instr = &self.program.instrs[pc];
+            let (written, reads) = accesses(instr);
+            let runs = !matches!(instr, Instr::Alloc { .. } | Instr::Free { .. }) && shared[pc].is_none();
             let reads: Vec<usize> = reads.iter().filter(|&&b| written != Written::Buf(b)).map(|&b| self.slot(Written::Buf(b))).collect();
             let w = self.slot(written);
-            let level = reads.iter().map(|&r| self.write[r]).fold(self.write[w].max(self.read[w]), u32::max) + 1;
+            let after_write = if runs && self.runs[w] { self.write[w] } else { self.write[w] + 1 };
+            let level = reads.iter().map(|&r| self.write[r]).fold(self.read[w], u32::max) + 1;
+            let level = level.max(after_write);
             for r in reads {
                 self.read[r] = self.read[r].max(level);
             }
             self.write[w] = level;
+            self.runs[w] = runs;
             if levels.len() < level as usize {
                 levels.resize_with(level as usize, Vec::new);
             }
@@ -739,6 +767,10 @@ struct Data<'a> {
     /// The array of a buffer that has none (shared, so taking it allocates nothing).
     empty: Arc<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
+    /// The level being run (counting from 1), and per array (buffers, then host outputs) the
+    /// last level that wrote it and its task's index in that level ([`Data::run_level`]).
+    level: usize,
+    task_of: Vec<(usize, usize)>,
     /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
     /// page fresh memory in for every buffer.
     pool: BufferPool,
@@ -1062,6 +1094,8 @@ impl<'a> Data<'a> {
             bufs: vec![Arc::default(); program.buffers.len()],
             empty: Arc::default(),
             outputs,
+            level: 0,
+            task_of: vec![(0, 0); program.buffers.len() + program.outputs.len()],
             pool,
             codecs,
             scales,
@@ -1070,24 +1104,27 @@ impl<'a> Data<'a> {
         })
     }
 
-    /// Runs the instructions of one level (independent of each other): Frees, reused arrays
-    /// given to Allocs and instructions sharing their source's array first (they only move
-    /// arrays between the pool and the buffers), then the rest, each on the array it writes,
-    /// taken out meanwhile, after what that array needs ([`Prep`]: zeros, a new array, a copy
-    /// on write); in parallel when there is enough work.
+    /// Runs the instructions of one level (independent of each other, but for writers of one
+    /// array, see [`Deps`]): Frees, reused arrays given to Allocs and instructions sharing
+    /// their source's array first (they only move arrays between the pool and the buffers),
+    /// then the rest as one task per array written, on that array, taken out meanwhile,
+    /// after what it needs ([`Prep`]: zeros, a new array, a copy on write); the tasks in
+    /// parallel when there is enough work.
     fn run_level(&mut self, level: &[(usize, Step)], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
-        // Each instruction that writes an array, with that array and what it needs before it
-        // runs: zeros, a new array, or the values of an array it shared. Each is work on every
-        // element, done beside the level's other instructions rather than before them.
-        let mut work: Vec<(usize, Written, Arc<Vec<f32>>, Prep, Option<usize>)> = Vec::with_capacity(level.len());
+        let nbufs = prog.buffers.len();
+        self.level += 1;
+        // Each array written, with what it needs before its instructions run: zeros, a new
+        // array, or the values of an array it shared. Each is work on every element, done
+        // beside the level's other tasks rather than before them.
+        let mut work: Vec<Task> = Vec::with_capacity(level.len());
         for &(pc, step) in level {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => work.push((pc, Written::Buf(buf), v, Prep::Zero, None)),
+                    Some(v) if fresh == Fresh::Zeroed => work.push(Task::new(pc, None, Written::Buf(buf), v, Prep::Zero)),
                     Some(v) => self.bufs[buf] = v,
-                    None => work.push((pc, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]), None)),
+                    None => work.push(Task::new(pc, None, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
                 },
                 Step::Free(buf) => {
                     let v = std::mem::replace(&mut self.bufs[buf], Arc::clone(&self.empty));
@@ -1098,72 +1135,110 @@ impl<'a> Data<'a> {
                     let v = std::mem::replace(&mut self.bufs[b], shared);
                     self.pool.give_shared(v);
                 }
-                Step::Run(written @ Written::Buf(b), boxed) => {
-                    let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
-                    if Arc::strong_count(&array) > 1 {
-                        // Shared with another buffer: this one gets its own array (copy on
-                        // write), with the values only if it needs them.
-                        let n = self.plan.elems[b];
-                        let whole = overwrites_whole(prog, &prog.instrs[pc]);
-                        work.push(match self.pool.take(n) {
-                            Some(own) => (pc, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }, boxed),
-                            None => (pc, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }, boxed),
-                        });
-                    } else {
-                        work.push((pc, written, array, Prep::Ready, boxed));
+                Step::Run(written, boxed) => {
+                    let k = match written {
+                        Written::Buf(b) => b,
+                        Written::Output(o) => nbufs + o,
+                    };
+                    let (stamp, task) = self.task_of[k];
+                    if stamp == self.level {
+                        // A later writer of an array written in this level: after the others.
+                        work[task].runs.push((pc, boxed));
+                        continue;
                     }
-                }
-                Step::Run(written @ Written::Output(o), boxed) => {
-                    work.push((pc, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready, boxed))
+                    self.task_of[k] = (self.level, work.len());
+                    work.push(match written {
+                        Written::Buf(b) => {
+                            let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
+                            if Arc::strong_count(&array) > 1 {
+                                // Shared with another buffer: this one gets its own array (copy
+                                // on write), with the values only if it needs them.
+                                let n = self.plan.elems[b];
+                                let whole = overwrites_whole(prog, &prog.instrs[pc]);
+                                match self.pool.take(n) {
+                                    Some(own) => Task::new(pc, boxed, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }),
+                                    None => Task::new(pc, boxed, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
+                                }
+                            } else {
+                                Task::new(pc, boxed, written, array, Prep::Ready)
+                            }
+                        }
+                        Written::Output(o) => Task::new(pc, boxed, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready),
+                    });
                 }
             }
         }
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
         let plan = self.plan;
-        let run = |(pc, written, array, prep, boxed): &mut (usize, Written, Arc<Vec<f32>>, Prep, Option<usize>)| {
-            let instr = &prog.instrs[*pc];
+        let run = |task: &mut Task| -> Result<(), (usize, RuntimeError)> {
+            let Task { written, array, prep, runs, seen } = task;
             let what = || match *written {
                 Written::Buf(b) => format!("buffer {b}"),
                 Written::Output(o) => format!("output {o}"),
             };
+            let first = runs[0].0;
             match std::mem::replace(prep, Prep::Ready) {
                 Prep::Ready => {}
                 Prep::Zero => Arc::make_mut(array).fill(0.0),
-                Prep::New(n) => *array = Arc::new(zeros(n, &what())?),
+                Prep::New(n) => *array = Arc::new(zeros(n, &what()).map_err(|e| (first, e))?),
                 Prep::CopyOf(from) => Arc::make_mut(array).copy_from_slice(&from),
                 Prep::CloneOf(from) => {
                     let mut v = Vec::new();
-                    v.try_reserve_exact(from.len()).map_err(|_| alloc_failed(&what(), from.len()))?;
+                    v.try_reserve_exact(from.len()).map_err(|_| (first, alloc_failed(&what(), from.len())))?;
                     v.extend_from_slice(&from);
                     *array = Arc::new(v);
                 }
             }
-            match *boxed {
-                Some(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
-                None => ctx.exec(instr, array),
+            for &(pc, boxed) in runs.iter() {
+                let instr = &prog.instrs[pc];
+                let saw = match boxed {
+                    Some(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
+                    None => ctx.exec(instr, array),
+                }
+                .map_err(|e| (pc, e.context(format!("instruction {pc} ({})", instr.name()))))?;
+                seen.extend(saw);
             }
-            .map_err(|e| e.context(format!("instruction {pc} ({})", instr.name())))
+            Ok(())
         };
-        let results: Vec<Result<Seen, RuntimeError>> = if parallel {
+        let results: Vec<Result<(), (usize, RuntimeError)>> = if parallel {
             work.par_iter_mut().map(run).collect()
         } else {
             work.iter_mut().map(run).collect()
         };
-        for (_, written, array, ..) in work {
-            match written {
-                Written::Buf(b) => self.bufs[b] = array,
-                Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(array),
-            }
+        // The first failing instruction of the level in program order is the one reported.
+        if let Some((_, e)) = results.into_iter().filter_map(Result::err).min_by_key(|(pc, _)| *pc) {
+            return Err(e);
         }
-        // In program order: the first failing instruction of the level is the one reported.
-        for seen in results {
-            if let Some((k, amax, flags)) = seen? {
+        for task in work {
+            for (k, amax, flags) in task.seen {
                 let rec = &mut self.scales[k];
                 rec.amax = rec.amax.max(amax);
                 rec.flags += flags;
             }
+            match task.written {
+                Written::Buf(b) => self.bufs[b] = task.array,
+                Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(task.array),
+            }
         }
         Ok(())
+    }
+}
+
+/// What one level does to one array ([`Data::run_level`]): what the array needs first, then
+/// the instructions writing it, in program order.
+struct Task {
+    written: Written,
+    array: Arc<Vec<f32>>,
+    prep: Prep,
+    /// Each instruction and its [`BoxCopy`] (see [`Step::Run`]).
+    runs: smallvec::SmallVec<[(usize, Option<usize>); 1]>,
+    /// What its Converts saw.
+    seen: smallvec::SmallVec<[(usize, f32, Flags); 1]>,
+}
+
+impl Task {
+    fn new(pc: usize, boxed: Option<usize>, written: Written, array: Arc<Vec<f32>>, prep: Prep) -> Task {
+        Task { written, array, prep, runs: smallvec::smallvec![(pc, boxed)], seen: smallvec::SmallVec::new() }
     }
 }
 

@@ -424,6 +424,40 @@ fn copies_within_a_buffer_empty_boxes_and_integer_loads() {
     assert!(err.contains("input 0") && err.contains("2.5"), "{err}");
 }
 
+/// Writers of one array with nothing reading it in between (a buffer gathered from parts, an
+/// output stored shard by shard) may run together; they still take effect in program order,
+/// so where two boxes overlap the later one wins.
+#[test]
+fn writers_of_one_array_take_effect_in_program_order() {
+    let mut b = Builder::new("d1:1x4");
+    let i = b.input(&[4, 4]);
+    let x = b.load_full(i, (0, 0));
+    let y = b.buf((0, 1), &[4, 4]);
+    for r in 0..4 {
+        // Row r of x into row 3 - r of y, then x's first column over y's column 1.
+        b.push(Instr::Copy { src: x, src_region: Region::new(vec![r, 0], vec![1, 4]), dst: y, dst_region: Region::new(vec![3 - r, 0], vec![1, 4]) });
+    }
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![0, 0], vec![4, 1]), dst: y, dst_region: Region::new(vec![0, 1], vec![4, 1]) });
+    let z = b.buf((0, 1), &[4, 4]);
+    b.push(Instr::Kernel { op: KernelOp::Scale { factor: 2.0 }, inputs: vec![y], output: z });
+    let o = b.output(&[4, 4]);
+    for (buf, rows) in [(z, 0..3), (x, 2..4), (y, 3..4)] {
+        let region = Region::new(vec![rows.start, 0], vec![rows.len(), 4]);
+        b.push(Instr::Store { buf, src: region.clone(), output: o, dst: region });
+    }
+    let data: Vec<f32> = (0..16).map(|v| v as f32).collect();
+    let (outs, _) = run(&b.p, &[(vec![4, 4], data)]).unwrap();
+    let y_rows = [[12., 0., 14., 15.], [8., 4., 10., 11.], [4., 8., 6., 7.], [0., 12., 2., 3.]];
+    let want: Vec<f32> = (0..4)
+        .flat_map(|r| (0..4).map(move |c| match r {
+            0 | 1 => 2.0 * y_rows[r][c],
+            2 => (r * 4 + c) as f32,
+            _ => y_rows[r][c],
+        }))
+        .collect();
+    assert_eq!(outs[0].data, want);
+}
+
 #[test]
 fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
     // y is a whole copy of x on another core and z a reshape of y: the functional pass shares
