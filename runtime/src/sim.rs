@@ -498,6 +498,11 @@ pub(crate) struct Plan {
     boxes: Vec<BoxCopy>,
     /// Their merged dims and strides ([`BoxCopy::dims`]).
     box_dims: Vec<usize>,
+    /// The Kernels of `order` that run, resolved ([`KernelRun`]), in order.
+    kernels: Vec<KernelRun>,
+    /// Their arguments' buffers ([`KernelRun::args`]) and those buffers' shapes.
+    kernel_args: Vec<(BufId, u32, u32)>,
+    shapes: Vec<usize>,
     /// Per level, whether its instructions run in parallel: more than one of them does work,
     /// [`PARALLEL_MIN_WORK`] in all.
     parallel: Vec<bool>,
@@ -518,16 +523,28 @@ impl Plan {
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
         let fresh = alloc_contents(program, &shared);
         let (mut boxes, mut box_dims) = (Vec::new(), Vec::new());
+        let (mut kernels, mut kernel_args, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
         let mut step = |pc: usize| match (&program.instrs[pc], accesses(&program.instrs[pc]).0, shared[pc]) {
             (Instr::Alloc { buf }, ..) => Step::Alloc(*buf, fresh[pc]),
             (Instr::Free { buf }, ..) => Step::Free(*buf),
             (_, Written::Buf(b), Some(src)) => Step::Share(b, src),
+            (Instr::Kernel { op, inputs, output }, written, _) => {
+                let at = kernel_args.len() as u32;
+                for &b in inputs.iter().chain([output]) {
+                    let shape = &program.buffers[b].shape;
+                    kernel_args.push((b, shapes.len() as u32, shape.len() as u32));
+                    shapes.extend_from_slice(shape);
+                }
+                let int_output = program.buffers[*output].dtype.is_int();
+                kernels.push(KernelRun { op: op.clone(), args: (at, inputs.len() as u32), int_output });
+                Step::Run(written, How::Kernel(kernels.len() - 1))
+            }
             (instr, written, _) => match BoxCopy::new(program, instr, &mut box_dims) {
                 Some(b) => {
                     boxes.push(b);
-                    Step::Run(written, Some(boxes.len() - 1))
+                    Step::Run(written, How::Copy(boxes.len() - 1))
                 }
-                None => Step::Run(written, None),
+                None => Step::Run(written, How::Exec),
             },
         };
         let order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
@@ -564,8 +581,32 @@ impl Plan {
                 busy > 1 && total >= PARALLEL_MIN_WORK
             })
             .collect();
-        Plan { elems, order, ends, boxes, box_dims, parallel }
+        Plan { elems, order, ends, boxes, box_dims, kernels, kernel_args, shapes, parallel }
     }
+}
+
+/// How the functional pass runs an instruction ([`Step::Run`]).
+#[derive(Clone, Copy, Debug)]
+enum How {
+    /// As the [`BoxCopy`] of this index in [`Plan::boxes`] (a Load, Store or Copy).
+    Copy(usize),
+    /// As the [`KernelRun`] of this index in [`Plan::kernels`].
+    Kernel(usize),
+    /// From the instruction itself (a Fill, a HostCopy).
+    Exec,
+}
+
+/// A Kernel resolved when the Program is planned, like a [`BoxCopy`]: its op (a copy, kept
+/// in level order), and where its inputs' and output's buffers and shapes are.
+#[derive(Clone, Debug)]
+struct KernelRun {
+    op: KernelOp,
+    /// Where its arguments start in [`Plan::kernel_args`], and how many inputs it has: each
+    /// input, then the output, as the buffer and where its shape starts in [`Plan::shapes`]
+    /// and its rank.
+    args: (u32, u32),
+    /// The output holds integers (checked after it runs).
+    int_output: bool,
 }
 
 /// A Load, Store or Copy resolved when the Program is planned, so a run reads this (in level
@@ -630,9 +671,8 @@ enum Step {
     Free(BufId),
     /// The buffer takes the source buffer's array ([`shared_source`]); nothing runs.
     Share(BufId, BufId),
-    /// Runs, writing this array; a Load, Store or Copy as the [`BoxCopy`] of this index in
-    /// [`Plan::boxes`].
-    Run(Written, Option<usize>),
+    /// Runs, writing this array.
+    Run(Written, How),
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread: waking the
@@ -1122,9 +1162,9 @@ impl<'a> Data<'a> {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => work.push(Task::new(pc, None, Written::Buf(buf), v, Prep::Zero)),
+                    Some(v) if fresh == Fresh::Zeroed => work.push(Task::new(pc, How::Exec, Written::Buf(buf), v, Prep::Zero)),
                     Some(v) => self.bufs[buf] = v,
-                    None => work.push(Task::new(pc, None, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
+                    None => work.push(Task::new(pc, How::Exec, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
                 },
                 Step::Free(buf) => {
                     let v = std::mem::replace(&mut self.bufs[buf], Arc::clone(&self.empty));
@@ -1135,7 +1175,7 @@ impl<'a> Data<'a> {
                     let v = std::mem::replace(&mut self.bufs[b], shared);
                     self.pool.give_shared(v);
                 }
-                Step::Run(written, boxed) => {
+                Step::Run(written, how) => {
                     let k = match written {
                         Written::Buf(b) => b,
                         Written::Output(o) => nbufs + o,
@@ -1143,7 +1183,7 @@ impl<'a> Data<'a> {
                     let (stamp, task) = self.task_of[k];
                     if stamp == self.level {
                         // A later writer of an array written in this level: after the others.
-                        work[task].runs.push((pc, boxed));
+                        work[task].runs.push((pc, how));
                         continue;
                     }
                     self.task_of[k] = (self.level, work.len());
@@ -1156,14 +1196,14 @@ impl<'a> Data<'a> {
                                 let n = self.plan.elems[b];
                                 let whole = overwrites_whole(prog, &prog.instrs[pc]);
                                 match self.pool.take(n) {
-                                    Some(own) => Task::new(pc, boxed, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }),
-                                    None => Task::new(pc, boxed, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
+                                    Some(own) => Task::new(pc, how, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }),
+                                    None => Task::new(pc, how, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
                                 }
                             } else {
-                                Task::new(pc, boxed, written, array, Prep::Ready)
+                                Task::new(pc, how, written, array, Prep::Ready)
                             }
                         }
-                        Written::Output(o) => Task::new(pc, boxed, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready),
+                        Written::Output(o) => Task::new(pc, how, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready),
                     });
                 }
             }
@@ -1189,11 +1229,12 @@ impl<'a> Data<'a> {
                     *array = Arc::new(v);
                 }
             }
-            for &(pc, boxed) in runs.iter() {
+            for &(pc, how) in runs.iter() {
                 let instr = &prog.instrs[pc];
-                let saw = match boxed {
-                    Some(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
-                    None => ctx.exec(instr, array),
+                let saw = match how {
+                    How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
+                    How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *written, array),
+                    How::Exec => ctx.exec(instr, array),
                 }
                 .map_err(|e| (pc, e.context(format!("instruction {pc} ({})", instr.name()))))?;
                 seen.extend(saw);
@@ -1230,15 +1271,15 @@ struct Task {
     written: Written,
     array: Arc<Vec<f32>>,
     prep: Prep,
-    /// Each instruction and its [`BoxCopy`] (see [`Step::Run`]).
-    runs: smallvec::SmallVec<[(usize, Option<usize>); 1]>,
+    /// Each instruction and how it runs.
+    runs: smallvec::SmallVec<[(usize, How); 1]>,
     /// What its Converts saw.
     seen: smallvec::SmallVec<[(usize, f32, Flags); 1]>,
 }
 
 impl Task {
-    fn new(pc: usize, boxed: Option<usize>, written: Written, array: Arc<Vec<f32>>, prep: Prep) -> Task {
-        Task { written, array, prep, runs: smallvec::smallvec![(pc, boxed)], seen: smallvec::SmallVec::new() }
+    fn new(pc: usize, how: How, written: Written, array: Arc<Vec<f32>>, prep: Prep) -> Task {
+        Task { written, array, prep, runs: smallvec::smallvec![(pc, how)], seen: smallvec::SmallVec::new() }
     }
 }
 
@@ -1267,6 +1308,45 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Runs the kernel `k` of `plan`, writing `out`, the array of `written`, with its current
+    /// contents.
+    fn kernel(&self, k: &KernelRun, plan: &Plan, written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
+        let (at, n) = (k.args.0 as usize, k.args.1 as usize);
+        let args = &plan.kernel_args[at..at + n + 1];
+        let shape = |&(_, s, r): &(BufId, u32, u32)| &plan.shapes[s as usize..(s + r) as usize];
+        let op = &k.op;
+        // An input that is the output itself reads its old contents.
+        let old = args[..n].iter().any(|a| Written::Buf(a.0) == written).then(|| Arc::clone(out));
+        let arrays: smallvec::SmallVec<[kernels::Array<'_>; 4]> = args[..n]
+            .iter()
+            .map(|a| {
+                let data = if Written::Buf(a.0) == written { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.bufs[a.0].as_slice() };
+                (shape(a), data)
+            })
+            .collect();
+        kernels::check_kernel_data(op, &arrays)?;
+        let out_shape = shape(&args[n]);
+        let out = Arc::make_mut(out);
+        kernels::run_into(op, &arrays, out_shape, out);
+        match op {
+            // Rounds the Convert's output (holding its input) to the scale's format,
+            // counting the flags and the amax (a calibration run only records the amax).
+            KernelOp::Convert { scale } => {
+                let amax = cfloat::amax(out);
+                let flags = if self.calibrate { Flags::default() } else { self.codecs[*scale].quantize_slice(out, Rounding::NearestEven) };
+                return Ok(Some((*scale, amax, flags)));
+            }
+            KernelOp::Random { stream, offsets, shape } => {
+                kernels::random_into(self.seed, *stream, offsets, shape, out_shape, out);
+            }
+            _ => {}
+        }
+        if k.int_output {
+            kernels::check_exact_ints(out, &op.name())?;
+        }
+        Ok(None)
+    }
+
     /// Runs the box copy `b` (`dims`: [`Plan::box_dims`]), writing `out`, the array of
     /// `written`, with its current contents.
     fn copy(&self, b: &BoxCopy, dims: &[usize], written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
@@ -1291,8 +1371,8 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// Runs `instr` (not an Alloc, Free or box copy), writing `out`: the array of the buffer
-    /// or host output it writes, with that array's current contents.
+    /// Runs `instr` (a Fill or a HostCopy; an Alloc or Free does nothing), writing `out`: the
+    /// array of the buffer or host output it writes, with that array's current contents.
     fn exec(&self, instr: &Instr, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {
@@ -1303,9 +1383,6 @@ impl Ctx<'_> {
                 }
                 *out = Arc::new(self.inputs[*input].1.to_vec());
             }
-            Instr::Load { .. } | Instr::Store { .. } | Instr::Copy { .. } => {
-                return Err(RuntimeError::new("internal error: a box copy ran without its plan"));
-            }
             Instr::Fill { buf, value } => {
                 let out = Arc::make_mut(out);
                 out.fill(*value);
@@ -1313,36 +1390,8 @@ impl Ctx<'_> {
                     kernels::check_exact_ints(out, "the filled value")?;
                 }
             }
-            Instr::Kernel { op, inputs, output } => {
-                let out_decl = &prog.buffers[*output];
-                // An input that is the output itself reads its old contents.
-                let old = inputs.contains(output).then(|| Arc::clone(out));
-                let arrays: smallvec::SmallVec<[kernels::Array<'_>; 4]> = inputs
-                    .iter()
-                    .map(|&b| {
-                        let data = if b == *output { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.bufs[b].as_slice() };
-                        (prog.buffers[b].shape.as_slice(), data)
-                    })
-                    .collect();
-                kernels::check_kernel_data(op, &arrays)?;
-                let out = Arc::make_mut(out);
-                kernels::run_into(op, &arrays, &out_decl.shape, out);
-                match op {
-                    // Rounds the Convert's output (holding its input) to the scale's format,
-                    // counting the flags and the amax (a calibration run only records the amax).
-                    KernelOp::Convert { scale } => {
-                        let amax = cfloat::amax(out);
-                        let flags = if self.calibrate { Flags::default() } else { self.codecs[*scale].quantize_slice(out, Rounding::NearestEven) };
-                        return Ok(Some((*scale, amax, flags)));
-                    }
-                    KernelOp::Random { stream, offsets, shape } => {
-                        kernels::random_into(self.seed, *stream, offsets, shape, &out_decl.shape, out);
-                    }
-                    _ => {}
-                }
-                if out_decl.dtype.is_int() {
-                    kernels::check_exact_ints(out, &op.name())?;
-                }
+            Instr::Load { .. } | Instr::Store { .. } | Instr::Copy { .. } | Instr::Kernel { .. } => {
+                return Err(RuntimeError::new("internal error: a box copy or kernel ran without its plan"));
             }
         }
         Ok(None)
