@@ -96,7 +96,17 @@ macro_rules! with_binary {
                 $body
             }
             BinaryOp::Pow => {
-                let $f = f32::powf;
+                // A square or a cube multiplied out, as torch's CPU kernel does for those
+                // exponents (the same bits as eager, and no powf call); else powf.
+                let $f = |a: f32, b: f32| {
+                    if b == 2.0 {
+                        a * a
+                    } else if b == 3.0 {
+                        a * a * a
+                    } else {
+                        a.powf(b)
+                    }
+                };
                 $body
             }
             BinaryOp::Eq => {

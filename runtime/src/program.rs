@@ -211,7 +211,7 @@ pub enum BinaryOp {
     Max,
     /// Smaller of the two (NaN if either is NaN).
     Min,
-    /// `a ^ b` (`powf`).
+    /// `a ^ b`: `a * a` and `a * a * a` for the exponents 2 and 3 (as torch), else `powf`.
     Pow,
     /// `a == b`.
     Eq,
