@@ -180,6 +180,24 @@ fn pow_by_two_or_three_multiplies_out_like_torch() {
     assert_eq!(bits(&pow(2.5)), bits(&x.iter().map(|a| a.powf(2.5)).collect::<Vec<_>>()));
 }
 
+/// tanh stays within 2 ulp of the exact value over [-12, 12], around the edge between its
+/// polynomial and its exponential, and on zeros, tiny values, infinities and NaN.
+#[test]
+fn tanh_is_within_two_ulp() {
+    let mut x: Vec<f32> = (0..100_000).map(|i| -12.0 + 24.0 * i as f32 / 100_000.0).collect();
+    x.extend([0.0, -0.0, 0.625, -0.625, 0.624_999_94, 1e-30, -1e-30, 1e-45, 9.0, 9.1, 20.0, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::NAN]);
+    let got = run_kernel(KernelOp::Unary { op: UnaryOp::Tanh }, &[(vec![x.len()], x.clone())], &[x.len()]);
+    for (&v, &t) in x.iter().zip(&got) {
+        let want = (v as f64).tanh() as f32;
+        if v.is_nan() {
+            assert!(t.is_nan(), "tanh(NaN) = {t}");
+            continue;
+        }
+        let ulps = (i64::from(t.to_bits()) - i64::from(want.to_bits())).abs();
+        assert!(ulps <= 2, "tanh({v:e}) = {t:e}, want {want:e} ({ulps} ulp apart)");
+    }
+}
+
 #[test]
 fn select_broadcasts_all_three_inputs() {
     let cond = vec![1.0, 0.0, 1.0]; // [3, 1]
