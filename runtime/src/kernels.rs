@@ -147,7 +147,7 @@ pub(crate) fn tanh(x: f32) -> f32 {
     // tanh(|x|), with the sign of x (tanh(-0) is -0).
     let a = x.abs();
     let z = a * a;
-    let small = ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z - 3.333_328_2e-1) * z * a + a;
+    let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z - 3.333_328e-1) * z * a + a;
     let large = 1.0 - 2.0 / (exp_small(2.0 * a.min(9.0)) + 1.0);
     let r = if a < 0.625 { small } else { large }.copysign(x);
     if x.is_nan() {
@@ -165,7 +165,7 @@ fn exp_small(y: f32) -> f32 {
     let n = (y * std::f32::consts::LOG2_E + 0.5) as i32;
     let nf = n as f32;
     let r = y - nf * 0.693_359_4 + nf * 2.121_944_4e-4;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1) * r * r + r + 1.0;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5) * r * r + r + 1.0;
     p * f32::from_bits(((n + 127) as u32) << 23)
 }
 
