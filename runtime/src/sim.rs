@@ -814,6 +814,8 @@ struct Data<'a> {
     /// last level that wrote it and its task's index in that level ([`Data::run_level`]).
     level: usize,
     task_of: Vec<(usize, usize)>,
+    /// The level's tasks (kept between levels for its memory).
+    work: Vec<Task>,
     /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
     /// page fresh memory in for every buffer.
     pool: BufferPool,
@@ -1139,6 +1141,7 @@ impl<'a> Data<'a> {
             outputs,
             level: 0,
             task_of: vec![(0, 0); program.buffers.len() + program.outputs.len()],
+            work: Vec::new(),
             pool,
             codecs,
             scales,
@@ -1160,7 +1163,7 @@ impl<'a> Data<'a> {
         // Each array written, with what it needs before its instructions run: zeros, a new
         // array, or the values of an array it shared. Each is work on every element, done
         // beside the level's other tasks rather than before them.
-        let mut work: Vec<Task> = Vec::with_capacity(level.len());
+        let mut work = std::mem::take(&mut self.work);
         for &(pc, step) in level {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
@@ -1213,47 +1216,21 @@ impl<'a> Data<'a> {
         }
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
         let plan = self.plan;
-        let run = |task: &mut Task| -> Result<(), (usize, RuntimeError)> {
-            let Task { written, array, prep, runs, seen } = task;
-            let what = || match *written {
-                Written::Buf(b) => format!("buffer {b}"),
-                Written::Output(o) => format!("output {o}"),
-            };
-            let first = runs[0].0;
-            match std::mem::replace(prep, Prep::Ready) {
-                Prep::Ready => {}
-                Prep::Zero => Arc::make_mut(array).fill(0.0),
-                Prep::New(n) => *array = Arc::new(zeros(n, &what()).map_err(|e| (first, e))?),
-                Prep::CopyOf(from) => Arc::make_mut(array).copy_from_slice(&from),
-                Prep::CloneOf(from) => {
-                    let mut v = Vec::new();
-                    v.try_reserve_exact(from.len()).map_err(|_| (first, alloc_failed(&what(), from.len())))?;
-                    v.extend_from_slice(&from);
-                    *array = Arc::new(v);
-                }
+        let run = |task: &mut Task| {
+            if let Err(e) = task.run(&ctx, plan) {
+                task.failed = Some(e);
             }
-            for &(pc, how) in runs.iter() {
-                let instr = &prog.instrs[pc];
-                let saw = match how {
-                    How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
-                    How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *written, array),
-                    How::Exec => ctx.exec(instr, array),
-                }
-                .map_err(|e| (pc, e.context(format!("instruction {pc} ({})", instr.name()))))?;
-                seen.extend(saw);
-            }
-            Ok(())
         };
-        let results: Vec<Result<(), (usize, RuntimeError)>> = if parallel {
-            work.par_iter_mut().map(run).collect()
+        if parallel {
+            work.par_iter_mut().for_each(run);
         } else {
-            work.iter_mut().map(run).collect()
-        };
+            work.iter_mut().for_each(run);
+        }
         // The first failing instruction of the level in program order is the one reported.
-        if let Some((_, e)) = results.into_iter().filter_map(Result::err).min_by_key(|(pc, _)| *pc) {
+        if let Some((_, e)) = work.iter_mut().filter_map(|t| t.failed.take()).min_by_key(|(pc, _)| *pc) {
             return Err(e);
         }
-        for task in work {
+        for task in work.drain(..) {
             for (k, amax, flags) in task.seen {
                 let rec = &mut self.scales[k];
                 rec.amax = rec.amax.max(amax);
@@ -1264,6 +1241,7 @@ impl<'a> Data<'a> {
                 Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(task.array),
             }
         }
+        self.work = work;
         Ok(())
     }
 }
@@ -1278,11 +1256,48 @@ struct Task {
     runs: smallvec::SmallVec<[(usize, How); 1]>,
     /// What its Converts saw.
     seen: smallvec::SmallVec<[(usize, f32, Flags); 1]>,
+    /// The instruction that failed, and why.
+    failed: Option<(usize, RuntimeError)>,
 }
 
 impl Task {
     fn new(pc: usize, how: How, written: Written, array: Arc<Vec<f32>>, prep: Prep) -> Task {
-        Task { written, array, prep, runs: smallvec::smallvec![(pc, how)], seen: smallvec::SmallVec::new() }
+        Task { written, array, prep, runs: smallvec::smallvec![(pc, how)], seen: smallvec::SmallVec::new(), failed: None }
+    }
+
+    /// Readies the array, then runs the instructions writing it; on failure, the failing
+    /// instruction and why.
+    fn run(&mut self, ctx: &Ctx<'_>, plan: &Plan) -> Result<(), (usize, RuntimeError)> {
+        let prog = ctx.program;
+        let Task { written, array, prep, runs, seen, .. } = self;
+        let what = || match *written {
+            Written::Buf(b) => format!("buffer {b}"),
+            Written::Output(o) => format!("output {o}"),
+        };
+        let first = runs[0].0;
+        match std::mem::replace(prep, Prep::Ready) {
+            Prep::Ready => {}
+            Prep::Zero => Arc::make_mut(array).fill(0.0),
+            Prep::New(n) => *array = Arc::new(zeros(n, &what()).map_err(|e| (first, e))?),
+            Prep::CopyOf(from) => Arc::make_mut(array).copy_from_slice(&from),
+            Prep::CloneOf(from) => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(from.len()).map_err(|_| (first, alloc_failed(&what(), from.len())))?;
+                v.extend_from_slice(&from);
+                *array = Arc::new(v);
+            }
+        }
+        for &(pc, how) in runs.iter() {
+            let instr = &prog.instrs[pc];
+            let saw = match how {
+                How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
+                How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *written, array),
+                How::Exec => ctx.exec(instr, array),
+            }
+            .map_err(|e| (pc, e.context(format!("instruction {pc} ({})", instr.name()))))?;
+            seen.extend(saw);
+        }
+        Ok(())
     }
 }
 
