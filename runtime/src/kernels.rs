@@ -191,6 +191,45 @@ unsafe fn tanh_slice_avx2(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// How a binary operand of `shape` covers an output of `out` row by row (rows along the
+/// last dim), for the common broadcasts that need no stride walk.
+#[derive(Clone, Copy)]
+enum Spread {
+    /// The whole output's shape.
+    Whole,
+    /// One value per row (the output's shape with its last dim 1).
+    PerRow,
+    /// One row for every row (ones, then the last dim; or a single value).
+    Row,
+}
+
+impl Spread {
+    fn of(shape: &[usize], out: &[usize]) -> Option<Spread> {
+        let lead = out.len().checked_sub(shape.len())?;
+        let (last, body) = out.split_last()?;
+        let aligned = |d: usize| if d < lead { 1 } else { shape[d - lead] };
+        if shape == out {
+            Some(Spread::Whole)
+        } else if aligned(out.len() - 1) == 1 && (0..body.len()).all(|d| aligned(d) == body[d]) {
+            Some(Spread::PerRow)
+        } else if (0..body.len()).all(|d| aligned(d) == 1) && (aligned(out.len() - 1) == *last || aligned(out.len() - 1) == 1) {
+            Some(Spread::Row)
+        } else {
+            None
+        }
+    }
+
+    /// Row `r` of the operand (rows of `n` values) as the run [`row2`] takes and its step.
+    fn row(self, data: &[f32], r: usize, n: usize) -> (&[f32], usize) {
+        match self {
+            Spread::Whole => (&data[r * n..(r + 1) * n], 1),
+            Spread::PerRow => (&data[r..r + 1], 0),
+            Spread::Row if data.len() == 1 => (data, 0),
+            Spread::Row => (data, 1),
+        }
+    }
+}
+
 /// One input array: its shape and row-major data.
 pub(crate) type Array<'a> = (&'a [usize], &'a [f32]);
 
@@ -222,8 +261,18 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
         KernelOp::Random { .. } => {}
         KernelOp::Binary { op } => {
             let (a, b) = (ins[0], ins[1]);
+            let n = out_shape.last().copied().unwrap_or(1).max(1);
             if a.0 == out_shape && b.0 == out_shape {
                 with_binary!(*op, f => row2(out, a.1, 1, b.1, 1, f));
+            } else if let (Some(pa), Some(pb)) = (Spread::of(a.0, out_shape), Spread::of(b.0, out_shape)) {
+                // One operand whole, the other one value per row or one row for all (a layer
+                // norm's or a softmax's statistics, a bias): row by row, no stride walk.
+                let rows = out.chunks_exact_mut(n).enumerate();
+                with_binary!(*op, f => for (r, o) in rows {
+                    let (x, kx) = pa.row(a.1, r, n);
+                    let (y, ky) = pb.row(b.1, r, n);
+                    row2(o, x, kx, y, ky, f);
+                });
             } else {
                 let (sa, sb) = (broadcast_strides(a.0, out_shape), broadcast_strides(b.0, out_shape));
                 let (dims, [so, sa, sb]) = merge_dims(out_shape, [&strides(out_shape), &sa, &sb]);

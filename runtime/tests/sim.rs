@@ -168,6 +168,49 @@ fn binary_broadcasts_numpy_style() {
     assert_eq!(out[1], 2.0);
 }
 
+/// Every broadcast of a binary kernel (the row-by-row ones and the general stride walk)
+/// pairs the same elements as numpy would.
+#[test]
+fn binary_broadcasts_pair_elements_like_numpy() {
+    fn reference(a: &[usize], b: &[usize], out: &[usize], x: &[f32], y: &[f32]) -> Vec<f32> {
+        let at = |shape: &[usize], idx: &[usize]| {
+            let lead = out.len() - shape.len();
+            shape.iter().enumerate().fold(0, |off, (d, &n)| off * n + if n == 1 { 0 } else { idx[lead + d] })
+        };
+        let total: usize = out.iter().product();
+        (0..total)
+            .map(|mut flat| {
+                let mut idx = vec![0; out.len()];
+                for d in (0..out.len()).rev() {
+                    idx[d] = flat % out[d];
+                    flat /= out[d];
+                }
+                x[at(a, &idx)] - y[at(b, &idx)]
+            })
+            .collect()
+    }
+    let cases: [(&[usize], &[usize], &[usize]); 12] = [
+        (&[2, 3, 4], &[2, 3, 1], &[2, 3, 4]),
+        (&[2, 3, 1], &[2, 3, 4], &[2, 3, 4]),
+        (&[2, 3, 4], &[4], &[2, 3, 4]),
+        (&[4], &[2, 3, 4], &[2, 3, 4]),
+        (&[2, 3, 4], &[1, 1, 4], &[2, 3, 4]),
+        (&[2, 3, 4], &[], &[2, 3, 4]),
+        (&[1], &[2, 3, 4], &[2, 3, 4]),
+        (&[3, 1], &[1, 4], &[3, 4]),
+        (&[1, 3, 4], &[3, 1], &[1, 3, 4]),
+        (&[2, 3, 4], &[3, 4], &[2, 3, 4]),
+        (&[2, 1, 4], &[2, 3, 4], &[2, 3, 4]),
+        (&[2, 3, 1], &[1, 3, 4], &[2, 3, 4]),
+    ];
+    for (a, b, out) in cases {
+        let x: Vec<f32> = (0..a.iter().product::<usize>()).map(|v| v as f32 * 1.5).collect();
+        let y: Vec<f32> = (0..b.iter().product::<usize>()).map(|v| 100.0 - v as f32).collect();
+        let got = run_kernel(KernelOp::Binary { op: BinaryOp::Sub }, &[(a.to_vec(), x.clone()), (b.to_vec(), y.clone())], out);
+        assert_eq!(got, reference(a, b, out, &x, &y), "{a:?} - {b:?} -> {out:?}");
+    }
+}
+
 /// `pow` by 2 or 3 multiplies out as torch does (`x * x * x` rounds twice and differs from
 /// `powf` in the last bit for about a quarter of inputs, these among them); other exponents
 /// use `powf`.
