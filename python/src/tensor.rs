@@ -64,8 +64,18 @@ pub fn from_host(py: Python<'_>, out: &HostTensor) -> Result<Py<PyAny>, String> 
         ));
     }
     let shape: Vec<i64> = out.shape.iter().map(|&d| d as i64).collect();
-    let tensor = Tensor::f_from_slice(&out.data)
-        .and_then(|t| t.f_reshape(shape.as_slice()))
+    // `Tensor::from_slice` zero-fills a new tensor before copying into it (and the fill of a
+    // large one starts torch's OpenMP workers, which then spin on a core the next graph's
+    // simulation wants): an empty tensor takes the one copy instead.
+    let tensor = Tensor::f_empty(shape.as_slice(), (Kind::Float, Device::Cpu))
+        .map(|t| {
+            if numel > 0 {
+                // SAFETY: `t` is a new contiguous CPU f32 tensor of `numel` elements, and
+                // `out.data` holds `numel` values (checked above); they do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(out.data.as_ptr(), t.data_ptr() as *mut f32, numel) };
+            }
+            t
+        })
         .and_then(|t| {
             if kind == Kind::Float {
                 Ok(t)
