@@ -474,7 +474,7 @@ fn compute(
         data.run_level(&plan.order[w[0]..w[1]], parallel)?;
     }
     let Data { bufs, outputs, mut pool, scales, .. } = data;
-    for v in bufs {
+    for v in bufs.into_iter().flatten() {
         pool.give_shared(v);
     }
     BufferPool::keep(pool);
@@ -804,10 +804,11 @@ struct Data<'a> {
     program: &'a Program,
     plan: &'a Plan,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    /// One array per buffer, shared by buffers that hold the same values (a copy of a whole
-    /// buffer, a reshape): copied only when one of them is written (copy on write).
-    bufs: Vec<Arc<Vec<f32>>>,
-    /// The array of a buffer that has none (shared, so taking it allocates nothing).
+    /// One array per buffer (none before its Alloc, after its Free, and while an instruction
+    /// writes it), shared by buffers that hold the same values (a copy of a whole buffer, a
+    /// reshape): copied only when one of them is written (copy on write).
+    bufs: Vec<Option<Arc<Vec<f32>>>>,
+    /// An empty array, the placeholder of a task's array until it is made.
     empty: Arc<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
     /// The level being run (counting from 1), and per array (buffers, then host outputs) the
@@ -1136,7 +1137,7 @@ impl<'a> Data<'a> {
             program,
             plan,
             inputs,
-            bufs: vec![Arc::default(); program.buffers.len()],
+            bufs: vec![None; program.buffers.len()],
             empty: Arc::default(),
             outputs,
             level: 0,
@@ -1169,17 +1170,19 @@ impl<'a> Data<'a> {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
                     Some(v) if fresh == Fresh::Zeroed => work.push(Task::new(pc, How::Exec, Written::Buf(buf), v, Prep::Zero)),
-                    Some(v) => self.bufs[buf] = v,
+                    Some(v) => self.bufs[buf] = Some(v),
                     None => work.push(Task::new(pc, How::Exec, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
                 },
                 Step::Free(buf) => {
-                    let v = std::mem::replace(&mut self.bufs[buf], Arc::clone(&self.empty));
-                    self.pool.give_shared(v);
+                    if let Some(v) = self.bufs[buf].take() {
+                        self.pool.give_shared(v);
+                    }
                 }
                 Step::Share(b, src) => {
-                    let shared = Arc::clone(&self.bufs[src]);
-                    let v = std::mem::replace(&mut self.bufs[b], shared);
-                    self.pool.give_shared(v);
+                    let shared = self.bufs[src].clone();
+                    if let Some(v) = std::mem::replace(&mut self.bufs[b], shared) {
+                        self.pool.give_shared(v);
+                    }
                 }
                 Step::Run(written, how) => {
                     let k = match written {
@@ -1195,7 +1198,9 @@ impl<'a> Data<'a> {
                     self.task_of[k] = (self.level, work.len());
                     work.push(match written {
                         Written::Buf(b) => {
-                            let array = std::mem::replace(&mut self.bufs[b], Arc::clone(&self.empty));
+                            // (A buffer without an array, which no valid Program writes before
+                            // its Alloc, counts as sharing an empty one.)
+                            let array = self.bufs[b].take().unwrap_or_else(|| Arc::clone(&self.empty));
                             if Arc::strong_count(&array) > 1 {
                                 // Shared with another buffer: this one gets its own array (copy
                                 // on write), with the values only if it needs them.
@@ -1237,7 +1242,7 @@ impl<'a> Data<'a> {
                 rec.flags += flags;
             }
             match task.written {
-                Written::Buf(b) => self.bufs[b] = task.array,
+                Written::Buf(b) => self.bufs[b] = Some(task.array),
                 Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(task.array),
             }
         }
@@ -1319,13 +1324,18 @@ enum Prep {
 struct Ctx<'a> {
     program: &'a Program,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    bufs: &'a [Arc<Vec<f32>>],
+    bufs: &'a [Option<Arc<Vec<f32>>>],
     codecs: &'a [Codec],
     calibrate: bool,
     seed: u64,
 }
 
 impl Ctx<'_> {
+    /// The values of buffer `b` (none if it has no array).
+    fn buf(&self, b: BufId) -> &[f32] {
+        self.bufs[b].as_deref().map_or(&[], Vec::as_slice)
+    }
+
     /// Runs the kernel `k` of `plan`, writing `out`, the array of `written`, with its current
     /// contents.
     fn kernel(&self, k: &KernelRun, plan: &Plan, written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
@@ -1338,7 +1348,7 @@ impl Ctx<'_> {
         let arrays: smallvec::SmallVec<[kernels::Array<'_>; 4]> = args[..n]
             .iter()
             .map(|a| {
-                let data = if Written::Buf(a.0) == written { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.bufs[a.0].as_slice() };
+                let data = if Written::Buf(a.0) == written { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.buf(a.0) };
                 (shape(a), data)
             })
             .collect();
@@ -1384,7 +1394,7 @@ impl Ctx<'_> {
                 let from = Arc::clone(out);
                 copy_rows(&from, b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?;
             }
-            Source::Buf(src) => copy_rows(&self.bufs[src], b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?,
+            Source::Buf(src) => copy_rows(self.buf(src), b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?,
         }
         Ok(None)
     }
