@@ -61,11 +61,21 @@ struct CompiledGraph {
     /// The last run's profile (timeline included, for `last_trace`) and numerics; its
     /// outputs are gone to the caller.
     last_run: Mutex<Option<RunResult>>,
+    /// Per output, the input it is exactly (a `HostCopy`: the graph returns one of its
+    /// inputs, as a training forward returns the weights its backward needs).
+    passthrough: Vec<Option<usize>>,
 }
 
 impl CompiledGraph {
     fn new(inner: DriverGraph) -> CompiledGraph {
-        CompiledGraph { inner, last_run: Mutex::new(None) }
+        let program = inner.program();
+        let mut passthrough = vec![None; program.outputs.len()];
+        for instr in &program.instrs {
+            if let dojo_runtime::Instr::HostCopy { input, output } = instr {
+                passthrough[*output] = Some(*input);
+            }
+        }
+        CompiledGraph { inner, last_run: Mutex::new(None), passthrough }
     }
 }
 
@@ -73,7 +83,8 @@ impl CompiledGraph {
 impl CompiledGraph {
     /// Run on the simulated mesh. `inputs` are torch tensors in the graph's input order; they
     /// are read as contiguous f32 on the CPU. `seed` seeds the graph's random numbers (the same
-    /// seed gives the same values). Returns one tensor per graph output, with the graph's dtype.
+    /// seed gives the same values). Returns one tensor per graph output, with the graph's dtype;
+    /// an output that is one of the inputs is that input tensor.
     #[pyo3(signature = (inputs, seed = 0))]
     fn run(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>, seed: u64) -> PyResult<Vec<Py<PyAny>>> {
         guarded(|| {
@@ -97,9 +108,11 @@ impl CompiledGraph {
             outputs
                 .iter()
                 .enumerate()
-                .map(|(i, out)| {
-                    tensor::from_host(py, out)
-                        .map_err(|m| DeviceError::new_err(format!("output {i}: {m}")))
+                .map(|(i, out)| match self.passthrough.get(i).copied().flatten() {
+                    // The input tensor itself, as the graph says (not a copy of its values).
+                    Some(k) => Ok(inputs[k].clone().unbind()),
+                    None => tensor::from_host(py, out)
+                        .map_err(|m| DeviceError::new_err(format!("output {i}: {m}"))),
                 })
                 .collect()
         })

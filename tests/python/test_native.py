@@ -30,3 +30,25 @@ def test_panic_becomes_dojo_error_not_a_crash():
 def test_version():
     assert torch_dojo.__version__ == _native.__version__
     assert torch_dojo.__version__.count(".") == 2
+
+
+def test_an_output_that_is_an_input_is_that_tensor():
+    """A graph that returns one of its inputs (a training forward returns the weights its
+    backward needs) gives back that very tensor, not a copy of its values."""
+    import json
+
+    import torch
+
+    graph = {
+        "name": "g",
+        "inputs": [{"name": "x", "shape": [4, 8], "dtype": "f32"}],
+        "nodes": [
+            {"name": "r", "target": "aten.relu.default", "operands": ["x"], "outputs": [{"shape": [4, 8], "dtype": "f32"}]}
+        ],
+        "outputs": ["x", "r"],
+    }
+    compiled = _native.compile_graph(json.dumps(graph), json.dumps({"mesh": "d1"}))
+    x = torch.randn(4, 8)
+    same, relu = compiled.run([x])
+    assert same is x
+    assert torch.equal(relu, x.relu())
