@@ -7,7 +7,8 @@
 //! per live buffer (zeroed at `Alloc`), host outputs zero until a `Store` or `HostCopy`
 //! writes them. Kernel semantics are documented on [`crate::KernelOp`]; NaN and infinities
 //! propagate as in eager PyTorch. Instructions that touch disjoint buffers run in parallel
-//! (dependency levels of a window of the Program, see `compute`), and a copy of a whole
+//! (dependency levels of a window of the Program, see `compute`; writers of one buffer one
+//! after another, in program order), and a copy of a whole
 //! buffer or a reshape shares its source's array until either is written, so the values are
 //! those of running the Program in order: the same Program and inputs always give
 //! bit-identical outputs and Profile, whatever the thread count.
