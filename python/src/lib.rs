@@ -75,6 +75,13 @@ impl CompiledGraph {
                 passthrough[*output] = Some(*input);
             }
         }
+        // (Only if nothing else writes the output: the compiler never emits that, but a saved
+        // Program may come from elsewhere.)
+        for instr in &program.instrs {
+            if let dojo_runtime::Instr::Store { output, .. } = instr {
+                passthrough[*output] = None;
+            }
+        }
         CompiledGraph { inner, last_run: Mutex::new(None), passthrough }
     }
 }
@@ -84,7 +91,7 @@ impl CompiledGraph {
     /// Run on the simulated mesh. `inputs` are torch tensors in the graph's input order; they
     /// are read as contiguous f32 on the CPU. `seed` seeds the graph's random numbers (the same
     /// seed gives the same values). Returns one tensor per graph output, with the graph's dtype;
-    /// an output that is one of the inputs is that input tensor.
+    /// an output that is one of the inputs is that input tensor, as passed.
     #[pyo3(signature = (inputs, seed = 0))]
     fn run(&self, py: Python<'_>, inputs: Vec<Bound<'_, PyAny>>, seed: u64) -> PyResult<Vec<Py<PyAny>>> {
         guarded(|| {

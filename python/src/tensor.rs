@@ -1,6 +1,7 @@
 //! Tensors across the Python boundary as tch tensors (tch's `python-extension` feature):
-//! a torch tensor is read in place as contiguous f32 on the CPU; an output is built from the
-//! driver's `Vec<f32>` with one copy, reshaped and cast to the graph's dtype.
+//! a torch tensor is read in place as contiguous f32 on the CPU; an output is an empty f32
+//! tensor of its shape that the driver's `Vec<f32>` is copied into, then cast to the graph's
+//! dtype (a second copy, for the few outputs that are not f32).
 
 use dojo_passes::driver::HostTensor;
 use pyo3::prelude::*;

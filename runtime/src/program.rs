@@ -211,7 +211,8 @@ pub enum BinaryOp {
     Max,
     /// Smaller of the two (NaN if either is NaN).
     Min,
-    /// `a ^ b`: `a * a` and `a * a * a` for the exponents 2 and 3 (as torch), else `powf`.
+    /// `a ^ b`: `a * a` and `a * a * a` for the exponents 2 and 3 (as torch for a scalar
+    /// exponent), else `powf`.
     Pow,
     /// `a == b`.
     Eq,

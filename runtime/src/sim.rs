@@ -460,9 +460,10 @@ const WINDOW: usize = 4096;
 
 /// The functional pass over the Program: the host outputs' values, and what the conversions
 /// of each scale saw. Instructions run window by window, each window level by level; the
-/// instructions of one level touch disjoint arrays and run in parallel (rayon). Every
-/// instruction computes the same values whatever runs beside it, so the outputs are
-/// bit-identical to running the Program in order, for any thread count.
+/// tasks of one level (each the level's instructions writing one array, in program order)
+/// touch disjoint arrays and run in parallel (rayon). Every instruction computes the same
+/// values whatever runs beside it, so the outputs are bit-identical to running the Program
+/// in order, for any thread count.
 fn compute(
     program: &Program,
     plan: &Plan,
@@ -504,7 +505,7 @@ pub(crate) struct Plan {
     /// Their arguments' buffers ([`KernelRun::args`]) and those buffers' shapes.
     kernel_args: Vec<(BufId, u32, u32)>,
     shapes: Vec<usize>,
-    /// Per level, whether its instructions run in parallel: more than one of them does work,
+    /// Per level, whether its tasks run in parallel: more than one of them does work,
     /// [`PARALLEL_MIN_WORK`] in all.
     parallel: Vec<bool>,
 }
