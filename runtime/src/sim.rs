@@ -539,17 +539,37 @@ impl Plan {
                 }
                 let int_output = program.buffers[*output].dtype.is_int();
                 kernels.push(KernelRun { op: op.clone(), args: (at, inputs.len() as u32), int_output });
-                Step::Run(written, How::Kernel(kernels.len() - 1))
+                Step::Run(written, How::Kernel(kernels.len() - 1), None)
             }
             (instr, written, _) => match BoxCopy::new(program, instr, &mut box_dims) {
                 Some(b) => {
                     boxes.push(b);
-                    Step::Run(written, How::Copy(boxes.len() - 1))
+                    Step::Run(written, How::Copy(boxes.len() - 1), None)
                 }
-                None => Step::Run(written, How::Exec),
+                None => Step::Run(written, How::Exec, None),
             },
         };
-        let order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
+        let mut order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
+        // A level's writers of one array after the first join the first one's task: the
+        // index of that task among the level's tasks of Runs.
+        let mut task_of = vec![(usize::MAX, 0u32); program.buffers.len() + program.outputs.len()];
+        for (l, w) in ends.windows(2).enumerate() {
+            let mut tasks = 0;
+            for (_, step) in &mut order[w[0]..w[1]] {
+                if let Step::Run(written, _, join) = step {
+                    let k = match *written {
+                        Written::Buf(b) => b,
+                        Written::Output(o) => program.buffers.len() + o,
+                    };
+                    if task_of[k].0 == l {
+                        *join = Some(task_of[k].1);
+                    } else {
+                        task_of[k] = (l, tasks);
+                        tasks += 1;
+                    }
+                }
+            }
+        }
         // (An Alloc's array may need zeros written, or to be made: the pool had none.)
         let work: Vec<u64> = program
             .instrs
@@ -563,19 +583,12 @@ impl Plan {
             })
             .collect();
         // (A level's writers of one array run as one task: they count once.)
-        let mut seen = vec![usize::MAX; program.buffers.len() + program.outputs.len()];
         let parallel = ends
             .windows(2)
-            .enumerate()
-            .map(|(l, w)| {
+            .map(|w| {
                 let (mut busy, mut total) = (0, 0);
                 for &(pc, step) in &order[w[0]..w[1]] {
-                    let k = match step {
-                        Step::Run(Written::Buf(b), _) => b,
-                        Step::Run(Written::Output(o), _) => program.buffers.len() + o,
-                        _ => usize::MAX,
-                    };
-                    if work[pc] > 0 && (k == usize::MAX || std::mem::replace(&mut seen[k], l) != l) {
+                    if work[pc] > 0 && !matches!(step, Step::Run(_, _, Some(_))) {
                         busy += 1;
                     }
                     total += work[pc];
@@ -673,8 +686,9 @@ enum Step {
     Free(BufId),
     /// The buffer takes the source buffer's array ([`shared_source`]); nothing runs.
     Share(BufId, BufId),
-    /// Runs, writing this array.
-    Run(Written, How),
+    /// Runs, writing this array; `Some(t)`: after the level's earlier writers of the array,
+    /// in their task, the level's `t`-th task of Runs ([`Data::run_level`]).
+    Run(Written, How, Option<u32>),
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread. Levels come
@@ -813,12 +827,9 @@ struct Data<'a> {
     /// An empty array, the placeholder of a task's array until it is made.
     empty: Arc<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
-    /// The level being run (counting from 1), and per array (buffers, then host outputs) the
-    /// last level that wrote it and its task's index in that level ([`Data::run_level`]).
-    level: usize,
-    task_of: Vec<(usize, usize)>,
-    /// The level's tasks (kept between levels for its memory).
+    /// The level's tasks: of Runs, then of Allocs (kept between levels for their memory).
     work: Vec<Task>,
+    allocs: Vec<Task>,
     /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
     /// page fresh memory in for every buffer.
     pool: BufferPool,
@@ -1142,9 +1153,8 @@ impl<'a> Data<'a> {
             bufs: vec![None; program.buffers.len()],
             empty: Arc::default(),
             outputs,
-            level: 0,
-            task_of: vec![(0, 0); program.buffers.len() + program.outputs.len()],
             work: Vec::new(),
+            allocs: Vec::new(),
             pool,
             codecs,
             scales,
@@ -1161,19 +1171,18 @@ impl<'a> Data<'a> {
     /// parallel when there is enough work.
     fn run_level(&mut self, level: &[(usize, Step)], parallel: bool) -> Result<(), RuntimeError> {
         let prog = self.program;
-        let nbufs = prog.buffers.len();
-        self.level += 1;
         // Each array written, with what it needs before its instructions run: zeros, a new
         // array, or the values of an array it shared. Each is work on every element, done
-        // beside the level's other tasks rather than before them.
-        let mut work = std::mem::take(&mut self.work);
+        // beside the level's other tasks rather than before them. The tasks of Runs come
+        // in the order the Plan numbered them.
+        let (mut work, mut allocs) = (std::mem::take(&mut self.work), std::mem::take(&mut self.allocs));
         for &(pc, step) in level {
             match step {
                 Step::Alloc(_, Fresh::Nothing) => {}
                 Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => work.push(Task::new(pc, How::Exec, Written::Buf(buf), v, Prep::Zero)),
+                    Some(v) if fresh == Fresh::Zeroed => allocs.push(Task::new(pc, How::Exec, Written::Buf(buf), v, Prep::Zero)),
                     Some(v) => self.bufs[buf] = Some(v),
-                    None => work.push(Task::new(pc, How::Exec, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
+                    None => allocs.push(Task::new(pc, How::Exec, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
                 },
                 Step::Free(buf) => {
                     if let Some(v) = self.bufs[buf].take() {
@@ -1186,18 +1195,8 @@ impl<'a> Data<'a> {
                         self.pool.give_shared(v);
                     }
                 }
-                Step::Run(written, how) => {
-                    let k = match written {
-                        Written::Buf(b) => b,
-                        Written::Output(o) => nbufs + o,
-                    };
-                    let (stamp, task) = self.task_of[k];
-                    if stamp == self.level {
-                        // A later writer of an array written in this level: after the others.
-                        work[task].runs.push((pc, how));
-                        continue;
-                    }
-                    self.task_of[k] = (self.level, work.len());
+                Step::Run(_, how, Some(task)) => work[task as usize].runs.push((pc, how)),
+                Step::Run(written, how, None) => {
                     work.push(match written {
                         Written::Buf(b) => {
                             // (A buffer without an array, which no valid Program writes before
@@ -1221,6 +1220,8 @@ impl<'a> Data<'a> {
                 }
             }
         }
+        work.append(&mut allocs);
+        self.allocs = allocs;
         let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
         let plan = self.plan;
         let run = |task: &mut Task| {
