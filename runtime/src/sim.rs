@@ -1047,16 +1047,24 @@ fn alloc_failed(what: &str, n: usize) -> RuntimeError {
 /// when its elements are adjacent in both arrays, else a strided loop.
 fn copy_rows(src: &[f32], s0: usize, dst: &mut [f32], d0: usize, dims: &[usize], [ss, ds]: [&[usize]; 2]) -> Result<(), RuntimeError> {
     let outside = || RuntimeError::new("internal error: a region run falls outside its array after validation");
-    // Most boxes are rows of a few contiguous values, one after another at fixed steps
-    // (a convolution's taps and halos): a plain loop over them, no odometer.
-    if let ([rows, len], [sr, 1], [dr, 1]) = (dims, ss, ds) {
-        let (s_end, d_end) = (s0 + (rows - 1) * sr + len, d0 + (rows - 1) * dr + len);
+    // Most boxes are one run of contiguous values, or rows (or planes of rows) of them at
+    // fixed steps (a shard, a convolution's taps and halos): plain loops, no odometer.
+    let rows = match (dims, ss, ds) {
+        (&[len], [1], [1]) => Some(([1, 1, len], [0, 0], [0, 0])),
+        (&[rows, len], &[sr, 1], &[dr, 1]) => Some(([1, rows, len], [0, sr], [0, dr])),
+        (&[planes, rows, len], &[sp, sr, 1], &[dp, dr, 1]) => Some(([planes, rows, len], [sp, sr], [dp, dr])),
+        _ => None,
+    };
+    if let Some(([planes, rows, len], [sp, sr], [dp, dr])) = rows {
+        let (s_end, d_end) = (s0 + (planes - 1) * sp + (rows - 1) * sr + len, d0 + (planes - 1) * dp + (rows - 1) * dr + len);
         if s_end > src.len() || d_end > dst.len() {
             return Err(outside());
         }
-        for r in 0..*rows {
-            let (s, d) = (s0 + r * sr, d0 + r * dr);
-            shape::copy_row(&mut dst[d..d + len], &src[s..s + len]);
+        for p in 0..planes {
+            for r in 0..rows {
+                let (s, d) = (s0 + p * sp + r * sr, d0 + p * dp + r * dr);
+                shape::copy_row(&mut dst[d..d + len], &src[s..s + len]);
+            }
         }
         return Ok(());
     }

@@ -472,6 +472,27 @@ fn copies_of_strided_boxes() {
     let data: Vec<f32> = (0..16).map(|v| v as f32).collect();
     let (outs, _) = run(&b.p, &[(vec![2, 4, 2], data)]).unwrap();
     assert_eq!(outs[0].data, vec![0., 11., 0., 13., 0., 15.]);
+
+    // Planes of rows of contiguous values, and one run of them: x[1.., 1..3, 1..4] ->
+    // y[.., 1.., 2..5], then x[0, 0, ..] -> y[0, 0, 1..].
+    let mut b = Builder::new("core");
+    let i = b.input(&[3, 4, 5]);
+    let x = b.load_full(i, (0, 0));
+    let y = b.buf((0, 0), &[2, 3, 6]);
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![1, 1, 1], vec![2, 2, 3]), dst: y, dst_region: Region::new(vec![0, 1, 2], vec![2, 2, 3]) });
+    b.push(Instr::Copy { src: x, src_region: Region::new(vec![0, 0, 0], vec![1, 1, 5]), dst: y, dst_region: Region::new(vec![0, 0, 1], vec![1, 1, 5]) });
+    b.store_full(y);
+    let data: Vec<f32> = (0..60).map(|v| v as f32).collect();
+    let (outs, _) = run(&b.p, &[(vec![3, 4, 5], data)]).unwrap();
+    let want: Vec<f32> = (0..2)
+        .flat_map(|p| (0..3).flat_map(move |r| (0..6).map(move |c| (p, r, c))))
+        .map(|(p, r, c)| match (p, r, c) {
+            (0, 0, 1..=5) => (c - 1) as f32,
+            (_, 1..=2, 2..=4) => ((p + 1) * 20 + r * 5 + (c - 1)) as f32,
+            _ => 0.0,
+        })
+        .collect();
+    assert_eq!(outs[0].data, want);
 }
 
 /// A Copy within one buffer reads the values from before it (the boxes overlap), an empty
