@@ -320,6 +320,25 @@ pub(crate) fn run_into(op: &KernelOp, ins: &[Array<'_>], out_shape: &[usize], ou
                 }
             });
         }
+        // Swapping the last two dims (a matrix, or a batch of them): by rows of the output,
+        // each gathering one column of the input, without the stride walk.
+        KernelOp::Transpose { perm }
+            if perm.len() >= 2
+                && perm[..perm.len() - 2].iter().enumerate().all(|(d, &p)| p == d)
+                && perm[perm.len() - 2..] == [perm.len() - 1, perm.len() - 2] =>
+        {
+            let (shape, data) = ins[0];
+            let (r, c) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            if r * c > 0 {
+                for (matrix, t) in data.chunks_exact(r * c).zip(out.chunks_exact_mut(r * c)) {
+                    for (j, t_row) in t.chunks_exact_mut(r).enumerate() {
+                        for (o, row) in t_row.iter_mut().zip(matrix.chunks_exact(c)) {
+                            *o = row[j];
+                        }
+                    }
+                }
+            }
+        }
         KernelOp::Transpose { perm } => {
             let (shape, data) = ins[0];
             let st = strides(shape);

@@ -300,6 +300,16 @@ fn transpose_follows_torch_permute() {
             }
         }
     }
+    // Swapping the last two dims (a matrix, a batch of them, one of size 1) takes its own
+    // path: out[b, j, i] = x[b, i, j].
+    for (batch, r, c) in [(1, 3, 4), (2, 3, 4), (6, 5, 1), (2, 1, 7)] {
+        let x: Vec<f32> = (0..batch * r * c).map(|v| v as f32).collect();
+        let (shape, perm, out_shape) =
+            if batch == 1 { (vec![r, c], vec![1, 0], vec![c, r]) } else { (vec![batch, r, c], vec![0, 2, 1], vec![batch, c, r]) };
+        let out = run_kernel(KernelOp::Transpose { perm }, &[(shape, x.clone())], &out_shape);
+        let want: Vec<f32> = (0..batch).flat_map(|b| (0..c).flat_map(move |j| (0..r).map(move |i| (b * r * c + i * c + j) as f32))).collect();
+        assert_eq!(out, want, "{batch} x {r} x {c}");
+    }
 }
 
 #[test]
