@@ -209,11 +209,12 @@ impl Spread {
         let lead = out.len().checked_sub(shape.len())?;
         let (last, body) = out.split_last()?;
         let aligned = |d: usize| if d < lead { 1 } else { shape[d - lead] };
+        let row = aligned(body.len());
         if shape == out {
             Some(Spread::Whole)
-        } else if aligned(out.len() - 1) == 1 && (0..body.len()).all(|d| aligned(d) == body[d]) {
+        } else if row == 1 && (0..body.len()).all(|d| aligned(d) == body[d]) {
             Some(Spread::PerRow)
-        } else if (0..body.len()).all(|d| aligned(d) == 1) && (aligned(out.len() - 1) == *last || aligned(out.len() - 1) == 1) {
+        } else if (0..body.len()).all(|d| aligned(d) == 1) && (row == *last || row == 1) {
             Some(Spread::Row)
         } else {
             None

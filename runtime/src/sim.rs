@@ -557,10 +557,7 @@ impl Plan {
             let mut tasks = 0;
             for (_, step) in &mut order[w[0]..w[1]] {
                 if let Step::Run(written, _, join) = step {
-                    let k = match *written {
-                        Written::Buf(b) => b,
-                        Written::Output(o) => program.buffers.len() + o,
-                    };
+                    let k = written.index(program);
                     if task_of[k].0 == l {
                         *join = Some(task_of[k].1);
                     } else {
@@ -728,6 +725,16 @@ enum Written {
     Output(usize),
 }
 
+impl Written {
+    /// The array's index among all of `program`'s: buffers, then host outputs.
+    fn index(self, program: &Program) -> usize {
+        match self {
+            Written::Buf(b) => b,
+            Written::Output(o) => program.buffers.len() + o,
+        }
+    }
+}
+
 /// The array `instr` writes and the buffers it reads (other than the one it writes).
 fn accesses(instr: &Instr) -> (Written, &[BufId]) {
     match instr {
@@ -768,10 +775,7 @@ impl<'a> Deps<'a> {
     }
 
     fn slot(&mut self, w: Written) -> usize {
-        let k = match w {
-            Written::Buf(b) => b,
-            Written::Output(o) => self.program.buffers.len() + o,
-        };
+        let k = w.index(self.program);
         if self.window[k] != self.windows {
             self.window[k] = self.windows;
             self.write[k] = 0;
