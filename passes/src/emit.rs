@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// Emit the Program for function `func_name` (or the module's only function).
 pub fn emit_program(module: &Module, func_name: Option<&str>) -> Result<Program, PassError> {
     let func = match func_name {
-        Some(n) => module.func(n).ok_or(PassError::Invalid(format!("no function '@{n}' in the module")))?,
+        Some(n) => module.func(n).ok_or_else(|| PassError::Invalid(format!("no function '@{n}' in the module")))?,
         None => match module.funcs.as_slice() {
             [f] => f,
             fs => return Err(PassError::Invalid(format!("the module has {} functions: name one", fs.len()))),
@@ -255,14 +255,14 @@ impl<'a> Emitter<'a> {
     }
 
     fn tensor(&self, v: Value) -> Result<TensorType, PassError> {
-        self.func.tensor(v).cloned().ok_or(PassError::Invalid(format!("%{} is not a tensor", v.0)))
+        self.func.tensor(v).cloned().ok_or_else(|| PassError::Invalid(format!("%{} is not a tensor", v.0)))
     }
 
     fn shards(&self, v: Value) -> Result<&[Shard], PassError> {
         self.shards
             .get(&v)
             .map(Vec::as_slice)
-            .ok_or(PassError::Invalid(format!("%{} is not on the mesh (d1.load it first)", v.0)))
+            .ok_or_else(|| PassError::Invalid(format!("%{} is not on the mesh (d1.load it first)", v.0)))
     }
 
     /// A `Convert` to the storage format of `rt`, with a new scale of the Program named by the
@@ -309,7 +309,7 @@ impl<'a> Emitter<'a> {
 
     /// The buffer of `v` on `core` (operands of per-core ops share the result's block).
     fn buf_on(&self, v: Value, core: (u32, u32)) -> Result<BufId, PassError> {
-        self.shard_on(v, core)?.map(|s| s.buf).ok_or(PassError::Invalid(format!("%{} has no shard on core {core:?}", v.0)))
+        self.shard_on(v, core)?.map(|s| s.buf).ok_or_else(|| PassError::Invalid(format!("%{} has no shard on core {core:?}", v.0)))
     }
 
     /// The shard of `v` on `core`, if any: shards are in the row-major order of their
@@ -429,7 +429,7 @@ impl<'a> Emitter<'a> {
                     match acc {
                         Some(a) if self.last_use[a.index()] == Some(i) && !positions.contains_key(&a) => {
                             // Accumulate in place: the result takes over the accumulator's buffers.
-                            let shards = self.shards.remove(&a).ok_or(PassError::Invalid(format!("%{} is not on the mesh", a.0)))?;
+                            let shards = self.shards.remove(&a).ok_or_else(|| PassError::Invalid(format!("%{} is not on the mesh", a.0)))?;
                             self.shards.insert(r, shards);
                             self.layouts.insert(r, l.clone());
                             reused = Some(a);
@@ -467,7 +467,7 @@ impl<'a> Emitter<'a> {
                         }
                         "d1.map" => {
                             let f = op.attr("fn").and_then(Attr::as_str).unwrap_or("");
-                            kernel_for(f).ok_or(PassError::Invalid(format!("no kernel for map function '{f}'")))?
+                            kernel_for(f).ok_or_else(|| PassError::Invalid(format!("no kernel for map function '{f}'")))?
                         }
                         "d1.reduce_sum" => KernelOp::ReduceSum {
                             dims: op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&d| d as usize).collect(),
@@ -492,7 +492,7 @@ impl<'a> Emitter<'a> {
                     self.alloc(r, &l)?;
                     for s in self.shards(r)?.to_vec() {
                         let kernel = if op.attr("vocab_parts").is_some() {
-                            let table = self.shard_on(op.operands[0], s.core)?.ok_or(PassError::Invalid(format!("%{}: no table rows on core {:?}", op.operands[0].0, s.core)))?;
+                            let table = self.shard_on(op.operands[0], s.core)?.ok_or_else(|| PassError::Invalid(format!("%{}: no table rows on core {:?}", op.operands[0].0, s.core)))?;
                             KernelOp::EmbeddingPart { offset: table.region.offsets[0], total: self.tensor(op.operands[0])?.shape[0] }
                         } else if op.name == "d1.embedding" {
                             KernelOp::Embedding
@@ -672,7 +672,7 @@ impl<'a> Emitter<'a> {
                 .iter()
                 .map(|&k| &shards[k])
                 .min_by_key(|r| self.grid.site(r.core).map_or(u32::MAX, |s| target.hops(&s, &dc)))
-                .ok_or(PassError::Invalid(format!("%{}: empty replica group", src.0)))?;
+                .ok_or_else(|| PassError::Invalid(format!("%{}: empty replica group", src.0)))?;
             let rel = inter.relative_to(need);
             copies.push(Instr::Copy {
                 src: from.buf,

@@ -164,7 +164,7 @@ struct Lowering<'a> {
 type LResult<T> = Result<T, PassError>;
 
 fn tensor_type(f: &Func, v: Value) -> LResult<TensorType> {
-    f.tensor(v).cloned().ok_or(PassError::Invalid(format!("value %{} is not a tensor", v.0)))
+    f.tensor(v).cloned().ok_or_else(|| PassError::Invalid(format!("value %{} is not a tensor", v.0)))
 }
 
 impl<'a> Lowering<'a> {
@@ -316,7 +316,7 @@ impl<'a> Lowering<'a> {
             .get(v.index())
             .cloned()
             .flatten()
-            .ok_or(PassError::Invalid(format!("value %{} is used before it is lowered", v.0)))
+            .ok_or_else(|| PassError::Invalid(format!("value %{} is used before it is lowered", v.0)))
     }
 
     /// The largest block a tensor of `bytes` may spread over: the default block, or on a
