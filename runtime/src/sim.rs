@@ -75,7 +75,6 @@
 //! [`crate::roofline`] for the bounds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -324,8 +323,7 @@ impl Device for SimMesh {
             return Ok((outputs, profile_of(program, &stats, time(program))));
         }
         // The values and the timing never depend on each other: they run side by side.
-        let pool = BufferPool::max_bytes(&stats);
-        let (data, sim) = rayon::join(|| compute(program, &Plan::new(program), pool, inputs, &self.numerics()), || time(program));
+        let (data, sim) = rayon::join(|| compute(program, &Plan::new(program), inputs, &self.numerics()), || time(program));
         let (outputs, numerics) = data?;
         let mut profile = profile_of(program, &stats, sim);
         profile.numerics = numerics;
@@ -344,13 +342,12 @@ impl SimMesh {
     ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
         let p = program.program();
         check_inputs(p, inputs, true)?;
-        let pool = BufferPool::max_bytes(program.stats());
         // On a worker of rayon's pool: the thread running the serial levels is then one of
         // the pool's, and its idle partner waits on the other core. Called from outside the
         // pool, the caller blocked on each parallel level while two workers ran it, and the
         // workers' spinning afterwards took the cores from the caller's next serial levels
         // (the tiny GPT-2's runs spent about 20 % of their time in the scheduler).
-        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), pool, inputs, &self.numerics()))?;
+        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), inputs, &self.numerics()))?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
@@ -467,138 +464,220 @@ const WINDOW: usize = 4096;
 fn compute(
     program: &Program,
     plan: &Plan,
-    pool_bytes: usize,
     inputs: &[(&[usize], &[f32])],
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
-    let mut data = Data::new(program, plan, BufferPool::reuse(pool_bytes), inputs, numerics)?;
+    let mut data = Data::new(program, plan, plan.kept.take(plan.slot_len.len()), inputs, numerics)?;
     for (w, &parallel) in plan.ends.windows(2).zip(&plan.parallel) {
         data.run_level(&plan.order[w[0]..w[1]], parallel)?;
     }
-    let Data { bufs, outputs, mut pool, scales, .. } = data;
-    for v in bufs.into_iter().flatten() {
-        pool.give_shared(v);
-    }
-    BufferPool::keep(pool);
+    let Data { slots, outputs, scales, .. } = data;
+    plan.kept.put(slots);
     Ok((outputs, scales))
 }
 
 /// What the functional pass over a Program does apart from the values (the same for every
-/// run: a [`ValidProgram`] keeps it): what each Alloc gives its buffer, which instructions
-/// share an array, each buffer's size, and the order the instructions run in, level by level.
+/// run: a [`ValidProgram`] keeps it): where every array lives, and the order the
+/// instructions run in, level by level.
+///
+/// Arrays live in slots, assigned when the Program is planned: an Alloc takes a free slot of
+/// its buffer's size (or a new one), a Free gives it back, and an instruction that gives its
+/// output a buffer's values unchanged (a copy of a whole buffer, a reshape:
+/// [`shared_source`]) makes its buffer share that buffer's slot until either is written, when
+/// the written one moves to a slot of its own with the values copied (copy on write). So a
+/// run moves no arrays between buffers, counts no references and keeps no pool: Allocs,
+/// Frees and shared copies cost it nothing, and the slots' arrays are kept for the next run
+/// (a notebook runs the same graph again and again; paging hundreds of megabytes in anew each
+/// time would cost more than the kernels).
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
-    elems: Vec<usize>,
-    /// The instructions, level after level (each in program order): each one's index and
-    /// what the pass does with it besides running it. (A run reads this in order, and the
-    /// instructions themselves only to run them: on a Program of a million instructions the
-    /// level loop otherwise waited on fetching each one, three times.)
-    order: Vec<(usize, Step)>,
+    /// Values of each slot's array.
+    slot_len: Vec<usize>,
+    /// The instructions that do something at run time, level after level (each in program
+    /// order), resolved to slots. (A run reads this in order, and the instructions themselves
+    /// only to run them: on a Program of a million instructions the level loop otherwise
+    /// waited on fetching each one, three times.)
+    order: Vec<Step>,
     /// Where each level starts in `order`, and its end.
     ends: Vec<usize>,
-    /// The Loads, Stores and Copies of `order` that run, resolved ([`BoxCopy`]), in order.
+    /// The Loads, Stores and Copies of `order`, resolved ([`BoxCopy`]), in order.
     boxes: Vec<BoxCopy>,
     /// Their merged dims and strides ([`BoxCopy::dims`]).
     box_dims: Vec<usize>,
-    /// The Kernels of `order` that run, resolved ([`KernelRun`]), in order.
+    /// The Kernels of `order`, resolved ([`KernelRun`]), in order.
     kernels: Vec<KernelRun>,
-    /// Their arguments' buffers ([`KernelRun::args`]) and those buffers' shapes.
-    kernel_args: Vec<(BufId, u32, u32)>,
+    /// Their arguments' slots ([`KernelRun::args`]) and their buffers' shapes.
+    kernel_args: Vec<(u32, u32, u32)>,
     shapes: Vec<usize>,
     /// Per level, whether its tasks run in parallel: more than one of them does work,
     /// [`PARALLEL_MIN_WORK`] in all.
     parallel: Vec<bool>,
+    /// The slots' arrays between runs.
+    kept: KeptSlots,
+}
+
+/// No slot: a host output's task, a buffer without an array, or no copy on write.
+const NO_SLOT: u32 = u32::MAX;
+
+/// The slots of a Plan while it is made: which slot each buffer's values are in, how many
+/// buffers share each slot, and the free slots by size.
+struct Slots {
+    of: Vec<u32>,
+    refs: Vec<u32>,
+    len: Vec<usize>,
+    free: FastMap<usize, Vec<u32>>,
+}
+
+impl Slots {
+    /// A free slot of `n` values (a new one if none is free), held once.
+    fn take(&mut self, n: usize) -> u32 {
+        let s = match self.free.get_mut(&n).and_then(Vec::pop) {
+            Some(s) => s,
+            None => {
+                self.len.push(n);
+                self.refs.push(0);
+                (self.len.len() - 1) as u32
+            }
+        };
+        self.refs[s as usize] = 1;
+        s
+    }
+
+    /// Drops one hold of slot `s` (none for [`NO_SLOT`]); the last makes it free.
+    fn release(&mut self, s: u32) {
+        if s == NO_SLOT {
+            return;
+        }
+        let refs = &mut self.refs[s as usize];
+        *refs -= 1;
+        if *refs == 0 {
+            self.free.entry(self.len[s as usize]).or_default().push(s);
+        }
+    }
 }
 
 impl Plan {
     pub(crate) fn new(program: &Program) -> Plan {
         let shared: Vec<Option<BufId>> = program.instrs.iter().map(|i| shared_source(program, i)).collect();
         let mut deps = Deps::new(program);
-        let (mut levels, mut ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
+        let (mut levels, mut level_ends) = (Vec::with_capacity(program.instrs.len()), vec![0]);
         for start in (0..program.instrs.len()).step_by(WINDOW) {
             let end = (start + WINDOW).min(program.instrs.len());
             for level in deps.levels(start..end, &shared) {
                 levels.extend(level);
-                ends.push(levels.len());
+                level_ends.push(levels.len());
             }
         }
         let elems: Vec<usize> = program.buffers.iter().map(|b| numel(&b.shape).unwrap_or(0)).collect();
         let fresh = alloc_contents(program, &shared);
+        let mut slots = Slots { of: vec![NO_SLOT; program.buffers.len()], refs: Vec::new(), len: Vec::new(), free: FastMap::default() };
         let (mut boxes, mut box_dims) = (Vec::new(), Vec::new());
         let (mut kernels, mut kernel_args, mut shapes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut step = |pc: usize| match (&program.instrs[pc], accesses(&program.instrs[pc]).0, shared[pc]) {
-            (Instr::Alloc { buf }, ..) => Step::Alloc(*buf, fresh[pc]),
-            (Instr::Free { buf }, ..) => Step::Free(*buf),
-            (_, Written::Buf(b), Some(src)) => Step::Share(b, src),
-            (Instr::Kernel { op, inputs, output }, written, _) => {
-                let at = kernel_args.len() as u32;
-                for &b in inputs.iter().chain([output]) {
-                    let shape = &program.buffers[b].shape;
-                    kernel_args.push((b, shapes.len() as u32, shape.len() as u32));
-                    shapes.extend_from_slice(shape);
-                }
-                let int_output = program.buffers[*output].dtype.is_int();
-                kernels.push(KernelRun { op: op.clone(), args: (at, inputs.len() as u32), int_output });
-                Step::Run(written, How::Kernel(kernels.len() - 1), None)
-            }
-            (instr, written, _) => match BoxCopy::new(program, instr, &mut box_dims) {
-                Some(b) => {
-                    boxes.push(b);
-                    Step::Run(written, How::Copy(boxes.len() - 1), None)
-                }
-                None => Step::Run(written, How::Exec, None),
-            },
-        };
-        let mut order: Vec<(usize, Step)> = levels.iter().map(|&pc| (pc, step(pc))).collect();
+        let (mut order, mut ends, mut parallel) = (Vec::with_capacity(levels.len()), vec![0], Vec::new());
         // A level's writers of one array after the first join the first one's task: the
-        // index of that task among the level's tasks of Runs.
+        // index of that task among the level's tasks.
         let mut task_of = vec![(usize::MAX, 0u32); program.buffers.len() + program.outputs.len()];
-        for (l, w) in ends.windows(2).enumerate() {
-            let mut tasks = 0;
-            for (_, step) in &mut order[w[0]..w[1]] {
-                if let Step::Run(written, _, join) = step {
-                    let k = written.index(program);
-                    if task_of[k].0 == l {
-                        *join = Some(task_of[k].1);
-                    } else {
-                        task_of[k] = (l, tasks);
-                        tasks += 1;
+        for (l, w) in level_ends.windows(2).enumerate() {
+            // Slots left by buffers moving to their own (copy on write) are released after the
+            // level: its tasks may still be copying them.
+            let mut moved = Vec::new();
+            let (mut tasks, mut busy, mut total) = (0u32, 0, 0);
+            for &pc in &levels[w[0]..w[1]] {
+                let instr = &program.instrs[pc];
+                let written = accesses(instr).0;
+                let (how, slot, copy_of) = match (instr, written, shared[pc]) {
+                    (Instr::Alloc { buf }, ..) => {
+                        if fresh[pc] == Fresh::Nothing {
+                            continue;
+                        }
+                        let s = slots.take(elems[*buf]);
+                        slots.of[*buf] = s;
+                        if fresh[pc] != Fresh::Zeroed {
+                            continue;
+                        }
+                        (How::Zero, s, NO_SLOT)
                     }
+                    (Instr::Free { buf }, ..) => {
+                        let old = std::mem::replace(&mut slots.of[*buf], NO_SLOT);
+                        slots.release(old);
+                        continue;
+                    }
+                    (_, Written::Buf(b), Some(src)) => {
+                        let s = slots.of[src];
+                        if s != NO_SLOT {
+                            slots.refs[s as usize] += 1;
+                        }
+                        let old = std::mem::replace(&mut slots.of[b], s);
+                        slots.release(old);
+                        continue;
+                    }
+                    (_, Written::Output(_), _) => (How::Exec, NO_SLOT, NO_SLOT),
+                    (_, Written::Buf(b), None) => {
+                        let s = slots.of[b];
+                        if task_of[b].0 == l || (s != NO_SLOT && slots.refs[s as usize] == 1) {
+                            (How::Exec, s, NO_SLOT)
+                        } else {
+                            // Shared with another buffer (or no array yet): its own slot, with
+                            // the values if it needs them.
+                            let own = slots.take(elems[b]);
+                            slots.of[b] = own;
+                            moved.push(s);
+                            let keeps = s != NO_SLOT && !overwrites_whole(program, instr);
+                            (How::Exec, own, if keeps { s } else { NO_SLOT })
+                        }
+                    }
+                };
+                let how = match (instr, how) {
+                    (_, How::Zero) => How::Zero,
+                    (Instr::Kernel { op, inputs, output }, _) => {
+                        let at = kernel_args.len() as u32;
+                        for &b in inputs.iter().chain([output]) {
+                            let shape = &program.buffers[b].shape;
+                            kernel_args.push((slots.of[b], shapes.len() as u32, shape.len() as u32));
+                            shapes.extend_from_slice(shape);
+                        }
+                        let int_output = program.buffers[*output].dtype.is_int();
+                        kernels.push(KernelRun { op: op.clone(), args: (at, inputs.len() as u32), int_output });
+                        How::Kernel(kernels.len() - 1)
+                    }
+                    _ => match BoxCopy::new(program, instr, &slots.of, &mut box_dims) {
+                        Some(b) => {
+                            boxes.push(b);
+                            How::Copy(boxes.len() - 1)
+                        }
+                        None => How::Exec,
+                    },
+                };
+                let k = written.index(program);
+                let join = if task_of[k].0 == l {
+                    Some(task_of[k].1)
+                } else {
+                    task_of[k] = (l, tasks);
+                    tasks += 1;
+                    None
+                };
+                // (A level's writers of one array run as one task: they count once.)
+                let work = if how == How::Zero { slots.len[slot as usize] as u64 } else { work(program, &elems, instr) };
+                if work > 0 && join.is_none() {
+                    busy += 1;
                 }
+                total += work;
+                order.push(Step { pc, written, slot, copy_of, how, join });
+            }
+            for s in moved {
+                slots.release(s);
+            }
+            if order.len() > *ends.last().unwrap_or(&0) {
+                ends.push(order.len());
+                parallel.push(busy > 1 && total >= PARALLEL_MIN_WORK);
             }
         }
-        // (An Alloc's array may need zeros written, or to be made: the pool had none.)
-        let work: Vec<u64> = program
-            .instrs
-            .iter()
-            .zip(&shared)
-            .zip(&fresh)
-            .map(|((i, s), f)| match i {
-                Instr::Alloc { buf } if *f != Fresh::Nothing => elems[*buf] as u64,
-                _ if s.is_some() => 0,
-                _ => work(program, &elems, i),
-            })
-            .collect();
-        // (A level's writers of one array run as one task: they count once.)
-        let parallel = ends
-            .windows(2)
-            .map(|w| {
-                let (mut busy, mut total) = (0, 0);
-                for &(pc, step) in &order[w[0]..w[1]] {
-                    if work[pc] > 0 && !matches!(step, Step::Run(_, _, Some(_))) {
-                        busy += 1;
-                    }
-                    total += work[pc];
-                }
-                busy > 1 && total >= PARALLEL_MIN_WORK
-            })
-            .collect();
-        Plan { elems, order, ends, boxes, box_dims, kernels, kernel_args, shapes, parallel }
+        Plan { slot_len: slots.len, order, ends, boxes, box_dims, kernels, kernel_args, shapes, parallel, kept: KeptSlots::default() }
     }
 }
 
-/// How the functional pass runs an instruction ([`Step::Run`]).
-#[derive(Clone, Copy, Debug)]
+/// How the functional pass runs an instruction ([`Step`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum How {
     /// As the [`BoxCopy`] of this index in [`Plan::boxes`] (a Load, Store or Copy).
     Copy(usize),
@@ -606,16 +685,34 @@ enum How {
     Kernel(usize),
     /// From the instruction itself (a Fill, a HostCopy).
     Exec,
+    /// Zeroes the array (an Alloc whose buffer is read before every element is written).
+    Zero,
+}
+
+/// One instruction the functional pass runs ([`Plan::order`]).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    pc: usize,
+    /// The array it writes: a buffer (in `slot`) or a host output.
+    written: Written,
+    slot: u32,
+    /// The slot whose values the array takes before the instruction runs (copy on write), or
+    /// [`NO_SLOT`].
+    copy_of: u32,
+    how: How,
+    /// `Some(t)`: it runs after the level's earlier writers of the array, in their task, the
+    /// level's `t`-th ([`Data::run_level`]).
+    join: Option<u32>,
 }
 
 /// A Kernel resolved when the Program is planned, like a [`BoxCopy`]: its op (a copy, kept
-/// in level order), and where its inputs' and output's buffers and shapes are.
+/// in level order), and where its inputs' and output's slots and shapes are.
 #[derive(Clone, Debug)]
 struct KernelRun {
     op: KernelOp,
     /// Where its arguments start in [`Plan::kernel_args`], and how many inputs it has: each
-    /// input, then the output, as the buffer and where its shape starts in [`Plan::shapes`]
-    /// and its rank.
+    /// input, then the output, as the slot and where its buffer's shape starts in
+    /// [`Plan::shapes`] and its rank.
     args: (u32, u32),
     /// The output holds integers (checked after it runs).
     int_output: bool,
@@ -643,22 +740,22 @@ enum Source {
     /// A host input (a Load); `ints`: the buffer it loads into holds integers, which are
     /// checked.
     Input { input: usize, ints: bool },
-    /// A buffer (a Store or Copy); possibly the one it writes.
-    Buf(BufId),
+    /// A buffer's slot (a Store or Copy); possibly the one it writes.
+    Slot(u32),
 }
 
 impl BoxCopy {
-    /// `instr`'s box copy, its dims and strides appended to `dims`; `None` if `instr` is not a
-    /// Load, Store or Copy.
-    fn new(program: &Program, instr: &Instr, dims: &mut Vec<usize>) -> Option<BoxCopy> {
+    /// `instr`'s box copy, its dims and strides appended to `dims` (`slots`: each buffer's
+    /// slot); `None` if `instr` is not a Load, Store or Copy.
+    fn new(program: &Program, instr: &Instr, slots: &[u32], dims: &mut Vec<usize>) -> Option<BoxCopy> {
         let shape = |b: BufId| program.buffers[b].shape.as_slice();
         let (from, (src_shape, src_region), (dst_shape, dst_region)) = match instr {
             Instr::Load { input, src, buf, dst } => {
                 let ints = program.buffers[*buf].dtype.is_int();
                 (Source::Input { input: *input, ints }, (program.inputs[*input].shape.as_slice(), src), (shape(*buf), dst))
             }
-            Instr::Store { buf, src, output, dst } => (Source::Buf(*buf), (shape(*buf), src), (program.outputs[*output].shape.as_slice(), dst)),
-            Instr::Copy { src, src_region, dst, dst_region } => (Source::Buf(*src), (shape(*src), src_region), (shape(*dst), dst_region)),
+            Instr::Store { buf, src, output, dst } => (Source::Slot(slots[*buf]), (shape(*buf), src), (program.outputs[*output].shape.as_slice(), dst)),
+            Instr::Copy { src, src_region, dst, dst_region } => (Source::Slot(slots[*src]), (shape(*src), src_region), (shape(*dst), dst_region)),
             _ => return None,
         };
         let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
@@ -674,18 +771,61 @@ impl BoxCopy {
     }
 }
 
-/// What the functional pass does with an instruction besides running it ([`Plan::order`]).
-#[derive(Clone, Copy, Debug)]
-enum Step {
-    /// An Alloc: gives its buffer an array ([`Fresh`]).
-    Alloc(BufId, Fresh),
-    /// A Free: the buffer's array goes back to the pool.
-    Free(BufId),
-    /// The buffer takes the source buffer's array ([`shared_source`]); nothing runs.
-    Share(BufId, BufId),
-    /// Runs, writing this array; `Some(t)`: after the level's earlier writers of the array,
-    /// in their task, the level's `t`-th task of Runs ([`Data::run_level`]).
-    Run(Written, How, Option<u32>),
+/// A Plan's slots' arrays between runs: a run takes them and puts them back. Every Plan's
+/// kept arrays together stay within [`KEPT_MAX_BYTES`]; a run that would exceed it lets its
+/// arrays go (the next one makes them anew).
+#[derive(Default)]
+struct KeptSlots(std::sync::Mutex<(Vec<Vec<f32>>, usize)>);
+
+/// Bytes of all Plans' kept arrays ([`KeptSlots`]).
+static KEPT_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The bound on [`KEPT_BYTES`]: 4 GiB (resnet18 8x224 on d1 keeps about 0.9 GiB).
+const KEPT_MAX_BYTES: usize = 4 << 30;
+
+impl KeptSlots {
+    /// The kept arrays (empty ones when none are kept, or a run has them), `n` slots.
+    fn take(&self, n: usize) -> Vec<Vec<f32>> {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut arrays, bytes) = std::mem::take(&mut *kept);
+        KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        arrays.resize_with(n, Vec::new);
+        arrays
+    }
+
+    /// Keeps `arrays` for the next run, within [`KEPT_MAX_BYTES`] (and unless another run
+    /// has already put its own back).
+    fn put(&self, arrays: Vec<Vec<f32>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes: usize = arrays.iter().map(|a| a.capacity() * 4).sum();
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !kept.0.is_empty() || KEPT_BYTES.fetch_add(bytes, Relaxed) + bytes > KEPT_MAX_BYTES {
+            if kept.0.is_empty() {
+                KEPT_BYTES.fetch_sub(bytes, Relaxed);
+            }
+            return;
+        }
+        *kept = (arrays, bytes);
+    }
+}
+
+impl Drop for KeptSlots {
+    fn drop(&mut self) {
+        let bytes = self.0.get_mut().map_or_else(|p| p.into_inner().1, |k| k.1);
+        KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A copy of a Plan keeps no arrays of its own yet.
+impl Clone for KeptSlots {
+    fn clone(&self) -> KeptSlots {
+        KeptSlots::default()
+    }
+}
+
+impl std::fmt::Debug for KeptSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptSlots")
+    }
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread. Levels come
@@ -819,24 +959,17 @@ type Seen = Option<(usize, f32, Flags)>;
 /// A directed edge between two chips (or two tiles): (from, to) as grid coordinates.
 type EdgeKey = ((u32, u32), (u32, u32));
 
-/// Values of one run: every live buffer and the host outputs.
+/// Values of one run: every slot's array ([`Plan`]) and the host outputs.
 struct Data<'a> {
     program: &'a Program,
     plan: &'a Plan,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    /// One array per buffer (none before its Alloc, after its Free, and while an instruction
-    /// writes it), shared by buffers that hold the same values (a copy of a whole buffer, a
-    /// reshape): copied only when one of them is written (copy on write).
-    bufs: Vec<Option<Arc<Vec<f32>>>>,
-    /// An empty array, the placeholder of a task's array until it is made.
-    empty: Arc<Vec<f32>>,
+    /// One array per slot (empty until first written in a run that did not find it kept, and
+    /// while a task writes it).
+    slots: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
-    /// The level's tasks: of Runs, then of Allocs (kept between levels for their memory).
+    /// The level's tasks (kept between levels for their memory).
     work: Vec<Task>,
-    allocs: Vec<Task>,
-    /// Arrays of freed buffers, reused by later Allocs of the same size: the host does not
-    /// page fresh memory in for every buffer.
-    pool: BufferPool,
     // numerics: one codec and one record per scale
     codecs: Vec<Codec>,
     scales: Vec<ScaleProfile>,
@@ -940,67 +1073,6 @@ fn shared_source(program: &Program, instr: &Instr) -> Option<BufId> {
         }
         Instr::Kernel { op: KernelOp::Reshape, inputs, .. } => inputs.first().copied(),
         _ => None,
-    }
-}
-
-/// Freed `f32` arrays by length, up to `max` bytes in all ([`BufferPool::max_bytes`]). They
-/// stay in their `Arc`s (each unshared), so a buffer's Alloc and Free allocate nothing.
-#[derive(Default)]
-struct BufferPool {
-    free: FastMap<usize, Vec<Arc<Vec<f32>>>>,
-    bytes: usize,
-    max: usize,
-}
-
-/// The arrays the last run left, for the next run (a notebook runs the same graph again and
-/// again; paging hundreds of megabytes in anew each time would cost more than the kernels).
-static KEPT_POOL: std::sync::Mutex<Option<BufferPool>> = std::sync::Mutex::new(None);
-
-impl BufferPool {
-    /// The pool's bound for a Program: 8 times the SRAM its cores use at their peaks, within
-    /// 512 MiB and 4 GiB. Arrays are reused only at their exact size, so a run's arrays
-    /// outnumber its live buffers: resnet18 8x224 on d1 (202 MiB of peak SRAM) ends with 914
-    /// MiB pooled, and under a 512 MiB bound allocated and zeroed 1.9 GB afresh every run.
-    fn max_bytes(stats: &ProgramStats) -> usize {
-        let peak: u64 = stats.peak_sram_per_core.iter().map(|(_, b)| b).sum();
-        (peak.saturating_mul(8) as usize).clamp(512 << 20, 4 << 30)
-    }
-
-    /// The pool a previous run kept (emptied if it holds more than `max` bytes), or an empty
-    /// one, bounded by `max` bytes.
-    fn reuse(max: usize) -> BufferPool {
-        let mut kept = KEPT_POOL.lock().unwrap_or_else(|p| p.into_inner());
-        let mut pool = kept.take().filter(|p| p.bytes <= max).unwrap_or_default();
-        pool.max = max;
-        pool
-    }
-
-    /// Keeps `pool` for the next run (the larger one if two runs end together).
-    fn keep(pool: BufferPool) {
-        let mut kept = KEPT_POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.as_ref().is_none_or(|k| k.bytes < pool.bytes) {
-            *kept = Some(pool);
-        }
-    }
-
-    /// A freed array of `n` elements (holding stale values), if there is one.
-    fn take(&mut self, n: usize) -> Option<Arc<Vec<f32>>> {
-        let v = self.free.get_mut(&n).and_then(Vec::pop)?;
-        self.bytes -= n * 4;
-        Some(v)
-    }
-
-    /// Keeps the array if no other buffer still shares it.
-    fn give_shared(&mut self, mut v: Arc<Vec<f32>>) {
-        let n = match Arc::get_mut(&mut v) {
-            Some(array) => array.len(),
-            None => return,
-        };
-        if n == 0 || self.bytes + n * 4 > self.max {
-            return;
-        }
-        self.bytes += n * 4;
-        self.free.entry(n).or_default().push(v);
     }
 }
 
@@ -1134,7 +1206,7 @@ impl<'a> Data<'a> {
     fn new(
         program: &'a Program,
         plan: &'a Plan,
-        pool: BufferPool,
+        slots: Vec<Vec<f32>>,
         inputs: &'a [(&'a [usize], &'a [f32])],
         numerics: &Numerics<'_>,
     ) -> Result<Data<'a>, RuntimeError> {
@@ -1162,12 +1234,9 @@ impl<'a> Data<'a> {
             program,
             plan,
             inputs,
-            bufs: vec![None; program.buffers.len()],
-            empty: Arc::default(),
+            slots,
             outputs,
             work: Vec::new(),
-            allocs: Vec::new(),
-            pool,
             codecs,
             scales,
             calibrate: numerics.calibrate,
@@ -1176,65 +1245,31 @@ impl<'a> Data<'a> {
     }
 
     /// Runs the instructions of one level (independent of each other, but for writers of one
-    /// array, see [`Deps`]): Frees, reused arrays given to Allocs and instructions sharing
-    /// their source's array first (they only move arrays between the pool and the buffers),
-    /// then the rest as one task per array written, on that array, taken out meanwhile,
-    /// after what it needs ([`Prep`]: zeros, a new array, a copy on write); the tasks in
-    /// parallel when there is enough work.
-    fn run_level(&mut self, level: &[(usize, Step)], parallel: bool) -> Result<(), RuntimeError> {
-        let prog = self.program;
-        // Each array written, with what it needs before its instructions run: zeros, a new
-        // array, or the values of an array it shared. Each is work on every element, done
-        // beside the level's other tasks rather than before them. The tasks of Runs come
-        // in the order the Plan numbered them.
-        let (mut work, mut allocs) = (std::mem::take(&mut self.work), std::mem::take(&mut self.allocs));
-        for &(pc, step) in level {
-            match step {
-                Step::Alloc(_, Fresh::Nothing) => {}
-                Step::Alloc(buf, fresh) => match self.pool.take(self.plan.elems[buf]) {
-                    Some(v) if fresh == Fresh::Zeroed => allocs.push(Task::new(pc, How::Exec, Written::Buf(buf), v, Prep::Zero)),
-                    Some(v) => self.bufs[buf] = Some(v),
-                    None => allocs.push(Task::new(pc, How::Exec, Written::Buf(buf), Arc::clone(&self.empty), Prep::New(self.plan.elems[buf]))),
-                },
-                Step::Free(buf) => {
-                    if let Some(v) = self.bufs[buf].take() {
-                        self.pool.give_shared(v);
-                    }
-                }
-                Step::Share(b, src) => {
-                    let shared = self.bufs[src].clone();
-                    if let Some(v) = std::mem::replace(&mut self.bufs[b], shared) {
-                        self.pool.give_shared(v);
-                    }
-                }
-                Step::Run(_, how, Some(task)) => work[task as usize].runs.push((pc, how)),
-                Step::Run(written, how, None) => {
-                    work.push(match written {
-                        Written::Buf(b) => {
-                            // (A buffer without an array, which no valid Program writes before
-                            // its Alloc, counts as sharing an empty one.)
-                            let array = self.bufs[b].take().unwrap_or_else(|| Arc::clone(&self.empty));
-                            if Arc::strong_count(&array) > 1 {
-                                // Shared with another buffer: this one gets its own array (copy
-                                // on write), with the values only if it needs them.
-                                let n = self.plan.elems[b];
-                                let whole = overwrites_whole(prog, &prog.instrs[pc]);
-                                match self.pool.take(n) {
-                                    Some(own) => Task::new(pc, how, written, own, if whole { Prep::Ready } else { Prep::CopyOf(array) }),
-                                    None => Task::new(pc, how, written, Arc::clone(&self.empty), if whole { Prep::New(n) } else { Prep::CloneOf(array) }),
-                                }
-                            } else {
-                                Task::new(pc, how, written, array, Prep::Ready)
-                            }
-                        }
-                        Written::Output(o) => Task::new(pc, how, written, Arc::new(std::mem::take(&mut self.outputs[o])), Prep::Ready),
+    /// array, see [`Deps`]) as one task per array written, on that array, taken out
+    /// meanwhile; the tasks in parallel when there is enough work.
+    fn run_level(&mut self, level: &[Step], parallel: bool) -> Result<(), RuntimeError> {
+        let mut work = std::mem::take(&mut self.work);
+        for step in level {
+            match step.join {
+                Some(task) => work[task as usize].runs.push((step.pc, step.how)),
+                None => {
+                    let array = match step.written {
+                        Written::Output(o) => std::mem::take(&mut self.outputs[o]),
+                        Written::Buf(_) => std::mem::take(&mut self.slots[step.slot as usize]),
+                    };
+                    work.push(Task {
+                        written: step.written,
+                        slot: step.slot,
+                        array,
+                        copy_of: step.copy_of,
+                        runs: smallvec::smallvec![(step.pc, step.how)],
+                        seen: smallvec::SmallVec::new(),
+                        failed: None,
                     });
                 }
             }
         }
-        work.append(&mut allocs);
-        self.allocs = allocs;
-        let ctx = Ctx { program: prog, inputs: self.inputs, bufs: &self.bufs, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
+        let ctx = Ctx { program: self.program, inputs: self.inputs, slots: &self.slots, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
         let plan = self.plan;
         let run = |task: &mut Task| {
             if let Err(e) = task.run(&ctx, plan) {
@@ -1257,8 +1292,8 @@ impl<'a> Data<'a> {
                 rec.flags += flags;
             }
             match task.written {
-                Written::Buf(b) => self.bufs[b] = Some(task.array),
-                Written::Output(o) => self.outputs[o] = Arc::unwrap_or_clone(task.array),
+                Written::Buf(_) => self.slots[task.slot as usize] = task.array,
+                Written::Output(o) => self.outputs[o] = task.array,
             }
         }
         self.work = work;
@@ -1266,12 +1301,14 @@ impl<'a> Data<'a> {
     }
 }
 
-/// What one level does to one array ([`Data::run_level`]): what the array needs first, then
-/// the instructions writing it, in program order.
+/// What one level does to one array ([`Data::run_level`]): the instructions writing it, in
+/// program order, after the values it takes from another slot if any (copy on write).
 struct Task {
     written: Written,
-    array: Arc<Vec<f32>>,
-    prep: Prep,
+    /// Its slot ([`NO_SLOT`] for a host output).
+    slot: u32,
+    array: Vec<f32>,
+    copy_of: u32,
     /// Each instruction and how it runs.
     runs: smallvec::SmallVec<[(usize, How); 1]>,
     /// What its Converts saw.
@@ -1281,38 +1318,31 @@ struct Task {
 }
 
 impl Task {
-    fn new(pc: usize, how: How, written: Written, array: Arc<Vec<f32>>, prep: Prep) -> Task {
-        Task { written, array, prep, runs: smallvec::smallvec![(pc, how)], seen: smallvec::SmallVec::new(), failed: None }
-    }
-
     /// Readies the array, then runs the instructions writing it; on failure, the failing
     /// instruction and why.
     fn run(&mut self, ctx: &Ctx<'_>, plan: &Plan) -> Result<(), (usize, RuntimeError)> {
         let prog = ctx.program;
-        let Task { written, array, prep, runs, seen, .. } = self;
-        let what = || match *written {
-            Written::Buf(b) => format!("buffer {b}"),
-            Written::Output(o) => format!("output {o}"),
-        };
-        let first = runs[0].0;
-        match std::mem::replace(prep, Prep::Ready) {
-            Prep::Ready => {}
-            Prep::Zero => Arc::make_mut(array).fill(0.0),
-            Prep::New(n) => *array = Arc::new(zeros(n, &what()).map_err(|e| (first, e))?),
-            Prep::CopyOf(from) => Arc::make_mut(array).copy_from_slice(&from),
-            Prep::CloneOf(from) => {
-                let mut v = Vec::new();
-                v.try_reserve_exact(from.len()).map_err(|_| (first, alloc_failed(&what(), from.len())))?;
-                v.extend_from_slice(&from);
-                *array = Arc::new(v);
+        let Task { written, slot, array, copy_of, runs, seen, .. } = self;
+        if let Written::Buf(b) = *written {
+            // A slot's array is made at its first write of a run that found none kept.
+            let n = plan.slot_len[*slot as usize];
+            if array.len() != n {
+                *array = zeros(n, &format!("buffer {b}")).map_err(|e| (runs[0].0, e))?;
             }
+        }
+        if *copy_of != NO_SLOT {
+            array.copy_from_slice(ctx.slot(*copy_of));
         }
         for &(pc, how) in runs.iter() {
             let instr = &prog.instrs[pc];
             let saw = match how {
-                How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *written, array),
-                How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *written, array),
+                How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *slot, array),
+                How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *slot, array),
                 How::Exec => ctx.exec(instr, array),
+                How::Zero => {
+                    array.fill(0.0);
+                    Ok(None)
+                }
             }
             .map_err(|e| (pc, e.context(format!("instruction {pc} ({})", instr.name()))))?;
             seen.extend(saw);
@@ -1321,55 +1351,41 @@ impl Task {
     }
 }
 
-/// What an array needs before its instruction runs (see [`Data::run_level`]).
-enum Prep {
-    Ready,
-    /// Zeros: a fresh buffer that is read before it is written whole, given a reused array.
-    Zero,
-    /// A new array of this many zeros (the pool had none of the size).
-    New(usize),
-    /// The values of the array it shared until now (copy on write), into the reused array.
-    CopyOf(Arc<Vec<f32>>),
-    /// The values of the array it shared until now, in a new array.
-    CloneOf(Arc<Vec<f32>>),
-}
-
-/// What every instruction of a level reads: the Program, the host inputs, the buffers that
-/// no instruction of the level writes, and the numerics.
+/// What every instruction of a level reads: the Program, the host inputs, the slots that no
+/// instruction of the level writes, and the numerics.
 struct Ctx<'a> {
     program: &'a Program,
     inputs: &'a [(&'a [usize], &'a [f32])],
-    bufs: &'a [Option<Arc<Vec<f32>>>],
+    slots: &'a [Vec<f32>],
     codecs: &'a [Codec],
     calibrate: bool,
     seed: u64,
 }
 
 impl Ctx<'_> {
-    /// The values of buffer `b` (none if it has no array).
-    fn buf(&self, b: BufId) -> &[f32] {
-        self.bufs[b].as_deref().map_or(&[], Vec::as_slice)
+    /// The values in slot `s` (none for [`NO_SLOT`]).
+    fn slot(&self, s: u32) -> &[f32] {
+        self.slots.get(s as usize).map_or(&[], Vec::as_slice)
     }
 
-    /// Runs the kernel `k` of `plan`, writing `out`, the array of `written`, with its current
-    /// contents.
-    fn kernel(&self, k: &KernelRun, plan: &Plan, written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
+    /// Runs the kernel `k` of `plan`, writing `out`, the array of slot `slot`, with its
+    /// current contents.
+    fn kernel(&self, k: &KernelRun, plan: &Plan, slot: u32, out: &mut Vec<f32>) -> Result<Seen, RuntimeError> {
         let (at, n) = (k.args.0 as usize, k.args.1 as usize);
         let args = &plan.kernel_args[at..at + n + 1];
-        let shape = |&(_, s, r): &(BufId, u32, u32)| &plan.shapes[s as usize..(s + r) as usize];
+        let shape = |&(_, s, r): &(u32, u32, u32)| &plan.shapes[s as usize..(s + r) as usize];
         let op = &k.op;
         // An input that is the output itself reads its old contents.
-        let old = args[..n].iter().any(|a| Written::Buf(a.0) == written).then(|| Arc::clone(out));
+        let old = args[..n].iter().any(|a| a.0 == slot && slot != NO_SLOT).then(|| out.clone());
         let arrays: smallvec::SmallVec<[kernels::Array<'_>; 4]> = args[..n]
             .iter()
             .map(|a| {
-                let data = if Written::Buf(a.0) == written { old.as_deref().map_or(&[][..], Vec::as_slice) } else { self.buf(a.0) };
+                let data = if a.0 == slot && slot != NO_SLOT { old.as_deref().unwrap_or(&[]) } else { self.slot(a.0) };
                 (shape(a), data)
             })
             .collect();
         kernels::check_kernel_data(op, &arrays)?;
         let out_shape = shape(&args[n]);
-        let out = Arc::make_mut(out);
         kernels::run_into(op, &arrays, out_shape, out);
         match op {
             // Rounds the Convert's output (holding its input) to the scale's format,
@@ -1390,33 +1406,32 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// Runs the box copy `b` (`dims`: [`Plan::box_dims`]), writing `out`, the array of
-    /// `written`, with its current contents.
-    fn copy(&self, b: &BoxCopy, dims: &[usize], written: Written, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
+    /// Runs the box copy `b` (`dims`: [`Plan::box_dims`]), writing `out`, the array of slot
+    /// `slot` (or a host output's), with its current contents.
+    fn copy(&self, b: &BoxCopy, dims: &[usize], slot: u32, out: &mut Vec<f32>) -> Result<Seen, RuntimeError> {
         let Some((at, rank)) = b.dims else { return Ok(None) };
         let (sizes, strides) = dims[at..at + 3 * rank].split_at(rank);
         let (ss, ds) = strides.split_at(rank);
         match b.from {
             Source::Input { input, ints } => {
-                let out = Arc::make_mut(out);
                 copy_rows(self.inputs[input].1, b.s0, out, b.d0, sizes, [ss, ds])?;
                 if ints {
                     kernels::check_exact_ints(out, &format!("input {input}"))?;
                 }
             }
-            Source::Buf(src) if written == Written::Buf(src) => {
+            Source::Slot(src) if src == slot && slot != NO_SLOT => {
                 // A copy within one array reads the values from before it.
-                let from = Arc::clone(out);
-                copy_rows(&from, b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?;
+                let from = out.clone();
+                copy_rows(&from, b.s0, out, b.d0, sizes, [ss, ds])?;
             }
-            Source::Buf(src) => copy_rows(self.buf(src), b.s0, Arc::make_mut(out).as_mut_slice(), b.d0, sizes, [ss, ds])?,
+            Source::Slot(src) => copy_rows(self.slot(src), b.s0, out, b.d0, sizes, [ss, ds])?,
         }
         Ok(None)
     }
 
     /// Runs `instr` (a Fill or a HostCopy; an Alloc or Free does nothing), writing `out`: the
     /// array of the buffer or host output it writes, with that array's current contents.
-    fn exec(&self, instr: &Instr, out: &mut Arc<Vec<f32>>) -> Result<Seen, RuntimeError> {
+    fn exec(&self, instr: &Instr, out: &mut Vec<f32>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {
             Instr::Alloc { .. } | Instr::Free { .. } => {}
@@ -1424,10 +1439,10 @@ impl Ctx<'_> {
                 if prog.inputs[*input].dtype.is_int() {
                     kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
                 }
-                *out = Arc::new(self.inputs[*input].1.to_vec());
+                out.clear();
+                out.extend_from_slice(self.inputs[*input].1);
             }
             Instr::Fill { buf, value } => {
-                let out = Arc::make_mut(out);
                 out.fill(*value);
                 if prog.buffers[*buf].dtype.is_int() {
                     kernels::check_exact_ints(out, "the filled value")?;

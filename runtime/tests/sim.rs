@@ -593,6 +593,85 @@ fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
     assert_eq!(values, vec![vec![2.0; 6], vec![3.0; 6], vec![1.0; 6], vec![3., 3., 3., 2., 2., 2.]]);
 }
 
+/// A Program whose buffers' arrays the functional pass reuses in several ways: a buffer
+/// allocated again after holding other values, arrays shared by a whole copy and a reshape
+/// until one is written, buffers zeroed because only part of them is written (one's array
+/// left holding 9s by the run before), and a copy of an integer input (checked: a value
+/// beyond 2^24 fails the run).
+fn reuse_program() -> Program {
+    let mut b = Builder::new("d1:1x2");
+    let x = b.input(&[2, 3]);
+    let n = b.input(&[2]);
+    b.p.inputs[n].dtype = DType::I64;
+    let a = b.load_full(x, (0, 0));
+    let t = b.buf((0, 1), &[2, 3]);
+    b.push(Instr::Fill { buf: t, value: 7.0 });
+    b.push(Instr::Free { buf: t });
+    // y: row 1 from row 0 of a, row 0 zero (its array held 7s in this run, and values of the
+    // last run before).
+    let y = b.buf((0, 1), &[2, 3]);
+    b.push(Instr::Copy { src: a, src_region: Region::new(vec![0, 0], vec![1, 3]), dst: y, dst_region: Region::new(vec![1, 0], vec![1, 3]) });
+    // w shares y's array, z a reshape of w; then y is scaled in place, w written in part.
+    let w = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Copy { src: y, src_region: Region::full(&[2, 3]), dst: w, dst_region: Region::full(&[2, 3]) });
+    let z = b.buf((0, 0), &[3, 2]);
+    b.push(Instr::Kernel { op: KernelOp::Reshape, inputs: vec![w], output: z });
+    b.push(Instr::Kernel { op: KernelOp::Scale { factor: 3.0 }, inputs: vec![y], output: y });
+    b.push(Instr::Copy { src: a, src_region: Region::new(vec![1, 0], vec![1, 3]), dst: w, dst_region: Region::new(vec![0, 0], vec![1, 3]) });
+    let ids = b.decl((0, 1), &[2]);
+    b.p.buffers[ids].dtype = DType::I64;
+    b.push(Instr::Alloc { buf: ids });
+    b.push(Instr::Load { input: n, src: Region::full(&[2]), buf: ids, dst: Region::full(&[2]) });
+    // u: row 0 from row 1 of a, row 1 zero; the run leaves u's array holding 9s, and the
+    // next run's u must still start from zeros.
+    let u = b.buf((0, 1), &[2, 3]);
+    b.push(Instr::Copy { src: a, src_region: Region::new(vec![1, 0], vec![1, 3]), dst: u, dst_region: Region::new(vec![0, 0], vec![1, 3]) });
+    for buf in [a, y, w, z, ids, u] {
+        let o = b.store_full(buf);
+        b.p.outputs[o].dtype = b.p.buffers[buf].dtype;
+    }
+    b.push(Instr::Fill { buf: u, value: 9.0 });
+    b.p
+}
+
+#[test]
+fn runs_of_one_program_reuse_its_arrays_and_give_each_run_its_own_values() {
+    let p = reuse_program();
+    let valid = ValidProgram::new(p.clone()).unwrap();
+    let inputs = |seed: usize, id: f32| vec![(vec![2, 3], data(6, seed)), (vec![2], vec![id, 1.0])];
+    let fresh = |ins: &[(Vec<usize>, Vec<f32>)]| -> Vec<Vec<u32>> { run(&p, ins).unwrap().0.iter().map(|o| bits(&o.data)).collect() };
+    let again = |ins: &[(Vec<usize>, Vec<f32>)]| -> Result<Vec<Vec<u32>>, RuntimeError> {
+        let v: Vec<(&[usize], &[f32])> = ins.iter().map(|(s, d)| (s.as_slice(), d.as_slice())).collect();
+        Ok(SimMesh::new().values(&valid, &v)?.0.iter().map(|o| bits(&o.data)).collect())
+    };
+    let (one, two) = (inputs(1, 3.0), inputs(2, 5.0));
+    let (want1, want2) = (fresh(&one), fresh(&two));
+    assert_ne!(want1, want2);
+    // The values of the first run, by hand: y = 3 [0, x0], w = [x1, x0], z = w before its write.
+    let x = data(6, 1);
+    let y: Vec<f32> = [0.0; 3].iter().chain(&x[..3]).map(|v| 3.0 * v).collect();
+    let w: Vec<f32> = x[3..].iter().chain(&x[..3]).copied().collect();
+    let z: Vec<f32> = [0.0; 3].iter().chain(&x[..3]).copied().collect();
+    let u: Vec<f32> = x[3..].iter().chain(&[0.0; 3]).copied().collect();
+    assert_eq!(want1, vec![bits(&x), bits(&y), bits(&w), bits(&z), bits(&[3.0, 1.0]), bits(&u)]);
+    for ins in [&one, &two, &one, &two] {
+        assert_eq!(again(ins).unwrap(), fresh(ins));
+    }
+    // A failed run does not spoil the next ones.
+    let bad = inputs(1, 16_777_217.0);
+    assert!(again(&bad).unwrap_err().message.contains("2^24"), "{:?}", again(&bad));
+    assert_eq!(again(&two).unwrap(), want2);
+    // Runs at the same time: one takes the kept arrays, the other makes its own.
+    let (one, two, again) = (&one, &two, &again);
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4).map(|k| s.spawn(move || (k, again(if k % 2 == 0 { one } else { two }).unwrap()))).collect();
+        for r in runs {
+            let (k, got) = r.join().unwrap();
+            assert_eq!(got, if k % 2 == 0 { want1.clone() } else { want2.clone() });
+        }
+    });
+}
+
 #[test]
 fn execute_checks_inputs() {
     let p = summa_program();
