@@ -771,47 +771,84 @@ impl BoxCopy {
     }
 }
 
-/// A Plan's slots' arrays between runs: a run takes them and puts them back. Every Plan's
-/// kept arrays together stay within [`KEPT_MAX_BYTES`]; a run that would exceed it lets its
-/// arrays go (the next one makes them anew).
+/// A Plan's slots' arrays between runs: a run takes them and puts them back. All Plans'
+/// kept arrays together stay within [`KEPT_MAX_BYTES`]: a run putting its arrays back lets
+/// the least recently kept other Plans' go first (a training step alternates two graphs, a
+/// model with graph breaks runs several in turn), as many as needed, all of them for a Plan
+/// needing more than that alone; one needing more than [`KEPT_MAX_ONE_BYTES`] keeps none,
+/// and a failed run lets its arrays go. (The next run without kept arrays makes them anew.)
 #[derive(Default)]
-struct KeptSlots(std::sync::Mutex<(Vec<Vec<f32>>, usize)>);
+struct KeptSlots(std::sync::Arc<Kept>);
 
-/// Bytes of all Plans' kept arrays ([`KeptSlots`]).
+/// The arrays and their bytes.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<(Vec<Vec<f32>>, usize)>);
+
+/// Every Plan's kept arrays, least recently kept first (dropped Plans' entries are skipped
+/// and removed).
+static KEPT: std::sync::Mutex<Vec<std::sync::Weak<Kept>>> = std::sync::Mutex::new(Vec::new());
+/// Bytes of all Plans' kept arrays.
 static KEPT_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-/// The bound on [`KEPT_BYTES`]: 4 GiB (resnet18 8x224 on d1 keeps about 0.9 GiB).
-const KEPT_MAX_BYTES: usize = 4 << 30;
+/// The bound on [`KEPT_BYTES`] when more than one Plan keeps arrays: 2 GiB (resnet18 8x224
+/// on d1 keeps about 0.9 GiB).
+const KEPT_MAX_BYTES: usize = 2 << 30;
+/// The most one Plan keeps: 4 GiB.
+const KEPT_MAX_ONE_BYTES: usize = 4 << 30;
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<Vec<f32>>, usize)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets the arrays go.
+    fn clear(&self) {
+        let (arrays, bytes) = std::mem::take(&mut *self.lock());
+        KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        drop(arrays);
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let bytes = self.0.get_mut().map_or_else(|p| p.into_inner().1, |k| k.1);
+        KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl KeptSlots {
     /// The kept arrays (empty ones when none are kept, or a run has them), `n` slots.
     fn take(&self, n: usize) -> Vec<Vec<f32>> {
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut arrays, bytes) = std::mem::take(&mut *kept);
+        let (mut arrays, bytes) = std::mem::take(&mut *self.0.lock());
         KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
         arrays.resize_with(n, Vec::new);
         arrays
     }
 
-    /// Keeps `arrays` for the next run, within [`KEPT_MAX_BYTES`] (and unless another run
-    /// has already put its own back).
+    /// Keeps `arrays` for the next run (unless another run has put its own back first).
     fn put(&self, arrays: Vec<Vec<f32>>) {
         use std::sync::atomic::Ordering::Relaxed;
         let bytes: usize = arrays.iter().map(|a| a.capacity() * 4).sum();
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if !kept.0.is_empty() || KEPT_BYTES.fetch_add(bytes, Relaxed) + bytes > KEPT_MAX_BYTES {
-            if kept.0.is_empty() {
-                KEPT_BYTES.fetch_sub(bytes, Relaxed);
-            }
+        if bytes > KEPT_MAX_ONE_BYTES {
             return;
         }
-        *kept = (arrays, bytes);
-    }
-}
-
-impl Drop for KeptSlots {
-    fn drop(&mut self) {
-        let bytes = self.0.get_mut().map_or_else(|p| p.into_inner().1, |k| k.1);
-        KEPT_BYTES.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+        {
+            // This Plan becomes the most recently kept; the least recent others go while all
+            // would exceed the bound. (No Plan's lock is held while taking the list's.)
+            let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+            let me = std::sync::Arc::downgrade(&self.0);
+            kept.retain(|k| k.strong_count() > 0 && !k.ptr_eq(&me));
+            while KEPT_BYTES.load(Relaxed) + bytes > KEPT_MAX_BYTES && !kept.is_empty() {
+                if let Some(other) = kept.remove(0).upgrade() {
+                    other.clear();
+                }
+            }
+            kept.push(me);
+        }
+        let mut mine = self.0.lock();
+        if mine.0.is_empty() {
+            KEPT_BYTES.fetch_add(bytes, Relaxed);
+            *mine = (arrays, bytes);
+        }
     }
 }
 
