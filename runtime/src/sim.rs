@@ -638,12 +638,12 @@ impl Plan {
                         }
                         let int_output = program.buffers[*output].dtype.is_int();
                         kernels.push(KernelRun { op: op.clone(), args: (at, inputs.len() as u32), int_output });
-                        How::Kernel(kernels.len() - 1)
+                        How::Kernel((kernels.len() - 1) as u32)
                     }
                     _ => match BoxCopy::new(program, instr, &slots.of, &mut box_dims) {
                         Some(b) => {
                             boxes.push(b);
-                            How::Copy(boxes.len() - 1)
+                            How::Copy((boxes.len() - 1) as u32)
                         }
                         None => How::Exec,
                     },
@@ -680,9 +680,9 @@ impl Plan {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum How {
     /// As the [`BoxCopy`] of this index in [`Plan::boxes`] (a Load, Store or Copy).
-    Copy(usize),
+    Copy(u32),
     /// As the [`KernelRun`] of this index in [`Plan::kernels`].
-    Kernel(usize),
+    Kernel(u32),
     /// From the instruction itself (a Fill, a HostCopy).
     Exec,
     /// Zeroes the array (an Alloc whose buffer is read before every element is written).
@@ -1288,7 +1288,7 @@ impl<'a> Data<'a> {
         let mut work = std::mem::take(&mut self.work);
         for step in level {
             match step.join {
-                Some(task) => work[task as usize].runs.push((step.pc, step.how)),
+                Some(task) => work[task as usize].runs.push((step.pc as u32, step.how)),
                 None => {
                     let array = match step.written {
                         Written::Output(o) => std::mem::take(&mut self.outputs[o]),
@@ -1299,8 +1299,8 @@ impl<'a> Data<'a> {
                         slot: step.slot,
                         array,
                         copy_of: step.copy_of,
-                        runs: smallvec::smallvec![(step.pc, step.how)],
-                        seen: smallvec::SmallVec::new(),
+                        runs: smallvec::smallvec![(step.pc as u32, step.how)],
+                        seen: Vec::new(),
                         failed: None,
                     });
                 }
@@ -1310,7 +1310,7 @@ impl<'a> Data<'a> {
         let plan = self.plan;
         let run = |task: &mut Task| {
             if let Err(e) = task.run(&ctx, plan) {
-                task.failed = Some(e);
+                task.failed = Some(Box::new(e));
             }
         };
         if parallel {
@@ -1319,7 +1319,7 @@ impl<'a> Data<'a> {
             work.iter_mut().for_each(run);
         }
         // The first failing instruction of the level in program order is the one reported.
-        if let Some((_, e)) = work.iter_mut().filter_map(|t| t.failed.take()).min_by_key(|(pc, _)| *pc) {
+        if let Some((_, e)) = work.iter_mut().filter_map(|t| t.failed.take()).map(|f| *f).min_by_key(|(pc, _)| *pc) {
             return Err(e);
         }
         for task in work.drain(..) {
@@ -1347,11 +1347,11 @@ struct Task {
     array: Vec<f32>,
     copy_of: u32,
     /// Each instruction and how it runs.
-    runs: smallvec::SmallVec<[(usize, How); 1]>,
+    runs: smallvec::SmallVec<[(u32, How); 1]>,
     /// What its Converts saw.
-    seen: smallvec::SmallVec<[(usize, f32, Flags); 1]>,
+    seen: Vec<(usize, f32, Flags)>,
     /// The instruction that failed, and why.
-    failed: Option<(usize, RuntimeError)>,
+    failed: Option<Box<(usize, RuntimeError)>>,
 }
 
 impl Task {
@@ -1364,17 +1364,18 @@ impl Task {
             // A slot's array is made at its first write of a run that found none kept.
             let n = plan.slot_len[*slot as usize];
             if array.len() != n {
-                *array = zeros(n, &format!("buffer {b}")).map_err(|e| (runs[0].0, e))?;
+                *array = zeros(n, &format!("buffer {b}")).map_err(|e| (runs[0].0 as usize, e))?;
             }
         }
         if *copy_of != NO_SLOT {
             array.copy_from_slice(ctx.slot(*copy_of));
         }
         for &(pc, how) in runs.iter() {
+            let pc = pc as usize;
             let instr = &prog.instrs[pc];
             let saw = match how {
-                How::Copy(k) => ctx.copy(&plan.boxes[k], &plan.box_dims, *slot, array),
-                How::Kernel(k) => ctx.kernel(&plan.kernels[k], plan, *slot, array),
+                How::Copy(k) => ctx.copy(&plan.boxes[k as usize], &plan.box_dims, *slot, array),
+                How::Kernel(k) => ctx.kernel(&plan.kernels[k as usize], plan, *slot, array),
                 How::Exec => ctx.exec(instr, array),
                 How::Zero => {
                     array.fill(0.0);
