@@ -1368,7 +1368,11 @@ impl Task {
             }
         }
         if *copy_of != NO_SLOT {
-            array.copy_from_slice(ctx.slot(*copy_of));
+            let from = ctx.slot(*copy_of);
+            if from.len() != array.len() {
+                return Err((runs[0].0 as usize, RuntimeError::new("internal error: a copy on write found its source array unwritten")));
+            }
+            array.copy_from_slice(from);
         }
         for &(pc, how) in runs.iter() {
             let pc = pc as usize;
