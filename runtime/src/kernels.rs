@@ -556,7 +556,12 @@ pub(crate) const EXACT_INT_LIMIT: f32 = 16_777_216.0;
 /// Check that a buffer of `I64` values holds only integers below [`EXACT_INT_LIMIT`]; an
 /// error names the first offending value, so an integer result can never be silently rounded.
 pub(crate) fn check_exact_ints(data: &[f32], what: &str) -> Result<(), crate::error::RuntimeError> {
-    match data.iter().find(|x| !(x.abs() < EXACT_INT_LIMIT && x.fract() == 0.0)) {
+    check_exact_ints_in(data.iter().copied(), what)
+}
+
+/// [`check_exact_ints`] over any run of values (e.g. a strided box).
+pub(crate) fn check_exact_ints_in(mut data: impl Iterator<Item = f32>, what: &str) -> Result<(), crate::error::RuntimeError> {
+    match data.find(|x| !(x.abs() < EXACT_INT_LIMIT && x.fract() == 0.0)) {
         None => Ok(()),
         Some(x) => Err(crate::error::RuntimeError::new(format!(
             "{what}: the int64 value {x} is outside the range the simulator computes exactly \

@@ -3,9 +3,9 @@
 //! # Functional model
 //!
 //! [`SimMesh::execute`] validates the Program ([`Program::validate`]), checks the host
-//! inputs against `Program::inputs`, then runs the instructions on `f32` arrays: one array
-//! per live buffer (zeroed at `Alloc`), host outputs zero until a `Store` or `HostCopy`
-//! writes them. Kernel semantics are documented on [`crate::KernelOp`]; NaN and infinities
+//! inputs against `Program::inputs`, then runs the instructions on `f32` arrays: a live
+//! buffer's values start as zeros (unless every element is written before any is read),
+//! host outputs zero until a `Store` or `HostCopy` writes them. Kernel semantics are documented on [`crate::KernelOp`]; NaN and infinities
 //! propagate as in eager PyTorch. Instructions that touch disjoint buffers run in parallel
 //! (dependency levels of a window of the Program, see `compute`; writers of one buffer one
 //! after another, in program order), and a copy of a whole
@@ -323,7 +323,7 @@ impl Device for SimMesh {
             return Ok((outputs, profile_of(program, &stats, time(program))));
         }
         // The values and the timing never depend on each other: they run side by side.
-        let (data, sim) = rayon::join(|| compute(program, &Plan::new(program), inputs, &self.numerics()), || time(program));
+        let (data, sim) = rayon::join(|| compute(program, &Plan::new(program), false, inputs, &self.numerics()), || time(program));
         let (outputs, numerics) = data?;
         let mut profile = profile_of(program, &stats, sim);
         profile.numerics = numerics;
@@ -347,7 +347,7 @@ impl SimMesh {
         // pool, the caller blocked on each parallel level while two workers ran it, and the
         // workers' spinning afterwards took the cores from the caller's next serial levels
         // (the tiny GPT-2's runs spent about 20 % of their time in the scheduler).
-        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), inputs, &self.numerics()))?;
+        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), true, inputs, &self.numerics()))?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
@@ -460,10 +460,12 @@ const WINDOW: usize = 4096;
 /// tasks of one level (each the level's instructions writing one array, in program order)
 /// touch disjoint arrays and run in parallel (rayon). Every instruction computes the same
 /// values whatever runs beside it, so the outputs are bit-identical to running the Program
-/// in order, for any thread count.
+/// in order, for any thread count. `keep`: the Plan keeps its arrays for the next run (not
+/// for a Plan made for this run only).
 fn compute(
     program: &Program,
     plan: &Plan,
+    keep: bool,
     inputs: &[(&[usize], &[f32])],
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
@@ -472,7 +474,9 @@ fn compute(
         data.run_level(&plan.order[w[0]..w[1]], parallel)?;
     }
     let Data { slots, outputs, scales, .. } = data;
-    plan.kept.put(slots);
+    if keep {
+        plan.kept.put(slots);
+    }
     Ok((outputs, scales))
 }
 
@@ -828,7 +832,9 @@ impl KeptSlots {
     fn put(&self, arrays: Vec<Vec<f32>>) {
         use std::sync::atomic::Ordering::Relaxed;
         let bytes: usize = arrays.iter().map(|a| a.capacity() * 4).sum();
-        if bytes > KEPT_MAX_ONE_BYTES {
+        // (Another run of this Plan may have put its arrays back first; the bound is checked
+        // without a lock over all Plans, so runs ending together may overshoot it a little.)
+        if bytes > KEPT_MAX_ONE_BYTES || !self.0.lock().0.is_empty() {
             return;
         }
         {
@@ -1458,7 +1464,16 @@ impl Ctx<'_> {
             Source::Input { input, ints } => {
                 copy_rows(self.inputs[input].1, b.s0, out, b.d0, sizes, [ss, ds])?;
                 if ints {
-                    kernels::check_exact_ints(out, &format!("input {input}"))?;
+                    // The values loaded: the rest of the array may still hold what its slot
+                    // held before (it is written by other Loads before it is read).
+                    let mut checked = Ok(());
+                    shape::for_each_row(sizes, [ds], |[d], len, [dk]| {
+                        if checked.is_ok() {
+                            let row = out.iter().skip(b.d0 + d).step_by(dk.max(1)).take(len).copied();
+                            checked = kernels::check_exact_ints_in(row, &format!("input {input}"));
+                        }
+                    });
+                    checked?;
                 }
             }
             Source::Slot(src) if src == slot && slot != NO_SLOT => {
@@ -1471,8 +1486,8 @@ impl Ctx<'_> {
         Ok(None)
     }
 
-    /// Runs `instr` (a Fill or a HostCopy; an Alloc or Free does nothing), writing `out`: the
-    /// array of the buffer or host output it writes, with that array's current contents.
+    /// Runs `instr` (a Fill or a HostCopy: Allocs and Frees are settled by the Plan), writing
+    /// `out`: the array of the buffer or host output it writes, with its current contents.
     fn exec(&self, instr: &Instr, out: &mut Vec<f32>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {

@@ -593,40 +593,44 @@ fn arrays_shared_by_copies_and_reshapes_are_copied_on_write() {
     assert_eq!(values, vec![vec![2.0; 6], vec![3.0; 6], vec![1.0; 6], vec![3., 3., 3., 2., 2., 2.]]);
 }
 
-/// A Program whose buffers' arrays the functional pass reuses in several ways: a buffer
-/// allocated again after holding other values, arrays shared by a whole copy and a reshape
-/// until one is written, buffers zeroed because only part of them is written (one's array
-/// left holding 9s by the run before), and a copy of an integer input (checked: a value
-/// beyond 2^24 fails the run).
+/// Columns of [`reuse_program`]'s rows: wide enough that its levels run in parallel.
+const REUSE_COLS: usize = 256;
+
+/// A Program whose buffers' arrays the functional pass reuses in several ways: arrays
+/// shared by a whole copy and a reshape until one is written (then copied on write, or
+/// written in place), a buffer gathered from two copies in one level, buffers zeroed because
+/// only part of them is written (one's array left holding 9s by the run before), and a copy
+/// of an integer input (checked: a value beyond 2^24 fails the run). Rows of [`REUSE_COLS`].
 fn reuse_program() -> Program {
+    let (c, row) = (REUSE_COLS, |r: usize| Region::new(vec![r, 0], vec![1, REUSE_COLS]));
     let mut b = Builder::new("d1:1x2");
-    let x = b.input(&[2, 3]);
+    let x = b.input(&[2, c]);
     let n = b.input(&[2]);
     b.p.inputs[n].dtype = DType::I64;
     let a = b.load_full(x, (0, 0));
-    let t = b.buf((0, 1), &[2, 3]);
-    b.push(Instr::Fill { buf: t, value: 7.0 });
-    b.push(Instr::Free { buf: t });
-    // y: row 1 from row 0 of a, row 0 zero (its array held 7s in this run, and values of the
-    // last run before).
-    let y = b.buf((0, 1), &[2, 3]);
-    b.push(Instr::Copy { src: a, src_region: Region::new(vec![0, 0], vec![1, 3]), dst: y, dst_region: Region::new(vec![1, 0], vec![1, 3]) });
+    // y: row 1 from row 0 of a, row 0 zero.
+    let y = b.buf((0, 1), &[2, c]);
+    b.push(Instr::Copy { src: a, src_region: row(0), dst: y, dst_region: row(1) });
     // w shares y's array, z a reshape of w; then y is scaled in place, w written in part.
-    let w = b.buf((0, 0), &[2, 3]);
-    b.push(Instr::Copy { src: y, src_region: Region::full(&[2, 3]), dst: w, dst_region: Region::full(&[2, 3]) });
-    let z = b.buf((0, 0), &[3, 2]);
+    let w = b.buf((0, 0), &[2, c]);
+    b.push(Instr::Copy { src: y, src_region: Region::full(&[2, c]), dst: w, dst_region: Region::full(&[2, c]) });
+    let z = b.buf((0, 0), &[c, 2]);
     b.push(Instr::Kernel { op: KernelOp::Reshape, inputs: vec![w], output: z });
     b.push(Instr::Kernel { op: KernelOp::Scale { factor: 3.0 }, inputs: vec![y], output: y });
-    b.push(Instr::Copy { src: a, src_region: Region::new(vec![1, 0], vec![1, 3]), dst: w, dst_region: Region::new(vec![0, 0], vec![1, 3]) });
+    b.push(Instr::Copy { src: a, src_region: row(1), dst: w, dst_region: row(0) });
     let ids = b.decl((0, 1), &[2]);
     b.p.buffers[ids].dtype = DType::I64;
     b.push(Instr::Alloc { buf: ids });
     b.push(Instr::Load { input: n, src: Region::full(&[2]), buf: ids, dst: Region::full(&[2]) });
     // u: row 0 from row 1 of a, row 1 zero; the run leaves u's array holding 9s, and the
     // next run's u must still start from zeros.
-    let u = b.buf((0, 1), &[2, 3]);
-    b.push(Instr::Copy { src: a, src_region: Region::new(vec![1, 0], vec![1, 3]), dst: u, dst_region: Region::new(vec![0, 0], vec![1, 3]) });
-    for buf in [a, y, w, z, ids, u] {
+    let u = b.buf((0, 1), &[2, c]);
+    b.push(Instr::Copy { src: a, src_region: row(1), dst: u, dst_region: row(0) });
+    // v: a's rows swapped, by two copies that run as one task.
+    let v = b.buf((0, 1), &[2, c]);
+    b.push(Instr::Copy { src: a, src_region: row(0), dst: v, dst_region: row(1) });
+    b.push(Instr::Copy { src: a, src_region: row(1), dst: v, dst_region: row(0) });
+    for buf in [a, y, w, z, ids, u, v] {
         let o = b.store_full(buf);
         b.p.outputs[o].dtype = b.p.buffers[buf].dtype;
     }
@@ -636,9 +640,10 @@ fn reuse_program() -> Program {
 
 #[test]
 fn runs_of_one_program_reuse_its_arrays_and_give_each_run_its_own_values() {
+    let c = REUSE_COLS;
     let p = reuse_program();
     let valid = ValidProgram::new(p.clone()).unwrap();
-    let inputs = |seed: usize, id: f32| vec![(vec![2, 3], data(6, seed)), (vec![2], vec![id, 1.0])];
+    let inputs = |seed: usize, id: f32| vec![(vec![2, c], data(2 * c, seed)), (vec![2], vec![id, 1.0])];
     let fresh = |ins: &[(Vec<usize>, Vec<f32>)]| -> Vec<Vec<u32>> { run(&p, ins).unwrap().0.iter().map(|o| bits(&o.data)).collect() };
     let again = |ins: &[(Vec<usize>, Vec<f32>)]| -> Result<Vec<Vec<u32>>, RuntimeError> {
         let v: Vec<(&[usize], &[f32])> = ins.iter().map(|(s, d)| (s.as_slice(), d.as_slice())).collect();
@@ -647,13 +652,15 @@ fn runs_of_one_program_reuse_its_arrays_and_give_each_run_its_own_values() {
     let (one, two) = (inputs(1, 3.0), inputs(2, 5.0));
     let (want1, want2) = (fresh(&one), fresh(&two));
     assert_ne!(want1, want2);
-    // The values of the first run, by hand: y = 3 [0, x0], w = [x1, x0], z = w before its write.
-    let x = data(6, 1);
-    let y: Vec<f32> = [0.0; 3].iter().chain(&x[..3]).map(|v| 3.0 * v).collect();
-    let w: Vec<f32> = x[3..].iter().chain(&x[..3]).copied().collect();
-    let z: Vec<f32> = [0.0; 3].iter().chain(&x[..3]).copied().collect();
-    let u: Vec<f32> = x[3..].iter().chain(&[0.0; 3]).copied().collect();
-    assert_eq!(want1, vec![bits(&x), bits(&y), bits(&w), bits(&z), bits(&[3.0, 1.0]), bits(&u)]);
+    // The values of the first run, by hand: y = 3 [0, x0], w = [x1, x0], z = w before its
+    // write, u = [x1, 0], v = [x1, x0].
+    let x = data(2 * c, 1);
+    let (x0, x1, zero) = (&x[..c], &x[c..], vec![0.0; c]);
+    let y: Vec<f32> = zero.iter().chain(x0).map(|v| 3.0 * v).collect();
+    let w: Vec<f32> = x1.iter().chain(x0).copied().collect();
+    let z: Vec<f32> = zero.iter().chain(x0).copied().collect();
+    let u: Vec<f32> = x1.iter().chain(&zero).copied().collect();
+    assert_eq!(want1, vec![bits(&x), bits(&y), bits(&w), bits(&z), bits(&[3.0, 1.0]), bits(&u), bits(&w)]);
     for ins in [&one, &two, &one, &two] {
         assert_eq!(again(ins).unwrap(), fresh(ins));
     }
@@ -670,6 +677,42 @@ fn runs_of_one_program_reuse_its_arrays_and_give_each_run_its_own_values() {
             assert_eq!(got, if k % 2 == 0 { want1.clone() } else { want2.clone() });
         }
     });
+}
+
+#[test]
+fn an_integer_load_checks_only_the_values_it_loads() {
+    // h (f32, 0.5s) is freed; after more than a window of instructions, ids (i64, the same
+    // size) takes its array and is filled by two half Loads: the half not yet loaded still
+    // holds 0.5s when the first Load's values are checked.
+    let mut b = Builder::new("core");
+    let n = b.input(&[2, 3]);
+    b.p.inputs[n].dtype = DType::I64;
+    let h = b.buf((0, 0), &[2, 3]);
+    b.push(Instr::Fill { buf: h, value: 0.5 });
+    b.push(Instr::Free { buf: h });
+    let pad = b.buf((0, 0), &[1]);
+    for _ in 0..5000 {
+        b.push(Instr::Fill { buf: pad, value: 1.0 });
+    }
+    let ids = b.decl((0, 0), &[2, 3]);
+    b.p.buffers[ids].dtype = DType::I64;
+    b.push(Instr::Alloc { buf: ids });
+    for r in 0..2 {
+        let half = Region::new(vec![r, 0], vec![1, 3]);
+        b.push(Instr::Load { input: n, src: half.clone(), buf: ids, dst: half });
+    }
+    let o = b.store_full(ids);
+    b.p.outputs[o].dtype = DType::I64;
+    let ints: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let valid = ValidProgram::new(b.p.clone()).unwrap();
+    for _ in 0..2 {
+        let (outs, _) = SimMesh::new().values(&valid, &[(&[2, 3], &ints)]).unwrap();
+        assert_eq!(outs[0].data, ints);
+    }
+    let mut big = ints.clone();
+    big[4] = 16_777_217.0;
+    let m = SimMesh::new().values(&valid, &[(&[2, 3], &big)]).unwrap_err().message;
+    assert!(m.contains("input 0") && m.contains("2^24"), "{m}");
 }
 
 #[test]
