@@ -1366,17 +1366,22 @@ impl Task {
     fn run(&mut self, ctx: &Ctx<'_>, plan: &Plan) -> Result<(), (usize, RuntimeError)> {
         let prog = ctx.program;
         let Task { written, slot, array, copy_of, runs, seen, .. } = self;
+        let first = runs[0].0 as usize;
         if let Written::Buf(b) = *written {
-            // A slot's array is made at its first write of a run that found none kept.
+            // A slot's array is made at its first write of a run that found none kept (zeros,
+            // which a first instruction zeroing it need not write again).
             let n = plan.slot_len[*slot as usize];
             if array.len() != n {
-                *array = zeros(n, &format!("buffer {b}")).map_err(|e| (runs[0].0 as usize, e))?;
+                *array = zeros(n, &format!("buffer {b}")).map_err(|e| (first, e))?;
+                if runs[0].1 == How::Zero {
+                    runs.remove(0);
+                }
             }
         }
         if *copy_of != NO_SLOT {
             let from = ctx.slot(*copy_of);
             if from.len() != array.len() {
-                return Err((runs[0].0 as usize, RuntimeError::new("internal error: a copy on write found its source array unwritten")));
+                return Err((first, RuntimeError::new("internal error: a copy on write found its source array unwritten")));
             }
             array.copy_from_slice(from);
         }
