@@ -586,6 +586,7 @@ impl Plan {
             // level: its tasks may still be copying them.
             let mut moved = Vec::new();
             let (mut tasks, mut busy, mut total) = (0u32, 0, 0);
+            let start = order.len();
             for &pc in &levels[w[0]..w[1]] {
                 let instr = &program.instrs[pc];
                 let written = accesses(instr).0;
@@ -653,24 +654,27 @@ impl Plan {
                     },
                 };
                 let k = written.index(program);
-                let join = if task_of[k].0 == l {
-                    Some(task_of[k].1)
+                let (joined, task) = if task_of[k].0 == l {
+                    (true, task_of[k].1)
                 } else {
                     task_of[k] = (l, tasks);
                     tasks += 1;
-                    None
+                    (false, tasks - 1)
                 };
                 // (A level's writers of one array run as one task: they count once.)
                 let work = if how == How::Zero { slots.len[slot as usize] as u64 } else { work(program, &elems, instr) };
-                if work > 0 && join.is_none() {
+                if work > 0 && !joined {
                     busy += 1;
                 }
                 total += work;
-                order.push(Step { pc, written, slot, copy_of, how, join });
+                order.push(Step { pc, written, slot, copy_of, how, task, joined });
             }
             for s in moved {
                 slots.release(s);
             }
+            // Each task's steps next to each other, in program order (the sort is stable): a
+            // task runs a slice of the level.
+            order[start..].sort_by_key(|s| s.task);
             if order.len() > *ends.last().unwrap_or(&0) {
                 ends.push(order.len());
                 parallel.push(busy > 1 && total >= PARALLEL_MIN_WORK);
@@ -704,9 +708,11 @@ struct Step {
     /// [`NO_SLOT`].
     copy_of: u32,
     how: How,
-    /// `Some(t)`: it runs after the level's earlier writers of the array, in their task, the
-    /// level's `t`-th ([`Data::run_level`]).
-    join: Option<u32>,
+    /// Its task's number in the level: the level's instructions writing one array run as one
+    /// task, in program order ([`Data::run_level`]).
+    task: u32,
+    /// It joins the task of an earlier instruction of the level (not the task's first).
+    joined: bool,
 }
 
 /// A Kernel resolved when the Program is planned, like a [`BoxCopy`]: its op (a copy, kept
@@ -1012,7 +1018,7 @@ struct Data<'a> {
     slots: Vec<Vec<f32>>,
     outputs: Vec<Vec<f32>>,
     /// The level's tasks (kept between levels for their memory).
-    work: Vec<Task>,
+    work: Vec<Task<'a>>,
     // numerics: one codec and one record per scale
     codecs: Vec<Codec>,
     scales: Vec<ScaleProfile>,
@@ -1290,27 +1296,19 @@ impl<'a> Data<'a> {
     /// Runs the instructions of one level (independent of each other, but for writers of one
     /// array, see [`Deps`]) as one task per array written, on that array, taken out
     /// meanwhile; the tasks in parallel when there is enough work.
-    fn run_level(&mut self, level: &[Step], parallel: bool) -> Result<(), RuntimeError> {
+    fn run_level(&mut self, level: &'a [Step], parallel: bool) -> Result<(), RuntimeError> {
         let mut work = std::mem::take(&mut self.work);
-        for step in level {
-            match step.join {
-                Some(task) => work[task as usize].runs.push((step.pc as u32, step.how)),
-                None => {
-                    let array = match step.written {
-                        Written::Output(o) => std::mem::take(&mut self.outputs[o]),
-                        Written::Buf(_) => std::mem::take(&mut self.slots[step.slot as usize]),
-                    };
-                    work.push(Task {
-                        written: step.written,
-                        slot: step.slot,
-                        array,
-                        copy_of: step.copy_of,
-                        runs: smallvec::smallvec![(step.pc as u32, step.how)],
-                        seen: Vec::new(),
-                        failed: None,
-                    });
-                }
-            }
+        // A task's steps lie next to each other, its first one not joined ([`Plan::new`]).
+        let mut at = 0;
+        while at < level.len() {
+            let step = &level[at];
+            let n = 1 + level[at + 1..].iter().take_while(|s| s.joined).count();
+            let array = match step.written {
+                Written::Output(o) => std::mem::take(&mut self.outputs[o]),
+                Written::Buf(_) => std::mem::take(&mut self.slots[step.slot as usize]),
+            };
+            work.push(Task { steps: &level[at..at + n], array, seen: Vec::new(), failed: None });
+            at += n;
         }
         let ctx = Ctx { program: self.program, inputs: self.inputs, slots: &self.slots, codecs: &self.codecs, calibrate: self.calibrate, seed: self.seed };
         let plan = self.plan;
@@ -1334,8 +1332,9 @@ impl<'a> Data<'a> {
                 rec.amax = rec.amax.max(amax);
                 rec.flags += flags;
             }
-            match task.written {
-                Written::Buf(_) => self.slots[task.slot as usize] = task.array,
+            let step = &task.steps[0];
+            match step.written {
+                Written::Buf(_) => self.slots[step.slot as usize] = task.array,
                 Written::Output(o) => self.outputs[o] = task.array,
             }
         }
@@ -1346,51 +1345,46 @@ impl<'a> Data<'a> {
 
 /// What one level does to one array ([`Data::run_level`]): the instructions writing it, in
 /// program order, after the values it takes from another slot if any (copy on write).
-struct Task {
-    written: Written,
-    /// Its slot ([`NO_SLOT`] for a host output).
-    slot: u32,
+struct Task<'a> {
+    /// Its instructions: the first says which array, and what it needs first.
+    steps: &'a [Step],
     array: Vec<f32>,
-    copy_of: u32,
-    /// Each instruction and how it runs.
-    runs: smallvec::SmallVec<[(u32, How); 1]>,
     /// What its Converts saw.
     seen: Vec<(usize, f32, Flags)>,
     /// The instruction that failed, and why.
     failed: Option<Box<(usize, RuntimeError)>>,
 }
 
-impl Task {
+impl Task<'_> {
     /// Readies the array, then runs the instructions writing it; on failure, the failing
     /// instruction and why.
     fn run(&mut self, ctx: &Ctx<'_>, plan: &Plan) -> Result<(), (usize, RuntimeError)> {
         let prog = ctx.program;
-        let Task { written, slot, array, copy_of, runs, seen, .. } = self;
-        let first = runs[0].0 as usize;
-        if let Written::Buf(b) = *written {
+        let Task { steps, array, seen, .. } = self;
+        let (mut runs, Step { pc: first, written, slot, copy_of, .. }) = (&steps[..], steps[0]);
+        if let Written::Buf(b) = written {
             // A slot's array is made at its first write of a run that found none kept (zeros,
             // which a first instruction zeroing it need not write again).
-            let n = plan.slot_len[*slot as usize];
+            let n = plan.slot_len[slot as usize];
             if array.len() != n {
                 *array = zeros(n, &format!("buffer {b}")).map_err(|e| (first, e))?;
-                if runs[0].1 == How::Zero {
-                    runs.remove(0);
+                if runs[0].how == How::Zero {
+                    runs = &runs[1..];
                 }
             }
         }
-        if *copy_of != NO_SLOT {
-            let from = ctx.slot(*copy_of);
+        if copy_of != NO_SLOT {
+            let from = ctx.slot(copy_of);
             if from.len() != array.len() {
                 return Err((first, RuntimeError::new("internal error: a copy on write found its source array unwritten")));
             }
             array.copy_from_slice(from);
         }
-        for &(pc, how) in runs.iter() {
-            let pc = pc as usize;
+        for &Step { pc, how, .. } in runs {
             let instr = &prog.instrs[pc];
             let saw = match how {
-                How::Copy(k) => ctx.copy(&plan.boxes[k as usize], &plan.box_dims, *slot, array),
-                How::Kernel(k) => ctx.kernel(&plan.kernels[k as usize], plan, *slot, array),
+                How::Copy(k) => ctx.copy(&plan.boxes[k as usize], &plan.box_dims, slot, array),
+                How::Kernel(k) => ctx.kernel(&plan.kernels[k as usize], plan, slot, array),
                 How::Exec => ctx.exec(instr, array),
                 How::Zero => {
                     array.fill(0.0);
