@@ -590,7 +590,7 @@ impl Plan {
             for &pc in &levels[w[0]..w[1]] {
                 let instr = &program.instrs[pc];
                 let written = accesses(instr).0;
-                let (how, slot, copy_of) = match (instr, written, shared[pc]) {
+                let (zero, slot, copy_of) = match (instr, written, shared[pc]) {
                     (Instr::Alloc { buf }, ..) => {
                         if fresh[pc] == Fresh::Nothing {
                             continue;
@@ -600,7 +600,7 @@ impl Plan {
                         if fresh[pc] != Fresh::Zeroed {
                             continue;
                         }
-                        (How::Zero, s, NO_SLOT)
+                        (true, s, NO_SLOT)
                     }
                     (Instr::Free { buf }, ..) => {
                         let old = std::mem::replace(&mut slots.of[*buf], NO_SLOT);
@@ -616,11 +616,11 @@ impl Plan {
                         slots.release(old);
                         continue;
                     }
-                    (_, Written::Output(_), _) => (How::Exec, NO_SLOT, NO_SLOT),
+                    (_, Written::Output(_), _) => (false, NO_SLOT, NO_SLOT),
                     (_, Written::Buf(b), None) => {
                         let s = slots.of[b];
                         if task_of[b].0 == l || (s != NO_SLOT && slots.refs[s as usize] == 1) {
-                            (How::Exec, s, NO_SLOT)
+                            (false, s, NO_SLOT)
                         } else {
                             // Shared with another buffer (or no array yet): its own slot, with
                             // the values if it needs them.
@@ -628,13 +628,13 @@ impl Plan {
                             slots.of[b] = own;
                             moved.push(s);
                             let keeps = s != NO_SLOT && !overwrites_whole(program, instr);
-                            (How::Exec, own, if keeps { s } else { NO_SLOT })
+                            (false, own, if keeps { s } else { NO_SLOT })
                         }
                     }
                 };
-                let how = match (instr, how) {
-                    (_, How::Zero) => How::Zero,
-                    (Instr::Kernel { op, inputs, output }, _) => {
+                let how = match instr {
+                    _ if zero => How::Zero,
+                    Instr::Kernel { op, inputs, output } => {
                         let at = kernel_args.len() as u32;
                         for &b in inputs.iter().chain([output]) {
                             let shape = &program.buffers[b].shape;
@@ -662,7 +662,7 @@ impl Plan {
                     (false, tasks - 1)
                 };
                 // (A level's writers of one array run as one task: they count once.)
-                let work = if how == How::Zero { slots.len[slot as usize] as u64 } else { work(program, &elems, instr) };
+                let work = if zero { slots.len[slot as usize] as u64 } else { work(program, &elems, instr) };
                 if work > 0 && !joined {
                     busy += 1;
                 }
@@ -1465,11 +1465,11 @@ impl Ctx<'_> {
                 if ints {
                     // The values loaded: the rest of the array may still hold what its slot
                     // held before (it is written by other Loads before it is read).
-                    let mut checked = Ok(());
+                    let (what, mut checked) = (format!("input {input}"), Ok(()));
                     shape::for_each_row(sizes, [ds], |[d], len, [dk]| {
                         if checked.is_ok() {
                             let row = out.iter().skip(b.d0 + d).step_by(dk.max(1)).take(len).copied();
-                            checked = kernels::check_exact_ints_in(row, &format!("input {input}"));
+                            checked = kernels::check_exact_ints_in(row, &what);
                         }
                     });
                     checked?;
@@ -1490,7 +1490,6 @@ impl Ctx<'_> {
     fn exec(&self, instr: &Instr, out: &mut Vec<f32>) -> Result<Seen, RuntimeError> {
         let prog = self.program;
         match instr {
-            Instr::Alloc { .. } | Instr::Free { .. } => {}
             Instr::HostCopy { input, .. } => {
                 if prog.inputs[*input].dtype.is_int() {
                     kernels::check_exact_ints(self.inputs[*input].1, &format!("input {input}"))?;
@@ -1504,8 +1503,8 @@ impl Ctx<'_> {
                     kernels::check_exact_ints(out, "the filled value")?;
                 }
             }
-            Instr::Load { .. } | Instr::Store { .. } | Instr::Copy { .. } | Instr::Kernel { .. } => {
-                return Err(RuntimeError::new("internal error: a box copy or kernel ran without its plan"));
+            Instr::Alloc { .. } | Instr::Free { .. } | Instr::Load { .. } | Instr::Store { .. } | Instr::Copy { .. } | Instr::Kernel { .. } => {
+                return Err(RuntimeError::new(format!("internal error: {} ran without its plan", instr.name())));
             }
         }
         Ok(None)
