@@ -101,13 +101,19 @@ def _file_safe(stage: str) -> str:
 
 
 def _tqdm():
-    """tqdm's notebook bar when ipywidgets can draw it, else the terminal bar (tqdm.auto
-    would warn in a notebook without ipywidgets)."""
-    try:
-        import ipywidgets  # noqa: F401
-        from tqdm.auto import tqdm
-    except ImportError:
-        from tqdm.std import tqdm
+    """tqdm's notebook bar inside a Jupyter kernel when ipywidgets can draw it, else the
+    terminal bar. Outside a kernel nothing notebook-related is imported: ipywidgets and
+    IPython take about 0.3 s to import, which the first compile would pay for nothing."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm
+
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+
     return tqdm
 
 

@@ -80,6 +80,19 @@ def test_dojo_log_env_var_turns_on_a_stderr_handler():
     assert "torch_dojo INFO: inference graph #1 compiled in" in out.stderr
 
 
+def test_compiling_outside_a_notebook_imports_nothing_of_jupyter():
+    # ipywidgets and IPython take ~0.3 s to import: the progress bar must not pay that in a
+    # terminal or a script, where it cannot use them.
+    code = (
+        "import sys, torch, torch_dojo; torch.compile(lambda x: x.relu(), backend='dojo')(torch.randn(4, 4)); "
+        "print(sorted(m for m in ('ipywidgets', 'IPython', 'ipykernel') if m in sys.modules))"
+    )
+    env = {**os.environ, "DOJO_CACHE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
 def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
     train_step()
     assert "torch-dojo forward" not in capsys.readouterr().err
