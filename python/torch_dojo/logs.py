@@ -104,7 +104,7 @@ def _tqdm():
     """tqdm's notebook bar inside a Jupyter kernel when ipywidgets can draw it, else the
     terminal bar. Outside a kernel nothing notebook-related is imported: ipywidgets and
     IPython take about 0.3 s to import, which the first compile would pay for nothing."""
-    if "ipykernel" in sys.modules:
+    if _in_jupyter_kernel():
         try:
             import ipywidgets  # noqa: F401
             from tqdm.notebook import tqdm
@@ -115,6 +115,13 @@ def _tqdm():
     from tqdm.std import tqdm
 
     return tqdm
+
+
+def _in_jupyter_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (which has IPython loaded already)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 class _Progress:

@@ -93,6 +93,23 @@ def test_compiling_outside_a_notebook_imports_nothing_of_jupyter():
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
+def test_the_notebook_bar_is_used_inside_a_jupyter_kernel_only(monkeypatch):
+    import types
+
+    from tqdm.notebook import tqdm as notebook_tqdm
+    from tqdm.std import tqdm as terminal_tqdm
+
+    class Shell:
+        config: dict = {}
+
+    fake = types.ModuleType("IPython")
+    fake.get_ipython = Shell
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    assert logs._tqdm() is terminal_tqdm  # an IPython shell, not a kernel
+    monkeypatch.setattr(Shell, "config", {"IPKernelApp": {}})
+    assert logs._tqdm() is notebook_tqdm
+
+
 def test_no_progress_bar_when_stderr_is_not_a_terminal(capsys):
     train_step()
     assert "torch-dojo forward" not in capsys.readouterr().err
