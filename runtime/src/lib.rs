@@ -21,6 +21,7 @@
 
 pub mod cfloat;
 pub mod error;
+mod crew;
 mod kernels;
 pub mod program;
 pub mod roofline;

@@ -76,10 +76,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cfloat::{self, Codec, Flags, Format, Rounding};
+use crate::crew::{self, Crew};
 use crate::error::RuntimeError;
 use crate::kernels;
 use crate::program::{BufId, DType, Instr, KernelOp, Program, ProgramStats, Region, ValidProgram};
@@ -342,12 +342,7 @@ impl SimMesh {
     ) -> Result<(Vec<HostTensor>, Vec<ScaleProfile>), RuntimeError> {
         let p = program.program();
         check_inputs(p, inputs, true)?;
-        // On a worker of rayon's pool: the thread running the serial levels is then one of
-        // the pool's, and its idle partner waits on the other core. Called from outside the
-        // pool, the caller blocked on each parallel level while two workers ran it, and the
-        // workers' spinning afterwards took the cores from the caller's next serial levels
-        // (the tiny GPT-2's runs spent about 20 % of their time in the scheduler).
-        let (outputs, numerics) = rayon::scope(|_| compute(p, program.plan(), true, inputs, &self.numerics()))?;
+        let (outputs, numerics) = compute(p, program.plan(), true, inputs, &self.numerics())?;
         Ok((host_outputs(p, outputs), numerics))
     }
 
@@ -458,7 +453,8 @@ const WINDOW: usize = 4096;
 /// The functional pass over the Program: the host outputs' values, and what the conversions
 /// of each scale saw. Instructions run window by window, each window level by level; the
 /// tasks of one level (each the level's instructions writing one array, in program order)
-/// touch disjoint arrays and run in parallel (rayon). Every instruction computes the same
+/// touch disjoint arrays and run in parallel, shared among the caller and a [`crew`] of
+/// helper threads (as many in all as rayon's pool has threads). Every instruction computes the same
 /// values whatever runs beside it, so the outputs are bit-identical to running the Program
 /// in order, for any thread count. `keep`: the Plan keeps its arrays for the next run (not
 /// for a Plan made for this run only).
@@ -470,9 +466,13 @@ fn compute(
     numerics: &Numerics<'_>,
 ) -> Result<(Vec<Vec<f32>>, Vec<ScaleProfile>), RuntimeError> {
     let mut data = Data::new(program, plan, plan.kept.take(plan.slot_len.len()), inputs, numerics)?;
-    for (w, &parallel) in plan.ends.windows(2).zip(&plan.parallel) {
-        data.run_level(&plan.order[w[0]..w[1]], parallel)?;
-    }
+    let helpers = if plan.parallel.contains(&true) { rayon::current_num_threads().saturating_sub(1) } else { 0 };
+    crew::with_crew(helpers, |crew| {
+        for (w, &parallel) in plan.ends.windows(2).zip(&plan.parallel) {
+            data.run_level(&plan.order[w[0]..w[1]], parallel.then_some(crew))?;
+        }
+        Ok::<_, RuntimeError>(())
+    })?;
     let Data { slots, outputs, scales, .. } = data;
     if keep {
         plan.kept.put(slots);
@@ -667,14 +667,23 @@ impl Plan {
                     busy += 1;
                 }
                 total += work;
-                order.push(Step { pc, written, slot, copy_of, how, task, joined });
+                // Where on the mesh the array lives (a host output: first).
+                let home = match written {
+                    Written::Buf(b) => {
+                        let c = &program.buffers[b].core;
+                        c.row * program.target.cols() + c.col + 1
+                    }
+                    Written::Output(_) => 0,
+                };
+                order.push(Step { pc, written, slot, copy_of, how, task, joined, home });
             }
             for s in moved {
                 slots.release(s);
             }
             // Each task's steps next to each other, in program order (the sort is stable): a
-            // task runs a slice of the level.
-            order[start..].sort_by_key(|s| s.task);
+            // task runs a slice of the level; tasks in mesh order, so a thread's share of a
+            // level is a block of cores.
+            order[start..].sort_by_key(|s| (s.home, s.task));
             if order.len() > *ends.last().unwrap_or(&0) {
                 ends.push(order.len());
                 parallel.push(busy > 1 && total >= PARALLEL_MIN_WORK);
@@ -713,6 +722,9 @@ struct Step {
     task: u32,
     /// It joins the task of an earlier instruction of the level (not the task's first).
     joined: bool,
+    /// The core whose array it writes, in row-major order after the host outputs: a level's
+    /// tasks are in this order, and a crew's threads share them out in runs ([`crew`]).
+    home: u32,
 }
 
 /// A Kernel resolved when the Program is planned, like a [`BoxCopy`]: its op (a copy, kept
@@ -878,10 +890,11 @@ impl std::fmt::Debug for KeptSlots {
 }
 
 /// Estimated work of a level (see [`work`]) below which it runs on one thread. Levels come
-/// quickly one after another, so the pool's other workers are mostly still spinning and
-/// cheap to hand work to: on the tiny GPT-2's Programs (levels of tens to hundreds of small
-/// instructions) runs got faster all the way down from 2^16 to 2^8 (forward 7.5 -> 6.6 ms,
-/// backward 11.5 -> 11.1 ms); resnet18's large levels do not notice.
+/// quickly one after another, so the crew's helpers are mostly still spinning and cheap to
+/// hand work to: on the tiny GPT-2's Programs (levels of tens to hundreds of small
+/// instructions) runs with rayon's pool got faster all the way down from 2^16 to 2^8
+/// (forward 7.5 -> 6.6 ms, backward 11.5 -> 11.1 ms); with the crew, 2^6 to 2^11 run alike.
+/// resnet18's large levels do not notice.
 const PARALLEL_MIN_WORK: u64 = 1 << 8;
 
 /// The functional pass's work for `instr`, in values moved or computed: a matmul's
@@ -1296,7 +1309,7 @@ impl<'a> Data<'a> {
     /// Runs the instructions of one level (independent of each other, but for writers of one
     /// array, see [`Deps`]) as one task per array written, on that array, taken out
     /// meanwhile; the tasks in parallel when there is enough work.
-    fn run_level(&mut self, level: &'a [Step], parallel: bool) -> Result<(), RuntimeError> {
+    fn run_level(&mut self, level: &'a [Step], crew: Option<&Crew>) -> Result<(), RuntimeError> {
         let mut work = std::mem::take(&mut self.work);
         // A task's steps lie next to each other, its first one not joined ([`Plan::new`]).
         let mut at = 0;
@@ -1317,8 +1330,8 @@ impl<'a> Data<'a> {
                 task.failed = Some(Box::new(e));
             }
         };
-        if parallel {
-            work.par_iter_mut().for_each(run);
+        if let Some(crew) = crew {
+            crew.for_each_mut(&mut work, run);
         } else {
             work.iter_mut().for_each(run);
         }
