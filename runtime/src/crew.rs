@@ -72,17 +72,21 @@ unsafe fn call<F: Fn(usize) + Sync>(body: *const (), i: usize) {
 
 /// Runs `run` with a crew of `helpers` threads standing by (fewer if threads cannot be
 /// started; none runs every level inline). The helpers leave when `run` returns or panics.
+///
+/// Run on the main thread of a process that has GNU OpenMP loaded (PyTorch's CPU build
+/// does), the helpers are the main thread's OpenMP team: after each of torch's parallel
+/// operations its threads spin for a while waiting for the next, and threads of our own
+/// would have to share the cores with them (a simulated run right after eager operations
+/// took 1.4x as long). Not on other threads: a team there would be a second pool of
+/// OpenMP threads for good, and with more of them than cores libgomp makes every thread
+/// stop spinning early (eager operations then took twice as long).
 pub(crate) fn with_crew<R>(helpers: usize, run: impl FnOnce(&Crew) -> R) -> R {
-    let crew = Crew {
-        helpers: AtomicUsize::new(0),
-        published: Line(AtomicUsize::new(0)),
-        next: (0..=helpers).map(|_| Line(AtomicUsize::new(0))).collect(),
-        busy: Line(AtomicUsize::new(0)),
-        level: UnsafeCell::new(Level { body: std::ptr::null(), call: call::<fn(usize)>, starts: std::ptr::null() }),
-        panic: Mutex::new(None),
-    };
+    let crew = Crew::new(helpers + 1);
     if helpers == 0 {
         return run(&crew);
+    }
+    if let Some(omp) = openmp::loaded().filter(|_| openmp::on_main_thread()) {
+        return on_openmp_team(omp, &crew, run);
     }
     let crew = &crew;
     std::thread::scope(|scope| {
@@ -106,7 +110,135 @@ pub(crate) fn with_crew<R>(helpers: usize, run: impl FnOnce(&Crew) -> R) -> R {
     })
 }
 
+/// Runs `run` on this thread as thread 0 of an OpenMP team, the team's other threads
+/// serving as the crew's helpers.
+fn on_openmp_team<F: FnOnce(&Crew) -> R, R>(omp: &openmp::Runtime, crew: &Crew, run: F) -> R {
+    struct Region<'c, F, R> {
+        omp: &'c openmp::Runtime,
+        crew: &'c Crew,
+        run: Mutex<Option<F>>,
+        out: Mutex<Option<std::thread::Result<R>>>,
+    }
+    extern "C" fn body<F: FnOnce(&Crew) -> R, R>(data: *mut std::ffi::c_void) {
+        // SAFETY: `data` is the Region below, alive until the team has finished.
+        let region = unsafe { &*(data as *const Region<'_, F, R>) };
+        let (crew, omp) = (region.crew, region.omp);
+        // SAFETY: both are plain queries of the calling thread's team.
+        let (me, team) = unsafe { ((omp.thread_num)() as usize, (omp.num_threads)() as usize) };
+        // The team may be smaller than asked (or, in principle, larger: the extra threads
+        // leave at once).
+        let threads = team.min(crew.next.len());
+        if me == 0 {
+            crew.helpers.store(threads - 1, Ordering::Relaxed);
+            let run = region.run.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let out = catch_unwind(AssertUnwindSafe(|| run.map(|run| run(crew))));
+            crew.published.store(DISMISSED, Ordering::Release);
+            let out = out.map(|r| r.expect("the team's thread 0 runs once"));
+            *region.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+        } else if me < threads {
+            crew.serve(me);
+        }
+    }
+    let region = Region { omp, crew, run: Mutex::new(Some(run)), out: Mutex::new(None) };
+    let threads = crew.next.len() as std::ffi::c_uint;
+    // SAFETY: `body` matches the outlined-region signature and unwinds nothing (thread 0
+    // catches `run`'s panics; a helper catches its tasks'); `region` outlives the call,
+    // which returns when every thread of the team has left `body`.
+    unsafe { (omp.parallel)(body::<F, R>, &region as *const Region<'_, F, R> as *mut std::ffi::c_void, threads, 0) };
+    match region.out.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(Ok(r)) => r,
+        Some(Err(p)) => resume_unwind(p),
+        None => unreachable!("OpenMP ran no thread 0"),
+    }
+}
+
+/// GNU OpenMP (libgomp), when this process has it loaded: found by its soname, never
+/// loaded by us.
+mod openmp {
+    use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    use std::sync::OnceLock;
+
+    pub(super) struct Runtime {
+        /// `GOMP_parallel(fn, data, num_threads, flags)`: runs `fn(data)` on a team, the
+        /// calling thread as thread 0; returns when all are done.
+        pub parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
+        pub thread_num: unsafe extern "C" fn() -> c_int,
+        pub num_threads: unsafe extern "C" fn() -> c_int,
+    }
+
+    /// The loaded libgomp, looked up once (the Python extension links libtorch, which
+    /// loads it before any run; a plain Rust program has none).
+    pub(super) fn loaded() -> Option<&'static Runtime> {
+        static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
+        RUNTIME.get_or_init(find).as_ref()
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn find() -> Option<Runtime> {
+        extern "C" {
+            fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+            fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        }
+        const RTLD_LAZY: c_int = 0x1;
+        const RTLD_NOLOAD: c_int = 0x4;
+        // SAFETY: RTLD_NOLOAD only looks up a library already loaded; the handle is never
+        // closed, so the symbols stay valid.
+        let lib = unsafe { dlopen(c"libgomp.so.1".as_ptr(), RTLD_LAZY | RTLD_NOLOAD) };
+        if lib.is_null() {
+            return None;
+        }
+        let sym = |name: &CStr| {
+            // SAFETY: a lookup in a loaded library.
+            let p = unsafe { dlsym(lib, name.as_ptr()) };
+            (!p.is_null()).then_some(p)
+        };
+        let (parallel, thread_num, num_threads) = (sym(c"GOMP_parallel")?, sym(c"omp_get_thread_num")?, sym(c"omp_get_num_threads")?);
+        // SAFETY: libgomp's ABI for these entry points (GOMP_parallel since GCC 4.9).
+        unsafe {
+            Some(Runtime {
+                parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint)>(parallel),
+                thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(thread_num),
+                num_threads: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(num_threads),
+            })
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn find() -> Option<Runtime> {
+        None
+    }
+
+    /// Whether the calling thread is the process's main thread (where Python, and so
+    /// torch's eager operations, run).
+    #[cfg(target_os = "linux")]
+    pub(super) fn on_main_thread() -> bool {
+        extern "C" {
+            fn getpid() -> c_int;
+            fn gettid() -> c_int;
+        }
+        // SAFETY: plain queries.
+        unsafe { gettid() == getpid() }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn on_main_thread() -> bool {
+        false
+    }
+}
+
 impl Crew {
+    /// A crew for `threads` threads in all, none of them started.
+    fn new(threads: usize) -> Crew {
+        Crew {
+            helpers: AtomicUsize::new(0),
+            published: Line(AtomicUsize::new(0)),
+            next: (0..threads).map(|_| Line(AtomicUsize::new(0))).collect(),
+            busy: Line(AtomicUsize::new(0)),
+            level: UnsafeCell::new(Level { body: std::ptr::null(), call: call::<fn(usize)>, starts: std::ptr::null() }),
+            panic: Mutex::new(None),
+        }
+    }
+
     /// Calls `f` on every item, each exactly once, on this thread and the helpers; returns
     /// when all calls have returned. Neighbouring items should share data: thread `t` of
     /// `n` starts on the `t`-th `n`-th of them.
@@ -264,6 +396,39 @@ mod tests {
                 assert_eq!(items, want);
             });
         }
+    }
+
+    /// The OpenMP team as the crew (what a Python process with torch uses), on a libgomp
+    /// this test loads itself; skipped where the system has none.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_openmp_team_serves_as_the_crew() {
+        extern "C" {
+            fn dlopen(filename: *const std::ffi::c_char, flags: std::ffi::c_int) -> *mut std::ffi::c_void;
+        }
+        // SAFETY: loading a system library (RTLD_NOW).
+        if unsafe { dlopen(c"libgomp.so.1".as_ptr(), 0x2) }.is_null() {
+            eprintln!("no libgomp.so.1 on this system: skipped");
+            return;
+        }
+        let omp = openmp::find().expect("libgomp's entry points");
+        let items = on_openmp_team(&omp, &Crew::new(3), |crew| {
+            assert_eq!(crew.helpers.load(Ordering::Relaxed), 2, "a team of 3");
+            let mut items = vec![0u32; 500];
+            for level in 0..100 {
+                crew.for_each_mut(&mut items[..level * 5], |x| *x += 1);
+            }
+            items
+        });
+        let want: Vec<u32> = (0..500).map(|i| (0..100).filter(|l| l * 5 > i).count() as u32).collect();
+        assert_eq!(items, want);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            on_openmp_team(&omp, &Crew::new(2), |crew| {
+                let mut items: Vec<usize> = (0..64).collect();
+                crew.for_each_mut(&mut items, |x| assert!(*x != 50, "task 50 fails"));
+            })
+        }));
+        assert!(caught.is_err());
     }
 
     #[test]
