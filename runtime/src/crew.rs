@@ -130,11 +130,11 @@ fn on_openmp_team<F: FnOnce(&Crew) -> R, R>(omp: &openmp::Runtime, crew: &Crew, 
         let threads = team.min(crew.next.len());
         if me == 0 {
             crew.helpers.store(threads - 1, Ordering::Relaxed);
-            let run = region.run.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let out = catch_unwind(AssertUnwindSafe(|| run.map(|run| run(crew))));
+            if let Some(run) = region.run.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let out = catch_unwind(AssertUnwindSafe(|| run(crew)));
+                *region.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
+            }
             crew.published.store(DISMISSED, Ordering::Release);
-            let out = out.map(|r| r.expect("the team's thread 0 runs once"));
-            *region.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
         } else if me < threads {
             crew.serve(me);
         }
