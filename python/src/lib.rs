@@ -227,6 +227,9 @@ fn _panic_for_tests(message: &str) -> PyResult<()> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // Imported on the main thread after torch: the simulator may share torch's OpenMP
+    // threads here, and knows a forked child from this process.
+    dojo_runtime::init_threads();
     m.add_function(wrap_pyfunction!(compile_graph, m)?)?;
     m.add_function(wrap_pyfunction!(load_compiled, m)?)?;
     m.add_function(wrap_pyfunction!(unsupported_ops, m)?)?;

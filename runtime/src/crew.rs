@@ -21,7 +21,7 @@
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// [`Crew::published`] once the crew is dismissed.
@@ -48,6 +48,8 @@ pub(crate) struct Crew {
     level: UnsafeCell<Level>,
     /// The first panic of a helper's task, passed on by the running thread.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// A level is being run (levels do not nest).
+    in_level: AtomicBool,
 }
 
 // SAFETY: `level` is written by the running thread only between levels, while no helper
@@ -74,18 +76,25 @@ unsafe fn call<F: Fn(usize) + Sync>(body: *const (), i: usize) {
 /// started; none runs every level inline). The helpers leave when `run` returns or panics.
 ///
 /// Run on the main thread of a process that has GNU OpenMP loaded (PyTorch's CPU build
-/// does), the helpers are the main thread's OpenMP team: after each of torch's parallel
-/// operations its threads spin for a while waiting for the next, and threads of our own
-/// would have to share the cores with them (a simulated run right after eager operations
-/// took 1.4x as long). Not on other threads: a team there would be a second pool of
-/// OpenMP threads for good, and with more of them than cores libgomp makes every thread
-/// stop spinning early (eager operations then took twice as long).
+/// does), the helpers are the main thread's OpenMP team, no more threads than torch's
+/// setting (`omp_get_max_threads`): after each of torch's parallel operations its threads
+/// spin for a while waiting for the next, and threads of our own would have to share the
+/// cores with them (a simulated run right after eager operations took 1.4x as long). Not
+/// on other threads: a team there would be a second pool of OpenMP threads for good, and
+/// with more of them than cores libgomp makes every thread stop spinning early (eager
+/// operations then took twice as long). Not in a forked child of the process that first
+/// looked libgomp up ([`crate::init_threads`]): libgomp's pool does not survive a fork.
 pub(crate) fn with_crew<R>(helpers: usize, run: impl FnOnce(&Crew) -> R) -> R {
-    let crew = Crew::new(helpers + 1);
-    if helpers == 0 {
+    let omp = openmp::usable().filter(|_| helpers > 0);
+    // torch.set_num_threads bounds an OpenMP team (1: every level inline, as in a data
+    // loader's worker, where torch sets it so).
+    // SAFETY: a plain query of this thread's OpenMP settings.
+    let most = omp.map_or(usize::MAX, |omp| unsafe { (omp.max_threads)() }.max(1) as usize);
+    let crew = Crew::new((helpers + 1).min(most));
+    if crew.next.len() == 1 {
         return run(&crew);
     }
-    if let Some(omp) = openmp::loaded().filter(|_| openmp::on_main_thread()) {
+    if let Some(omp) = omp {
         return on_openmp_team(omp, &crew, run);
     }
     let crew = &crew;
@@ -108,6 +117,11 @@ pub(crate) fn with_crew<R>(helpers: usize, run: impl FnOnce(&Crew) -> R) -> R {
         }
         run(crew)
     })
+}
+
+/// Looks up the process's OpenMP runtime now ([`crate::init_threads`]).
+pub(crate) fn init() {
+    openmp::loaded();
 }
 
 /// Runs `run` on this thread as thread 0 of an OpenMP team, the team's other threads
@@ -155,7 +169,7 @@ fn on_openmp_team<F: FnOnce(&Crew) -> R, R>(omp: &openmp::Runtime, crew: &Crew, 
 /// GNU OpenMP (libgomp), when this process has it loaded: found by its soname, never
 /// loaded by us.
 mod openmp {
-    use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+    use std::ffi::{c_int, c_uint, c_void, CStr};
     use std::sync::OnceLock;
 
     pub(super) struct Runtime {
@@ -164,21 +178,42 @@ mod openmp {
         pub parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
         pub thread_num: unsafe extern "C" fn() -> c_int,
         pub num_threads: unsafe extern "C" fn() -> c_int,
+        pub max_threads: unsafe extern "C" fn() -> c_int,
+        /// The process that looked it up.
+        pid: c_int,
     }
 
     /// The loaded libgomp, looked up once (the Python extension links libtorch, which
-    /// loads it before any run; a plain Rust program has none).
+    /// loads it, and looks it up at import: [`crate::init_threads`]; a plain Rust program
+    /// has none).
     pub(super) fn loaded() -> Option<&'static Runtime> {
         static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
         RUNTIME.get_or_init(find).as_ref()
     }
 
+    /// The loaded libgomp, if the calling thread may run a team on it: the main thread of
+    /// the process that looked it up (not a forked child of it).
+    pub(super) fn usable() -> Option<&'static Runtime> {
+        let omp = loaded()?;
+        // SAFETY: plain queries.
+        let (pid, tid) = unsafe { (sys::getpid(), sys::gettid()) };
+        (omp.pid == pid && tid == pid).then_some(omp)
+    }
+
+    #[cfg(target_os = "linux")]
+    mod sys {
+        use std::ffi::{c_char, c_int, c_void};
+        extern "C" {
+            pub fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+            pub fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+            pub fn getpid() -> c_int;
+            pub fn gettid() -> c_int;
+        }
+    }
+
     #[cfg(target_os = "linux")]
     pub(super) fn find() -> Option<Runtime> {
-        extern "C" {
-            fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
-            fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-        }
+        use sys::{dlopen, dlsym};
         const RTLD_LAZY: c_int = 0x1;
         const RTLD_NOLOAD: c_int = 0x4;
         // SAFETY: RTLD_NOLOAD only looks up a library already loaded; the handle is never
@@ -192,37 +227,27 @@ mod openmp {
             let p = unsafe { dlsym(lib, name.as_ptr()) };
             (!p.is_null()).then_some(p)
         };
-        let (parallel, thread_num, num_threads) = (sym(c"GOMP_parallel")?, sym(c"omp_get_thread_num")?, sym(c"omp_get_num_threads")?);
-        // SAFETY: libgomp's ABI for these entry points (GOMP_parallel since GCC 4.9).
-        unsafe {
-            Some(Runtime {
-                parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint)>(parallel),
-                thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(thread_num),
-                num_threads: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(num_threads),
-            })
-        }
+        let parallel = sym(c"GOMP_parallel")?;
+        let query = |name: &CStr| {
+            // SAFETY: libgomp's `int omp_get_*(void)` queries.
+            sym(name).map(|p| unsafe { std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(p) })
+        };
+        Some(Runtime {
+            // SAFETY: libgomp's ABI for GOMP_parallel (since GCC 4.9).
+            parallel: unsafe {
+                std::mem::transmute::<*mut c_void, unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint)>(parallel)
+            },
+            thread_num: query(c"omp_get_thread_num")?,
+            num_threads: query(c"omp_get_num_threads")?,
+            max_threads: query(c"omp_get_max_threads")?,
+            // SAFETY: a plain query.
+            pid: unsafe { sys::getpid() },
+        })
     }
 
     #[cfg(not(target_os = "linux"))]
     pub(super) fn find() -> Option<Runtime> {
         None
-    }
-
-    /// Whether the calling thread is the process's main thread (where Python, and so
-    /// torch's eager operations, run).
-    #[cfg(target_os = "linux")]
-    pub(super) fn on_main_thread() -> bool {
-        extern "C" {
-            fn getpid() -> c_int;
-            fn gettid() -> c_int;
-        }
-        // SAFETY: plain queries.
-        unsafe { gettid() == getpid() }
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub(super) fn on_main_thread() -> bool {
-        false
     }
 }
 
@@ -236,6 +261,7 @@ impl Crew {
             busy: Line(AtomicUsize::new(0)),
             level: UnsafeCell::new(Level { body: std::ptr::null(), call: call::<fn(usize)>, starts: std::ptr::null() }),
             panic: Mutex::new(None),
+            in_level: AtomicBool::new(false),
         }
     }
 
@@ -261,6 +287,8 @@ impl Crew {
     /// Publishes a level (its tasks split at `starts`), works on it, and waits for the
     /// helpers.
     fn run<F: Fn(usize) + Sync>(&self, starts: &[usize], body: &F) {
+        // Levels do not nest: a task starting one would rewrite the level its crew is on.
+        assert!(!self.in_level.swap(true, Ordering::Relaxed), "a crew's task started a level of its own");
         // SAFETY: no helper is working (`busy` is 0 between levels), so none reads `level`.
         unsafe { *self.level.get() = Level { body: body as *const F as *const (), call: call::<F>, starts: starts.as_ptr() } };
         for (next, &start) in self.next.iter().zip(starts) {
@@ -269,7 +297,11 @@ impl Crew {
         self.busy.store(self.helpers.load(Ordering::Relaxed), Ordering::Relaxed);
         self.published.fetch_add(1, Ordering::Release);
         let mine = catch_unwind(AssertUnwindSafe(|| self.work(0)));
+        if mine.is_err() {
+            self.skip_rest();
+        }
         wait_until(|| self.busy.load(Ordering::Acquire) == 0);
+        self.in_level.store(false, Ordering::Relaxed);
         if let Err(p) = mine {
             resume_unwind(p);
         }
@@ -307,6 +339,13 @@ impl Crew {
         }
     }
 
+    /// After a panic: the level's tasks not yet taken are skipped.
+    fn skip_rest(&self) {
+        for next in &self.next {
+            next.store(usize::MAX / 2, Ordering::Relaxed);
+        }
+    }
+
     /// A helper's life: each level as it is published, until dismissed.
     fn serve(&self, me: usize) {
         let mut seen = 0;
@@ -322,9 +361,7 @@ impl Crew {
             seen = now;
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.work(me))) {
                 // The level's other tasks are skipped; the running thread re-raises.
-                for next in &self.next {
-                    next.store(usize::MAX / 2, Ordering::Relaxed);
-                }
+                self.skip_rest();
                 self.panic.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(p);
             }
             self.busy.fetch_sub(1, Ordering::Release);

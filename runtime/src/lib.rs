@@ -39,3 +39,11 @@ pub use roofline::{Bound, OpProfile, Roofline};
 pub use kernels::{stream_key, uniform};
 pub use sim::{Device, HostTensor, Profile, ScaleProfile, SimMesh, TimelineEvent, Unit};
 pub use target::{CoreId, Link, Target, UsableGrid};
+
+/// Call once at start-up, on the process's main thread (the Python extension does at
+/// import): the simulator then knows this process's OpenMP runtime, if torch loaded one, and
+/// uses its threads only here, never in a child forked from here (libgomp's threads do not
+/// survive a fork). Without the call, the first simulated run looks it up.
+pub fn init_threads() {
+    crew::init();
+}

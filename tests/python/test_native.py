@@ -52,3 +52,31 @@ def test_an_output_that_is_an_input_is_that_tensor():
     same, relu = compiled.run([x])
     assert same is x
     assert torch.equal(relu, x.relu())
+
+
+FORKED_RUN = """
+import os, sys, torch, torch_dojo
+f = torch.compile(lambda a, b: (a @ b).relu() + a, backend="dojo", options={"fallback": "error"})
+a, b = torch.randn(96, 96), torch.randn(96, 96)
+want = (a @ b).relu() + a
+big = torch.randn(1024, 1024)
+(big @ big).sum()  # torch's OpenMP threads start
+assert torch.allclose(f(a, b), want, rtol=1e-5, atol=1e-5)  # runs on the OpenMP team
+pid = os.fork()
+if pid == 0:
+    ok = torch.allclose(f(a, b), want, rtol=1e-5, atol=1e-5)
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_runs_compiled_graphs_without_the_parents_openmp_threads():
+    # libgomp's thread pool does not survive fork(): a child that ran the simulator on the
+    # parent's OpenMP team would wait forever for threads that do not exist.
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FORKED_RUN], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "child 0", out.stdout
