@@ -454,9 +454,9 @@ const WINDOW: usize = 4096;
 /// of each scale saw. Instructions run window by window, each window level by level; the
 /// tasks of one level (each the level's instructions writing one array, in program order)
 /// touch disjoint arrays and run in parallel, shared among the caller and a [`crew`] of
-/// helper threads (as many in all as rayon's pool has threads). Every instruction computes the same
-/// values whatever runs beside it, so the outputs are bit-identical to running the Program
-/// in order, for any thread count. `keep`: the Plan keeps its arrays for the next run (not
+/// helper threads (as many in all as rayon's pool has threads). Every instruction computes
+/// the same values whatever runs beside it, so the outputs are bit-identical to running the
+/// Program in order, for any thread count. `keep`: the Plan keeps its arrays for the next run (not
 /// for a Plan made for this run only).
 fn compute(
     program: &Program,
