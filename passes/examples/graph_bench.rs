@@ -1,14 +1,16 @@
 //! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
 //!
 //! ```text
-//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--plan naive] [--egraph] [--runs 3] [--timing-only [--ops]] [--values] [--json]
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--plan naive] [--egraph | --egraph-options JSON] [--runs 3] [--timing-only [--ops]] [--values] [--json]
 //! ```
 //!
-//! `--plan naive` compiles with `lower-to-d1`'s naive baseline plan. `--json` (with
-//! `--timing-only`, one run) prints one JSON object instead: the compile's wall time and step
-//! timings, and the Profile's simulated and roofline seconds, efficiency, binding term, cores
-//! used, FLOPs, instructions and peak SRAM; or `{"error": ...}` if the graph does not compile
-//! (`benchmarks/mapping.py` reads it).
+//! `--plan naive` compiles with `lower-to-d1`'s naive baseline plan. `--egraph-options
+//! '{"epilogues": true}'` runs `egraph-optimize` with those options (the backend's
+//! `egraph` option). `--json` (with `--timing-only`, one run) prints one JSON object
+//! instead: the compile's wall time and step timings, and the Profile's simulated and
+//! roofline seconds, efficiency, binding term, cores used, FLOPs, instructions and peak
+//! SRAM; or `{"error": ...}` if the graph does not compile (`benchmarks/mapping.py` reads
+//! it).
 //!
 //! `--values` skips the reference `SimMesh::execute` beside each run, so a profiler sees the
 //! compiled graph's runs only (the first computes values and the Profile, later ones values).
@@ -35,7 +37,7 @@ fn main() {
     let mut runs = 3usize;
     let mut timing_only = false;
     let mut precision = "fp32".to_string();
-    let mut egraph = false;
+    let mut egraph = "false".to_string();
     let mut ops = false;
     let mut values_only = false;
     let mut plan = "default".to_string();
@@ -47,7 +49,8 @@ fn main() {
             "--runs" => runs = it.next().and_then(|s| s.parse().ok()).expect("--runs N"),
             "--timing-only" => timing_only = true,
             "--precision" => precision = it.next().expect("--precision POLICY").clone(),
-            "--egraph" => egraph = true,
+            "--egraph" => egraph = "true".to_string(),
+            "--egraph-options" => egraph = it.next().expect("--egraph-options JSON").clone(),
             "--ops" => ops = true,
             "--values" => values_only = true,
             "--plan" => plan = it.next().expect("--plan default|naive").clone(),
@@ -55,7 +58,7 @@ fn main() {
             p => path = Some(p.to_string()),
         }
     }
-    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--egraph] [--runs N] [--timing-only [--ops]] [--values]");
+    let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--egraph | --egraph-options JSON] [--runs N] [--timing-only [--ops]] [--values]");
     let json = std::fs::read_to_string(&path).expect("read graph");
     let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}, "plan": "{plan}"}}"#);
 
