@@ -170,7 +170,7 @@ struct Options {
     #[serde(default = "default_precision")]
     precision: String,
     /// `egraph-optimize`: `false` (default), `true`, or its settings: limits `{"iters", "nodes",
-    /// "time_ms"}` and `"epilogues": true` (matmul epilogue fusion, off by default).
+    /// "time_ms"}` and `"epilogues": false` (matmul epilogue fusion, on by default).
     #[serde(default)]
     egraph: EgraphOption,
     /// `lower-to-d1`'s plan: `default`, or `naive` (the baseline of issue 5).

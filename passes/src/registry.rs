@@ -13,7 +13,7 @@ pub const PASSES: &[(&str, &str, &str)] = &[
     (
         "egraph-optimize",
         "equality saturation over dojo ops, extracted with the mesh cost model",
-        "iters=<n> (15) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr) epilogues=<bool> (false: fuse-epilogue, elementwise ops into matmul kernels)",
+        "iters=<n> (40) nodes=<n> (20000) time_ms=<n> (1000) mesh=<preset> (d1, for the cost model) stats=<bool> (false: one line per function on stderr) epilogues=<bool> (true: fuse-epilogue, elementwise ops with a bias-sized operand into matmul kernels)",
     ),
     (
         "precision",
@@ -95,8 +95,8 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
                 Some(v) => return Err(format!("egraph-optimize option stats={v}: expected true or false")),
             };
             let epilogues = match spec.option("epilogues") {
-                None | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
+                Some("false") | Some("0") => false,
+                None | Some("true") | Some("1") => true,
                 Some(v) => return Err(format!("egraph-optimize option epilogues={v}: expected true or false")),
             };
             Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, epilogues, record: egraph_stats.cloned() })

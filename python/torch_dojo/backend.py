@@ -178,7 +178,7 @@ def validate_options(options: dict | None) -> dict[str, Any]:
     if not isinstance(eg, (bool, dict)) or bad_limits:
         raise InvalidInputError(
             f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints "
-            f"and 'epilogues' (True/False: matmul epilogue fusion, off by default), got {eg!r}"
+            f"and 'epilogues' (True/False: matmul epilogue fusion, on by default), got {eg!r}"
         )
     for flag in ("dump_ir", "strict_numerics"):
         if not isinstance(opts[flag], bool):

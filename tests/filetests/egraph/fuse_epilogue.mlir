@@ -1,9 +1,10 @@
 // RUN: dojo-opt %s --pass-pipeline='egraph-optimize{epilogues=true}'
 /// fuse-epilogue: elementwise ops over a matmul's product run in the matmul's kernel
 /// (`dojo.matmul {epilogue}`, `x0` the product): a linear layer's bias add and gelu-like
-/// tanh, then a residual add (a full-size operand); a batched matmul's per-column scale, shift
-/// and relu (a convolution with a folded batch norm). `%p`, also returned, stays a plain
-/// matmul: fusing its consumer would compute the product twice.
+/// tanh (the residual add after them, a full-size operand, stays a kernel of its own); a
+/// batched matmul's per-column scale, shift and relu (a convolution with a folded batch
+/// norm). `%p`, also returned, stays a plain matmul: fusing its consumer would compute the
+/// product twice.
 "builtin.module"() ({
   "func.func"() <{function_type = (tensor<64x256xf32>, tensor<256x128xf32>, tensor<128xf32>, tensor<64x128xf32>, tensor<2x64x32xf32>, tensor<2x32x48xf32>, tensor<1x1x48xf32>, tensor<48xf32>, tensor<256x128xf32>) -> (tensor<64x128xf32>, tensor<2x64x48xf32>, tensor<64x128xf32>, tensor<64x128xf32>), sym_name = "f"}> ({
   ^bb0(%x: tensor<64x256xf32>, %w: tensor<256x128xf32>, %b: tensor<128xf32>, %r: tensor<64x128xf32>, %c: tensor<2x64x32xf32>, %k: tensor<2x32x48xf32>, %s: tensor<1x1x48xf32>, %t: tensor<48xf32>, %v: tensor<256x128xf32>):
