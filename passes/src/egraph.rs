@@ -376,9 +376,9 @@ pub struct Shapes {
     /// What `fuse-elementwise`, `fuse-epilogue` and the `sink-layout-*` rules last saw of a class (see
     /// [`class_version`]). Unchanged, the applier would add the nodes it added before, so it
     /// is not rerun (every iteration searches every rule again).
-    fuse_seen: HashMap<Id, Vec<usize>>,
-    epilogue_seen: HashMap<Id, Vec<usize>>,
-    move_seen: HashMap<(Id, &'static str), Vec<usize>>,
+    fuse_seen: HashMap<Id, Vec<u64>>,
+    epilogue_seen: HashMap<Id, Vec<u64>>,
+    move_seen: HashMap<(Id, &'static str), Vec<u64>>,
     /// The chain `layout-compose` last walked from a class.
     compose_seen: HashMap<Id, Vec<(Id, Node)>>,
     /// The matches (rule, class, substitution) a rule that depends on nothing but the matched
@@ -387,16 +387,23 @@ pub struct Shapes {
 }
 
 /// What an applier that reads a class's nodes and its operand classes' nodes can see of them:
-/// the class, its node count, and each operand class with its node count. Classes only grow
-/// (nodes added, classes merged, which changes the canonical id), so an unchanged version
-/// means the applier would add what it added last time.
-fn class_version(eg: &EG, c: Id, operands: impl Fn(&Node) -> Option<Vec<Id>>) -> Vec<usize> {
+/// the class and a hash of its nodes, and each operand class with a hash of its nodes (a
+/// fixed-key hasher: deterministic). Unchanged, the applier would add what it added last
+/// time. (A node count alone missed a rebuild that merged classes and dropped a duplicate
+/// node in one go.)
+fn class_version(eg: &EG, c: Id, operands: impl Fn(&Node) -> Option<Vec<Id>>) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    let digest = |c: Id| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        eg[c].nodes.hash(&mut h);
+        h.finish()
+    };
     let c = eg.find(c);
-    let mut v = vec![usize::from(c), eg[c].nodes.len()];
+    let mut v = vec![usize::from(c) as u64, digest(c)];
     for n in &eg[c].nodes {
         for k in operands(n).into_iter().flatten() {
             let k = eg.find(k);
-            v.extend([usize::from(k), eg[k].nodes.len()]);
+            v.extend([usize::from(k) as u64, digest(k)]);
         }
     }
     v
@@ -648,9 +655,9 @@ pub fn rule(name: &str, pattern: &str, build: impl Fn(&mut EG, &Subst) -> Option
     Rewrite::new(name, pattern, Build(Box::new(build), None)).expect("a valid rule")
 }
 
-/// A rule whose replacement depends on nothing but the matched classes (their types, int
-/// lists and splats): applied once per match (class and substitution), not again every
-/// iteration.
+/// A rule whose replacement depends on nothing but the matched classes' types and int lists
+/// (not splats: a class's value can become known later, under the same id): applied once per
+/// match (class and substitution), not again every iteration.
 fn pure_rule(name: &str, pattern: &str, build: impl Fn(&mut EG, &Subst) -> Option<Id> + Send + Sync + 'static) -> Rule {
     let pattern: Pattern<Node> = pattern.parse().expect("a valid pattern");
     let vars = pattern.vars();
@@ -1376,7 +1383,9 @@ fn moved_op(eg: &mut EG, op: &OpaqueOp, per_dim: &[(String, Vec<i64>)], place: &
     for (name, v) in per_dim {
         let mut w = vec![if name == "strides" { 1 } else { 0 }; rank];
         for (d, &val) in v.iter().enumerate() {
-            w[place[d]] = val;
+            if let Some(slot) = place.get(d).and_then(|&p| w.get_mut(p)) {
+                *slot = val;
+            }
         }
         attrs.push((name.clone(), Attr::Ints(w)));
     }
@@ -1396,7 +1405,8 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
             return out;
         };
         // Candidates from the first operand's layout ops; every operand needs the same one.
-        for node in eg[kids[0]].nodes.clone() {
+        let Some(&first) = kids.first() else { return out };
+        for node in eg[first].nodes.clone() {
             let mut inner = Vec::new();
             let mut new_dim = None;
             for &c in kids {
@@ -1407,7 +1417,7 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
                     }
                     (Node::Reshape(_), Node::Reshape([_, z])) => {
                         let (zt, ct) = (type_of(eg, *z)?, type_of(eg, c)?);
-                        Some((*z, same_axes(&zt.shape, &ct.shape)[dim]?))
+                        Some((*z, same_axes(&zt.shape, &ct.shape).get(dim).copied().flatten()?))
                     }
                     _ => None,
                 });
@@ -1438,6 +1448,10 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
     }
     let (Some(&y), Some(yt)) = (kids.first(), kids.first().and_then(|&y| type_of(eg, y))) else { return out };
     let (per_dim, changed) = movement_dims(&op, &yt);
+    // (An op whose per-dim attributes do not match its rank fails verification; left alone.)
+    if per_dim.iter().any(|(_, v)| v.len() != yt.rank()) || rt.rank() != yt.rank() {
+        return out;
+    }
     for node in eg[y].nodes.clone() {
         let id = match node {
             Node::Transpose([p, x]) => {
@@ -1473,7 +1487,7 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
                 }
                 let per: Vec<(String, Vec<i64>)> = per_dim
                     .iter()
-                    .map(|(n, v)| (n.clone(), (0..yt.rank()).filter(|&j| changed[j]).map(|j| v[j]).collect()))
+                    .map(|(n, v)| (n.clone(), (0..yt.rank()).filter(|&j| changed[j]).map(|j| v.get(j).copied().unwrap_or_default()).collect()))
                     .collect();
                 let moved: Vec<usize> = (0..yt.rank()).filter(|&j| changed[j]).map(|j| place[j]).collect();
                 let inner = moved_op(eg, &op, &per, &moved, xt.rank(), shape, x);
@@ -1775,21 +1789,21 @@ pub fn rules() -> Vec<Rule> {
     let mut rules = vec![
         // ---- algebraic identities (constant folding is the analysis: `Shapes::modify`) ----
         // x * 1 -> x, 1 * x -> x
-        pure_rule("mul-one", "(mul ?a ?b)", move |eg, m| match (splat_of(eg, m[a]), splat_of(eg, m[b])) {
+        rule("mul-one", "(mul ?a ?b)", move |eg, m| match (splat_of(eg, m[a]), splat_of(eg, m[b])) {
             (_, Some(v)) if v == 1.0 => Some(m[a]),
             (Some(v), _) if v == 1.0 => Some(m[b]),
             _ => None,
         }),
         // x + 0 -> x, 0 + x -> x
-        pure_rule("add-zero", "(add ?a ?b)", move |eg, m| match (splat_of(eg, m[a]), splat_of(eg, m[b])) {
+        rule("add-zero", "(add ?a ?b)", move |eg, m| match (splat_of(eg, m[a]), splat_of(eg, m[b])) {
             (_, Some(v)) if v == 0.0 => Some(m[a]),
             (Some(v), _) if v == 0.0 => Some(m[b]),
             _ => None,
         }),
         // x - 0 -> x
-        pure_rule("sub-zero", "(sub ?x ?c)", move |eg, m| (splat_of(eg, m[c]) == Some(0.0)).then_some(m[x])),
+        rule("sub-zero", "(sub ?x ?c)", move |eg, m| (splat_of(eg, m[c]) == Some(0.0)).then_some(m[x])),
         // x / 1 -> x
-        pure_rule("div-one", "(div ?x ?c)", move |eg, m| (splat_of(eg, m[c]) == Some(1.0)).then_some(m[x])),
+        rule("div-one", "(div ?x ?c)", move |eg, m| (splat_of(eg, m[c]) == Some(1.0)).then_some(m[x])),
         // -(-x) -> x
         pure_rule("neg-neg", "(neg (neg ?x))", move |_, m| Some(m[x])),
         // ---- layout: transpose / reshape / broadcast chains ----
@@ -2635,11 +2649,6 @@ fn improve(eg: &EG, model: &CostModel, root: Id, choice: HashMap<Id, Node>, dead
                         undo.push((d, std::mem::replace(&mut pick[usize::from(d)], m)));
                     }
                 }
-                // A move of one class alone is what the greedy extraction weighed already.
-                if undo.len() == 1 {
-                    pick[usize::from(c)] = undo[0].1;
-                    continue;
-                }
                 evals += 1;
                 if evals > MAX_IMPROVE_EVALS {
                     for (k, old) in undo.into_iter().rev() {
@@ -2677,10 +2686,15 @@ fn with_epilogues(eg: &EG, model: &CostModel, root: Id, order: &[Id], choice: Ha
     let mut topo = dag.topo(root);
     for c in classes {
         for n in eg[c].nodes.iter().filter(|n| matches!(n, Node::Epilogue(..))) {
+            // Only onto operands the DAG computes already (their terms are known and finite,
+            // so the running total stays exact to rounding, and a switch back restores it).
+            if !model.cost_in(eg, n, c).is_finite() || !n.children().iter().all(|&k| dag.refs.contains_key(&eg.find(k))) {
+                continue;
+            }
             let best = dag.total;
             let below = n.children().iter().all(|&k| matches!((topo.get(&eg.find(k)), topo.get(&eg.find(c))), (Some(a), Some(b)) if a < b));
             let Some(old) = dag.switch(c, n.clone()) else { continue };
-            if dag.total < best && (below || schedule(eg, root, &dag.choice, order).is_some()) {
+            if dag.total < best * (1.0 - 1e-12) && (below || schedule(eg, root, &dag.choice, order).is_some()) {
                 if !below {
                     topo = dag.topo(root);
                 }
@@ -2929,17 +2943,25 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
         // them for matching often only delays saturation.
         .with_scheduler(MOVEMENT.iter().fold(egg::BackoffScheduler::default().do_not_ban(COMPOSE), |s, (name, _)| s.do_not_ban(*name)))
         .run(main);
-    // Epilogues last, over the saturated e-graph (see the module doc).
+    // Epilogues last, over the saturated e-graph (see the module doc), with a time limit of
+    // their own (what is left of the main run's would make them depend on the machine's
+    // load), never banned (their one iteration is all they get), and not at all when the
+    // iteration bound is 0.
     let mut iterations = runner.iterations;
     let stop_reason = runner.stop_reason;
-    let runner = Runner::<Node, Shapes>::new(Shapes::default())
-        .with_egraph(runner.egraph)
-        .with_iter_limit(if last.is_empty() { 0 } else { EPILOGUE_ITERS })
-        .with_node_limit(limits.nodes)
-        .with_time_limit(limits.time.saturating_sub(start.elapsed()))
-        .run(last);
-    iterations.extend(runner.iterations);
-    let eg = &runner.egraph;
+    let mut egraph = runner.egraph;
+    if !last.is_empty() && limits.iters > 0 {
+        let runner = Runner::<Node, Shapes>::new(Shapes::default())
+            .with_egraph(egraph)
+            .with_iter_limit(EPILOGUE_ITERS)
+            .with_node_limit(limits.nodes)
+            .with_time_limit(limits.time)
+            .with_scheduler(egg::BackoffScheduler::default().do_not_ban(EPILOGUE))
+            .run(last);
+        iterations.extend(runner.iterations);
+        egraph = runner.egraph;
+    }
+    let eg = &egraph;
     if let Some(e) = eg.analysis.errors.first() {
         return Err(format!("egraph-optimize on @{}: unsound rewrite: {e}", func.name));
     }
@@ -2971,23 +2993,26 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
         let base = improve(eg, &plain, root, extract_dag(eg, &plain, root, deadline), deadline);
         candidates.insert(0, ("dag+search+epilogues", with_epilogues(eg, model, root, &conv.order, base)));
     }
-    // egg's greedy tree extraction, as a fallback where the DAG extraction found no term
-    // (it ran out of time).
     let mut memo = HashMap::new();
-    if !candidates.iter().any(|(_, choice)| dag_cost(eg, model, root, choice, &mut memo).is_finite()) {
-        let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
-        candidates.push(("greedy", extract_greedy(eg, model, &classes)));
-    }
-
     let mut best: Option<(f64, &'static str, Func)> = None;
-    for (name, choice) in candidates {
-        let cost = dag_cost(eg, model, root, &choice, &mut memo);
+    let mut consider = |name: &'static str, choice: &HashMap<Id, Node>, best: &mut Option<(f64, &'static str, Func)>| {
+        let cost = dag_cost(eg, model, root, choice, &mut memo);
         if !cost.is_finite() || best.as_ref().is_some_and(|b| cost >= b.0) {
-            continue;
+            return;
         }
-        if let Some(f) = rebuild_func(func, eg, root, &choice, &conv.order) {
-            best = Some((cost, name, f));
+        // (A choice with a cycle, left by a DAG extraction cut short, does not rebuild.)
+        if let Some(f) = rebuild_func(func, eg, root, choice, &conv.order) {
+            *best = Some((cost, name, f));
         }
+    };
+    for (name, choice) in &candidates {
+        consider(name, choice, &mut best);
+    }
+    // egg's greedy tree extraction, as a fallback where the DAG extractions gave no function
+    // (they ran out of time).
+    if best.is_none() {
+        let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
+        consider("greedy", &extract_greedy(eg, model, &classes), &mut best);
     }
     let out = match best {
         // Only a strictly cheaper function replaces the input (which stays byte-identical).
