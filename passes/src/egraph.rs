@@ -43,7 +43,10 @@
 //!   made every permutation of every unit dim and grew SqueezeNet's e-graph past 20k nodes.
 //!   Slices of convolution taps do not sink (only slices that feed elementwise ops, at most
 //!   two layout ops up: pooling windows): sinking those only made more layouts of every tap
-//!   (NasNet-A hit the node limit). The appliers remember what they last saw of a class
+//!   (NasNet-A hit the node limit). The other way, `movement-above-reshape` moves a pad or
+//!   slice after a reshape that keeps its axes whole, and the cost model counts a movement
+//!   op that changes no dim the placement splits as a copy within each core, not a reshard:
+//!   a convolution's padding then happens at `[1, H, W, 1, C]`, H and W whole on each core. The appliers remember what they last saw of a class
 //!   ([`class_version`], the chain walked) and rules that read nothing but their match are
 //!   applied once per match ([`pure_rule`]): every iteration searches every rule again, and
 //!   re-adding the same nodes was half of ResNeXt-50's saturation time.
@@ -1500,6 +1503,46 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
     out
 }
 
+/// `reshape(s, M(y)) -> M'(reshape(s', y))` for a pad or slice `M` whose changed axes the
+/// reshape keeps whole (the way back of [`sink_below_movement`]'s reshape case): the
+/// movement then happens at the reshaped layout, where the placement may keep it on each
+/// core (a convolution's padding at `[1, H, W, 1, C]`, H and W whole on every core).
+fn movement_above_reshape(eg: &mut EG, s: Id, x: Id) -> Option<Id> {
+    let r = to_usize(&ints_of(eg, s)?)?;
+    for node in eg[x].nodes.clone() {
+        let Node::Opaque(k, kids) = node else { continue };
+        let op = eg.analysis.ops.get(k.0 as usize)?.clone();
+        if !matches!(op.name.as_str(), "dojo.pad" | "dojo.slice") || op.results.len() != 1 || kids.len() != 1 {
+            continue;
+        }
+        let (Some(yt), mt) = (type_of(eg, kids[0]), &op.results[0]) else { continue };
+        let (per_dim, changed) = movement_dims(&op, &yt);
+        if per_dim.iter().any(|(_, v)| v.len() != yt.rank()) || mt.rank() != yt.rank() {
+            continue;
+        }
+        let axes = same_axes(&r, &mt.shape);
+        let mut place = Vec::new();
+        let mut inner = r.clone();
+        let mut ok = true;
+        for j in (0..mt.rank()).filter(|&j| changed[j]) {
+            match axes[j] {
+                Some(i) if !place.contains(&i) => {
+                    place.push(i);
+                    inner[i] = yt.shape[j];
+                }
+                _ => ok = false,
+            }
+        }
+        if !ok || place.is_empty() {
+            continue;
+        }
+        let per: Vec<(String, Vec<i64>)> = per_dim.iter().map(|(n, v)| (n.clone(), (0..mt.rank()).filter(|&j| changed[j]).map(|j| v[j]).collect())).collect();
+        let Some(y) = reshape(eg, &inner, kids[0]) else { continue };
+        return Some(moved_op(eg, &op, &per, &place, r.len(), r.clone(), y));
+    }
+    None
+}
+
 /// The matches of a custom searcher over the classes holding a node of one of `kinds` (egg's
 /// index by operator; the trait's default visits every class, every iteration).
 fn search_kinds<'a, S: egg::Searcher<Node, Shapes>>(s: &'a S, eg: &EG, kinds: &[Node], limit: usize) -> Vec<egg::SearchMatches<'a, Node>> {
@@ -1910,6 +1953,8 @@ pub fn rules() -> Vec<Rule> {
     for (name, kind) in MOVEMENT {
         rules.push(Rewrite::new(name, MovementSearcher(kind), MovementApplier(kind)).expect("a valid rule"));
     }
+    // reshape(M(y)) -> M'(reshape(y)) for a pad or slice M whose changed axes the reshape keeps
+    rules.push(rule("movement-above-reshape", "(reshape ?s ?x)", move |eg, m| movement_above_reshape(eg, m[s], m[x])));
     // L1(L2(...(x))) -> reshape(transpose(reshape(x))) for reshapes and transposes L (the canonical form)
     rules.push(Rewrite::new(COMPOSE, ComposeSearcher, ComposeApplier).expect("a valid rule"));
     // ---- batch-norm folding: per-column scales and shifts of a matmul's result (an inference
@@ -2089,6 +2134,35 @@ impl CostModel {
         an.ops.get(k.0 as usize).is_some_and(|op| matches!(op.name.as_str(), "dojo.slice" | "dojo.pad" | "dojo.concat"))
     }
 
+    /// The dims of `shape` the default placement splits over the mesh.
+    fn split_dims(&self, shape: &[usize]) -> Vec<bool> {
+        let (gr, gc) = self.grid(shape);
+        let r = shape.len();
+        (0..r).map(|d| (d + 1 == r && gc > 1) || (r >= 2 && d + 2 == r && gr > 1)).collect()
+    }
+
+    /// A slice, pad or concat whose operands are placed as its result and that changes no dim
+    /// the placement splits: every core copies within its own SRAM (a convolution's taps cut
+    /// from `[G, H, W, N, C]`, where H and W stay whole on each core), not a reshard.
+    fn movement_is_local(&self, op: &OpaqueOp, ins: &[&TensorType], rt: &TensorType) -> bool {
+        let grid = self.grid(&rt.shape);
+        let split = self.split_dims(&rt.shape);
+        if ins.iter().any(|t| t.rank() != rt.rank() || self.grid(&t.shape) != grid) {
+            return false;
+        }
+        let changed: Vec<bool> = match op.name.as_str() {
+            "dojo.concat" => {
+                let dim = op.attrs.iter().find(|(n, _)| n == "dim").and_then(|(_, a)| a.as_int());
+                (0..rt.rank()).map(|d| dim.is_none_or(|x| x == d as i64)).collect()
+            }
+            _ => match ins.first() {
+                Some(a) => movement_dims(op, a).1,
+                None => return false,
+            },
+        };
+        !changed.iter().zip(&split).any(|(&c, &s)| c && s)
+    }
+
     /// The cost of one e-node given its children's and its own type.
     /// `arg_operands`: how many operands are function arguments (host tensors).
     pub fn node_cost(&self, an: &Shapes, node: &Node, kids: &[&Info], out: &Info, arg_operands: usize) -> f64 {
@@ -2130,8 +2204,17 @@ impl CostModel {
             // loaded: it serialises one DIP transfer per argument that could have overlapped
             // with compute (what the simulator shows for merged Q/K/V weights).
             Node::Opaque(k, _) if self.is_join(an, *k) => self.reshard(rt) + arg_operands as f64 * self.target.host_latency_s,
-            // Data movement (`dojo.slice/pad/concat`): each result shard gathers its window.
-            Node::Opaque(k, _) if self.is_movement(an, *k) => self.reshard(rt),
+            // Data movement (`dojo.slice/pad/concat`): each result shard gathers its window,
+            // from its own core's SRAM where the moved dims are not split.
+            Node::Opaque(k, _) if self.is_movement(an, *k) => {
+                let ins: Vec<&TensorType> = kids.iter().filter_map(|k| k.tensor()).collect();
+                match an.ops.get(k.0 as usize) {
+                    Some(op) if self.movement_is_local(op, &ins, rt) => {
+                        rt.bytes() as f64 / (self.cores(&rt.shape) * self.target.sram_store_bytes_per_s) + self.latency()
+                    }
+                    _ => self.reshard(rt),
+                }
+            }
             // One pass over the result, one op per step (a select only moves).
             Node::Fused(e, _) => {
                 let ins: Vec<&TensorType> = kids.iter().filter_map(|k| k.tensor()).collect();
