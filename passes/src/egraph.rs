@@ -1395,6 +1395,33 @@ fn moved_op(eg: &mut EG, op: &OpaqueOp, per_dim: &[(String, Vec<i64>)], place: &
     opaque(eg, &op.name, attrs, TensorType::new(shape, op.results[0].elem), vec![x])
 }
 
+/// What [`through_reshape`] gives: attributes, places, shape.
+type Moved = (Vec<(String, Vec<i64>)>, Vec<usize>, Vec<usize>);
+
+/// A pad or slice (per-dim attributes `per_dim` as long as `changed`, the dims it changes)
+/// taken to the other side of a reshape, whose shape there is `other`: each changed dim `j`
+/// must be the same axis `axes[j]` there ([`same_axes`]), resized to `size(j)`. The
+/// attributes of the changed dims (the others are the identity's), their places in
+/// `other`, and `other` resized; None if an axis does not carry over.
+fn through_reshape(per_dim: &[(String, Vec<i64>)], changed: &[bool], other: &[usize], axes: &[Option<usize>], size: impl Fn(usize) -> usize) -> Option<Moved> {
+    let dims: Vec<usize> = (0..changed.len()).filter(|&j| changed[j]).collect();
+    let mut place = Vec::with_capacity(dims.len());
+    let mut shape = other.to_vec();
+    for &j in &dims {
+        let i = (*axes.get(j)?)?;
+        if place.contains(&i) {
+            return None;
+        }
+        place.push(i);
+        *shape.get_mut(i)? = size(j);
+    }
+    if place.is_empty() {
+        return None;
+    }
+    let per = per_dim.iter().map(|(n, v)| Some((n.clone(), dims.iter().map(|&j| v.get(j).copied()).collect::<Option<Vec<i64>>>()?))).collect::<Option<_>>()?;
+    Some((per, place, shape))
+}
+
 /// `pad(transpose(p, x)) -> transpose(p, pad'(x))`, `pad(reshape(x)) -> reshape(pad'(x))`
 /// when the padded axes are the same axes of `x` (the same for `slice`), and
 /// `concat(L(a), L(b)) -> L(concat(a, b))` for the same transpose, or reshapes that keep the
@@ -1469,31 +1496,8 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
             Node::Reshape([_, x]) => {
                 let Some(xt) = type_of(eg, x) else { continue };
                 let axes = same_axes(&xt.shape, &yt.shape);
-                let mut place = vec![usize::MAX; yt.rank()];
-                let mut shape = xt.shape.clone();
-                let mut ok = true;
-                for j in 0..yt.rank() {
-                    if !changed[j] {
-                        continue;
-                    }
-                    match axes[j] {
-                        Some(i) if !place.contains(&i) => {
-                            place[j] = i;
-                            shape[i] = rt.shape[j];
-                        }
-                        _ => ok = false,
-                    }
-                }
-                // The unchanged dims' attributes are the identity's: they go nowhere.
-                if !ok || place.iter().all(|&i| i == usize::MAX) {
-                    continue;
-                }
-                let per: Vec<(String, Vec<i64>)> = per_dim
-                    .iter()
-                    .map(|(n, v)| (n.clone(), (0..yt.rank()).filter(|&j| changed[j]).map(|j| v.get(j).copied().unwrap_or_default()).collect()))
-                    .collect();
-                let moved: Vec<usize> = (0..yt.rank()).filter(|&j| changed[j]).map(|j| place[j]).collect();
-                let inner = moved_op(eg, &op, &per, &moved, xt.rank(), shape, x);
+                let Some((per, place, shape)) = through_reshape(&per_dim, &changed, &xt.shape, &axes, |j| rt.shape[j]) else { continue };
+                let inner = moved_op(eg, &op, &per, &place, xt.rank(), shape, x);
                 reshape(eg, &rt.shape, inner)
             }
             _ => None,
@@ -1521,22 +1525,7 @@ fn movement_above_reshape(eg: &mut EG, s: Id, x: Id) -> Option<Id> {
             continue;
         }
         let axes = same_axes(&r, &mt.shape);
-        let mut place = Vec::new();
-        let mut inner = r.clone();
-        let mut ok = true;
-        for j in (0..mt.rank()).filter(|&j| changed[j]) {
-            match axes[j] {
-                Some(i) if !place.contains(&i) => {
-                    place.push(i);
-                    inner[i] = yt.shape[j];
-                }
-                _ => ok = false,
-            }
-        }
-        if !ok || place.is_empty() {
-            continue;
-        }
-        let per: Vec<(String, Vec<i64>)> = per_dim.iter().map(|(n, v)| (n.clone(), (0..mt.rank()).filter(|&j| changed[j]).map(|j| v[j]).collect())).collect();
+        let Some((per, place, inner)) = through_reshape(&per_dim, &changed, &r, &axes, |j| yt.shape[j]) else { continue };
         let Some(y) = reshape(eg, &inner, kids[0]) else { continue };
         return Some(moved_op(eg, &op, &per, &place, r.len(), r.clone(), y));
     }
