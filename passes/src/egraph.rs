@@ -1585,7 +1585,7 @@ impl egg::Searcher<Node, Shapes> for MovementSearcher {
         let hit = eg[eclass].nodes.iter().any(|n| match n {
             Node::Opaque(k, kids) => {
                 eg.analysis.ops.get(k.0 as usize).is_some_and(|op| op.name == self.0 && op.results.len() == 1)
-                    && kids.first().is_some_and(|&c| eg[c].nodes.iter().any(|m| matches!(m, Node::Transpose(_) | Node::Reshape(_))))
+                    && kids.first().is_some_and(|&c| eg[c].nodes.iter().any(is_layout))
             }
             _ => false,
         });
@@ -2496,6 +2496,27 @@ fn rebuild_func(func: &Func, eg: &EG, root: Id, choice: &HashMap<Id, Node>, orde
 // Extraction
 // ---------------------------------------------------------------------------------------
 
+/// For [`extract_dag`]: the union of the operands' term sets (bitsets over class slots),
+/// without class `i`, written to `set`; returns the summed own cost of the classes in it.
+fn term_union(set: &mut [u64], kids: &[usize], sets: &[Vec<u64>], own: &[f64], i: usize) -> f64 {
+    set.fill(0);
+    for &k in kids {
+        for (w, x) in set.iter_mut().zip(&sets[k]) {
+            *w |= x;
+        }
+    }
+    set[i / 64] &= !(1 << (i % 64));
+    let mut sum = 0.0;
+    for (wi, &w) in set.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            sum += own[wi * 64 + w.trailing_zeros() as usize];
+            w &= w - 1;
+        }
+    }
+    sum
+}
+
 /// Greedy DAG extraction: each class's cost is the summed cost of the *set* of classes its
 /// best term uses, so shared subterms count once; a node whose subterm contains its own class
 /// is never chosen (cycle filter). Iterates to a fixpoint (bounded): rounds over the classes
@@ -2566,22 +2587,8 @@ fn extract_dag(eg: &EG, model: &CostModel, root: Id, deadline: Instant) -> HashM
                         changed[i] = true;
                         any = true;
                     } else {
-                        set.fill(0);
-                        for &k in &kids {
-                            for (w, x) in set.iter_mut().zip(&sets[k]) {
-                                *w |= x;
-                            }
-                        }
+                        let sum = own[i] + term_union(&mut set, &kids, &sets, &own, i);
                         set[i / 64] |= 1 << (i % 64);
-                        let sum: f64 = set.iter().enumerate().map(|(wi, &w)| {
-                            let (mut w, mut t) = (w, 0.0);
-                            while w != 0 {
-                                let k = wi * 64 + w.trailing_zeros() as usize;
-                                t += own[k];
-                                w &= w - 1;
-                            }
-                            t
-                        }).sum();
                         if sum > total[i] {
                             full = true;
                         }
@@ -2603,21 +2610,7 @@ fn extract_dag(eg: &EG, model: &CostModel, root: Id, deadline: Instant) -> HashM
                 if !cost.is_finite() || kids.iter().any(|&k| sets[k].is_empty() || bit(&sets[k])) {
                     continue;
                 }
-                set.fill(0);
-                for &k in &kids {
-                    for (w, x) in set.iter_mut().zip(&sets[k]) {
-                        *w |= x;
-                    }
-                }
-                set[i / 64] &= !(1 << (i % 64));
-                let mut sum = cost;
-                for (wi, &w) in set.iter().enumerate() {
-                    let mut w = w;
-                    while w != 0 {
-                        sum += own[wi * 64 + w.trailing_zeros() as usize];
-                        w &= w - 1;
-                    }
-                }
+                let sum = cost + term_union(&mut set, &kids, &sets, &own, i);
                 if sum < total[i] * (1.0 - 1e-12) - 1e-18 {
                     set[i / 64] |= 1 << (i % 64);
                     (total[i], own[i], chosen[i]) = (sum, cost, Some(node.clone()));
