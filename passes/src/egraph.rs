@@ -1431,9 +1431,7 @@ fn sink_below_movement(eg: &mut EG, k: OpRef, kids: &[Id]) -> Vec<Id> {
     let rt = op.results[0].clone();
     let mut out = Vec::new();
     if op.name == "dojo.concat" {
-        let Some(dim) = op.attrs.iter().find(|(n, _)| n == "dim").and_then(|(_, a)| a.as_int()).and_then(|d| usize::try_from(d).ok()) else {
-            return out;
-        };
+        let Some(dim) = concat_dim(&op) else { return out };
         // Candidates from the first operand's layout ops; every operand needs the same one.
         let Some(&first) = kids.first() else { return out };
         for node in eg[first].nodes.clone() {
@@ -1530,6 +1528,375 @@ fn movement_above_reshape(eg: &mut EG, s: Id, x: Id) -> Option<Id> {
         return Some(moved_op(eg, &op, &per, &place, r.len(), r.clone(), y));
     }
     None
+}
+
+// ---- convolution taps: a pad's slice, joined slices, and kernel widening ----
+
+impl OpaqueOp {
+    fn ints(&self, name: &str) -> Option<&[i64]> {
+        self.attrs.iter().find(|(n, _)| n == name).and_then(|(_, a)| a.as_ints())
+    }
+}
+
+/// The opaque op a node of kind `name` with one result refers to, and its operands.
+fn opaque_of<'a>(eg: &'a EG, n: &'a Node, name: &str) -> Option<(&'a OpaqueOp, &'a [Id])> {
+    let Node::Opaque(k, kids) = n else { return None };
+    let op = eg.analysis.ops.get(k.0 as usize)?;
+    (op.name == name && op.results.len() == 1).then_some((op, kids.as_slice()))
+}
+
+/// The dim a `dojo.concat` joins along.
+fn concat_dim(op: &OpaqueOp) -> Option<usize> {
+    op.attrs.iter().find(|(n, _)| n == "dim").and_then(|(_, a)| a.as_int()).and_then(|d| usize::try_from(d).ok())
+}
+
+/// A rule over the classes holding an opaque op named `op`: `build` gives a value equal to
+/// one such node (its op and operands), or None. Rebuilt every iteration (it reads the
+/// operands' classes, which grow).
+#[derive(Clone)]
+struct OpRule {
+    op: &'static str,
+    build: fn(&mut EG, &OpaqueOp, &[Id]) -> Option<Id>,
+}
+
+impl OpRule {
+    fn rule(self, name: &str) -> Rule {
+        Rewrite::new(name, self.clone(), self).expect("a valid rule")
+    }
+}
+
+impl egg::Searcher<Node, Shapes> for OpRule {
+    fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
+        let hit = eg[eclass].nodes.iter().any(|n| opaque_of(eg, n, self.op).is_some());
+        (hit && limit > 0).then(|| egg::SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
+    }
+
+    fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
+        search_kinds(self, eg, &[Node::Opaque(OpRef(0), vec![])], limit)
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![]
+    }
+}
+
+impl Applier<Node, Shapes> for OpRule {
+    fn apply_one(&self, eg: &mut EG, eclass: Id, _: &Subst, _: Option<&egg::PatternAst<Node>>, _: egg::Symbol) -> Vec<Id> {
+        let Some(rt) = type_of(eg, eclass) else { return vec![] };
+        let mut changed = Vec::new();
+        for node in eg[eclass].nodes.clone() {
+            let Some((op, kids)) = opaque_of(eg, &node, self.op).map(|(op, kids)| (op.clone(), kids.to_vec())) else { continue };
+            if let Some(id) = (self.build)(eg, &op, &kids) {
+                if eg[id].data.tensor() == Some(&rt) && eg.union(eclass, id) {
+                    changed.push(id);
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// The classes `x` that class `c` equals as `slice(pad(x))`, the slice cutting exactly `x`
+/// back out (unit strides, no interior padding): a convolution's center tap is its input.
+/// Read, not rewritten: extracting the tap as `x` made Inception-v3's blocks slower (the tap
+/// then has its own reshard instead of a copy within each core).
+fn unpadded(eg: &EG, c: Id) -> Vec<Id> {
+    let mut out = Vec::new();
+    for n in &eg[c].nodes {
+        let Some((op, &[p])) = opaque_of(eg, n, "dojo.slice") else { continue };
+        let (Some(offsets), Some(strides)) = (op.ints("offsets"), op.ints("strides")) else { continue };
+        if strides.iter().any(|&s| s != 1) {
+            continue;
+        }
+        for m in &eg[p].nodes {
+            let Some((pad, &[x])) = opaque_of(eg, m, "dojo.pad") else { continue };
+            let (Some(low), Some(interior)) = (pad.ints("low"), pad.ints("interior")) else { continue };
+            if low == offsets && interior.iter().all(|&i| i == 0) && type_of(eg, x).is_some_and(|t| t.shape == op.results[0].shape) {
+                out.push(eg.find(x));
+            }
+        }
+    }
+    out
+}
+
+/// A unit-stride slice in class `c`, whole but along `dim`: its source, offset and width
+/// along `dim`, for each such slice `pick` accepts (the first).
+fn window_in(eg: &EG, c: Id, dim: usize, pick: impl Fn(Id, i64) -> bool) -> Option<(Id, i64, usize)> {
+    eg[c].nodes.iter().find_map(|n| {
+        let (op, &[y]) = opaque_of(eg, n, "dojo.slice")? else { return None };
+        let (offsets, yt, out) = (op.ints("offsets")?, type_of(eg, y)?, &op.results[0]);
+        let whole = (0..yt.rank()).all(|d| d == dim || (offsets.get(d) == Some(&0) && out.shape.get(d) == yt.shape.get(d)));
+        let (y, at) = (eg.find(y), *offsets.get(dim)?);
+        (whole && op.ints("strides")?.iter().all(|&s| s == 1) && pick(y, at)).then_some((y, at, *out.shape.get(dim)?))
+    })
+}
+
+/// The source and first offset when classes `kids` are unit-stride slices of one value,
+/// whole but along `dim`, one after another along it.
+fn joined_slices(eg: &EG, kids: &[Id], dim: usize) -> Option<(Id, i64)> {
+    let (src, first, width) = window_in(eg, *kids.first()?, dim, |_, _| true)?;
+    let mut at = first + width as i64;
+    for &k in &kids[1..] {
+        let (_, _, w) = window_in(eg, k, dim, |y, o| y == src && o == at)?;
+        at += w as i64;
+    }
+    Some((src, first))
+}
+
+/// When classes `kids` are column windows (slices along the last dim `dim`) of one product
+/// `x @ w`, in any order: `x`, `w` and each window's (offset, width).
+fn product_windows(eg: &EG, kids: &[Id], dim: usize) -> Option<(Id, Id, Vec<(i64, usize)>)> {
+    let is_product = |y: Id| eg[y].nodes.iter().find_map(|n| if let Node::MatMul([x, w]) = n { Some((eg.find(*x), eg.find(*w))) } else { None });
+    let (src, first, width) = window_in(eg, *kids.first()?, dim, |y, _| is_product(y).is_some())?;
+    let (x, w) = is_product(src)?;
+    if type_of(eg, src)?.rank() != dim + 1 {
+        return None;
+    }
+    let mut windows = vec![(first, width)];
+    for &k in &kids[1..] {
+        let (_, at, w) = window_in(eg, k, dim, |y, _| y == src)?;
+        windows.push((at, w));
+    }
+    Some((x, w, windows))
+}
+
+/// Whether classes `kids` join into one value without a copy: contiguous slices of one value
+/// ([`joined_slices`]) or column windows of one product ([`product_windows`]).
+fn joins(eg: &EG, kids: &[Id], dim: usize) -> bool {
+    joined_slices(eg, kids, dim).is_some() || product_windows(eg, kids, dim).is_some()
+}
+
+/// `concat(slice(y, o), slice(y, o + w1), ...) -> slice(y, o)` of the joined width, or `y`
+/// when the slices cover it; and column windows of one product `x @ w` joined in another
+/// order: `x @ concat(w's columns, in that order)` (a merged matmul's windows, joined again).
+fn concat_of_slices(eg: &mut EG, op: &OpaqueOp, kids: &[Id]) -> Option<Id> {
+    let dim = concat_dim(op)?;
+    let out = op.results[0].clone();
+    if let Some((y, first)) = joined_slices(eg, kids, dim) {
+        if type_of(eg, y)?.shape == out.shape {
+            return Some(y);
+        }
+        let mut offsets = vec![0; out.rank()];
+        offsets[dim] = first;
+        return Some(slice(eg, y, offsets, out));
+    }
+    let (x, w, windows) = product_windows(eg, kids, dim)?;
+    let wt = type_of(eg, w)?;
+    let r = wt.rank();
+    let mut parts = Vec::with_capacity(windows.len());
+    for (at, width) in windows {
+        let mut t = wt.clone();
+        t.shape[r - 1] = width;
+        let mut offsets = vec![0; r];
+        offsets[r - 1] = at;
+        parts.push(slice(eg, w, offsets, t));
+    }
+    let mut t = wt.clone();
+    t.shape[r - 1] = out.shape[dim];
+    let joined = opaque(eg, "dojo.concat", vec![("dim".to_string(), Attr::Int(r as i64 - 1))], t, parts);
+    add_checked(eg, Node::MatMul([x, joined]))
+}
+
+/// `slice(concat(a_1, ..., a_n)) -> a_j` when the window is exactly operand `a_j`.
+fn slice_of_concat(eg: &mut EG, op: &OpaqueOp, kids: &[Id]) -> Option<Id> {
+    let (offsets, out) = (op.ints("offsets")?, &op.results[0]);
+    if op.ints("strides")?.iter().any(|&s| s != 1) {
+        return None;
+    }
+    eg[*kids.first()?].nodes.iter().find_map(|n| {
+        let (cat, parts) = opaque_of(eg, n, "dojo.concat")?;
+        let dim = concat_dim(cat)?;
+        if offsets.iter().enumerate().any(|(d, &o)| d != dim && o != 0) {
+            return None;
+        }
+        let mut at = 0i64;
+        for &p in parts {
+            let t = type_of(eg, p)?;
+            if at == *offsets.get(dim)? && t == *out {
+                return Some(eg.find(p));
+            }
+            at += *t.shape.get(dim)? as i64;
+        }
+        None
+    })
+}
+
+/// How deep `concat-of-maps` looks through elementwise ops for joined slices.
+const JOIN_DEPTH: usize = 3;
+
+/// `concat(f(a1, c1), f(a2, c2)) -> f(concat(a1, a2), concat(c1, c2))` for one elementwise
+/// `f`, each operand either the result's shape or broadcast but whole along the joined dim
+/// (a bias), or one value broadcast along it in every operand (kept). Only where the joined
+/// `a`s lead, through at most [`JOIN_DEPTH`] such ops, to joined slices (`concat_of_slices`):
+/// the epilogues of a merged matmul's windows become one epilogue of the merged matmul.
+fn concat_of_maps(eg: &mut EG, op: &OpaqueOp, kids: &[Id]) -> Option<Id> {
+    let dim = concat_dim(op)?;
+    let (fun, operands) = map_join(eg, kids, dim, JOIN_DEPTH)?;
+    let mut joined = Vec::with_capacity(operands.len());
+    for column in operands {
+        let types: Vec<TensorType> = column.iter().map(|&c| type_of(eg, c)).collect::<Option<_>>()?;
+        if column.iter().all(|&c| c == column[0]) && types[0].shape.get(dim) == Some(&1) {
+            joined.push(column[0]);
+            continue;
+        }
+        let mut t = types[0].clone();
+        *t.shape.get_mut(dim)? = types.iter().map(|t| t.shape[dim]).sum();
+        joined.push(opaque(eg, "dojo.concat", op.attrs.clone(), t, column));
+    }
+    add_checked(eg, Node::Map(fun, joined))
+}
+
+/// For [`concat_of_maps`]: the elementwise op every class of `kids` holds and its operands
+/// by position (one column per operand), when the whole-shape column leads to joined slices.
+fn map_join(eg: &EG, kids: &[Id], dim: usize, depth: usize) -> Option<(Fun, Vec<Vec<Id>>)> {
+    let first = *kids.first()?;
+    for n in &eg[first].nodes {
+        let Node::Map(f, args) = n else { continue };
+        // The same op in every class, operands column by column.
+        let mut columns: Vec<Vec<Id>> = args.iter().map(|&a| vec![eg.find(a)]).collect();
+        let all = kids[1..].iter().all(|&k| {
+            eg[k].nodes.iter().any(|m| match m {
+                Node::Map(g, b) if g == f && b.len() == args.len() => {
+                    columns.iter_mut().zip(b).for_each(|(c, &x)| c.push(eg.find(x)));
+                    true
+                }
+                _ => false,
+            })
+        });
+        if !all {
+            continue;
+        }
+        let outs: Vec<TensorType> = kids.iter().map(|&k| type_of(eg, k)).collect::<Option<_>>()?;
+        let mut leads = false;
+        let fits = columns.iter().all(|col| {
+            let types: Option<Vec<TensorType>> = col.iter().map(|&c| type_of(eg, c)).collect();
+            let Some(types) = types else { return false };
+            if types.iter().zip(&outs).any(|(t, o)| t.rank() != o.rank()) {
+                return false;
+            }
+            if types.iter().zip(&outs).all(|(t, o)| t == o) {
+                leads |= joins(eg, col, dim) || (depth > 0 && map_join(eg, col, dim, depth - 1).is_some());
+                return true;
+            }
+            let same_rest = types.iter().all(|t| t.rank() == types[0].rank() && (0..t.rank()).all(|d| d == dim || t.shape[d] == types[0].shape[d]));
+            let whole = types.iter().zip(&outs).all(|(t, o)| t.shape.get(dim) == o.shape.get(dim));
+            let kept = col.iter().all(|&c| c == col[0]) && types[0].shape.get(dim) == Some(&1);
+            same_rest && (whole || kept)
+        });
+        if fits && leads {
+            return Some((*f, columns));
+        }
+    }
+    None
+}
+
+/// `widen-into-taps` (TENSAT's kernel enlargement): `a @ w`, where `a` is one tap `k` of a
+/// convolution's columns `t = reshape(concat(tap_0, ..., tap_{n-1}))` (taps joined along a
+/// last dim of 1, so column `c*n + k` of `t` is channel `c` of tap `k`), equals `t @ w'`, `w`'s
+/// rows spread to rows `c*n + k` of `w'` (zeros elsewhere). Only where another matmul takes
+/// `t`: `merge-matmuls` then makes one matmul of both (a 1x1 and a 3x3 convolution of one
+/// input: SqueezeNet's expand layers).
+struct WidenSearcher;
+
+impl egg::Searcher<Node, Shapes> for WidenSearcher {
+    fn search_eclass_with_limit(&self, _: &EG, _: Id, _: usize) -> Option<egg::SearchMatches<'_, Node>> {
+        None
+    }
+
+    fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
+        let z = Id::from(0usize);
+        // The matmuls by left operand.
+        let mut by_left: BTreeMap<Id, Vec<(Id, Id)>> = BTreeMap::new();
+        for c in eg.classes_for_op(&Node::MatMul([z, z]).discriminant()).into_iter().flatten() {
+            for n in &eg[c].nodes {
+                if let Node::MatMul([a, w]) = n {
+                    by_left.entry(eg.find(*a)).or_default().push((c, eg.find(*w)));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for cat in eg.classes_for_op(&Node::Opaque(OpRef(0), vec![]).discriminant()).into_iter().flatten() {
+            for n in &eg[cat].nodes {
+                let Some((op, taps)) = opaque_of(eg, n, "dojo.concat") else { continue };
+                let ct = &op.results[0];
+                let r = ct.rank();
+                if r < 2 || concat_dim(op) != Some(r - 1) || ct.shape[r - 1] != taps.len() || taps.len() < 2 {
+                    continue;
+                }
+                let channels = ct.shape[r - 2];
+                for p in eg[cat].parents() {
+                    let p = eg.find(p);
+                    let Some(tt) = type_of(eg, p) else { continue };
+                    let columns = eg[p].nodes.iter().any(|m| matches!(m, Node::Reshape([_, x]) if eg.find(*x) == cat));
+                    if !columns || !by_left.contains_key(&p) || tt.shape.last() != Some(&(channels * taps.len())) {
+                        continue;
+                    }
+                    for &tap in taps {
+                        // The tap is a reshape of `a`, or a window of a pad that cuts out one.
+                        let sources: Vec<Id> = std::iter::once(eg.find(tap)).chain(unpadded(eg, tap)).collect();
+                        let reshaped = sources.iter().flat_map(|&s| eg[s].nodes.iter()).filter_map(|m| if let Node::Reshape([_, a]) = m { Some(eg.find(*a)) } else { None });
+                        for a in reshaped {
+                            let Some(at) = type_of(eg, a) else { continue };
+                            if a == p || at.shape.last() != Some(&channels) || at.shape[..at.rank() - 1] != tt.shape[..tt.rank() - 1] {
+                                continue;
+                            }
+                            for &(mm, w) in by_left.get(&a).into_iter().flatten() {
+                                let mut subst = Subst::default();
+                                for (v, id) in [("?a", a), ("?w", w), ("?t", p), ("?tap", eg.find(tap)), ("?cat", cat)] {
+                                    subst.insert(var(v), id);
+                                }
+                                out.push(egg::SearchMatches { eclass: mm, substs: vec![subst], ast: None });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out.truncate(limit);
+        out
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        ["?a", "?w", "?t", "?tap", "?cat"].into_iter().map(var).collect()
+    }
+}
+
+struct WidenApplier;
+
+impl Applier<Node, Shapes> for WidenApplier {
+    fn apply_one(&self, eg: &mut EG, eclass: Id, s: &Subst, _: Option<&egg::PatternAst<Node>>, _: egg::Symbol) -> Vec<Id> {
+        widen(eg, s).filter(|&id| type_of(eg, id) == type_of(eg, eclass) && eg.union(eclass, id)).into_iter().collect()
+    }
+}
+
+fn widen(eg: &mut EG, s: &Subst) -> Option<Id> {
+    let (w, t, tap, cat) = (s[var("?w")], s[var("?t")], eg.find(s[var("?tap")]), s[var("?cat")]);
+    // The tap's place among the joined taps.
+    let (n, k) = eg[cat].nodes.iter().find_map(|node| {
+        let (op, taps) = opaque_of(eg, node, "dojo.concat")?;
+        let r = op.results[0].rank();
+        (concat_dim(op) == Some(r - 1)).then(|| Some((taps.len(), taps.iter().position(|&c| eg.find(c) == tap)?))).flatten()
+    })?;
+    let wt = type_of(eg, w)?;
+    let r = wt.rank();
+    if r < 2 {
+        return None;
+    }
+    let (c, o) = (wt.shape[r - 2], wt.shape[r - 1]);
+    let batch = &wt.shape[..r - 2];
+    let split = reshape(eg, &[batch, &[c, 1, o]].concat(), w)?;
+    let (mut low, mut high) = (vec![0i64; r + 1], vec![0i64; r + 1]);
+    low[r - 1] = k as i64;
+    high[r - 1] = (n - 1 - k) as i64;
+    let attrs = vec![
+        ("high".to_string(), Attr::Ints(high)),
+        ("interior".to_string(), Attr::Ints(vec![0; r + 1])),
+        ("low".to_string(), Attr::Ints(low)),
+        ("value".to_string(), Attr::Float(0.0)),
+    ];
+    let spread = opaque(eg, "dojo.pad", attrs, TensorType::new([batch, &[c, n, o]].concat(), wt.elem), vec![split]);
+    let wide = reshape(eg, &[batch, &[c * n, o]].concat(), spread)?;
+    add_checked(eg, Node::MatMul([t, wide]))
 }
 
 /// The matches of a custom searcher over the classes holding a node of one of `kinds` (egg's
@@ -1944,6 +2311,16 @@ pub fn rules() -> Vec<Rule> {
     }
     // reshape(M(y)) -> M'(reshape(y)) for a pad or slice M whose changed axes the reshape keeps
     rules.push(rule("movement-above-reshape", "(reshape ?s ?x)", move |eg, m| movement_above_reshape(eg, m[s], m[x])));
+    // ---- convolution taps ----
+    // concat(slice(y, o), slice(y, o + w), ...) -> y, or one slice of y; concat of column
+    // windows of x @ w in another order -> x @ (w's columns in that order)
+    rules.push(OpRule { op: "dojo.concat", build: concat_of_slices }.rule("concat-of-slices"));
+    // slice(concat(a, b)) -> b when the window is b
+    rules.push(OpRule { op: "dojo.slice", build: slice_of_concat }.rule("slice-of-concat"));
+    // concat(f(a1, c1), f(a2, c2)) -> f(concat(a1, a2), concat(c1, c2)) where the a's are joined slices
+    rules.push(OpRule { op: "dojo.concat", build: concat_of_maps }.rule("concat-of-maps"));
+    // tap @ w -> columns @ w' (w's rows spread to the tap's rows) where the columns feed a matmul
+    rules.push(Rewrite::new("widen-into-taps", WidenSearcher, WidenApplier).expect("a valid rule"));
     // L1(L2(...(x))) -> reshape(transpose(reshape(x))) for reshapes and transposes L (the canonical form)
     rules.push(Rewrite::new(COMPOSE, ComposeSearcher, ComposeApplier).expect("a valid rule"));
     // ---- batch-norm folding: per-column scales and shifts of a matmul's result (an inference
@@ -2141,8 +2518,8 @@ impl CostModel {
         }
         let changed: Vec<bool> = match op.name.as_str() {
             "dojo.concat" => {
-                let dim = op.attrs.iter().find(|(n, _)| n == "dim").and_then(|(_, a)| a.as_int());
-                (0..rt.rank()).map(|d| dim.is_none_or(|x| x == d as i64)).collect()
+                let dim = concat_dim(op);
+                (0..rt.rank()).map(|d| dim.is_none_or(|x| x == d)).collect()
             }
             _ => match ins.first() {
                 Some(a) => movement_dims(op, a).1,
