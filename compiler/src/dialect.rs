@@ -330,7 +330,8 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             if epilogue.is_some() {
                 check_epilogue(func, op, extras, r)?;
             }
-            let ok_rank = (a.rank() == 2 && b.rank() == 2) || (a.rank() == 3 && b.rank() == 3 && a.shape[0] == b.shape[0]);
+            // [m, k] @ [k, n], [bt, m, k] @ [bt, k, n], or [d..., k] @ [k, n] (rows over d...).
+            let ok_rank = (a.rank() == 2 && b.rank() == 2) || (a.rank() == 3 && b.rank() == 3 && a.shape[0] == b.shape[0]) || (a.rank() > 3 && b.rank() == 2);
             if !ok_rank || a.shape[a.rank() - 1] != b.shape[b.rank() - 2] {
                 return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
             }
@@ -688,20 +689,33 @@ pub fn verify_d1(func: &Func, op: &Op, layouts: &[Option<Layout>]) -> Result<(),
             let (a, b) = (tensor_of(func, op, 0)?, tensor_of(func, op, 1)?);
             let (la, lb) = (mesh(0)?, mesh(1)?);
             let r = a.rank();
-            let ok = (r == 2 || r == 3) && b.rank() == r && a.shape[r - 1] == b.shape[r - 2] && a.shape[..r - 2] == b.shape[..r - 2];
+            // `[d..., k] @ [k, n]`: every dim of `a` but the last is rows.
+            let flat = r > 3 && b.rank() == 2;
+            let ok = if flat {
+                a.shape[r - 1] == b.shape[0]
+            } else {
+                (r == 2 || r == 3) && b.rank() == r && a.shape[r - 1] == b.shape[r - 2] && a.shape[..r - 2] == b.shape[..r - 2]
+            };
             if !ok {
                 return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
             }
             let mut want = a.shape[..r - 1].to_vec();
-            want.push(b.shape[r - 1]);
+            want.push(b.shape[b.rank() - 1]);
             let rt = result_of(func, op, 0)?;
             expect_shape("result", &rt.shape, &want)?;
             // Every core multiplies its row block of `a` by its column block of `b` (of its
             // batches: a batch dim is split like the result's): the contraction dim is whole
             // on every core.
-            let lead = out.split[..r - 2].to_vec();
-            let want_a = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
-            let want_b = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
+            let (want_a, want_b) = if flat {
+                let a_split = [out.split[..r - 1].to_vec(), vec![NONE]].concat();
+                (Layout { origin: out.origin, grid: out.grid, split: a_split }, Layout { origin: out.origin, grid: out.grid, split: vec![NONE, out.split[r - 1]] })
+            } else {
+                let lead = out.split[..r - 2].to_vec();
+                (
+                    Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() },
+                    Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() },
+                )
+            };
             if *la != want_a {
                 return Err(format!("operand a must have layout {want_a} for this result, has {la}"));
             }

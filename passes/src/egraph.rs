@@ -453,7 +453,7 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
         Node::MatMul(_) => {
             let (a, b) = (t(0)?, t(1)?);
             let (ra, rb) = (a.rank(), b.rank());
-            let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]);
+            let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]) || (ra > 3 && rb == 2);
             if !ok_rank || a.shape[ra - 1] != b.shape[rb - 2] || a.elem != b.elem {
                 return Err(format!("cannot multiply {:?} by {:?}", a.shape, b.shape));
             }
@@ -517,7 +517,7 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
             let expr = FusedExpr::parse(&e.0)?;
             let (a, b) = (t(0)?, t(1)?);
             let (ra, rb) = (a.rank(), b.rank());
-            let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]);
+            let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]) || (ra > 3 && rb == 2);
             if !ok_rank || a.shape[ra - 1] != b.shape[rb - 2] || a.elem != ElemType::F32 || b.elem != ElemType::F32 {
                 return Err(format!("cannot multiply {:?} by {:?} in f32", a.shape, b.shape));
             }
@@ -801,6 +801,7 @@ impl MergeMatmuls {
         let cat = opaque(eg, "dojo.concat", vec![("dim".to_string(), Attr::Int(r as i64 - 1))], joined, ws.clone());
         let m = add_checked(eg, Node::MatMul([x, cat]))?;
         let mt = type_of(eg, m)?;
+        let pr = mt.rank();
         // Every product x @ w_i is the window of the joined product at w_i's columns.
         let mut windows = Vec::new();
         let mut at = 0usize;
@@ -812,11 +813,11 @@ impl MergeMatmuls {
         for (class, offset, width) in windows {
             let rt = type_of(eg, class)?;
             // Shape legality: the window has the product's type.
-            if rt.rank() != r || rt.shape[..r - 1] != mt.shape[..r - 1] || rt.shape[r - 1] != width {
+            if rt.rank() != pr || rt.shape[..pr - 1] != mt.shape[..pr - 1] || rt.shape[pr - 1] != width {
                 return None;
             }
-            let mut offsets = vec![0i64; r];
-            offsets[r - 1] = offset as i64;
+            let mut offsets = vec![0i64; pr];
+            offsets[pr - 1] = offset as i64;
             let new = slice(eg, m, offsets, rt);
             if eg.union(class, new) {
                 changed.push(new);
@@ -1330,7 +1331,14 @@ fn per_column(eg: &EG, m: Id, c: Id) -> bool {
     let (Some(mt), Some(ct)) = (type_of(eg, m), type_of(eg, c)) else { return false };
     let r = mt.rank();
     let Some(cp) = pad_rank(&ct.shape, r) else { return false };
-    ct.elem == mt.elem && r >= 2 && cp[r - 2] == 1 && cp.iter().zip(&mt.shape).all(|(&a, &b)| a == 1 || a == b)
+    // A `[d..., k] @ [k, n]` product's rows are all of d...: only the last dim may vary.
+    let rows = if flat_product(eg, m) { r - 1 } else { 1 };
+    ct.elem == mt.elem && r >= 2 && cp[r - 1 - rows..r - 1].iter().all(|&d| d == 1) && cp.iter().zip(&mt.shape).all(|(&a, &b)| a == 1 || a == b)
+}
+
+/// Whether class `m` is a `[d..., k] @ [k, n]` product (rows over the dims d...).
+fn flat_product(eg: &EG, m: Id) -> bool {
+    eg[m].nodes.iter().any(|n| matches!(n, Node::MatMul([_, w]) if type_of(eg, *w).is_some_and(|t| t.rank() == 2)) && type_of(eg, m).is_some_and(|t| t.rank() > 3))
 }
 
 // ---- layout: transposes and reshapes sink below data movement (pad, slice, concat) ----
@@ -2334,7 +2342,11 @@ pub fn rules() -> Vec<Rule> {
         if !is_product(eg, mm) || !per_column(eg, mm, m[c]) {
             return None;
         }
-        let w = add_checked(eg, Node::Map(mul, vec![m[b], m[c]]))?;
+        // A flat product's per-column operand `[1, ..., 1, n]` scales the weight as `[1, n]`.
+        let wr = type_of(eg, m[b])?.rank();
+        let ct = type_of(eg, m[c])?;
+        let c = if ct.rank() > wr { reshape(eg, &ct.shape[ct.rank() - wr..], m[c])? } else { m[c] };
+        let w = add_checked(eg, Node::Map(mul, vec![m[b], c]))?;
         (type_of(eg, w)? == type_of(eg, m[b])?).then_some(())?;
         add_checked(eg, Node::MatMul([m[a], w]))
     }));
@@ -2406,6 +2418,12 @@ impl CostModel {
         }
     }
 
+    /// The cores a `[d..., k] @ [k, n]` matmul's rows `d...` of `a` spread over.
+    fn flat_cores(&self, a: &TensorType) -> f64 {
+        let rows = a.numel() / a.shape.last().copied().unwrap_or(1).max(1);
+        (rows / MIN_SHARD_EDGE).clamp(1, self.max_block.0 * self.max_block.1) as f64
+    }
+
     fn cores(&self, shape: &[usize]) -> f64 {
         let (r, c) = self.grid(shape);
         (r * c) as f64
@@ -2450,6 +2468,16 @@ impl CostModel {
     /// compute and SRAM time per core (the longer one is what the kernel takes).
     fn matmul(&self, a: &TensorType, b: &TensorType, rt: &TensorType) -> (f64, f64, f64) {
         let r = a.rank();
+        if r > 3 && b.rank() == 2 {
+            // `[d..., k] @ [k, n]`: `a` stays where it is (rows over the cores), `b` goes to
+            // every core.
+            let (rows, k, n) = (a.numel() / a.shape[r - 1], a.shape[r - 1], b.shape[1]);
+            let cores = self.flat_cores(a);
+            let compute = 2.0 * (rows * k * n) as f64 / (cores * self.fp32_rate());
+            let sram = ((a.bytes() + rt.bytes()) as f64 / cores + b.bytes() as f64) / self.target.sram_load_bytes_per_s;
+            let comm = b.bytes() as f64 / self.link_rate();
+            return (compute + comm + self.latency(), compute, sram);
+        }
         let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
         let batch: usize = a.shape[..r - 2].iter().product();
         let (gr, gc) = self.grid(&rt.shape);
@@ -2550,7 +2578,7 @@ impl CostModel {
                 let (cost, compute, sram) = self.matmul(a, b, rt);
                 let extras: Vec<&TensorType> = kids[2..].iter().filter_map(|k| k.tensor()).collect();
                 let steps = FusedExpr::parse(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
-                let cores = self.cores(&rt.shape);
+                let cores = if a.rank() > 3 && b.rank() == 2 { self.flat_cores(a) } else { self.cores(&rt.shape) };
                 let epilogue = (steps * rt.numel()) as f64 / (cores * self.fp32_rate());
                 let reads = extras.iter().map(|t| t.bytes().min(rt.bytes())).sum::<usize>() as f64 / (cores * self.target.sram_load_bytes_per_s);
                 cost + (compute + epilogue).max(sram + reads) - compute.max(sram) + self.align(rt, &extras)

@@ -125,8 +125,10 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
             "matmul" => {
                 let (a, b) = (get(0)?, get(1)?);
                 let r = a.shape.len();
-                let (m, k, nn) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
-                let batch: usize = a.shape[..r - 2].iter().product();
+                // `[d..., k] @ [k, n]` multiplies the rows d... as one batch of one matrix.
+                let flat = r > 3 && b.shape.len() == 2;
+                let (m, k, nn) = if flat { (a.shape[..r - 1].iter().product(), a.shape[r - 1], b.shape[1]) } else { (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]) };
+                let batch: usize = if flat { 1 } else { a.shape[..r - 2].iter().product() };
                 let mut data = vec![0.0f32; batch * m * nn];
                 for bt in 0..batch {
                     for i in 0..m {

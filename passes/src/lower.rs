@@ -766,8 +766,42 @@ impl<'a> Lowering<'a> {
     }
 
     fn matmul(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
+        let (ta, tb) = (tensor_type(self.src, op.operands[0])?, tensor_type(self.src, op.operands[1])?);
+        if ta.rank() > 3 && tb.rank() == 2 {
+            return self.matmul_flat(op, rt);
+        }
+        self.matmul_2d(op, rt, None, None)
+    }
+
+    /// The value of matmul operand `a` (`over`: a mesh value standing in for it, a flat
+    /// matmul's rows as one dim).
+    fn a_val(&self, a: Value, over: Option<&(Value, TensorType)>) -> LResult<Val> {
+        match over {
+            Some(&(m, _)) => Ok(Val::Mesh(m)),
+            None => self.val(a),
+        }
+    }
+
+    /// Box `region` of matmul operand `a` (or of `over`, see [`Self::a_val`]) in layout `want`.
+    fn a_panel(&mut self, a: Value, over: Option<&(Value, TensorType)>, want: &Layout, region: &Region) -> LResult<Value> {
+        match over {
+            Some(&(m, _)) => self.reshard(m, want, Some(region)),
+            None => self.panel(a, want, region),
+        }
+    }
+
+    /// The matmul `op` with result type `rt`; `over`: mesh values standing in for `a` and
+    /// the epilogue's operands (a flat matmul's, reshaped to `[1, rows, k]` and to the
+    /// result's rows).
+    fn matmul_2d(&mut self, op: &Op, rt: TensorType, over: Option<(Value, TensorType)>, over_extras: Option<Vec<(Value, TensorType)>>) -> LResult<Val> {
+        let over = over.as_ref();
         let (a, b) = (op.operands[0], op.operands[1]);
-        let (ta, tb) = (tensor_type(self.src, a)?, tensor_type(self.src, b)?);
+        let ta = match over {
+            Some((_, t)) => t.clone(),
+            None => tensor_type(self.src, a)?,
+        };
+        let tb = tensor_type(self.src, b)?;
+        let tb = if over.is_some() && tb.rank() == 2 { TensorType::new(vec![1, tb.shape[0], tb.shape[1]], tb.elem) } else { tb };
         let r = ta.rank();
         if !(r == 2 || r == 3) || tb.rank() != r {
             return Err(PassError::Invalid(format!("matmul of rank {r} is not lowered yet")));
@@ -809,12 +843,15 @@ impl<'a> Lowering<'a> {
         // kernel of each row block, its operands there in the result's layout (a broadcast
         // one: the shard's slice); they count as working set.
         let epilogue = matmul_epilogue(op).map_err(PassError::Invalid)?;
-        let extras: Vec<(Value, TensorType)> =
-            op.operands[2..].iter().map(|&v| tensor_type(self.src, v).map(|t| (v, t))).collect::<Result<_, _>>()?;
+        let mesh_extras = over_extras.is_some();
+        let extras: Vec<(Value, TensorType)> = match over_extras {
+            Some(x) => x,
+            None => op.operands[2..].iter().map(|&v| tensor_type(self.src, v).map(|t| (v, t))).collect::<Result<_, _>>()?,
+        };
         // What the operands already occupy per core (and of that, what is on the mesh already).
         let (mut resident, mut on_mesh) = (0u64, 0u64);
-        for (v, t) in [(a, &ta), (b, &tb)] {
-            let (l, mesh) = match self.val(v)? {
+        for (i, (v, t)) in [(a, &ta), (b, &tb)].into_iter().enumerate() {
+            let (l, mesh) = match if i == 0 { self.a_val(v, over)? } else { self.val(v)? } {
                 Val::Mesh(m) => (self.layout(m), true),
                 Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&h)),
                 Val::Const(..) | Val::Stored(_) => continue,
@@ -911,7 +948,7 @@ impl<'a> Lowering<'a> {
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        if only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
@@ -978,12 +1015,21 @@ impl<'a> Lowering<'a> {
             for s in 0..block_steps {
                 let (ks, kl) = chunk(k, block_steps, s);
                 let ra = Region { offsets: [z.clone(), vec![ms, ks]].concat(), sizes: [bdims.clone(), vec![ml, kl]].concat() };
-                let a_s = self.panel(a, &la, &ra)?;
+                let a_s = self.a_panel(a, over, &la, &ra)?;
                 let b_s = match b_panels.get(s) {
                     Some(&v) => v,
                     None => {
                         let rb = Region { offsets: [z.clone(), vec![ks, 0]].concat(), sizes: [bdims.clone(), vec![kl, n]].concat() };
-                        let v = self.panel(b, &lb, &rb)?;
+                        let v = match over {
+                            // A flat matmul's `[k, n]` as `[1, k, n]`: its panel, reshaped.
+                            Some(_) => {
+                                let rb2 = Region { offsets: vec![ks, 0], sizes: vec![kl, n] };
+                                let l2 = Layout { origin: lb.origin, grid: lb.grid, split: lb.split[1..].to_vec() };
+                                let p = self.panel(b, &l2, &rb2)?;
+                                self.reshape(p, TensorType::new(rb.sizes.clone(), tb.elem))?
+                            }
+                            None => self.panel(b, &lb, &rb)?,
+                        };
                         b_panels.push(v);
                         v
                     }
@@ -1002,6 +1048,7 @@ impl<'a> Lowering<'a> {
                         let shape = rows.as_ref().map_or(&t.shape, |r| &r.sizes);
                         let l = Self::aligned_layout(&out, &block_ty.shape, shape);
                         ins.push(match &rows {
+                            _ if mesh_extras => self.reshard(*v, &l, None)?,
                             Some(region) => self.panel(*v, &l, region)?,
                             None => self.materialize(*v, &l, None)?,
                         });
@@ -1018,6 +1065,141 @@ impl<'a> Lowering<'a> {
         // The result is the blocks' concatenation along the rows, stored block by block.
         let stored = self.out.push("d1.store", parts, vec![attr("dim", Attr::Int(r as i64 - 2))], vec![Type::Tensor(rt)]);
         Ok(Val::Stored(stored))
+    }
+
+    /// `[d..., k] @ [k, n]` (a convolution's columns times its small weights): every core
+    /// multiplies the rows of `a` it holds by all of `b`, so `a` stays where its producer put
+    /// it and the result is split like it, `n` whole; `b` is replicated over the block. When
+    /// `a` would move anyway (its producer split `k`, or the rows would spread over twice as
+    /// many cores: the two largest dims of d...) or `b` does not fit beside `a`'s rows in one
+    /// step, the rows become one dim and the matmul is planned like any other
+    /// ([`Self::flat_as_2d`]; its epilogue operands reshaped too). Measured on resnet50 at
+    /// batch 8 on `tile`: 8.14 ms with every convolution as `[1, M, K]`, 7.36 ms so.
+    fn matmul_flat(&mut self, op: &Op, rt: TensorType) -> LResult<Val> {
+        let (a, b) = (op.operands[0], op.operands[1]);
+        let (ta, tb) = (tensor_type(self.src, a)?, tensor_type(self.src, b)?);
+        let r = ta.rank();
+        let (k, n) = (ta.shape[r - 1], tb.shape[1]);
+        let producer = match self.val(a)? {
+            Val::Mesh(m) => Some(self.layout(m)),
+            _ => None,
+        };
+        let mut la = match (self.plan, self.val(a)?) {
+            (Plan::Default, Val::Mesh(m)) => self.layout(m),
+            (Plan::Default, _) => self.place(&ta.shape)?,
+            (Plan::Naive, _) => {
+                let d = (0..r - 1).max_by_key(|&d| (ta.shape[d], std::cmp::Reverse(d))).unwrap_or(0);
+                self.naive_on(&ta.shape, d)
+            }
+        };
+        let axis = la.split[r - 1];
+        if axis != NONE {
+            la.split[r - 1] = NONE;
+            let free = (0..r - 1).filter(|&d| la.split[d] == NONE && ta.shape[d] >= la.axis_len(axis)).max_by_key(|&d| (ta.shape[d], std::cmp::Reverse(d)));
+            match free {
+                Some(d) => la.split[d] = axis,
+                None => {
+                    if axis == ROWS || axis == ALL {
+                        la.grid.0 = 1;
+                    }
+                    if axis == COLS || axis == ALL {
+                        la.grid.1 = 1;
+                    }
+                }
+            }
+        }
+        // The rows over more cores, if the producer's split (or what is left of it) takes
+        // fewer than half as many: the two largest dims of d..., shards of any size.
+        let mut lead: Vec<usize> = (0..r - 1).filter(|&d| ta.shape[d] > 1).collect();
+        lead.sort_by_key(|&d| std::cmp::Reverse(ta.shape[d]));
+        if self.plan == Plan::Default && !lead.is_empty() {
+            let cap = self.caps((ta.numel() * ta.elem.bytes()) as u64);
+            let wide = self.place_within(&ta.shape, lead.first().copied(), lead.get(1).copied(), cap, 1)?;
+            if wide.num_cores() >= 2 * la.num_cores() {
+                la = wide;
+            }
+        }
+        let out = Layout { origin: la.origin, grid: la.grid, split: la.split.clone() };
+        let lb = Layout { origin: la.origin, grid: la.grid, split: vec![NONE, NONE] };
+        let (ea, eb, er) = (ta.elem.bytes() as u64, tb.elem.bytes() as u64, rt.elem.bytes() as u64);
+        let epilogue = matmul_epilogue(op).map_err(PassError::Invalid)?;
+        let extras: Vec<(Value, TensorType)> =
+            op.operands[2..].iter().map(|&v| tensor_type(self.src, v).map(|t| (v, t))).collect::<Result<_, _>>()?;
+        let extra_bytes: u64 = extras.iter().map(|(_, t)| (Self::aligned_layout(&out, &rt.shape, &t.shape).max_shard_numel(&t.shape) * t.elem.bytes()) as u64).sum();
+        // A core's rows, and the steps whose working set (double-buffered panels of `a` and
+        // `b`, the accumulator, the epilogue's operands) fits half its SRAM beside `a`.
+        let rows = (out.max_shard_numel(&rt.shape) / n.max(1)) as u64;
+        let resident = ea * rows * k as u64;
+        let budget = self.target.usable_sram_bytes().saturating_sub(resident) / 2;
+        let need = |kb: u64| 2 * (ea * rows * kb + eb * kb * n as u64) + er * rows * n as u64 + extra_bytes;
+        let steps = (1..=k).find(|&s| need(k.div_ceil(s) as u64) <= budget);
+        // Where `a` would move anyway, or `b` does not fit beside it whole: the rows as one
+        // dim, `[1, rows, k] @ [1, k, n]`, planned like any matmul.
+        if self.plan == Plan::Default && (producer.as_ref() != Some(&la) || steps != Some(1)) {
+            if let Some(v) = self.flat_as_2d(op, &ta, &rt)? {
+                return Ok(v);
+            }
+        }
+        let steps = steps.ok_or_else(|| {
+            PassError::Capacity(format!(
+                "matmul {:?} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its rows of a ({resident} B): use a larger mesh",
+                ta.shape,
+                need(1),
+                out.grid.0,
+                out.grid.1,
+                budget * 2
+            ))
+        })?;
+        let mut acc: Option<Value> = None;
+        for s in 0..steps {
+            let (ks, kl) = chunk(k, steps, s);
+            let ra = Region { offsets: [vec![0; r - 1], vec![ks]].concat(), sizes: [ta.shape[..r - 1].to_vec(), vec![kl]].concat() };
+            let a_s = self.panel(a, &la, &ra)?;
+            let b_s = self.panel(b, &lb, &Region { offsets: vec![ks, 0], sizes: vec![kl, n] })?;
+            let mut ins = vec![a_s, b_s];
+            ins.extend(acc);
+            let mut attrs = vec![];
+            if let Some(e) = epilogue.as_ref().filter(|_| s + 1 == steps) {
+                for (v, t) in &extras {
+                    let l = Self::aligned_layout(&out, &rt.shape, &t.shape);
+                    ins.push(self.materialize(*v, &l, None)?);
+                }
+                attrs.push(attr("epilogue", Attr::Str(e.to_string())));
+            }
+            acc = Some(self.emit("matmul", ins, attrs, rt.clone(), out.clone()));
+        }
+        Ok(Val::Mesh(acc.ok_or(PassError::Invalid("matmul with an empty contraction".into()))?))
+    }
+
+    /// A flat matmul `[d..., k] @ [k, n]` as `[1, rows, k] @ [1, k, n]` (`a`, its result
+    /// and the epilogue's operands reshaped); None when an epilogue operand is neither one
+    /// value per column nor the result's shape.
+    fn flat_as_2d(&mut self, op: &Op, ta: &TensorType, rt: &TensorType) -> LResult<Option<Val>> {
+        let r = ta.rank();
+        let (rows, k, n) = (ta.numel() / ta.shape[r - 1], ta.shape[r - 1], rt.shape[r - 1]);
+        let mut shapes = Vec::new();
+        for &v in &op.operands[2..] {
+            let t = tensor_type(self.src, v)?;
+            shapes.push(match t.numel() {
+                x if x == n && t.shape.last() == Some(&n) => vec![1, 1, n],
+                _ if t.shape == rt.shape => vec![1, rows, n],
+                _ => return Ok(None),
+            });
+        }
+        let mut extras = Vec::with_capacity(shapes.len());
+        for (&v, shape) in op.operands[2..].iter().zip(shapes) {
+            let t = TensorType::new(shape, tensor_type(self.src, v)?.elem);
+            let m = self.on_mesh(v)?;
+            extras.push((self.reshape(m, t.clone())?, t));
+        }
+        let m = self.on_mesh(op.operands[0])?;
+        let t2 = TensorType::new(vec![1, rows, k], ta.elem);
+        let m2 = self.reshape(m, t2.clone())?;
+        let rt2 = TensorType::new(vec![1, rows, n], rt.elem);
+        Ok(Some(match self.matmul_2d(op, rt2, Some((m2, t2)), Some(extras))? {
+            Val::Mesh(y) => Val::Mesh(self.reshape(y, rt.clone())?),
+            other => other,
+        }))
     }
 
     /// A batched matmul's result `[B, M, N]` with the batch over mesh rows (the largest

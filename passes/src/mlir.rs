@@ -11,6 +11,7 @@
 //! | dojo op | MLIR |
 //! |---|---|
 //! | `matmul` (rank 2 / 3) | `tensor.empty` + `linalg.fill` 0.0 + `linalg.matmul` / `linalg.batch_matmul` |
+//! | `matmul` `[d..., k] @ [k, n]` | `tensor.reshape` to `[rows, k]`, `linalg.matmul`, `tensor.reshape` back |
 //! | unary, binary, `cmp`, `select` | `linalg.generic` with NumPy (right-aligned) broadcasting maps; `arith`/`math` body |
 //! | `constant {value}` | `arith.constant dense<value>` |
 //! | `reduce_sum {dims, keepdim}` | `linalg.fill` 0 + `linalg.reduce` (+ `tensor.expand_shape` for keepdim) |
@@ -502,6 +503,31 @@ impl<'c> Cx<'c> {
     }
 
     /// `tensor.empty` filled with zero.
+    /// `tensor.reshape` of `x` to `rt`'s shape.
+    fn reshape<'a>(&self, block: &'a Block<'c>, x: Value<'c, 'a>, rt: &TensorType) -> Result<Value<'c, 'a>, String> {
+        let i64t: Type<'c> = IntegerType::new(self.ctx, 64).into();
+        let shape_t: Type<'c> = RankedTensorType::new(&[rt.rank() as u64], i64t, None).into();
+        let shape: Vec<i64> = rt.shape.iter().map(|&d| d as i64).collect();
+        let dense = DenseElementsAttribute::i64_values(shape_t, &shape);
+        let shape_v = self.op1(block, "arith.constant", &[], shape_t, &[("value", dense.into())], vec![])?;
+        self.op1(block, "tensor.reshape", &[x, shape_v], self.tensor(rt)?, &[], vec![])
+    }
+
+    /// `linalg.matmul` (rank 2) or `linalg.batch_matmul` (rank 3) of `a` and `b` into zeros
+    /// of `rt`.
+    #[allow(clippy::too_many_arguments)]
+    fn contract<'a>(&self, block: &'a Block<'c>, name: &str, rank: usize, a: Value<'c, 'a>, b: Value<'c, 'a>, ta: &TensorType, tb: &TensorType, rt: &TensorType) -> Result<Value<'c, 'a>, String> {
+        let maps = if rank == 2 {
+            [self.dims_map(3, &[0, 2]), self.dims_map(3, &[2, 1]), self.dims_map(3, &[0, 1])]
+        } else {
+            [self.dims_map(4, &[0, 1, 3]), self.dims_map(4, &[0, 3, 2]), self.dims_map(4, &[0, 1, 2])]
+        };
+        let acc = self.zeros(block, rt)?;
+        let region = self.region(&[ta.elem, tb.elem, rt.elem], Body::MulAdd(rt.elem))?;
+        let attrs = [("indexing_maps", self.maps_attr(&maps)?), ("operandSegmentSizes", self.segments(2, 1))];
+        self.op1(block, name, &[a, b, acc], self.tensor(rt)?, &attrs, vec![region])
+    }
+
     fn zeros<'a>(&self, block: &'a Block<'c>, t: &TensorType) -> Result<Value<'c, 'a>, String> {
         self.splat(block, t, 0.0)
     }
@@ -609,18 +635,24 @@ impl<'c> Cx<'c> {
         match kind {
             "matmul" => {
                 let (a, b) = (ins[0], ins[1]);
-                let (name, maps) = match rt.rank() {
-                    2 => ("linalg.matmul", [self.dims_map(3, &[0, 2]), self.dims_map(3, &[2, 1]), self.dims_map(3, &[0, 1])]),
-                    3 => (
-                        "linalg.batch_matmul",
-                        [self.dims_map(4, &[0, 1, 3]), self.dims_map(4, &[0, 3, 2]), self.dims_map(4, &[0, 1, 2])],
-                    ),
-                    r => return Err(format!("rank {r} matmul is not supported")),
+                let product = if a.rank() > 3 && b.rank() == 2 {
+                    // `[d..., k] @ [k, n]`: the rows d... as one dim, a 2-d matmul, the rows
+                    // split again.
+                    let r = a.rank();
+                    let rows: usize = a.shape[..r - 1].iter().product();
+                    let a2 = TensorType::new(vec![rows, a.shape[r - 1]], a.elem);
+                    let x = self.reshape(block, xs[0], &a2)?;
+                    let p2 = TensorType::new(vec![rows, b.shape[1]], rt.elem);
+                    let product = self.contract(block, "linalg.matmul", 2, x, xs[1], &a2, b, &p2)?;
+                    self.reshape(block, product, rt)?
+                } else {
+                    let name = match rt.rank() {
+                        2 => "linalg.matmul",
+                        3 => "linalg.batch_matmul",
+                        r => return Err(format!("rank {r} matmul is not supported")),
+                    };
+                    self.contract(block, name, rt.rank(), xs[0], xs[1], a, b, rt)?
                 };
-                let acc = self.zeros(block, rt)?;
-                let region = self.region(&[a.elem, b.elem, rt.elem], Body::MulAdd(rt.elem))?;
-                let attrs = [("indexing_maps", self.maps_attr(&maps)?), ("operandSegmentSizes", self.segments(2, 1))];
-                let product = self.op1(block, name, &[xs[0], xs[1], acc], self.tensor(rt)?, &attrs, vec![region])?;
                 // An epilogue: the fused body over the product (x0) and the extra operands.
                 let Some(body) = op.attr("epilogue").and_then(Attr::as_str) else { return Ok(product) };
                 let expr = FusedExpr::parse(body)?;
@@ -704,12 +736,7 @@ impl<'c> Cx<'c> {
                 if ins[0].shape == rt.shape {
                     return Ok(xs[0]);
                 }
-                let i64t: Type<'c> = IntegerType::new(self.ctx, 64).into();
-                let shape_t: Type<'c> = RankedTensorType::new(&[rt.rank() as u64], i64t, None).into();
-                let shape: Vec<i64> = rt.shape.iter().map(|&d| d as i64).collect();
-                let dense = DenseElementsAttribute::i64_values(shape_t, &shape);
-                let shape_v = self.op1(block, "arith.constant", &[], shape_t, &[("value", dense.into())], vec![])?;
-                self.op1(block, "tensor.reshape", &[xs[0], shape_v], self.tensor(rt)?, &[], vec![])
+                self.reshape(block, xs[0], rt)
             }
             "broadcast" => {
                 let a = ins[0];

@@ -34,9 +34,10 @@ const MLP: &str = r#""builtin.module"() ({
 "#;
 
 /// Every elementwise function, every predicate, size-1 stretching, rank-3 (batched) matmul,
-/// full and partial reductions, 3-d transpose, broadcast and conversions both ways.
+/// a `[d..., k] @ [k, n]` matmul with an epilogue, full and partial reductions, 3-d
+/// transpose, broadcast and conversions both ways.
 const ALL_OPS: &str = r#""builtin.module"() ({
-  "func.func"() <{function_type = (tensor<4x8xf32>, tensor<4x1xf32>, tensor<1x8xf32>, tensor<2x4x3xf32>, tensor<2x3x5xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2x4x5xf32>, tensor<1x1xf32>, tensor<f32>, tensor<5x2x4xf32>, tensor<3x4x8xf32>, tensor<4x8xf32>, tensor<2x24xf32>), sym_name = "all"}> ({
+  "func.func"() <{function_type = (tensor<4x8xf32>, tensor<4x1xf32>, tensor<1x8xf32>, tensor<2x4x3xf32>, tensor<2x3x5xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2x4x5xf32>, tensor<1x1xf32>, tensor<f32>, tensor<5x2x4xf32>, tensor<3x4x8xf32>, tensor<4x8xf32>, tensor<2x24xf32>, tensor<1x2x4x5xf32>), sym_name = "all"}> ({
   ^bb0(%a: tensor<4x8xf32>, %col: tensor<4x1xf32>, %row: tensor<1x8xf32>, %p: tensor<2x4x3xf32>, %q: tensor<2x3x5xf32>):
     %e0 = "dojo.neg"(%a) : (tensor<4x8xf32>) -> tensor<4x8xf32>
     %e1 = "dojo.exp"(%e0) : (tensor<4x8xf32>) -> tensor<4x8xf32>
@@ -83,7 +84,10 @@ const ALL_OPS: &str = r#""builtin.module"() ({
     %bc2 = "dojo.broadcast"(%row) : (tensor<1x8xf32>) -> tensor<4x8xf32>
     %rs = "dojo.reshape"(%p) : (tensor<2x4x3xf32>) -> tensor<24xf32>
     %bc3 = "dojo.broadcast"(%rs) : (tensor<24xf32>) -> tensor<2x24xf32>
-    "func.return"(%s3, %t2, %sel2, %mm, %r0, %r1, %tr, %bc, %bc2, %bc3) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2x4x5xf32>, tensor<1x1xf32>, tensor<f32>, tensor<5x2x4xf32>, tensor<3x4x8xf32>, tensor<4x8xf32>, tensor<2x24xf32>) -> ()
+    %p4 = "dojo.reshape"(%p) : (tensor<2x4x3xf32>) -> tensor<1x2x4x3xf32>
+    %q2 = "dojo.reduce_sum"(%q) {dims = array<i64: 0>, keepdim = false} : (tensor<2x3x5xf32>) -> tensor<3x5xf32>
+    %fm = "dojo.matmul"(%p4, %q2) {epilogue = "relu(x0)"} : (tensor<1x2x4x3xf32>, tensor<3x5xf32>) -> tensor<1x2x4x5xf32>
+    "func.return"(%s3, %t2, %sel2, %mm, %r0, %r1, %tr, %bc, %bc2, %bc3, %fm) : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<2x4x5xf32>, tensor<1x1xf32>, tensor<f32>, tensor<5x2x4xf32>, tensor<3x4x8xf32>, tensor<4x8xf32>, tensor<2x24xf32>, tensor<1x2x4x5xf32>) -> ()
   }) : () -> ()
 }) : () -> ()
 "#;
@@ -192,6 +196,8 @@ fn every_graph_op_emits_verified_mlir() {
         "arith.cmpf oge",
         "arith.uitofp",
         "linalg.batch_matmul",
+        "linalg.matmul",
+        "tensor.reshape",
         "linalg.broadcast",
         // Size-1 dims that stretch read index 0.
         "affine_map<(d0, d1) -> (d0, 0)>",

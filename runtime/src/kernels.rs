@@ -598,10 +598,10 @@ pub(crate) fn check_kernel_data(op: &KernelOp, ins: &[Array<'_>]) -> Result<(), 
 /// depend on how the output is tiled or on the thread count. Output blocks of up to 4 x 16
 /// (8 x 8 for an output narrower than 16 columns) stay in registers over the whole k loop.
 fn matmul((a_shape, a): Array<'_>, (b_shape, b): Array<'_>, out: &mut [f32], accumulate: bool) {
-    let (bt, m, k, n) = if a_shape.len() == 3 {
-        (a_shape[0], a_shape[1], a_shape[2], b_shape[2])
-    } else {
-        (1, a_shape[0], a_shape[1], b_shape[1])
+    // [m, k] @ [k, n], [bt, m, k] @ [bt, k, n], or [d..., k] @ [k, n] (rows d...).
+    let (bt, m, k, n) = match (a_shape.len(), b_shape.len()) {
+        (3, 3) => (a_shape[0], a_shape[1], a_shape[2], b_shape[2]),
+        (r, _) => (1, a_shape[..r - 1].iter().product(), a_shape[r - 1], b_shape[b_shape.len() - 1]),
     };
     if m == 0 || n == 0 {
         return;

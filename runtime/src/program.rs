@@ -1111,12 +1111,13 @@ pub(crate) fn check_kernel(op: &KernelOp, ins: &[&[usize]], out: &[usize]) -> Re
             let ok = match (a.len(), b.len(), out.len()) {
                 (2, 2, 2) => a[1] == b[0] && out == [a[0], b[1]],
                 (3, 3, 3) => a[0] == b[0] && a[2] == b[1] && out == [a[0], a[1], b[2]],
+                (r, 2, o) if r > 3 && o == r => a[r - 1] == b[0] && out[..r - 1] == a[..r - 1] && out[r - 1] == b[1],
                 _ => false,
             };
             if !ok {
                 return Err(format!(
-                    "shapes {} @ {} -> {} do not fit [m,k]@[k,n]->[m,n] or \
-                     [bt,m,k]@[bt,k,n]->[bt,m,n]",
+                    "shapes {} @ {} -> {} do not fit [m,k]@[k,n]->[m,n], \
+                     [bt,m,k]@[bt,k,n]->[bt,m,n] or [d...,k]@[k,n]->[d...,n]",
                     show(a),
                     show(b),
                     show(out)

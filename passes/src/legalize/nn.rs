@@ -149,6 +149,22 @@ impl Conv {
         self.taps() > 1 && self.c / self.groups >= PER_TAP_MIN_CHANNELS && self.columns_bytes() > PER_TAP_MIN_BYTES && tap < PER_TAP_MAX_TAP_BYTES
     }
 
+    /// Whether the forward multiplies the columns where they are, `[1, O..., N, K] @ [K, OC]`
+    /// (every output position a row), rather than as `[1, M, K]`: one group and small
+    /// weights (at most [`FLAT_MAX_WEIGHT_BYTES`], or [`FLAT_MAX_POINTWISE_BYTES`] for a 1x1
+    /// kernel), which lowering replicates on every core holding rows of the columns, so the
+    /// columns (T times the input) do not move to a matmul layout. Simulated (`graph_bench`,
+    /// `d1`, e-graph off → on): SqueezeNet 228.9 → 131.3 µs / 194.7 → 112.3 µs, Inception-v3
+    /// 1530 → 1461 / 1360 → 1293 µs, ResNeXt-50 1218 → 1202 / 1104 → 1087 µs, VGG-19
+    /// 2813 → 2846 / 2794 → 2828 µs (its 3-channel stem); resnet50 at batch 8 on `tile` 8.14 →
+    /// 7.36 ms. Larger weights cost more to replicate than the columns' move (64 → 256 KiB:
+    /// SqueezeNet 150.8 → 174.8 µs), and 64 KiB pointwise ones made ResNeXt-50 with the
+    /// e-graph 1087 → 1122 µs.
+    fn flat(&self) -> bool {
+        let bytes = self.c * self.taps() * self.oc * 4;
+        self.groups == 1 && bytes <= if self.taps() > 1 { FLAT_MAX_WEIGHT_BYTES } else { FLAT_MAX_POINTWISE_BYTES }
+    }
+
     /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
     fn k_order<T>(&self, channels: T, taps: T) -> [T; 2] {
         if self.tap_major() {
@@ -174,6 +190,13 @@ const PER_TAP_MIN_BYTES: usize = 32 << 20;
 /// ([`Conv::per_tap`]): below it, lowering keeps a value on one chip's 16 x 16 block (shards
 /// below 64 KiB).
 const PER_TAP_MAX_TAP_BYTES: usize = MULTI_CHIP_MIN_SHARD_BYTES as usize * (MAX_BLOCK_EDGE * MAX_BLOCK_EDGE) as usize;
+
+/// The largest weights (f32 bytes) of a convolution whose forward multiplies its columns
+/// where they are ([`Conv::flat`]).
+const FLAT_MAX_WEIGHT_BYTES: usize = 64 << 10;
+
+/// [`FLAT_MAX_WEIGHT_BYTES`] for a 1x1 kernel (no taps: the columns are the input).
+const FLAT_MAX_POINTWISE_BYTES: usize = 32 << 10;
 
 /// The fewest channels per group for a convolution to run tap by tap ([`Conv::per_tap`]).
 const PER_TAP_MIN_CHANNELS: usize = 16;
@@ -577,6 +600,11 @@ impl<'a> Lx<'a> {
     /// and one reshape merges `(O..., N)` and `(Cg, T)`, so only the finished columns move to
     /// the matmul.
     fn conv_columns(&mut self, cv: &Conv, x: Value) -> Value {
+        self.conv_columns_as(cv, x, false)
+    }
+
+    /// The columns as `[G, M, Cg*T]`, or (`by_position`) `[G, O..., N, Cg*T]`.
+    fn conv_columns_as(&mut self, cv: &Conv, x: Value, by_position: bool) -> Value {
         let k = cv.size.len();
         let (g, cg, tt) = (cv.groups, cv.c / cv.groups, cv.taps());
         let (windows, offsets) = self.conv_windows(cv, x);
@@ -585,7 +613,8 @@ impl<'a> Lx<'a> {
         let each = [lead.clone(), cv.k_order(cg, 1).to_vec()].concat();
         let taps: Vec<Value> = taps.into_iter().map(|t| self.reshape_to(t, each.clone())).collect();
         let cols = self.concat(taps, if cv.tap_major() { 2 + k } else { 3 + k }); // [G, O..., N, Cg, T]
-        self.reshape_to(cols, vec![g, cv.positions(), cg * tt])
+        let rows = if by_position { lead } else { vec![g, cv.positions()] };
+        self.reshape_to(cols, [rows, vec![cg * tt]].concat())
     }
 
     /// A convolution's forward tap by tap ([`Conv::per_tap`]): `[G, M, OCg]`, the sum over
@@ -655,11 +684,13 @@ impl<'a> Lx<'a> {
         let y = if cv.per_tap() {
             self.conv_per_tap(&cv, x, w)?
         } else {
-            let cols = self.conv_columns(&cv, x);
+            let flat = cv.flat();
+            let cols = self.conv_columns_as(&cv, x, flat);
             let wm = self.conv_weight(&cv, w);
             let wm = self.transpose(wm, &[0, 2, 1]);
+            let wm = if flat { self.reshape_to(wm, vec![cv.c * cv.taps(), ocg]) } else { wm };
             self.matmul(cols, wm)
-        }; // [G, M, OCg]
+        }; // [G, M, OCg] or [1, O..., N, OC]
         let y = self.reshape_to(y, [vec![g], cv.out.clone(), vec![cv.n, ocg]].concat());
         // [G, O..., N, OCg] -> [N, G, OCg, O...]
         let perm: Vec<usize> = [vec![1 + k, 0, 2 + k], (1..1 + k).collect()].concat();

@@ -3,7 +3,8 @@
 /// the taps are windows of the channels-last padded input, each reshaped to [G, M, Cg] and
 /// multiplied by its [Cg, OCg] slice of the weight; each product after the first adds the sum
 /// so far in its matmul's epilogue. No value 9 times the input's size appears. @g's taps would
-/// take 17 MB each, more than lowering keeps on one chip: it builds the columns, one matmul.
+/// take 17 MB each, more than lowering keeps on one chip: it builds the columns, one matmul
+/// by output position (`[1, O..., N, K] @ [K, OC]`: its weights are small).
 "builtin.module"() ({
   "func.func"() <{function_type = (tensor<1x64x128x128xf32>, tensor<16x64x3x3xf32>) -> tensor<1x16x128x128xf32>, sym_name = "f"}> ({
   ^bb0(%x: tensor<1x64x128x128xf32>, %w: tensor<16x64x3x3xf32>):
