@@ -1026,7 +1026,8 @@ impl<'a> Lowering<'a> {
                                 let rb2 = Region { offsets: vec![ks, 0], sizes: vec![kl, n] };
                                 let l2 = Layout { origin: lb.origin, grid: lb.grid, split: lb.split[1..].to_vec() };
                                 let p = self.panel(b, &l2, &rb2)?;
-                                self.reshape(p, TensorType::new(rb.sizes.clone(), tb.elem))?
+                                let p = self.reshape(p, TensorType::new(rb.sizes.clone(), tb.elem))?;
+                                self.reshard(p, &lb, None)?
                             }
                             None => self.panel(b, &lb, &rb)?,
                         };
