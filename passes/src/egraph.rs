@@ -1803,7 +1803,10 @@ fn map_join(eg: &EG, kids: &[Id], dim: usize, depth: usize) -> Option<(Fun, Vec<
 /// last dim of 1, so column `c*n + k` of `t` is channel `c` of tap `k`), equals `t @ w'`, `w`'s
 /// rows spread to rows `c*n + k` of `w'` (zeros elsewhere). Only where another matmul takes
 /// `t`: `merge-matmuls` then makes one matmul of both (a 1x1 and a 3x3 convolution of one
-/// input: SqueezeNet's expand layers).
+/// input: SqueezeNet's expand layers). Exact for finite values (the other taps meet zero
+/// weights and add exact zeros in k order); an infinite or NaN value in a neighbouring tap
+/// gives NaN (0 x inf) where the 1x1 product alone was finite, as in TENSAT's rewrite (the
+/// 3x3 product at that position is already non-finite).
 struct WidenSearcher;
 
 impl egg::Searcher<Node, Shapes> for WidenSearcher {
@@ -1879,11 +1882,12 @@ impl Applier<Node, Shapes> for WidenApplier {
 
 fn widen(eg: &mut EG, s: &Subst) -> Option<Id> {
     let (w, t, tap, cat) = (s[var("?w")], s[var("?t")], eg.find(s[var("?tap")]), s[var("?cat")]);
-    // The tap's place among the joined taps.
+    // The tap's place among the joined taps (each one wide: the join's last dim is their count).
     let (n, k) = eg[cat].nodes.iter().find_map(|node| {
         let (op, taps) = opaque_of(eg, node, "dojo.concat")?;
         let r = op.results[0].rank();
-        (concat_dim(op) == Some(r - 1)).then(|| Some((taps.len(), taps.iter().position(|&c| eg.find(c) == tap)?))).flatten()
+        let one_wide = r >= 2 && concat_dim(op) == Some(r - 1) && op.results[0].shape[r - 1] == taps.len();
+        one_wide.then(|| Some((taps.len(), taps.iter().position(|&c| eg.find(c) == tap)?))).flatten()
     })?;
     let wt = type_of(eg, w)?;
     let r = wt.rank();
@@ -2471,7 +2475,7 @@ impl CostModel {
         if r > 3 && b.rank() == 2 {
             // `[d..., k] @ [k, n]`: `a` stays where it is (rows over the cores), `b` goes to
             // every core.
-            let (rows, k, n) = (a.numel() / a.shape[r - 1], a.shape[r - 1], b.shape[1]);
+            let (rows, k, n) = (a.numel() / a.shape[r - 1].max(1), a.shape[r - 1], b.shape[1]);
             let cores = self.flat_cores(a);
             let compute = 2.0 * (rows * k * n) as f64 / (cores * self.fp32_rate());
             let sram = ((a.bytes() + rt.bytes()) as f64 / cores + b.bytes() as f64) / self.target.sram_load_bytes_per_s;

@@ -850,7 +850,9 @@ impl<'a> Lowering<'a> {
         };
         // What the operands already occupy per core (and of that, what is on the mesh already).
         let (mut resident, mut on_mesh) = (0u64, 0u64);
-        for (i, (v, t)) in [(a, &ta), (b, &tb)].into_iter().enumerate() {
+        // (`b` of a flat matmul is rank 2 where it is, `[1, k, n]` only as panels.)
+        let tb_here = if over.is_some() { tensor_type(self.src, b)? } else { tb.clone() };
+        for (i, (v, t)) in [(a, &ta), (b, &tb_here)].into_iter().enumerate() {
             let (l, mesh) = match if i == 0 { self.a_val(v, over)? } else { self.val(v)? } {
                 Val::Mesh(m) => (self.layout(m), true),
                 Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&h)),
@@ -1137,8 +1139,12 @@ impl<'a> Lowering<'a> {
         // Where `a` would move anyway, or `b` does not fit beside it whole: the rows as one
         // dim, `[1, rows, k] @ [1, k, n]`, planned like any matmul.
         if self.plan == Plan::Default && (producer.as_ref() != Some(&la) || steps != Some(1)) {
-            if let Some(v) = self.flat_as_2d(op, &ta, &rt)? {
-                return Ok(v);
+            match self.flat_as_2d(op, &ta, &rt) {
+                Ok(Some(v)) => return Ok(v),
+                // Not as one dim: the flat plan, if it fits (`dce` drops what was emitted).
+                Ok(None) => {}
+                Err(PassError::Capacity(_)) if steps.is_some() => {}
+                Err(e) => return Err(e),
             }
         }
         let steps = steps.ok_or_else(|| {
@@ -1177,11 +1183,12 @@ impl<'a> Lowering<'a> {
     /// value per column nor the result's shape.
     fn flat_as_2d(&mut self, op: &Op, ta: &TensorType, rt: &TensorType) -> LResult<Option<Val>> {
         let r = ta.rank();
-        let (rows, k, n) = (ta.numel() / ta.shape[r - 1], ta.shape[r - 1], rt.shape[r - 1]);
+        let (rows, k, n) = (ta.numel() / ta.shape[r - 1].max(1), ta.shape[r - 1], rt.shape[r - 1]);
         let mut shapes = Vec::new();
         for &v in &op.operands[2..] {
             let t = tensor_type(self.src, v)?;
             shapes.push(match t.numel() {
+                1 => vec![1, 1, 1],
                 x if x == n && t.shape.last() == Some(&n) => vec![1, 1, n],
                 _ if t.shape == rt.shape => vec![1, rows, n],
                 _ => return Ok(None),

@@ -502,7 +502,6 @@ impl<'c> Cx<'c> {
         self.op1(block, "tensor.empty", &[], self.tensor(t)?, &[], vec![])
     }
 
-    /// `tensor.empty` filled with zero.
     /// `tensor.reshape` of `x` to `rt`'s shape.
     fn reshape<'a>(&self, block: &'a Block<'c>, x: Value<'c, 'a>, rt: &TensorType) -> Result<Value<'c, 'a>, String> {
         let i64t: Type<'c> = IntegerType::new(self.ctx, 64).into();
@@ -528,6 +527,7 @@ impl<'c> Cx<'c> {
         self.op1(block, name, &[a, b, acc], self.tensor(rt)?, &attrs, vec![region])
     }
 
+    /// `tensor.empty` filled with zero.
     fn zeros<'a>(&self, block: &'a Block<'c>, t: &TensorType) -> Result<Value<'c, 'a>, String> {
         self.splat(block, t, 0.0)
     }
