@@ -2428,9 +2428,14 @@ impl CostModel {
         (rows / MIN_SHARD_EDGE).clamp(1, self.max_block.0 * self.max_block.1) as f64
     }
 
+    /// The cores an op over `shape` runs on: the default placement splits the two dims giving
+    /// the most cores (`[1, H, W, N, C]`: H and W, not only the last two).
     fn cores(&self, shape: &[usize]) -> f64 {
+        let g = |n: usize, max: usize| (n / MIN_SHARD_EDGE).clamp(1, max);
+        let pairs = (0..shape.len()).flat_map(|c| (0..c).map(move |r| (r, c)));
+        let best = pairs.map(|(r, c)| g(shape[r], self.max_block.0) * g(shape[c], self.max_block.1)).max();
         let (r, c) = self.grid(shape);
-        (r * c) as f64
+        best.unwrap_or(1).max(r * c) as f64
     }
 
     /// Every op ends with its cores exchanging results: one NoC transfer's latency.
