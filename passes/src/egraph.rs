@@ -730,6 +730,20 @@ impl Applier<Node, Shapes> for MergeMatmuls {
     }
 }
 
+/// Every matmul node's (class, right operand) by its left operand, in class order.
+fn matmuls_by_left(eg: &EG) -> BTreeMap<Id, Vec<(Id, Id)>> {
+    let z = Id::from(0usize);
+    let mut by_left: BTreeMap<Id, Vec<(Id, Id)>> = BTreeMap::new();
+    for c in eg.classes_for_op(&Node::MatMul([z, z]).discriminant()).into_iter().flatten() {
+        for n in &eg[c].nodes {
+            if let Node::MatMul([a, w]) = n {
+                by_left.entry(eg.find(*a)).or_default().push((c, eg.find(*w)));
+            }
+        }
+    }
+    by_left
+}
+
 /// Finds the left operands `?x` that two or more matmuls with different right operands share
 /// (the multi-pattern `?m1 = (matmul ?x ?w1), ?m2 = (matmul ?x ?w2)` by grouping, not a join
 /// of every pair of matmuls: that took 37 of ResNeXt-50's 51 ms per search round).
@@ -741,22 +755,14 @@ impl egg::Searcher<Node, Shapes> for MergeSearcher {
     }
 
     fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
-        let z = Id::from(0usize);
-        let mut by_x: BTreeMap<Id, (Id, BTreeSet<Id>)> = BTreeMap::new();
-        for c in eg.classes_for_op(&Node::MatMul([z, z]).discriminant()).into_iter().flatten() {
-            for n in &eg[c].nodes {
-                if let Node::MatMul([a, w]) = n {
-                    by_x.entry(eg.find(*a)).or_insert_with(|| (c, BTreeSet::new())).1.insert(eg.find(*w));
-                }
-            }
-        }
-        by_x.into_iter()
-            .filter(|(_, (_, ws))| ws.len() > 1)
+        matmuls_by_left(eg)
+            .into_iter()
+            .filter(|(_, ms)| ms.iter().map(|&(_, w)| w).collect::<BTreeSet<Id>>().len() > 1)
             .take(limit)
-            .map(|(x, (c, _))| {
+            .map(|(x, ms)| {
                 let mut subst = Subst::default();
                 subst.insert(var("?x"), x);
-                egg::SearchMatches { eclass: c, substs: vec![subst], ast: None }
+                egg::SearchMatches { eclass: ms[0].0, substs: vec![subst], ast: None }
             })
             .collect()
     }
@@ -1815,16 +1821,7 @@ impl egg::Searcher<Node, Shapes> for WidenSearcher {
     }
 
     fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
-        let z = Id::from(0usize);
-        // The matmuls by left operand.
-        let mut by_left: BTreeMap<Id, Vec<(Id, Id)>> = BTreeMap::new();
-        for c in eg.classes_for_op(&Node::MatMul([z, z]).discriminant()).into_iter().flatten() {
-            for n in &eg[c].nodes {
-                if let Node::MatMul([a, w]) = n {
-                    by_left.entry(eg.find(*a)).or_default().push((c, eg.find(*w)));
-                }
-            }
-        }
+        let by_left = matmuls_by_left(eg);
         let mut out = Vec::new();
         for cat in eg.classes_for_op(&Node::Opaque(OpRef(0), vec![]).discriminant()).into_iter().flatten() {
             for n in &eg[cat].nodes {

@@ -1087,9 +1087,9 @@ impl<'a> Lowering<'a> {
             Val::Mesh(m) => Some(self.layout(m)),
             _ => None,
         };
-        let mut la = match (self.plan, self.val(a)?) {
-            (Plan::Default, Val::Mesh(m)) => self.layout(m),
-            (Plan::Default, _) => self.place(&ta.shape)?,
+        let mut la = match (self.plan, &producer) {
+            (Plan::Default, Some(l)) => l.clone(),
+            (Plan::Default, None) => self.place(&ta.shape)?,
             (Plan::Naive, _) => {
                 let d = (0..r - 1).max_by_key(|&d| (ta.shape[d], std::cmp::Reverse(d))).unwrap_or(0);
                 self.naive_on(&ta.shape, d)
