@@ -448,6 +448,17 @@ pub fn verify_dojo(func: &Func, op: &Op) -> Result<(), String> {
             expect_shape("result", &r.shape, &a.shape)
         }
         "slice" | "pad" | "concat" => verify_movement(kind, func, op),
+        "on_chip" => {
+            // Identity; `lower-to-d1` places the value, and what is computed from it, on
+            // chip `chip` (row-major over the target's chips; see split-batch).
+            arity(op, 1, 1)?;
+            let (a, r) = (tensor_of(func, op, 0)?, result_of(func, op, 0)?);
+            if op.attr("chip").and_then(Attr::as_int).is_none_or(|c| c < 0) {
+                return Err("needs attribute 'chip' as a non-negative integer".into());
+            }
+            expect_shape("result", &r.shape, &a.shape)?;
+            same_elem("result", a, r)
+        }
         "iota" => verify_iota(func, op),
         "random" => verify_random(func, op),
         "embedding" | "embedding_grad" => verify_embedding(kind, func, op),

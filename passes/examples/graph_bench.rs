@@ -1,10 +1,11 @@
 //! Compile and simulate one captured graph, timing each step (a profiling aid, not a test).
 //!
 //! ```text
-//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--plan naive] [--egraph | --egraph-options JSON] [--runs 3] [--timing-only [--ops]] [--values] [--json]
+//! cargo run --release -p dojo-passes --example graph_bench -- GRAPH.json [--mesh d1] [--plan naive] [--parallel none] [--egraph | --egraph-options JSON] [--runs 3] [--timing-only [--ops]] [--values] [--json]
 //! ```
 //!
-//! `--plan naive` compiles with `lower-to-d1`'s naive baseline plan. `--egraph-options
+//! `--plan naive` compiles with `lower-to-d1`'s naive baseline plan; `--parallel none` turns
+//! off data parallelism over a multi-chip mesh's chips (`split-batch`). `--egraph-options
 //! '{"epilogues": true}'` runs `egraph-optimize` with those options (the backend's
 //! `egraph` option). `--json` (with `--timing-only`, one run) prints one JSON object
 //! instead: the compile's wall time and step timings, and the Profile's simulated and
@@ -41,6 +42,7 @@ fn main() {
     let mut ops = false;
     let mut values_only = false;
     let mut plan = "default".to_string();
+    let mut parallel = "auto".to_string();
     let mut json_out = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -54,13 +56,14 @@ fn main() {
             "--ops" => ops = true,
             "--values" => values_only = true,
             "--plan" => plan = it.next().expect("--plan default|naive").clone(),
+            "--parallel" => parallel = it.next().expect("--parallel auto|none").clone(),
             "--json" => json_out = true,
             p => path = Some(p.to_string()),
         }
     }
     let path = path.expect("usage: graph_bench GRAPH.json [--mesh d1] [--precision fp32] [--egraph | --egraph-options JSON] [--runs N] [--timing-only [--ops]] [--values]");
     let json = std::fs::read_to_string(&path).expect("read graph");
-    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}, "plan": "{plan}"}}"#);
+    let options = format!(r#"{{"mesh": "{mesh}", "precision": "{precision}", "egraph": {egraph}, "plan": "{plan}", "parallel": "{parallel}"}}"#);
 
     let t0 = Instant::now();
     let graph = match compile_graph(&json, &options) {

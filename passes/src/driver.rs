@@ -176,6 +176,10 @@ struct Options {
     /// `lower-to-d1`'s plan: `default`, or `naive` (the baseline of issue 5).
     #[serde(default = "default_plan")]
     plan: String,
+    /// `auto` (default): on a multi-chip mesh with the default plan, a graph that keeps its
+    /// samples apart runs data-parallel over the chips (`split-batch`); `none`: never.
+    #[serde(default = "default_parallel")]
+    parallel: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +231,10 @@ fn default_plan() -> String {
     "default".into()
 }
 
+fn default_parallel() -> String {
+    "auto".into()
+}
+
 fn pass_error(e: PassError) -> DojoError {
     match e {
         PassError::Unsupported(ops) => DojoError::Unsupported(
@@ -260,8 +268,12 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
         .map_err(|e| DojoError::Invalid(format!("bad compile options {options_json}: {e}")))?;
     Policy::parse(&options.precision).map_err(|e| DojoError::Invalid(format!("option 'precision': {e}")))?;
     crate::lower::Plan::parse(&options.plan).map_err(|e| DojoError::Invalid(format!("option 'plan': {e}")))?;
+    if !["auto", "none"].contains(&options.parallel.as_str()) {
+        return Err(DojoError::Invalid(format!("option 'parallel' must be 'auto' or 'none', got '{}'", options.parallel)));
+    }
     // Check the mesh name before any work, for a clear message.
-    dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
+    let target = dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
+    let split = options.parallel == "auto" && options.plan == "default" && target.chip_grid != (1, 1);
     let mut laps = Laps::start();
     let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
     let mut module = imported.module;
@@ -274,7 +286,7 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     let egraph = options.egraph.pass_options()?;
     let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
     let (mut pm, egraph_record) =
-        build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref(), &options.plan)).map_err(DojoError::Invalid)?;
+        build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref(), &options.plan, split)).map_err(DojoError::Invalid)?;
     pm.keep_ir(true);
     let (records, result) = pm.run(&mut module);
     result.map_err(pass_error)?;

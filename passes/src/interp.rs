@@ -191,7 +191,7 @@ pub fn run(func: &Func, inputs: &[Array]) -> Result<Vec<Array>, String> {
                     .collect();
                 Array { shape: rt.shape.clone(), data }
             }
-            "reshape" => Array { shape: rt.shape.clone(), data: get(0)?.data.clone() },
+            "reshape" | "on_chip" => Array { shape: rt.shape.clone(), data: get(0)?.data.clone() },
             "broadcast" => {
                 let a = get(0)?;
                 let idx = broadcast_index(&a.shape, &rt.shape);

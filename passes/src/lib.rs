@@ -17,3 +17,4 @@ pub mod precision;
 #[cfg(feature = "mlir")]
 pub mod mlir;
 pub mod registry;
+pub mod split;

@@ -147,7 +147,9 @@ struct Lowering<'a> {
     /// Reshards already made: (value, layout, region) -> value.
     reshards: HashMap<(Value, Layout, Option<Region>), Value>,
     /// Arguments already loaded onto the mesh.
-    loaded: HashMap<Value, Value>,
+    /// (argument, area): each area loads its own copy from the host (a chip fetching another
+    /// chip's copy would queue behind that chip's compute).
+    loaded: HashMap<(Value, usize), Value>,
     /// The largest block the default placement uses (at the usable grid's origin).
     max_block: (u32, u32),
     /// The target's usable grid (`Target::usable_grid`) as (rows, cols).
@@ -159,6 +161,26 @@ struct Lowering<'a> {
     /// Values whose windows a concat spreading over the chips joins (a convolution's taps of
     /// its transposed input): the concat's size over theirs, their cut dims (`window_roots`).
     window_roots: HashMap<Value, (usize, Vec<bool>)>,
+    /// Where the current op is placed: the usable grid's origin, or a chip's (`areas`).
+    offset: (u32, u32),
+    /// Whether the current area spans several chips (the whole grid of a multi-chip target).
+    multi_chip: bool,
+    /// The area of every source op (index into `areas`; 0: the whole usable grid).
+    op_area: Vec<usize>,
+    /// The area being lowered into, and the others' state (`enter`).
+    area: usize,
+    areas: Vec<Option<Area>>,
+}
+
+/// A part of the usable grid ops are placed in: the whole of it, or one chip of a multi-chip
+/// target (`dojo.on_chip`, see split-batch). Within a chip, placement is that of a lone D1:
+/// the same blocks, no spreading across chips.
+struct Area {
+    offset: (u32, u32),
+    usable: (u32, u32),
+    max_block: (u32, u32),
+    load: Vec<u64>,
+    multi_chip: bool,
 }
 
 type LResult<T> = Result<T, PassError>;
@@ -182,6 +204,7 @@ impl<'a> Lowering<'a> {
             return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
         }
         let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
+        let (op_area, areas) = Self::areas(src, target, plan)?;
         let mut lowering = Lowering {
             src,
             target,
@@ -195,9 +218,112 @@ impl<'a> Lowering<'a> {
             load: vec![0; (max_block.0 * max_block.1) as usize],
             plan,
             window_roots: HashMap::new(),
+            offset: (0, 0),
+            multi_chip: target.chip_grid != (1, 1),
+            op_area,
+            area: 0,
+            areas,
         };
         lowering.window_roots = lowering.window_roots();
         Ok(lowering)
+    }
+
+    /// The area of every op (default plan; the naive plan places everything on the whole
+    /// grid): `dojo.on_chip {chip}` opens chip `chip`'s; an op takes the area its operands
+    /// share (the whole grid when they come from different chips: the join of the parts);
+    /// an op computed from arguments and constants only, all of whose users are in one chip's
+    /// area, is in that area too (a part's slice of the input loads straight onto its chip,
+    /// its copy of a weight's transpose is made there).
+    /// Returns the op areas and the areas (entry 0, the whole grid, is the lowering's own).
+    fn areas(src: &Func, target: &Target, plan: Plan) -> LResult<(Vec<usize>, Vec<Option<Area>>)> {
+        let mut op_area = vec![0; src.ops.len()];
+        let mut areas: Vec<Option<Area>> = vec![None];
+        if plan != Plan::Default || !src.ops.iter().any(|o| o.name == "dojo.on_chip") {
+            return Ok((op_area, areas));
+        }
+        let grid = target.usable_grid();
+        let (cr, cc) = target.chip_grid;
+        // The usable rows (columns) of chip row (column) `i`: a contiguous run of indices.
+        let run = |lines: &[u32], per: u32, i: u32| {
+            let idx: Vec<u32> = (0..lines.len() as u32).filter(|&k| lines[k as usize] / per == i).collect();
+            (idx.first().copied().unwrap_or(0), idx.len() as u32)
+        };
+        let mut chip_area: HashMap<i64, usize> = HashMap::new();
+        let mut val_area = vec![0usize; src.value_types.len()];
+        for (i, op) in src.ops.iter().enumerate() {
+            let a = if op.name == "dojo.on_chip" {
+                let chip = op.attr("chip").and_then(Attr::as_int).unwrap_or(-1);
+                if chip < 0 || chip >= i64::from(cr * cc) {
+                    return Err(PassError::Invalid(format!(
+                        "op #{i} 'dojo.on_chip': chip {chip} is not one of target '{}''s {} chip(s)",
+                        target.name,
+                        cr * cc
+                    )));
+                }
+                *chip_area.entry(chip).or_insert_with(|| {
+                    let (ci, cj) = (chip as u32 / cc, chip as u32 % cc);
+                    let (r0, rows) = run(&grid.rows, target.core_grid.0, ci);
+                    let (c0, cols) = run(&grid.cols, target.core_grid.1, cj);
+                    let max_block = (MAX_BLOCK_EDGE.min(rows), MAX_BLOCK_EDGE.min(cols));
+                    areas.push(Some(Area {
+                        offset: (r0, c0),
+                        usable: (rows, cols),
+                        max_block,
+                        load: vec![0; (max_block.0 * max_block.1) as usize],
+                        multi_chip: false,
+                    }));
+                    areas.len() - 1
+                })
+            } else {
+                let mut from = op.operands.iter().map(|v| val_area[v.index()]).filter(|&a| a != 0);
+                match from.next() {
+                    Some(a) if from.all(|b| b == a) => a,
+                    _ => 0,
+                }
+            };
+            op_area[i] = a;
+            for r in op.results() {
+                val_area[r.index()] = a;
+            }
+        }
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); src.value_types.len()];
+        for (i, op) in src.ops.iter().enumerate() {
+            for v in &op.operands {
+                users[v.index()].push(i);
+            }
+        }
+        let returned: std::collections::HashSet<Value> = src.returns.iter().copied().collect();
+        for (i, op) in src.ops.iter().enumerate().rev() {
+            if op_area[i] != 0 || op.operands.iter().any(|v| val_area[v.index()] != 0) || returned.contains(&op.result(0)) {
+                continue;
+            }
+            let mut to = users[op.result(0).index()].iter().map(|&u| op_area[u]);
+            if let Some(a) = to.next().filter(|&a| a != 0) {
+                if to.all(|b| b == a) {
+                    op_area[i] = a;
+                }
+            }
+        }
+        Ok((op_area, areas))
+    }
+
+    /// Place the following ops in area `a` (see `areas`).
+    fn enter(&mut self, a: usize) {
+        if a == self.area {
+            return;
+        }
+        let mine = Area {
+            offset: self.offset,
+            usable: self.usable,
+            max_block: self.max_block,
+            load: std::mem::take(&mut self.load),
+            multi_chip: self.multi_chip,
+        };
+        self.areas[self.area] = Some(mine);
+        let next = self.areas[a].take().expect("area state present");
+        (self.offset, self.usable, self.max_block, self.load, self.multi_chip) =
+            (next.offset, next.usable, next.max_block, next.load, next.multi_chip);
+        self.area = a;
     }
 
     /// On a multi-chip target (default plan): the values whose windows a concat joins — each
@@ -208,7 +334,7 @@ impl<'a> Lowering<'a> {
     /// are local: a convolution's input moves once, not as its T-times larger taps.
     fn window_roots(&self) -> HashMap<Value, (usize, Vec<bool>)> {
         let mut roots: HashMap<Value, (usize, Vec<bool>)> = HashMap::new();
-        if self.target.chip_grid == (1, 1) || self.plan != Plan::Default {
+        if !self.multi_chip || self.plan != Plan::Default {
             return roots;
         }
         let producer: HashMap<Value, &Op> = self.src.ops.iter().map(|o| (o.result(0), o)).collect();
@@ -271,17 +397,20 @@ impl<'a> Lowering<'a> {
     fn run(mut self) -> LResult<Func> {
         let src = self.src;
         for (i, op) in src.ops.iter().enumerate() {
+            self.enter(self.op_area[i]);
             let v = self.lower_op(op).map_err(|e| match e {
                 PassError::Invalid(m) => PassError::Invalid(format!("@{} op #{i} '{}': {m}", src.name, op.name)),
                 PassError::Capacity(m) => PassError::Capacity(format!("@{} op #{i} '{}': {m}", src.name, op.name)),
                 other => other,
             })?;
-            let v = match (v, self.window_roots.get(&op.result(0)).cloned()) {
+            let root = if self.area == 0 { self.window_roots.get(&op.result(0)).cloned() } else { None };
+            let v = match (v, root) {
                 (Val::Mesh(m), Some((ratio, cut))) => Val::Mesh(self.spread_root(m, ratio, &cut)?),
                 (v, _) => v,
             };
             self.vals[op.result(0).index()] = Some(v);
         }
+        self.enter(0);
         let mut rets = Vec::new();
         let mut stored: HashMap<Value, Value> = HashMap::new();
         for r in &src.returns {
@@ -325,7 +454,7 @@ impl<'a> Lowering<'a> {
     /// the 16 x 16 block stays: 17 x 19 splits powers of two unevenly.)
     fn caps(&self, bytes: u64) -> (u32, u32) {
         let (mr, mc) = self.max_block;
-        if self.target.chip_grid != (1, 1) && bytes / u64::from(mr * mc) >= MULTI_CHIP_MIN_SHARD_BYTES {
+        if self.multi_chip && bytes / u64::from(mr * mc) >= MULTI_CHIP_MIN_SHARD_BYTES {
             self.usable
         } else {
             self.max_block
@@ -341,8 +470,14 @@ impl<'a> Lowering<'a> {
     /// so far (the first such in row-major order). Blocks narrower than the largest would
     /// otherwise all start at its corner and pile their shards into the same few cores' SRAM.
     /// Small shards (below [`SPREAD_MIN_BYTES`]) stay at the corner, near everything else.
-    /// None if the block does not fit.
+    /// None if the block does not fit. In global usable-grid coordinates (the current area's
+    /// offset added).
     fn block_origin(&self, gr: u32, gc: u32, shard_bytes: u64) -> Option<(u32, u32)> {
+        let (dr, dc) = self.offset;
+        self.local_block_origin(gr, gc, shard_bytes).map(|(r, c)| (r + dr, c + dc))
+    }
+
+    fn local_block_origin(&self, gr: u32, gc: u32, shard_bytes: u64) -> Option<(u32, u32)> {
         let (mr, mc) = self.max_block;
         if gr > mr || gc > mc || gr == 0 || gc == 0 || shard_bytes < SPREAD_MIN_BYTES {
             return (gr <= self.usable.0 && gc <= self.usable.1).then_some((0, 0));
@@ -363,9 +498,12 @@ impl<'a> Lowering<'a> {
     fn emit(&mut self, name: &str, operands: Vec<Value>, mut attrs: Vec<(String, Attr)>, ty: TensorType, layout: Layout) -> Value {
         let bytes = (layout.max_shard_numel(&ty.shape) * ty.elem.bytes()) as u64;
         let (mr, mc) = self.max_block;
+        let (dr, dc) = self.offset;
         for (r, c) in layout.cores() {
-            if r < mr && c < mc {
-                self.load[(r * mc + c) as usize] += bytes;
+            if let (Some(r), Some(c)) = (r.checked_sub(dr), c.checked_sub(dc)) {
+                if r < mr && c < mc {
+                    self.load[(r * mc + c) as usize] += bytes;
+                }
             }
         }
         attrs.push(attr("layout", layout.to_attr()));
@@ -470,7 +608,7 @@ impl<'a> Lowering<'a> {
     /// then overlaps the step before's compute), not whole and then resharded.
     fn panel(&mut self, old: Value, want: &Layout, region: &Region) -> LResult<Value> {
         match self.val(old)? {
-            Val::Host(a) if !self.loaded.contains_key(&a) => {
+            Val::Host(a) if !self.loaded.contains_key(&(a, self.area)) => {
                 let t = tensor_type(&self.out, a)?;
                 Ok(self.emit("load", vec![a], box_attrs(region), TensorType::new(region.sizes.clone(), t.elem), want.clone()))
             }
@@ -483,13 +621,13 @@ impl<'a> Lowering<'a> {
         match self.val(old)? {
             Val::Mesh(m) => Ok(m),
             Val::Host(a) => {
-                if let Some(m) = self.loaded.get(&a) {
+                if let Some(m) = self.loaded.get(&(a, self.area)) {
                     return Ok(*m);
                 }
                 let t = tensor_type(&self.out, a)?;
                 let l = self.place(&t.shape)?;
                 let m = self.emit("load", vec![a], vec![], t, l);
-                self.loaded.insert(a, m);
+                self.loaded.insert((a, self.area), m);
                 Ok(m)
             }
             Val::Const(..) => {
@@ -623,9 +761,32 @@ impl<'a> Lowering<'a> {
                         return Ok(Val::Const(v, rt));
                     }
                 }
+                // A part's slice of a host input (split-batch) loads only its box onto its chip.
+                if let (Val::Host(a), true) = (self.val(op.operands[0])?, self.area != 0 && kind == "slice") {
+                    let ints = |k: &str| op.attr(k).and_then(Attr::as_ints).unwrap_or(&[]).to_vec();
+                    if !self.loaded.contains_key(&(a, self.area)) && ints("strides").iter().all(|&x| x == 1) {
+                        let region = Region { offsets: ints("offsets").iter().map(|&x| x as usize).collect(), sizes: rt.shape.clone() };
+                        let l = self.place(&rt.shape)?;
+                        return Ok(Val::Mesh(self.emit("load", vec![a], box_attrs(&region), rt, l)));
+                    }
+                }
                 let m = self.on_mesh(op.operands[0])?;
                 let out = self.follow(m, &rt)?;
                 Ok(Val::Mesh(self.emit(kind, vec![m], op.attrs.clone(), rt, out)))
+            }
+            "on_chip" => {
+                // The value, on its chip (`areas`): moved there if it is not.
+                if let Val::Const(..) = self.val(op.operands[0])? {
+                    return self.val(op.operands[0]);
+                }
+                let m = self.on_mesh(op.operands[0])?;
+                let l = self.layout(m);
+                let (lo, hi) = (self.offset, (self.offset.0 + self.usable.0, self.offset.1 + self.usable.1));
+                if self.area == 0 || l.cores().all(|(r, c)| (lo.0..hi.0).contains(&r) && (lo.1..hi.1).contains(&c)) {
+                    return Ok(Val::Mesh(m));
+                }
+                let want = self.place(&rt.shape)?;
+                Ok(Val::Mesh(self.reshard(m, &want, None)?))
             }
             "embedding" => {
                 // Each core holds its ids and the table's columns for its part of D.
@@ -818,7 +979,7 @@ impl<'a> Lowering<'a> {
             Plan::Default => {
                 let (mr, mc) = self.max_block;
                 let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
-                let spread = self.target.chip_grid != (1, 1) && seconds >= MULTI_CHIP_MIN_MATMUL_S;
+                let spread = self.multi_chip && seconds >= MULTI_CHIP_MIN_MATMUL_S;
                 let rows_cols = if spread {
                     self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, MIN_SHARD_EDGE)?
                 } else {
@@ -855,7 +1016,7 @@ impl<'a> Lowering<'a> {
         for (i, (v, t)) in [(a, &ta), (b, &tb_here)].into_iter().enumerate() {
             let (l, mesh) = match if i == 0 { self.a_val(v, over)? } else { self.val(v)? } {
                 Val::Mesh(m) => (self.layout(m), true),
-                Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&h)),
+                Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&(h, self.area))),
                 Val::Const(..) | Val::Stored(_) => continue,
             };
             let bytes = (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
@@ -950,12 +1111,12 @@ impl<'a> Lowering<'a> {
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&h)) {
+        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&(h, self.area))) {
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
                 Ok(match self.val(v)? {
-                    Val::Host(h) if !self.loaded.contains_key(&h) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
+                    Val::Host(h) if !self.loaded.contains_key(&(h, self.area)) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
                     _ => 0.0,
                 })
             };

@@ -8,6 +8,11 @@ use dojo_compiler::{parse_pipeline, Pass, PassManager, PassSpec};
 
 /// `(name, summary, options)` of every registered pass.
 pub const PASSES: &[(&str, &str, &str)] = &[
+    (
+        "split-batch",
+        "data parallelism: copy a graph whose ops keep samples apart once per chip, each on a slice of the batch (before legalize-aten)",
+        "mesh=<preset> (d1) parts=<n> (the fewest parts giving each chip the smallest share of the batch)",
+    ),
     ("legalize-aten", "rewrite imported aten.* ops into the graph-level dojo dialect", ""),
     ("dce", "remove ops whose results are unused", ""),
     (
@@ -26,9 +31,13 @@ pub const PASSES: &[(&str, &str, &str)] = &[
 /// The pipeline the compile driver runs for a mesh. `egraph` adds `egraph-optimize` after
 /// legalization, with these extra options (`""` for its defaults, e.g. `"iters=5"`);
 /// `precision` adds the `precision` pass before lowering, with its options (e.g.
-/// `"policy=cfloat8 grads=1"`); `plan` is `lower-to-d1`'s plan (`"default"` or `"naive"`).
-pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>, plan: &str) -> String {
+/// `"policy=cfloat8 grads=1"`); `plan` is `lower-to-d1`'s plan (`"default"` or `"naive"`);
+/// `split` starts with `split-batch` (data parallelism over the mesh's chips).
+pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>, plan: &str, split: bool) -> String {
     let mut passes = vec!["legalize-aten".to_string(), "dce".to_string()];
+    if split {
+        passes.insert(0, format!("split-batch{{mesh={mesh}}}"));
+    }
     if let Some(opts) = egraph {
         let opts = if opts.is_empty() { String::new() } else { format!(" {opts}") };
         passes.push(format!("egraph-optimize{{mesh={mesh}{opts}}}"));
@@ -53,6 +62,7 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
         "lower-to-d1" => vec!["mesh", "plan"],
         "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues"],
         "precision" => vec!["policy", "grads"],
+        "split-batch" => vec!["mesh", "parts"],
         _ => vec![],
     };
     for (k, _) in &spec.options {
@@ -67,6 +77,13 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
     Ok(match spec.name.as_str() {
         "legalize-aten" => Box::new(LegalizeAten),
         "dce" => Box::new(Dce),
+        "split-batch" => {
+            let parts = match spec.option("parts") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| format!("split-batch option parts={v}: expected a whole number"))?),
+            };
+            Box::new(crate::split::SplitBatch { mesh: spec.option("mesh").unwrap_or("d1").to_string(), parts })
+        }
         "precision" => {
             let policy = Policy::parse(spec.option("policy").unwrap_or("fp32")).map_err(|e| format!("precision option policy: {e}"))?;
             let grads = match spec.option("grads") {

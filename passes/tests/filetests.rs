@@ -172,7 +172,7 @@ fn file_tests() {
             let output = parse_module(&stdout).unwrap_or_else(|d| panic!("{rel}: output does not parse: {d}"));
             let precision = run.find("precision{").and_then(|i| run[i..].find('}').map(|j| &run[i..=i + j]));
             check_semantics(&rel, &input, &output, precision);
-        } else if is_ir && run.contains("egraph-optimize") {
+        } else if is_ir && (run.contains("egraph-optimize") || run.contains("split-batch")) {
             let input = parse_module(&text).expect("input parses");
             let output = parse_module(&stdout).unwrap_or_else(|d| panic!("{rel}: output does not parse: {d}"));
             check_rewrite_semantics(&rel, &input, &output);

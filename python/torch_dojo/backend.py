@@ -47,6 +47,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "egraph": False,
     "strict_numerics": False,
     "plan": "default",
+    "parallel": "auto",
 }
 #: Limits of the e-graph optimizer that ``options={"egraph": {...}}`` may set.
 EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
@@ -58,6 +59,10 @@ PRECISIONS = ("fp32", "bf16", "cfloat16", "cfloat8")
 #: Placement plans of ``lower-to-d1``: ``default``, or ``naive``, the baseline it is measured
 #: against (every op's result row-split over all cores, no reshard optimisation).
 PLANS = ("default", "naive")
+#: Parallelism over the chips of a multi-chip mesh: ``auto`` runs a graph that keeps its
+#: samples apart (inference CNNs) data-parallel, one slice of the batch per chip
+#: (``split-batch``; default plan only); ``none`` spreads each op over the chips instead.
+PARALLEL = ("auto", "none")
 
 #: Number of graphs (forward, backward, inference) compiled since import; tests assert it.
 compile_count = 0
@@ -164,6 +169,8 @@ def validate_options(options: dict | None) -> dict[str, Any]:
         )
     if opts["plan"] not in PLANS:
         raise InvalidInputError(f"option 'plan' must be one of {', '.join(map(repr, PLANS))}, got {opts['plan']!r}")
+    if opts["parallel"] not in PARALLEL:
+        raise InvalidInputError(f"option 'parallel' must be one of {', '.join(map(repr, PARALLEL))}, got {opts['parallel']!r}")
     if opts["fallback"] not in FALLBACKS:
         raise InvalidInputError(
             f"option 'fallback' must be one of {', '.join(map(repr, FALLBACKS))}, got {opts['fallback']!r}"

@@ -23,7 +23,7 @@ def compile_error(excinfo):
 
 
 def test_defaults_fill_in():
-    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default"}
+    assert backend.validate_options(None) == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default", "parallel": "auto"}
 
 
 def test_unknown_option_lists_valid_keys():
@@ -154,7 +154,7 @@ def test_torch_compile_reaches_the_native_compiler(monkeypatch):
         assert out.shape == (2, 4)
     graph, options = seen[0]
     assert graph["name"] == "inference"
-    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default"}
+    assert options == {"mesh": "d1", "precision": "fp32", "dump_ir": False, "fallback": "eager", "egraph": False, "strict_numerics": False, "plan": "default", "parallel": "auto"}
     assert [i["shape"] for i in graph["inputs"]] == [[16, 8], [16], [2, 8], [4, 16], [4]]
     assert [n["target"] for n in graph["nodes"]].count("aten.addmm.default") == 2
 
@@ -217,6 +217,32 @@ def test_dump_ir_prints_every_stage(fake_driver, capsys):
     with torch.no_grad():
         torch.compile(mlp(), backend="dojo", options={"dump_ir": True}, dynamic=False)(torch.randn(2, 8))
     assert "torch-dojo inference graph" in capsys.readouterr().err
+
+
+def test_a_cnn_on_a_tile_runs_data_parallel_over_its_chips_with_eager_results():
+    """On a multi-chip mesh an inference CNN is copied once per chip, each copy on a slice of
+    the batch (`split-batch`): same results as eager, each part's ops on its own chip, faster
+    than spreading every op over the chips (`parallel: none`)."""
+    with pytest.raises(torch_dojo.InvalidInputError, match=r"'parallel'.*'auto', 'none'.*'model'"):
+        backend.validate_options({"parallel": "model"})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10),
+    ).eval()
+    x = torch.randn(6, 3, 16, 16)
+    times = {}
+    for parallel in ("auto", "none"):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            got = torch.compile(model, backend="dojo", options={"mesh": "tile", "parallel": parallel}, dynamic=False)(x)
+            torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-4)
+        record = backend.compiled_graphs[-1]
+        stages = dict(record.graph.stages())
+        split = stages["split-batch"] if parallel == "auto" else ""
+        assert split.count('"dojo.on_chip"') == (6 if parallel == "auto" else 0)
+        times[parallel] = record.last_profile["simulated_seconds"]
+    assert times["auto"] < times["none"]
 
 
 def test_naive_plan_option_gives_the_same_results_and_a_bad_plan_is_named():
