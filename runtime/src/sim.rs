@@ -24,8 +24,9 @@
 //!   from SRAM and writes one into SRAM per cycle: one link's bandwidth each);
 //! - each directed mesh link; each directed D1 edge (`chip_edge_bytes_per_s`, shared by all
 //!   the links crossing between the same two chips) and tile edge (`tile_edge_bytes_per_s`);
-//! - `target.dips` host/HBM channels (Load/Store take the channel that frees first, lowest
-//!   index on ties).
+//! - `target.dips` host/HBM channels (Load/Store take the channel that can start it first,
+//!   lowest index on ties; a transfer ready early may use an idle gap a channel left before a
+//!   later reservation, [`DIP_GAPS`] of the latest gaps remembered per channel).
 //!
 //! Synchronisation: every buffer has `ready` (its last write completes), `written` (its
 //! last whole-buffer write completes) and `read_done` (its last read completes). An
@@ -55,7 +56,10 @@
 //!   (contention), and a core receiving from four neighbours at once drains them one by one.
 //! - **Copy on one core**: a core operation at SRAM bandwidth (`bytes / load + bytes /
 //!   store`).
-//! - **Load / Store**: a DIP channel is busy for `bytes / dip_hbm_bytes_per_s`; the data is
+//! - **Load / Store**: a DIP channel is busy for `bytes / dip_hbm_bytes_per_s` from the
+//!   earliest time it is free that long at or after the transfer is ready (not in program
+//!   order: a store reserved for when its data is computed does not hold up a load that is
+//!   ready now and fits before it); the data is
 //!   there `host_latency_s` later (the fixed cost is pipelined across transfers, as a DMA
 //!   engine with several descriptors in flight would). The mesh path between the DIP and
 //!   the core is not modelled. A Store waits for `ready[buf]`, a Load for `read_done[buf]`.
@@ -1150,7 +1154,7 @@ struct Sim<'a> {
     link_free: FastMap<Link, f64>,
     chip_edge_free: FastMap<EdgeKey, f64>,
     tile_edge_free: FastMap<EdgeKey, f64>,
-    dip_free: Vec<f64>,
+    dips: Vec<DipChannel>,
     ready: Vec<f64>,
     written: Vec<f64>,
     read_done: Vec<f64>,
@@ -1540,7 +1544,7 @@ impl<'a> Sim<'a> {
             link_free: FastMap::default(),
             chip_edge_free: FastMap::default(),
             tile_edge_free: FastMap::default(),
-            dip_free: vec![0.0; program.target.dips as usize],
+            dips: vec![DipChannel::default(); program.target.dips as usize],
             ready: vec![0.0; nb],
             written: vec![0.0; nb],
             read_done: vec![0.0; nb],
@@ -1610,21 +1614,24 @@ impl<'a> Sim<'a> {
         end
     }
 
-    /// Occupies the DIP channel that frees first from `earliest` for `bytes`; returns the
-    /// time the data has arrived.
+    /// Occupies a DIP channel for `bytes` from the earliest time at or after `earliest` that
+    /// one is free for the whole transfer (the lowest channel on ties); returns the time the
+    /// data has arrived. A channel serves transfers as they become ready, not in program
+    /// order: a store reserved for when its data is computed does not hold up a load that is
+    /// ready now and fits before it.
     fn on_dip(&mut self, pc: usize, name: &str, earliest: f64, bytes: u64) -> f64 {
         let t = &self.program.target;
-        let mut k = 0;
-        for (i, &f) in self.dip_free.iter().enumerate() {
-            if f < self.dip_free[k] {
-                k = i;
-            }
-        }
-        let start = earliest.max(self.dip_free[k]);
-        let busy_until = start + bytes as f64 / t.dip_hbm_bytes_per_s;
+        let duration = bytes as f64 / t.dip_hbm_bytes_per_s;
+        let (k, (start, gap)) = self
+            .dips
+            .iter()
+            .map(|c| c.slot(earliest, duration))
+            .enumerate()
+            .fold((0, (f64::INFINITY, None)), |best, (k, s)| if s.0 < best.1 .0 { (k, s) } else { best });
+        let busy_until = start + duration;
         let latency = t.host_latency_s;
         let end = busy_until + latency;
-        self.dip_free[k] = busy_until;
+        self.dips[k].reserve(start, duration, gap);
         self.host_bytes += bytes;
         self.record(pc, name.to_string(), Unit::Dip(k as u32), start, end);
         self.tally(pc, |tl| tl.host(bytes, latency, start, end));
@@ -1786,6 +1793,55 @@ impl<'a> Sim<'a> {
                 }
                 self.flops += flops;
             }
+        }
+    }
+}
+
+/// Most idle gaps a DIP channel remembers (the latest ones): a transfer that is ready early
+/// may run in one of them.
+const DIP_GAPS: usize = 64;
+
+/// One DIP channel's timeline: busy up to `tail`, except for the remembered idle `gaps`
+/// before it (by start), left when a transfer was reserved for later than the channel
+/// freed (a store waiting for its data).
+#[derive(Clone, Debug, Default)]
+struct DipChannel {
+    tail: f64,
+    gaps: Vec<(f64, f64)>,
+}
+
+impl DipChannel {
+    /// The earliest start at or after `earliest` for a `duration`-long transfer, and the gap
+    /// it runs in (None: after the tail).
+    fn slot(&self, earliest: f64, duration: f64) -> (f64, Option<usize>) {
+        for (i, &(s, e)) in self.gaps.iter().enumerate() {
+            let start = s.max(earliest);
+            if start + duration <= e {
+                return (start, Some(i));
+            }
+        }
+        (self.tail.max(earliest), None)
+    }
+
+    fn reserve(&mut self, start: f64, duration: f64, gap: Option<usize>) {
+        let end = start + duration;
+        match gap {
+            Some(i) => {
+                let (s, e) = self.gaps.remove(i);
+                let pieces = [(s, start), (end, e)];
+                for (k, p) in pieces.into_iter().filter(|(a, b)| b > a).enumerate() {
+                    self.gaps.insert(i + k, p);
+                }
+            }
+            None => {
+                if start > self.tail {
+                    self.gaps.push((self.tail, start));
+                }
+                self.tail = self.tail.max(end);
+            }
+        }
+        if self.gaps.len() > DIP_GAPS {
+            self.gaps.remove(0);
         }
     }
 }

@@ -838,6 +838,33 @@ fn host_transfers_use_the_dip_channel() {
     );
 }
 
+/// A store waits for its data (a long matmul); a load after it in program order that is
+/// ready at once runs on the DIP channel in the meantime instead of queueing behind the store.
+#[test]
+fn a_ready_load_runs_on_the_dip_before_a_store_still_waiting_for_its_data() {
+    let mut b = Builder::new("core");
+    let (ia, ib, iz) = (b.input(&[128, 128]), b.input(&[128, 128]), b.input(&[256]));
+    let a = b.load_full(ia, (0, 0));
+    let w = b.load_full(ib, (0, 0));
+    let c = b.buf((0, 0), &[128, 128]);
+    b.push(Instr::Kernel { op: KernelOp::MatMul { accumulate: false, epilogue: vec![] }, inputs: vec![a, w], output: c });
+    b.store_full(c);
+    let z = b.load_full(iz, (0, 0));
+    b.store_full(z);
+    let ins = vec![(vec![128, 128], data(128 * 128, 1)), (vec![128, 128], data(128 * 128, 2)), (vec![256], data(256, 3))];
+    let (outs, prof) = run(&b.p, &ins).unwrap();
+    assert_eq!(outs[1].data, ins[2].1);
+    let span = |name: &str, nth: usize| {
+        let e = prof.timeline.iter().filter(|e| e.name == name).nth(nth).expect("event");
+        (e.start_s, e.end_s)
+    };
+    let (kernel, store_c, load_z) = (span("MatMul", 0), span("Store", 0), span("Load", 2));
+    // The matmul runs for microseconds; z's load (1 KiB) starts when the channel frees after
+    // the operands' loads, long before c's store can begin.
+    assert!(kernel.1 - kernel.0 > 1e-6, "{kernel:?}");
+    assert!(load_z.0 < kernel.1 && load_z.1 <= store_c.0, "load {load_z:?}, kernel {kernel:?}, store {store_c:?}");
+}
+
 #[test]
 fn host_copy_passes_an_input_through() {
     let mut b = Builder::new("core");
