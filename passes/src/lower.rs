@@ -167,6 +167,8 @@ struct Lowering<'a> {
     multi_chip: bool,
     /// The area of every source op (index into `areas`; 0: the whole usable grid).
     op_area: Vec<usize>,
+    /// The area of every source value computed in a chip's area (see `areas`).
+    value_area: HashMap<Value, usize>,
     /// The area being lowered into, and the others' state (`enter`).
     area: usize,
     areas: Vec<Option<Area>>,
@@ -220,6 +222,7 @@ impl<'a> Lowering<'a> {
             window_roots: HashMap::new(),
             offset: (0, 0),
             multi_chip: target.chip_grid != (1, 1),
+            value_area: src.ops.iter().zip(&op_area).filter(|(_, &a)| a != 0).flat_map(|(o, &a)| o.results().map(move |r| (r, a))).collect(),
             op_area,
             area: 0,
             areas,
@@ -821,6 +824,15 @@ impl<'a> Lowering<'a> {
             }
             "concat" => {
                 let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;
+                // A join of values on different chips (split-batch's parts) that only goes to
+                // the host: each part stored from where it is, into its region of the result.
+                let result = op.result(0);
+                let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
+                let chips: std::collections::HashSet<usize> = op.operands.iter().filter_map(|v| self.value_area.get(v).copied()).collect();
+                if only_stored && chips.len() > 1 && !chips.contains(&0) {
+                    let dim = op.attr("dim").cloned().unwrap_or(Attr::Int(0));
+                    return Ok(Val::Stored(self.out.push("d1.store", ins, vec![("dim".to_string(), dim)], vec![Type::Tensor(rt)])));
+                }
                 let out = self.follow(ins[0], &rt)?;
                 Ok(Val::Mesh(self.emit(kind, ins, op.attrs.clone(), rt, out)))
             }

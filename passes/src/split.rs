@@ -1,25 +1,32 @@
 //! `split-batch{mesh=<preset> parts=<n>}`: data parallelism over the chips of a multi-chip
 //! target, on the captured `aten.*` graph (before legalization).
 //!
-//! A function whose every op treats the samples of its batch independently is copied once
-//! per part, each copy computing a contiguous slice of the batch on its own chip:
-//! - the batch comes in through the data inputs of convolutions (an argument used as a
-//!   convolution's input, its dim 0); each part takes its slice (`dojo.slice`) and marks it
-//!   `dojo.on_chip {chip}`, so `lower-to-d1` places everything computed from it on that chip;
-//! - the batch dim of every value is followed through the ops (`rule`); an op that mixes
-//!   samples (a reduction over the batch, a training batch norm, a reshape cutting the batch
-//!   dim, an op without a rule) leaves the function whole, and the function's attribute
-//!   `dojo.split` says why;
-//! - values that do not depend on the batch (weights, their transposes) are computed once
-//!   and shared by the parts; each part's chip loads what it uses;
-//! - batched results are the parts' results joined by a `dojo.concat` along the batch dim.
+//! The function is copied once per part, each copy computing a contiguous slice of the batch
+//! on its own chip:
+//! - the batch `N` is dim 0 of the data inputs of convolutions (and of their backward); other
+//!   arguments with `N` rows are taken as batched too, unless an op rejects that (then the
+//!   arguments it came from are taken whole and the analysis runs again);
+//! - each part slices its samples of a batched argument (`dojo.slice`) and marks them
+//!   `dojo.on_chip {chip}`, so `lower-to-d1` places everything computed from them on that chip;
+//! - every value is whole (the same for every part: weights, their transposes), batched at a
+//!   dim (a dim of `N * q` elements whose outer factor is the sample), or partial (a sum over
+//!   the batch: each part holds its samples' share), followed through the ops by per-op rules
+//!   (`rule`). A partial value is summed over the parts as soon as it is computed (small
+//!   shares stacked and reduced, `dojo.concat` + `dojo.reduce_sum`; larger ones added in
+//!   pairs across chips); a variance over the batch (training batch norm) takes two sums
+//!   (the mean, then the squared deviations from it);
+//!   a whole operand of an elementwise or per-sample op spanning the batch is sliced per part;
+//! - whole ops are copied per part too (dce drops the copies nothing uses), so each chip
+//!   computes its own weight transposes; batched results are `dojo.concat`s of the parts.
 //!
-//! Every part computes exactly what the whole graph computes for its samples, so the result
-//! is the same bits (the kernels do not depend on the batch size). The number of parts is
-//! the fewest that give each chip the smallest share: `ceil(N / ceil(N / chips))` (batch 32
-//! on a tile's 25 chips: 16 parts of 2).
+//! An op without a rule for how it treats the batch leaves the function whole; the function's
+//! attribute `dojo.split` says which happened and why. Parts compute what the whole graph
+//! computes for their samples, up to the order of f32 sums (matmul K steps are chosen per
+//! shape; sums over the batch add the parts' shares). The number of parts is the fewest that
+//! give each chip the smallest share: `ceil(N / ceil(N / chips))` (batch 32 on a tile's 25
+//! chips: 16 parts of 2).
 
-use dojo_compiler::{attr, Attr, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
+use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
 
 pub struct SplitBatch {
@@ -73,68 +80,156 @@ impl Pass for SplitBatch {
     }
 }
 
-/// The batch of a function: its size and, per value, the dim carrying it (a dim of size
-/// `N * q` whose outer factor is the sample; `None`: the value does not depend on it).
+/// Largest partial sum (bytes) the parts' shares are gathered for in one step; larger ones
+/// are added in pairs (see `split`'s `all_reduce`).
+const GATHER_MAX_BYTES: u64 = 64 * 1024;
+
+/// How a value depends on the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum B {
+    /// The same for every part.
+    Whole,
+    /// Batched at this dim (`N * q` elements, the sample its outer factor).
+    At(usize),
+    /// A sum over the batch: each part holds its samples' share.
+    Partial,
+}
+
+/// What the split does with one op whose operands depend on the batch.
+#[derive(Clone, Debug)]
+struct OpPlan {
+    /// Per result.
+    results: Vec<B>,
+    /// Per operand: a whole value sliced at this dim for each part (an elementwise or
+    /// per-sample op pairs it with the batch position by position).
+    slice: Vec<Option<usize>>,
+    /// `var_mean` over the batch: from two all-reduces.
+    var_mean: bool,
+}
+
+/// The batch of a function: its size, how each value depends on it, each op's plan (None:
+/// no batched operand; partial operands are summed first) and the batched arguments.
 struct Batch {
     n: usize,
-    dims: Vec<Option<usize>>,
-    /// Arguments the batch comes in through.
+    kinds: Vec<B>,
+    plans: Vec<Option<OpPlan>>,
     seeds: Vec<Value>,
 }
 
-fn analyze(f: &Func) -> Result<Batch, String> {
+/// Arguments certainly batched at dim 0: data inputs of convolutions, their backward and
+/// max pooling's backward.
+fn data_args(f: &Func) -> Vec<Value> {
     let mut seeds: Vec<Value> = Vec::new();
     for op in &f.ops {
-        if op.name == "aten.convolution.default" {
-            if let Some(&x) = op.operands.first() {
-                if x.index() < f.num_args && !seeds.contains(&x) {
+        let data: &[usize] = match op.name.as_str() {
+            "aten.convolution.default" => &[0],
+            "aten.convolution_backward.default" => &[0, 1],
+            "aten.max_pool2d_with_indices_backward.default" => &[0, 1, 2],
+            _ => &[],
+        };
+        for &i in data {
+            if let Some(&x) = op.operands.get(i).filter(|x| x.index() < f.num_args) {
+                if !seeds.contains(&x) {
                     seeds.push(x);
                 }
             }
         }
     }
-    if seeds.is_empty() {
+    seeds.sort();
+    seeds
+}
+
+fn analyze(f: &Func) -> Result<Batch, String> {
+    let certain = data_args(f);
+    if certain.is_empty() {
         return Err("no argument is a convolution's input (the batch is only found that way)".into());
     }
-    seeds.sort();
     let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
-    let n = shape(seeds[0]).first().copied().unwrap_or(0);
-    if let Some(s) = seeds.iter().find(|&&s| shape(s).first() != Some(&n)) {
+    let n = shape(certain[0]).first().copied().unwrap_or(0);
+    if let Some(s) = certain.iter().find(|&&s| shape(s).first() != Some(&n)) {
         return Err(format!("the convolution inputs' batches differ (%arg{} has {:?})", s.0, shape(*s)));
     }
     if n < 2 {
         return Err(format!("the batch is {n}"));
     }
-    let mut dims = vec![None; f.value_types.len()];
-    for &s in &seeds {
-        dims[s.index()] = Some(0);
-    }
-    for (i, op) in f.ops.iter().enumerate() {
-        let b: Vec<Option<usize>> = op.operands.iter().map(|v| dims[v.index()]).collect();
-        if b.iter().all(Option::is_none) {
-            continue;
-        }
-        let out = rule(f, op, &b, n).map_err(|e| format!("op #{i} '{}': {e}", op.name))?;
-        for (k, d) in out.into_iter().enumerate() {
-            let r = op.result(k);
-            if let Some(d) = d {
-                if shape(r).get(d).is_none_or(|&s| s % n != 0) {
-                    return Err(format!("op #{i} '{}': result #{k} {:?} has no batch at dim {d}", op.name, shape(r)));
-                }
+    // Other arguments with N rows (saved activations, gradients) are batched unless an op
+    // rejects them: then the ones its operands come from are taken whole, and again.
+    let mut maybe: Vec<Value> = f.args().filter(|a| !certain.contains(a) && shape(*a).first() == Some(&n)).collect();
+    let defs = f.def_ops();
+    loop {
+        let seeds: Vec<Value> = certain.iter().chain(&maybe).copied().collect();
+        match propagate(f, n, &seeds) {
+            Ok((kinds, plans)) => {
+                let mut seeds = seeds;
+                seeds.sort();
+                return Ok(Batch { n, kinds, plans, seeds });
             }
-            dims[r.index()] = d;
+            Err((i, why)) => {
+                // The uncertain arguments the failing op's operands come from.
+                let mut from = Vec::new();
+                let mut stack: Vec<Value> = f.ops[i].operands.clone();
+                let mut seen = std::collections::HashSet::new();
+                while let Some(v) = stack.pop() {
+                    if !seen.insert(v) {
+                        continue;
+                    }
+                    match defs.get(v.index()).copied().flatten() {
+                        Some(d) => stack.extend(f.ops[d].operands.iter().copied()),
+                        None if maybe.contains(&v) => from.push(v),
+                        None => {}
+                    }
+                }
+                if from.is_empty() {
+                    return Err(format!("op #{i} '{}': {why}", f.ops[i].name));
+                }
+                maybe.retain(|a| !from.contains(a));
+            }
         }
     }
-    Ok(Batch { n, dims, seeds })
 }
 
-/// Ops applied to each sample alone, their outputs batched at the input's dim 0 (all of
-/// them; `_native_batch_norm_legit_no_training` has two empty extra results).
-const PER_SAMPLE: &[&str] = &[
-    "aten.convolution.default",
-    "aten.max_pool2d_with_indices.default",
-    "aten.avg_pool2d.default",
-    "aten._adaptive_avg_pool2d.default",
+type Plans = (Vec<B>, Vec<Option<OpPlan>>);
+
+/// How every value depends on the batch, given the batched arguments; or the first op that
+/// rejects its operands, and why.
+fn propagate(f: &Func, n: usize, seeds: &[Value]) -> Result<Plans, (usize, String)> {
+    let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
+    let mut kinds = vec![B::Whole; f.value_types.len()];
+    for &s in seeds {
+        kinds[s.index()] = B::At(0);
+    }
+    let mut plans = vec![None; f.ops.len()];
+    for (i, op) in f.ops.iter().enumerate() {
+        let b: Vec<B> = op.operands.iter().map(|v| kinds[v.index()]).collect();
+        if !b.iter().any(|k| matches!(k, B::At(_))) {
+            continue;
+        }
+        let plan = rule(f, op, &b, n).map_err(|e| (i, e))?;
+        for (k, &d) in plan.results.iter().enumerate() {
+            let r = op.result(k);
+            if let B::At(d) = d {
+                if shape(r).get(d).is_none_or(|&s| s % n != 0) {
+                    return Err((i, format!("result #{k} {:?} has no batch at dim {d}", shape(r))));
+                }
+            }
+            // An empty result (unused statistics, a gradient not asked for) is whole.
+            kinds[r.index()] = if shape(r).contains(&0) { B::Whole } else { d };
+        }
+        plans[i] = Some(plan);
+    }
+    Ok((kinds, plans))
+}
+
+/// Ops applied to each sample alone: `(name, data operands)`, their results batched at dim 0
+/// (`convolution_backward`'s weight and bias gradients: partial sums).
+const PER_SAMPLE: &[(&str, &[usize])] = &[
+    ("aten.convolution.default", &[0]),
+    ("aten.convolution_backward.default", &[0, 1]),
+    ("aten.max_pool2d_with_indices.default", &[0]),
+    ("aten.max_pool2d_with_indices_backward.default", &[0, 1, 2]),
+    ("aten.avg_pool2d.default", &[0]),
+    ("aten._adaptive_avg_pool2d.default", &[0]),
+    ("aten._native_batch_norm_legit_no_training.default", &[0]),
 ];
 
 /// Elementwise ops (with broadcasting): the batch stays where it is.
@@ -144,106 +239,183 @@ const ELEMENTWISE: &[&str] = &[
     "aten.sub.Tensor",
     "aten.mul.Tensor",
     "aten.div.Tensor",
+    "aten.div.Scalar",
+    "aten.mul.Scalar",
     "aten.sigmoid.default",
     "aten.tanh.default",
     "aten.neg.default",
     "aten.exp.default",
     "aten.rsqrt.default",
     "aten.sqrt.default",
+    "aten.pow.Tensor_Scalar",
     "aten.hardtanh.default",
     "aten.clamp_min.default",
     "aten.clone.default",
     "aten.alias.default",
     "aten.where.self",
+    "aten.le.Scalar",
+    "aten.lt.Scalar",
+    "aten.ge.Scalar",
+    "aten.gt.Scalar",
+    "aten.eq.Scalar",
+    "aten.threshold_backward.default",
 ];
 
-/// The batch dims of `op`'s results given its operands' (`b`, at least one `Some`), or why
-/// the op mixes samples.
-fn rule(f: &Func, op: &Op, b: &[Option<usize>], n: usize) -> Result<Vec<Option<usize>>, String> {
+/// The plan of an op with at least one batched operand (`b`; a partial operand is summed
+/// first, so it counts as whole), or why the op mixes samples.
+fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
+    use B::{At, Partial, Whole};
+    let b: Vec<B> = b.iter().map(|k| if *k == Partial { Whole } else { *k }).collect();
     let shape = |i: usize| f.tensor(op.operands[i]).map(|t| t.shape.clone()).unwrap_or_default();
     let rshape = |k: usize| f.tensor(op.result(k)).map(|t| t.shape.clone()).unwrap_or_default();
     let ints = |k: &str| op.attr(k).and_then(Attr::as_ints).map(<[i64]>::to_vec);
     let norm = |d: i64, rank: usize| if d < 0 { d + rank as i64 } else { d } as usize;
-    // Only operand `i` is batched, at dim `d`.
-    let only = |i: usize, d: usize| b.iter().enumerate().all(|(j, x)| if j == i { *x == Some(d) } else { x.is_none() });
+    let at = |i: usize| match b[i] {
+        At(d) => Some(d),
+        _ => None,
+    };
+    let mut plan = OpPlan { results: vec![Whole; op.num_results], slice: vec![None; op.operands.len()], var_mean: false };
     let name = op.name.as_str();
-    if PER_SAMPLE.contains(&name) {
-        if !only(0, 0) {
-            return Err("only its input may depend on the batch, at dim 0".into());
+    if let Some((_, data)) = PER_SAMPLE.iter().find(|(k, _)| *k == name) {
+        for i in 0..op.operands.len() {
+            match (data.contains(&i), b[i]) {
+                (true, At(0)) | (false, Whole) => {}
+                // A whole operand paired sample by sample with the batched ones: its slices.
+                (true, Whole) if shape(i).first() == Some(&n) => plan.slice[i] = Some(0),
+                _ => return Err(format!("operand #{i} must be {} (its batch dims: {b:?})", if data.contains(&i) { "batched at dim 0" } else { "whole" })),
+            }
         }
-        return Ok(vec![Some(0); op.num_results]);
-    }
-    if name == "aten._native_batch_norm_legit_no_training.default" {
-        if !only(0, 0) {
-            return Err("only its input may depend on the batch, at dim 0".into());
+        plan.results = vec![At(0); op.num_results];
+        if name == "aten.convolution_backward.default" {
+            // The weight's and the bias's gradients sum over the samples.
+            // Results are the gradients the mask asks for, in order.
+            let mask: Vec<bool> = match op.attr("output_mask") {
+                Some(Attr::Array(v)) => v.iter().map(|a| a.as_bool().unwrap_or(true)).collect(),
+                _ => vec![true; 3],
+            };
+            let wanted = (0..3).filter(|&k| mask.get(k).copied().unwrap_or(true));
+            plan.results = wanted.map(|k| if k == 0 { At(0) } else { Partial }).take(op.num_results).collect();
+            if plan.results.len() != op.num_results {
+                return Err("its results do not match its output_mask".into());
+            }
+        } else if name == "aten._native_batch_norm_legit_no_training.default" {
+            if (1..op.num_results).any(|k| !rshape(k).contains(&0)) {
+                return Err("its saved statistics are not empty".into());
+            }
         }
-        if (1..op.num_results).any(|k| rshape(k).iter().product::<usize>() != 0) {
-            return Err("its saved statistics are not empty".into());
-        }
-        // The empty statistics do not depend on the batch (the first part's are used).
-        let mut out = vec![None; op.num_results];
-        out[0] = Some(0);
-        return Ok(out);
+        return Ok(plan);
     }
     if ELEMENTWISE.contains(&name) {
         let r = rshape(0);
-        let mut at = None;
+        let mut pos = None;
         for (i, x) in b.iter().enumerate() {
-            let s = shape(i);
-            let lead = r.len() - s.len();
+            let lead = r.len() - shape(i).len();
             match x {
-                Some(d) if at.is_some_and(|a| a != d + lead) => return Err("its operands carry the batch at different dims".into()),
-                Some(d) => at = Some(d + lead),
-                None => {}
+                At(d) if pos.is_some_and(|a| a != d + lead) => return Err("its operands carry the batch at different dims".into()),
+                At(d) => pos = Some(d + lead),
+                _ => {}
             }
         }
-        let at = at.ok_or("no batched operand")?;
+        let pos = pos.ok_or("no batched operand")?;
         for (i, x) in b.iter().enumerate() {
             let s = shape(i);
             let lead = r.len() - s.len();
-            if x.is_none() && at >= lead && s[at - lead] != 1 {
-                return Err(format!("operand #{i} {s:?} does not depend on the batch but spans its dim {at}"));
+            if *x == Whole && pos >= lead && s[pos - lead] != 1 {
+                if s[pos - lead] != r[pos] {
+                    return Err(format!("operand #{i} {s:?} does not depend on the batch but spans its dim {pos}"));
+                }
+                plan.slice[i] = Some(pos - lead);
             }
         }
-        return Ok(vec![Some(at)]);
+        plan.results[0] = At(pos);
+        return Ok(plan);
     }
-    match name {
-        "aten.mean.dim" | "aten.sum.dim_IntList" | "aten.amax.default" => {
-            let d = b[0].ok_or("only its input may depend on the batch")?;
+    let only = |i: usize| (0..b.len()).all(|j| j == i || b[j] == Whole);
+    let d0 = at(0);
+    plan.results[0] = match name {
+        "aten.mean.dim" | "aten.sum.dim_IntList" | "aten.amax.default" | "aten.var_mean.correction" => {
+            let d = d0.filter(|_| only(0)).ok_or("only its input may depend on the batch")?;
             let rank = shape(0).len();
-            let dims: Vec<usize> = ints("dim").ok_or("it reduces every dim")?.iter().map(|&x| norm(x, rank)).collect();
-            if dims.is_empty() || dims.contains(&d) {
-                return Err("it reduces over the batch".into());
-            }
+            let dims: Vec<usize> = match ints("dim") {
+                Some(v) if !v.is_empty() => v.iter().map(|&x| norm(x, rank)).collect(),
+                _ => (0..rank).collect(),
+            };
             let keep = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
-            Ok(vec![Some(if keep { d } else { d - dims.iter().filter(|&&x| x < d).count() })])
+            let kept = At(if keep { d } else { d - dims.iter().filter(|&&x| x < d).count() });
+            match (name, dims.contains(&d)) {
+                ("aten.sum.dim_IntList", true) => Partial,
+                ("aten.var_mean.correction", true) => {
+                    plan.var_mean = true;
+                    Whole
+                }
+                (_, true) => return Err("it reduces over the batch".into()),
+                ("aten.var_mean.correction", false) => {
+                    plan.results[1] = kept;
+                    kept
+                }
+                _ => kept,
+            }
         }
         "aten.view.default" | "aten.reshape.default" | "aten._unsafe_view.default" => {
-            let d = b[0].ok_or("only its input may depend on the batch")?;
+            let d = d0.ok_or("only its input may depend on the batch")?;
             let (s, r) = (shape(0), rshape(0));
             let pre: usize = s[..d].iter().product();
             // The samples stay contiguous blocks: the dims before the batch keep their
             // product, and the batch's dim (times what merges into it) is a whole dim.
             (0..r.len())
                 .find(|&e| r[..e].iter().product::<usize>() == pre && r[e] % n == 0 && r[e] >= n)
-                .map(|e| vec![Some(e)])
-                .ok_or_else(|| format!("it reshapes {s:?} to {r:?}, cutting the batch at dim {d}"))
+                .map(At)
+                .ok_or_else(|| format!("it reshapes {s:?} to {r:?}, cutting the batch at dim {d}"))?
         }
+        "aten.expand.default" => At(d0.ok_or("only its input may depend on the batch")? + rshape(0).len() - shape(0).len()),
         "aten.permute.default" => {
-            let d = b[0].ok_or("only its input may depend on the batch")?;
-            let rank = shape(0).len();
+            let d = d0.ok_or("only its input may depend on the batch")?;
             let perm = ints("dims").ok_or("no 'dims'")?;
-            perm.iter().position(|&p| norm(p, rank) == d).map(|e| vec![Some(e)]).ok_or_else(|| "bad 'dims'".to_string())
+            At(perm.iter().position(|&p| norm(p, shape(0).len()) == d).ok_or("bad 'dims'")?)
         }
-        "aten.t.default" => {
-            let d = b[0].ok_or("only its input may depend on the batch")?;
-            Ok(vec![Some(if shape(0).len() == 2 { 1 - d } else { d })])
+        "aten.t.default" => At(if shape(0).len() == 2 { 1 - d0.ok_or("no batch")? } else { d0.ok_or("no batch")? }),
+        "aten.unsqueeze.default" => {
+            let d = d0.ok_or("no batch")?;
+            let dim = norm(op.attr("dim").and_then(Attr::as_int).ok_or("no 'dim'")?, shape(0).len() + 1);
+            At(if dim <= d { d + 1 } else { d })
+        }
+        "aten.squeeze.dims" => {
+            let (d, s) = (d0.ok_or("no batch")?, shape(0));
+            let dims: Vec<usize> = ints("dim").ok_or("no 'dim'")?.iter().map(|&x| norm(x, s.len())).collect();
+            At(d - dims.iter().filter(|&&x| x < d && s[x] == 1).count())
         }
         // The bias is a row (or broadcast from one).
-        "aten.addmm.default" if only(1, 0) && (shape(0).len() < 2 || shape(0)[0] == 1) => Ok(vec![Some(0)]),
-        "aten.mm.default" if only(0, 0) => Ok(vec![Some(0)]),
-        _ => Err(format!("no batch rule for it (operand batch dims {b:?})")),
-    }
+        "aten.addmm.default" if b[1] == At(0) && only(1) && (shape(0).len() < 2 || shape(0)[0] == 1) => At(0),
+        "aten.mm.default" => match (b[0], b[1]) {
+            (At(0), Whole) => At(0),
+            (Whole, At(1)) => At(1),
+            // The contraction runs over the batch: each part's product is its share.
+            (At(1), At(0)) => Partial,
+            (Whole, At(0)) if shape(0).get(1) == shape(1).first() => {
+                plan.slice[0] = Some(1);
+                Partial
+            }
+            (At(1), Whole) if shape(1).first() == shape(0).get(1) => {
+                plan.slice[1] = Some(0);
+                Partial
+            }
+            _ => return Err(format!("no batch rule for its operands' batch dims {b:?}")),
+        },
+        "aten.bmm.default" => match (b[0], b[1]) {
+            (At(0), At(0)) => At(0),
+            (At(0), Whole) if shape(1)[0] == shape(0)[0] => {
+                plan.slice[1] = Some(0);
+                At(0)
+            }
+            (Whole, At(0)) if shape(0)[0] == shape(1)[0] => {
+                plan.slice[0] = Some(0);
+                At(0)
+            }
+            _ => return Err(format!("no batch rule for its operands' batch dims {b:?}")),
+        },
+        _ => return Err(format!("no batch rule for it (operand batch dims {b:?})")),
+    };
+    Ok(plan)
 }
 
 /// The function computed in `parts` copies over contiguous slices of the batch (module doc).
@@ -253,10 +425,10 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     let n = b.n;
     // Part `s`'s samples: (first, count).
     let share = |s: usize| dojo_compiler::layout::chunk(n, parts, s);
-    // A batched type for part `s`: the batch dim's `N * q` elements become `len * q`.
-    let part_type = |t: &Type, d: Option<usize>, s: usize| -> Type {
+    // A batched type for part `s`: the batch dim's `N * q` elements become `count * q`.
+    let part_type = |t: &Type, d: B, s: usize| -> Type {
         match (t, d) {
-            (Type::Tensor(t), Some(d)) => {
+            (Type::Tensor(t), B::At(d)) => {
                 let mut shape = t.shape.clone();
                 shape[d] = shape[d] / n * share(s).1;
                 Type::Tensor(TensorType::new(shape, t.elem))
@@ -264,45 +436,122 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             (t, _) => t.clone(),
         }
     };
+    let tensor = |v: Value| f.tensor(v).cloned().unwrap_or_else(|| TensorType::new(vec![], ElemType::F32));
+    // Whole values (and the sums of partial ones), then each part's values: its slices of the
+    // batched ones, its shares of the partial ones and its own copies of the whole ones.
     let mut shared: Vec<Option<Value>> = vec![None; f.value_types.len()];
     for a in f.args() {
         shared[a.index()] = Some(a);
     }
-    // Each part's values: its slices of the batched ones, and its own copies of the others
-    // (a weight's transpose computed on every chip rather than fetched from the first; dce
-    // drops the copies nothing uses).
     let mut part: Vec<Vec<Option<Value>>> = vec![shared.clone(); parts];
-    for &x in &b.seeds {
-        let t = f.tensor(x).cloned().unwrap_or_else(|| TensorType::new(vec![], dojo_compiler::ElemType::F32));
-        for (s, p) in part.iter_mut().enumerate() {
-            let ty = part_type(&Type::Tensor(t.clone()), Some(0), s);
+    let mut sliced: std::collections::HashMap<(Value, usize, usize), Value> = Default::default();
+    // Part `s`'s samples of `v` (whole) along `d`, on its chip.
+    let mut slice_of = |out: &mut Func, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
+        *sliced.entry((v, d, s)).or_insert_with(|| {
+            let q = t.shape[d] / n;
             let mut offsets = vec![0i64; t.rank()];
-            offsets[0] = share(s).0 as i64;
+            offsets[d] = (share(s).0 * q) as i64;
+            let mut shape = t.shape.clone();
+            shape[d] = share(s).1 * q;
+            let ty = Type::Tensor(TensorType::new(shape, t.elem));
             let attrs = vec![attr("offsets", Attr::Ints(offsets)), attr("strides", Attr::Ints(vec![1; t.rank()]))];
-            let sliced = out.push("dojo.slice", vec![x], attrs, vec![ty.clone()]);
-            p[x.index()] = Some(out.push("dojo.on_chip", vec![sliced], vec![attr("chip", Attr::Int(s as i64))], vec![ty]));
+            let cut = out.push("dojo.slice", vec![v], attrs, vec![ty.clone()]);
+            out.push("dojo.on_chip", vec![cut], vec![attr("chip", Attr::Int(s as i64))], vec![ty])
+        })
+    };
+    // The sum over the parts of a partial value: small shares (at most `GATHER_MAX_BYTES`)
+    // joined on a new outer dim and reduced, in one step; larger ones added in pairs, part
+    // `k + 2^j` moving to part `k`'s chip (`log2(parts)` steps, two shares on a chip at a
+    // time), the sum on the first part's chip.
+    let mut reductions = 0usize;
+    let mut all_reduce = |out: &mut Func, shares: Vec<Value>, t: &TensorType| -> Value {
+        // Each sum on the next chip in turn: the sums do not all pile onto one.
+        let root = reductions % shares.len();
+        reductions += 1;
+        let order: Vec<usize> = (0..shares.len()).map(|k| (root + k) % shares.len()).collect();
+        let shares: Vec<Value> = order.iter().map(|&k| shares[k]).collect();
+        if (t.numel() * t.elem.bytes()) as u64 > GATHER_MAX_BYTES {
+            let mut level: Vec<(usize, Value)> = order.into_iter().zip(shares).collect();
+            while level.len() > 1 {
+                let mut next = Vec::new();
+                for pair in level.chunks(2) {
+                    next.push(match pair {
+                        [(ka, a), (_, b)] => {
+                            let chip = vec![attr("chip", Attr::Int(*ka as i64))];
+                            let moved = out.push("dojo.on_chip", vec![*b], chip, vec![Type::Tensor(t.clone())]);
+                            (*ka, out.push("dojo.add", vec![*a, moved], vec![], vec![Type::Tensor(t.clone())]))
+                        }
+                        [a] => *a,
+                        _ => unreachable!("chunks of two"),
+                    });
+                }
+                level = next;
+            }
+            return level[0].1;
         }
-    }
-    for op in &f.ops {
-        let batched = op.operands.iter().any(|v| b.dims[v.index()].is_some());
-        if !batched {
-            for values in std::iter::once(&mut shared).chain(part.iter_mut()) {
-                let operands = op.operands.iter().map(|v| values[v.index()].expect("operand before use")).collect();
+        let stacked: Vec<Value> = shares
+            .iter()
+            .map(|&v| out.push("dojo.reshape", vec![v], vec![], vec![Type::Tensor(TensorType::new([vec![1], t.shape.clone()].concat(), t.elem))]))
+            .collect();
+        let all = TensorType::new([vec![stacked.len()], t.shape.clone()].concat(), t.elem);
+        let joined = out.push("dojo.concat", stacked, vec![attr("dim", Attr::Int(0))], vec![Type::Tensor(all)]);
+        let dims = vec![attr("dims", Attr::Ints(vec![0])), attr("keepdim", Attr::Bool(false))];
+        out.push("dojo.reduce_sum", vec![joined], dims, vec![Type::Tensor(t.clone())])
+    };
+    for (i, op) in f.ops.iter().enumerate() {
+        // A part's (or the shared) value of an operand; the sum of a partial one.
+        let operand = |shared: &[Option<Value>], values: &[Option<Value>], v: Value| {
+            if b.kinds[v.index()] == B::Partial { shared[v.index()] } else { values[v.index()] }.expect("operand before use")
+        };
+        let Some(plan) = &b.plans[i] else {
+            // Whole: once, and once per part (each chip its own copy).
+            for k in 0..=parts {
+                let values = if k == 0 { &shared } else { &part[k - 1] };
+                let operands = op.operands.iter().map(|&v| operand(&shared, values, v)).collect();
                 let types = op.results().map(|r| f.ty(r).clone()).collect();
                 let first = out.push(op.name.clone(), operands, op.attrs.clone(), types);
-                for k in 0..op.num_results {
-                    values[op.result(k).index()] = Some(Value(first.0 + k as u32));
+                let values = if k == 0 { &mut shared } else { &mut part[k - 1] };
+                for r in 0..op.num_results {
+                    values[op.result(r).index()] = Some(Value(first.0 + r as u32));
                 }
+            }
+            continue;
+        };
+        // A batched argument is sliced where it is first used (loaded then, not up front).
+        for &x in op.operands.iter().filter(|x| b.seeds.binary_search(x).is_ok()) {
+            for (s, p) in part.iter_mut().enumerate() {
+                if p[x.index()] == Some(x) {
+                    p[x.index()] = Some(slice_of(&mut out, x, &tensor(x), 0, s));
+                }
+            }
+        }
+        // Each part's operands: batched ones its own, whole ones sliced where the plan says.
+        let mut ins: Vec<Vec<Value>> = Vec::new();
+        for s in 0..parts {
+            let mut vs = Vec::new();
+            for (k, &v) in op.operands.iter().enumerate() {
+                let x = operand(&shared, &part[s], v);
+                vs.push(match plan.slice[k] {
+                    Some(d) => slice_of(&mut out, x, &tensor(v), d, s),
+                    None => x,
+                });
+            }
+            ins.push(vs);
+        }
+        if plan.var_mean {
+            let (var, mean) = var_mean(&mut out, f, op, &ins, &mut all_reduce);
+            for (r, v) in [(op.result(0), var), (op.result(1), mean)] {
+                shared[r.index()] = Some(v);
+                part.iter_mut().for_each(|p| p[r.index()] = Some(v));
             }
             continue;
         }
         // One copy per part, next to each other: the chips then start each layer together
         // (the host serves loads in program order).
-        for (s, p) in part.iter_mut().enumerate() {
-            let operands = op.operands.iter().map(|v| p[v.index()].expect("operand before use")).collect();
-            let types = op.results().map(|r| part_type(f.ty(r), b.dims[r.index()], s)).collect();
+        for (s, operands) in ins.into_iter().enumerate() {
+            let types = op.results().map(|r| part_type(f.ty(r), b.kinds[r.index()], s)).collect();
             let mut attrs = op.attrs.clone();
-            if let (Some(d), Some(pos)) = (b.dims[op.result(0).index()], attrs.iter().position(|(k, _)| k == "size")) {
+            if let (B::At(d), Some(pos)) = (b.kinds[op.result(0).index()], attrs.iter().position(|(k, _)| k == "size")) {
                 if let Attr::Ints(size) = &mut attrs[pos].1 {
                     if let Some(x) = size.get_mut(d).filter(|x| **x > 0) {
                         *x = *x / n as i64 * share(s).1 as i64;
@@ -312,23 +561,73 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             let first = out.push(op.name.clone(), operands, attrs, types);
             for k in 0..op.num_results {
                 let (r, v) = (op.result(k), Value(first.0 + k as u32));
-                p[r.index()] = Some(v);
-                if b.dims[r.index()].is_none() && s == 0 {
+                part[s][r.index()] = Some(v);
+                if b.kinds[r.index()] == B::Whole && s == 0 {
                     shared[r.index()] = Some(v);
                 }
             }
         }
+        // Partial results are summed right away, so the parts' shares (a weight's gradient
+        // on every chip) do not wait in SRAM for their use or the end.
+        for r in op.results().filter(|r| b.kinds[r.index()] == B::Partial) {
+            let shares = part.iter().map(|p| p[r.index()].expect("share computed")).collect();
+            shared[r.index()] = Some(all_reduce(&mut out, shares, &tensor(r)));
+        }
     }
     let mut rets = Vec::new();
     for &r in &f.returns {
-        rets.push(match b.dims[r.index()] {
-            Some(d) => {
+        rets.push(match b.kinds[r.index()] {
+            B::At(d) => {
                 let vs: Vec<Value> = part.iter().map(|p| p[r.index()].expect("result computed")).collect();
                 out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(d as i64))], vec![f.ty(r).clone()])
             }
-            None => shared[r.index()].expect("result computed"),
+            B::Partial => shared[r.index()].expect("partial result summed"),
+            B::Whole => shared[r.index()].expect("result computed"),
         });
     }
     out.set_returns(rets);
     out
+}
+
+/// `var_mean(x)` over dims including the batch, from the parts' slices `ins[s][0]`: the mean
+/// from the all-reduced sums, the variance from the all-reduced squared deviations from it
+/// (two passes, as in one piece). Returns (variance, mean), whole.
+fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &mut impl FnMut(&mut Func, Vec<Value>, &TensorType) -> Value) -> (Value, Value) {
+    let x = f.tensor(op.operands[0]).cloned().unwrap_or_else(|| TensorType::new(vec![], ElemType::F32));
+    let rank = x.rank();
+    let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
+        Some(v) if !v.is_empty() => v.iter().map(|&d| if d < 0 { d + rank as i64 } else { d }).collect(),
+        _ => (0..rank as i64).collect(),
+    };
+    let count: usize = dims.iter().map(|&d| x.shape[d as usize]).product();
+    let correction = op.attr("correction").and_then(Attr::as_float).unwrap_or(1.0);
+    let kept = TensorType::new(x.shape.iter().enumerate().map(|(d, &s)| if dims.contains(&(d as i64)) { 1 } else { s }).collect::<Vec<_>>(), x.elem);
+    let sum_attrs = vec![attr("dim", Attr::Ints(dims.clone())), attr("keepdim", Attr::Bool(true))];
+    let sum = |out: &mut Func, v: Value| out.push("aten.sum.dim_IntList", vec![v], sum_attrs.clone(), vec![Type::Tensor(kept.clone())]);
+    let div = |out: &mut Func, v: Value, by: f64| out.push("aten.div.Scalar", vec![v], vec![attr("other", Attr::Float(by))], vec![Type::Tensor(kept.clone())]);
+    let shares = ins.iter().map(|i| sum(out, i[0])).collect();
+    let total = all_reduce(out, shares, &kept);
+    let mean = div(out, total, count as f64);
+    let mut squares = Vec::new();
+    for i in ins {
+        let ty = out.ty(i[0]).clone();
+        let dev = out.push("aten.sub.Tensor", vec![i[0], mean], vec![attr("alpha", Attr::Int(1))], vec![ty.clone()]);
+        let sq = out.push("aten.mul.Tensor", vec![dev, dev], vec![], vec![ty]);
+        squares.push(sum(out, sq));
+    }
+    let total = all_reduce(out, squares, &kept);
+    let var = div(out, total, count as f64 - correction);
+    let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
+    let shaped = |out: &mut Func, v: Value, k: usize| {
+        let t = f.ty(op.result(k)).clone();
+        if keepdim {
+            return v;
+        }
+        let size = match &t {
+            Type::Tensor(t) => t.shape.iter().map(|&s| s as i64).collect(),
+            _ => vec![],
+        };
+        out.push("aten.view.default", vec![v], vec![attr("size", Attr::Ints(size))], vec![t])
+    };
+    (shaped(out, var, 0), shaped(out, mean, 1))
 }

@@ -2,7 +2,7 @@
 /// The same CNN split in two parts (`parts=2`: samples 0-1 and 2-4) and lowered for a tile:
 /// each part's ops on its own chip's cores (chip 0 at the grid's origin, chip 1 from usable
 /// column 19), each loading only its box of the input and its own copy of the weights; the
-/// logits joined and stored. The Program matches the reference on the simulator (the running
+/// logits stored part by part. The Program matches the reference on the simulator (the running
 /// variance squared, so that random inputs give no NaN).
 "builtin.module"() ({
   "func.func"() <{function_type = (tensor<5x2x6x6xf32>, tensor<3x2x3x3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<4x3xf32>, tensor<4xf32>) -> (tensor<5x4xf32>), sym_name = "inference"}> ({
