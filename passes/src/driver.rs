@@ -274,6 +274,16 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     // Check the mesh name before any work, for a clear message.
     let target = dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
     let split = options.parallel == "auto" && options.plan == "default" && target.chip_grid != (1, 1);
+    match compile_module(graph_json, &options, split) {
+        // Data parallelism that does not fit a chip (GPT-2's 50257-word embedding table, a
+        // part's working set): each op spread over the chips instead.
+        Err(DojoError::Capacity(_)) if split => compile_module(graph_json, &options, false),
+        other => other,
+    }
+}
+
+/// [`compile_graph`] with `split-batch` on or off.
+fn compile_module(graph_json: &str, options: &Options, split: bool) -> Result<CompiledGraph, DojoError> {
     let mut laps = Laps::start();
     let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
     let mut module = imported.module;
@@ -545,6 +555,29 @@ mod tests {
         assert_eq!(json[0]["stop_reason"], s.stop_reason.as_str());
         assert!(json[0]["applied"].as_object().is_some_and(|a| !a.is_empty()), "{json}");
     }
+    /// An embedding lookup with a `words x 1024` f32 table and ids `[2, 4]`.
+    fn embedding_graph(words: usize) -> String {
+        format!(
+            r#"{{"name": "g", "inputs": [{{"name": "w", "shape": [{words}, 1024], "dtype": "f32"}}, {{"name": "ids", "shape": [2, 4], "dtype": "i64"}}],
+            "nodes": [{{"name": "e", "target": "aten.embedding.default", "operands": ["w", "ids"], "outputs": [{{"shape": [2, 4, 1024], "dtype": "f32"}}]}}],
+            "outputs": ["e"]}}"#
+        )
+    }
+
+    /// On a tile, a graph that splits runs data-parallel over its chips; when a part does not
+    /// fit its chip (a 160 MB embedding table), the graph compiles unsplit instead.
+    #[test]
+    fn data_parallel_falls_back_to_one_piece_when_a_part_does_not_fit_its_chip() {
+        let split_note = |g: &CompiledGraph| g.stages.iter().find(|(n, _)| n == "split-batch").map(|(_, ir)| ir.contains(r#"dojo.split = "2 part(s) of a batch of 2""#));
+        let small = compile_graph(&embedding_graph(100), r#"{"mesh": "tile"}"#).expect("compiles");
+        assert_eq!(split_note(&small), Some(true));
+        let big = compile_graph(&embedding_graph(40_000), r#"{"mesh": "tile"}"#).expect("compiles unsplit");
+        assert_eq!(split_note(&big), None);
+        let none = compile_graph(&embedding_graph(100), r#"{"mesh": "tile", "parallel": "none"}"#).expect("compiles");
+        assert_eq!(split_note(&none), None);
+        assert!(matches!(compile_graph(&embedding_graph(100), r#"{"parallel": "model"}"#), Err(DojoError::Invalid(m)) if m.contains("'parallel'")));
+    }
+
     /// Runs of a graph share one Profile (timed at the first run, equal to a full execute's)
     /// and report their own numerics.
     #[test]

@@ -150,9 +150,10 @@ struct Lowering<'a> {
     /// (argument, area): each area loads its own copy from the host (a chip fetching another
     /// chip's copy would queue behind that chip's compute).
     loaded: HashMap<(Value, usize), Value>,
-    /// The largest block the default placement uses (at the usable grid's origin).
+    /// The largest block the default placement uses (at the current area's origin).
     max_block: (u32, u32),
-    /// The target's usable grid (`Target::usable_grid`) as (rows, cols).
+    /// The current area's size (the target's usable grid, `Target::usable_grid`, or one
+    /// chip's part of it) as (rows, cols).
     usable: (u32, u32),
     /// Bytes of every shard placed so far on each core of the largest block (row-major): a
     /// block narrower than it goes where this is least (see `block_origin`).
@@ -234,9 +235,10 @@ impl<'a> Lowering<'a> {
     /// The area of every op (default plan; the naive plan places everything on the whole
     /// grid): `dojo.on_chip {chip}` opens chip `chip`'s; an op takes the area its operands
     /// share (the whole grid when they come from different chips: the join of the parts);
-    /// an op computed from arguments and constants only, all of whose users are in one chip's
-    /// area, is in that area too (a part's slice of the input loads straight onto its chip,
-    /// its copy of a weight's transpose is made there).
+    /// an op whose operands are all on the whole grid (arguments, constants, sums over the
+    /// parts), all of whose first result's users are in one chip's area, is in that area too
+    /// (a part's slice of the input loads straight onto its chip, its copy of a weight's
+    /// transpose is made there, a whole value is sliced there).
     /// Returns the op areas and the areas (entry 0, the whole grid, is the lowering's own).
     fn areas(src: &Func, target: &Target, plan: Plan) -> LResult<(Vec<usize>, Vec<Option<Area>>)> {
         let mut op_area = vec![0; src.ops.len()];
@@ -829,7 +831,7 @@ impl<'a> Lowering<'a> {
                 let result = op.result(0);
                 let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
                 let chips: std::collections::HashSet<usize> = op.operands.iter().filter_map(|v| self.value_area.get(v).copied()).collect();
-                if only_stored && chips.len() > 1 && !chips.contains(&0) {
+                if only_stored && chips.len() > 1 && op.operands.iter().all(|v| self.value_area.contains_key(v)) {
                     let dim = op.attr("dim").cloned().unwrap_or(Attr::Int(0));
                     return Ok(Val::Stored(self.out.push("d1.store", ins, vec![("dim".to_string(), dim)], vec![Type::Tensor(rt)])));
                 }

@@ -3,7 +3,8 @@
 //!
 //! The function is copied once per part, each copy computing a contiguous slice of the batch
 //! on its own chip:
-//! - the batch `N` is dim 0 of the data inputs of convolutions (and of their backward); other
+//! - the batch `N` is dim 0 of the data inputs of convolutions (and of their and max
+//!   pooling's backward) and of embeddings' ids (through reshapes keeping dim 0); other
 //!   arguments with `N` rows are taken as batched too, unless an op rejects that (then the
 //!   arguments it came from are taken whole and the analysis runs again);
 //! - each part slices its samples of a batched argument (`dojo.slice`) and marks them
@@ -117,21 +118,31 @@ struct Batch {
 }
 
 /// Arguments certainly batched at dim 0: data inputs of convolutions, their backward and
-/// max pooling's backward.
+/// max pooling's backward, and the token ids of embeddings (through reshapes).
 fn data_args(f: &Func) -> Vec<Value> {
+    let defs = f.def_ops();
     let mut seeds: Vec<Value> = Vec::new();
     for op in &f.ops {
         let data: &[usize] = match op.name.as_str() {
             "aten.convolution.default" => &[0],
             "aten.convolution_backward.default" => &[0, 1],
             "aten.max_pool2d_with_indices_backward.default" => &[0, 1, 2],
+            "aten.embedding.default" => &[1],
             _ => &[],
         };
         for &i in data {
-            if let Some(&x) = op.operands.get(i).filter(|x| x.index() < f.num_args) {
-                if !seeds.contains(&x) {
-                    seeds.push(x);
+            let Some(mut x) = op.operands.get(i).copied() else { continue };
+            // Back through reshapes that keep dim 0 (`view(ids, [-1, 512])`).
+            while let Some(d) = defs.get(x.index()).copied().flatten() {
+                let o = &f.ops[d];
+                let same_rows = f.tensor(o.result(0)).and_then(|t| t.shape.first()) == o.operands.first().and_then(|&v| f.tensor(v)).and_then(|t| t.shape.first());
+                if !matches!(o.name.as_str(), "aten.view.default" | "aten.reshape.default" | "aten._unsafe_view.default") || !same_rows {
+                    break;
                 }
+                x = o.operands[0];
+            }
+            if x.index() < f.num_args && !seeds.contains(&x) {
+                seeds.push(x);
             }
         }
     }
@@ -142,7 +153,7 @@ fn data_args(f: &Func) -> Vec<Value> {
 fn analyze(f: &Func) -> Result<Batch, String> {
     let certain = data_args(f);
     if certain.is_empty() {
-        return Err("no argument is a convolution's input (the batch is only found that way)".into());
+        return Err("no argument is a convolution's input or an embedding's ids (the batch is only found that way)".into());
     }
     let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
     let n = shape(certain[0]).first().copied().unwrap_or(0);
@@ -253,6 +264,16 @@ const ELEMENTWISE: &[&str] = &[
     "aten.clone.default",
     "aten.alias.default",
     "aten.where.self",
+    "aten.bitwise_and.Tensor",
+    "aten.eq.Tensor",
+    "aten.le.Tensor",
+    "aten.lt.Tensor",
+    "aten.ne.Scalar",
+    "aten.isinf.default",
+    "aten.abs.default",
+    "aten.log.default",
+    "aten.gelu.default",
+    "aten.full_like.default",
     "aten.le.Scalar",
     "aten.lt.Scalar",
     "aten.ge.Scalar",
@@ -260,6 +281,25 @@ const ELEMENTWISE: &[&str] = &[
     "aten.eq.Scalar",
     "aten.threshold_backward.default",
 ];
+
+/// Dim `d` (negative: from the end) of a rank-`rank` tensor, if it exists.
+fn norm(d: i64, rank: usize) -> Result<usize, String> {
+    let r = if d < 0 { d + rank as i64 } else { d };
+    usize::try_from(r).ok().filter(|&r| r < rank).ok_or_else(|| format!("dim {d} is out of range for rank {rank}"))
+}
+
+/// The dims a reduction's `dim` attribute names (a list or one integer; none: all), sorted.
+fn reduced_dims(op: &Op, rank: usize) -> Result<Vec<usize>, String> {
+    let given: Vec<i64> = match op.attr("dim") {
+        Some(Attr::Ints(v)) => v.clone(),
+        Some(Attr::Int(d)) => vec![*d],
+        _ => vec![],
+    };
+    let mut dims = if given.is_empty() { (0..rank).collect() } else { given.iter().map(|&d| norm(d, rank)).collect::<Result<Vec<_>, _>>()? };
+    dims.sort_unstable();
+    dims.dedup();
+    Ok(dims)
+}
 
 /// The plan of an op with at least one batched operand (`b`; a partial operand is summed
 /// first, so it counts as whole), or why the op mixes samples.
@@ -269,11 +309,13 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
     let shape = |i: usize| f.tensor(op.operands[i]).map(|t| t.shape.clone()).unwrap_or_default();
     let rshape = |k: usize| f.tensor(op.result(k)).map(|t| t.shape.clone()).unwrap_or_default();
     let ints = |k: &str| op.attr(k).and_then(Attr::as_ints).map(<[i64]>::to_vec);
-    let norm = |d: i64, rank: usize| if d < 0 { d + rank as i64 } else { d } as usize;
     let at = |i: usize| match b[i] {
         At(d) => Some(d),
         _ => None,
     };
+    if op.num_results == 0 {
+        return Err("it has no results".into());
+    }
     let mut plan = OpPlan { results: vec![Whole; op.num_results], slice: vec![None; op.operands.len()], var_mean: false };
     let name = op.name.as_str();
     if let Some((_, data)) = PER_SAMPLE.iter().find(|(k, _)| *k == name) {
@@ -294,7 +336,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
                 _ => vec![true; 3],
             };
             let wanted = (0..3).filter(|&k| mask.get(k).copied().unwrap_or(true));
-            plan.results = wanted.map(|k| if k == 0 { At(0) } else { Partial }).take(op.num_results).collect();
+            plan.results = wanted.map(|k| if k == 0 { At(0) } else { Partial }).collect();
             if plan.results.len() != op.num_results {
                 return Err("its results do not match its output_mask".into());
             }
@@ -309,7 +351,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
         let r = rshape(0);
         let mut pos = None;
         for (i, x) in b.iter().enumerate() {
-            let lead = r.len() - shape(i).len();
+            let lead = r.len().checked_sub(shape(i).len()).ok_or("an operand has a higher rank than the result")?;
             match x {
                 At(d) if pos.is_some_and(|a| a != d + lead) => return Err("its operands carry the batch at different dims".into()),
                 At(d) => pos = Some(d + lead),
@@ -320,6 +362,9 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
         for (i, x) in b.iter().enumerate() {
             let s = shape(i);
             let lead = r.len() - s.len();
+            if pos >= r.len() {
+                return Err(format!("the result {r:?} has no dim {pos}"));
+            }
             if *x == Whole && pos >= lead && s[pos - lead] != 1 {
                 if s[pos - lead] != r[pos] {
                     return Err(format!("operand #{i} {s:?} does not depend on the batch but spans its dim {pos}"));
@@ -335,11 +380,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
     plan.results[0] = match name {
         "aten.mean.dim" | "aten.sum.dim_IntList" | "aten.amax.default" | "aten.var_mean.correction" => {
             let d = d0.filter(|_| only(0)).ok_or("only its input may depend on the batch")?;
-            let rank = shape(0).len();
-            let dims: Vec<usize> = match ints("dim") {
-                Some(v) if !v.is_empty() => v.iter().map(|&x| norm(x, rank)).collect(),
-                _ => (0..rank).collect(),
-            };
+            let dims = reduced_dims(op, shape(0).len())?;
             let keep = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
             let kept = At(if keep { d } else { d - dims.iter().filter(|&&x| x < d).count() });
             match (name, dims.contains(&d)) {
@@ -367,25 +408,42 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
                 .map(At)
                 .ok_or_else(|| format!("it reshapes {s:?} to {r:?}, cutting the batch at dim {d}"))?
         }
-        "aten.expand.default" => At(d0.ok_or("only its input may depend on the batch")? + rshape(0).len() - shape(0).len()),
+        "aten.expand.default" => {
+            let lead = rshape(0).len().checked_sub(shape(0).len()).ok_or("it drops dims")?;
+            At(d0.ok_or("only its input may depend on the batch")? + lead)
+        }
+        // Along another dim than the batch's: the batch stays where it is (every result).
+        "aten.embedding.default" if b[0] == Whole => At(at(1).ok_or("its ids must carry the batch")?),
+        "aten.slice.Tensor" | "aten.split_with_sizes.default" | "aten.split.Tensor" | "aten._softmax.default" | "aten._log_softmax.default" | "aten.cumsum.default" => {
+            let d = d0.filter(|_| only(0)).ok_or("only its input may depend on the batch")?;
+            let dim = norm(op.attr("dim").and_then(Attr::as_int).unwrap_or(0), shape(0).len())?;
+            if dim == d {
+                return Err("it works along the batch dim".into());
+            }
+            plan.results = vec![At(d); op.num_results];
+            At(d)
+        }
         "aten.permute.default" => {
             let d = d0.ok_or("only its input may depend on the batch")?;
             let perm = ints("dims").ok_or("no 'dims'")?;
-            At(perm.iter().position(|&p| norm(p, shape(0).len()) == d).ok_or("bad 'dims'")?)
+            At(perm.iter().position(|&p| norm(p, shape(0).len()) == Ok(d)).ok_or("bad 'dims'")?)
         }
         "aten.t.default" => At(if shape(0).len() == 2 { 1 - d0.ok_or("no batch")? } else { d0.ok_or("no batch")? }),
         "aten.unsqueeze.default" => {
             let d = d0.ok_or("no batch")?;
-            let dim = norm(op.attr("dim").and_then(Attr::as_int).ok_or("no 'dim'")?, shape(0).len() + 1);
+            let dim = norm(op.attr("dim").and_then(Attr::as_int).ok_or("no 'dim'")?, shape(0).len() + 1)?;
             At(if dim <= d { d + 1 } else { d })
         }
         "aten.squeeze.dims" => {
             let (d, s) = (d0.ok_or("no batch")?, shape(0));
-            let dims: Vec<usize> = ints("dim").ok_or("no 'dim'")?.iter().map(|&x| norm(x, s.len())).collect();
+            if ints("dim").is_none_or(|v| v.is_empty()) {
+                return Err("no 'dim' list".into());
+            }
+            let dims = reduced_dims(op, s.len())?;
             At(d - dims.iter().filter(|&&x| x < d && s[x] == 1).count())
         }
         // The bias is a row (or broadcast from one).
-        "aten.addmm.default" if b[1] == At(0) && only(1) && (shape(0).len() < 2 || shape(0)[0] == 1) => At(0),
+        "aten.addmm.default" if b[1] == At(0) && only(1) && (shape(0).len() < 2 || shape(0).first() == Some(&1)) => At(0),
         "aten.mm.default" => match (b[0], b[1]) {
             (At(0), Whole) => At(0),
             (Whole, At(1)) => At(1),
@@ -403,11 +461,11 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
         },
         "aten.bmm.default" => match (b[0], b[1]) {
             (At(0), At(0)) => At(0),
-            (At(0), Whole) if shape(1)[0] == shape(0)[0] => {
+            (At(0), Whole) if shape(1).first() == shape(0).first() => {
                 plan.slice[1] = Some(0);
                 At(0)
             }
-            (Whole, At(0)) if shape(0)[0] == shape(1)[0] => {
+            (Whole, At(0)) if shape(0).first() == shape(1).first() => {
                 plan.slice[0] = Some(0);
                 At(0)
             }
@@ -504,7 +562,20 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             if b.kinds[v.index()] == B::Partial { shared[v.index()] } else { values[v.index()] }.expect("operand before use")
         };
         let Some(plan) = &b.plans[i] else {
-            // Whole: once, and once per part (each chip its own copy).
+            // Whole: once, and once per part (each chip its own copy); a random op only once,
+            // so every part sees the same values.
+            let random = ["rand", "bernoulli", "dropout", "normal", "uniform", "exponential"].iter().any(|r| op.name.contains(r));
+            if random {
+                let operands = op.operands.iter().map(|&v| operand(&shared, &shared, v)).collect();
+                let types = op.results().map(|r| f.ty(r).clone()).collect();
+                let first = out.push(op.name.clone(), operands, op.attrs.clone(), types);
+                for r in 0..op.num_results {
+                    let (v, x) = (op.result(r), Some(Value(first.0 + r as u32)));
+                    shared[v.index()] = x;
+                    part.iter_mut().for_each(|p| p[v.index()] = x);
+                }
+                continue;
+            }
             for k in 0..=parts {
                 let values = if k == 0 { &shared } else { &part[k - 1] };
                 let operands = op.operands.iter().map(|&v| operand(&shared, values, v)).collect();
@@ -546,8 +617,7 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             }
             continue;
         }
-        // One copy per part, next to each other: the chips then start each layer together
-        // (the host serves loads in program order).
+        // One copy per part, next to each other: the chips then start each layer together.
         for (s, operands) in ins.into_iter().enumerate() {
             let types = op.results().map(|r| part_type(f.ty(r), b.kinds[r.index()], s)).collect();
             let mut attrs = op.attrs.clone();
@@ -577,6 +647,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     let mut rets = Vec::new();
     for &r in &f.returns {
         rets.push(match b.kinds[r.index()] {
+            // An argument returned as it is.
+            _ if r.index() < f.num_args => r,
             B::At(d) => {
                 let vs: Vec<Value> = part.iter().map(|p| p[r.index()].expect("result computed")).collect();
                 out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(d as i64))], vec![f.ty(r).clone()])
@@ -594,11 +666,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
 /// (two passes, as in one piece). Returns (variance, mean), whole.
 fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &mut impl FnMut(&mut Func, Vec<Value>, &TensorType) -> Value) -> (Value, Value) {
     let x = f.tensor(op.operands[0]).cloned().unwrap_or_else(|| TensorType::new(vec![], ElemType::F32));
-    let rank = x.rank();
-    let dims: Vec<i64> = match op.attr("dim").and_then(Attr::as_ints) {
-        Some(v) if !v.is_empty() => v.iter().map(|&d| if d < 0 { d + rank as i64 } else { d }).collect(),
-        _ => (0..rank as i64).collect(),
-    };
+    // The rule checked the dims.
+    let dims: Vec<i64> = reduced_dims(op, x.rank()).unwrap_or_default().iter().map(|&d| d as i64).collect();
     let count: usize = dims.iter().map(|&d| x.shape[d as usize]).product();
     let correction = op.attr("correction").and_then(Attr::as_float).unwrap_or(1.0);
     let kept = TensorType::new(x.shape.iter().enumerate().map(|(d, &s)| if dims.contains(&(d as i64)) { 1 } else { s }).collect::<Vec<_>>(), x.elem);
@@ -616,7 +685,7 @@ fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &
         squares.push(sum(out, sq));
     }
     let total = all_reduce(out, squares, &kept);
-    let var = div(out, total, count as f64 - correction);
+    let var = div(out, total, (count as f64 - correction).max(0.0));
     let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
     let shaped = |out: &mut Func, v: Value, k: usize| {
         let t = f.ty(op.result(k)).clone();

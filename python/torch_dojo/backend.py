@@ -59,9 +59,10 @@ PRECISIONS = ("fp32", "bf16", "cfloat16", "cfloat8")
 #: Placement plans of ``lower-to-d1``: ``default``, or ``naive``, the baseline it is measured
 #: against (every op's result row-split over all cores, no reshard optimisation).
 PLANS = ("default", "naive")
-#: Parallelism over the chips of a multi-chip mesh: ``auto`` runs a graph that keeps its
-#: samples apart (inference CNNs) data-parallel, one slice of the batch per chip
-#: (``split-batch``; default plan only); ``none`` spreads each op over the chips instead.
+#: Parallelism over the chips of a multi-chip mesh: ``auto`` runs a graph whose batch can be
+#: split (CNN inference and training, GPT-2-style inference) data-parallel, one slice of the
+#: batch per chip (``split-batch``; default plan only; unsplit when a part does not fit a
+#: chip); ``none`` spreads each op over the chips instead.
 PARALLEL = ("auto", "none")
 
 #: Number of graphs (forward, backward, inference) compiled since import; tests assert it.
