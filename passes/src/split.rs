@@ -127,7 +127,7 @@ fn data_args(f: &Func) -> Vec<Value> {
             "aten.convolution.default" => &[0],
             "aten.convolution_backward.default" => &[0, 1],
             "aten.max_pool2d_with_indices_backward.default" => &[0, 1, 2],
-            "aten.embedding.default" => &[1],
+            "aten.embedding.default" | "aten.embedding_dense_backward.default" => &[1],
             _ => &[],
         };
         for &i in data {
@@ -151,15 +151,12 @@ fn data_args(f: &Func) -> Vec<Value> {
 }
 
 fn analyze(f: &Func) -> Result<Batch, String> {
-    let certain = data_args(f);
-    if certain.is_empty() {
-        return Err("no argument is a convolution's input or an embedding's ids (the batch is only found that way)".into());
-    }
+    let mut certain = data_args(f);
     let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
-    let n = shape(certain[0]).first().copied().unwrap_or(0);
-    if let Some(s) = certain.iter().find(|&&s| shape(s).first() != Some(&n)) {
-        return Err(format!("the convolution inputs' batches differ (%arg{} has {:?})", s.0, shape(*s)));
-    }
+    // The batch is the largest dim 0 among them; the others (a backward's position ids,
+    // [1, 512]) are not batched.
+    let n = certain.iter().filter_map(|&s| shape(s).first().copied()).max().ok_or("no argument is a convolution's input or an embedding's ids (the batch is only found that way)")?;
+    certain.retain(|&s| shape(s).first() == Some(&n));
     if n < 2 {
         return Err(format!("the batch is {n}"));
     }
@@ -274,6 +271,10 @@ const ELEMENTWISE: &[&str] = &[
     "aten.log.default",
     "aten.gelu.default",
     "aten.full_like.default",
+    "aten.logical_not.default",
+    "aten._to_copy.default",
+    // Each part draws its own uniform values (an op of its own, a stream of its own).
+    "aten.rand_like.default",
     "aten.le.Scalar",
     "aten.lt.Scalar",
     "aten.ge.Scalar",
@@ -378,7 +379,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
     let only = |i: usize| (0..b.len()).all(|j| j == i || b[j] == Whole);
     let d0 = at(0);
     plan.results[0] = match name {
-        "aten.mean.dim" | "aten.sum.dim_IntList" | "aten.amax.default" | "aten.var_mean.correction" => {
+        "aten.mean.dim" | "aten.sum.dim_IntList" | "aten.amax.default" | "aten.any.dim" | "aten.any.dims" | "aten.var_mean.correction" => {
             let d = d0.filter(|_| only(0)).ok_or("only its input may depend on the batch")?;
             let dims = reduced_dims(op, shape(0).len())?;
             let keep = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
@@ -414,6 +415,24 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
         }
         // Along another dim than the batch's: the batch stays where it is (every result).
         "aten.embedding.default" if b[0] == Whole => At(at(1).ok_or("its ids must carry the batch")?),
+        // The table's gradient sums the rows of every sample's ids.
+        "aten.embedding_dense_backward.default" if at(0).is_some() && at(1).is_some() => Partial,
+        "aten.cat.default" => {
+            let d = b.iter().find_map(|k| if let At(d) = k { Some(*d) } else { None }).ok_or("no batched operand")?;
+            let r = rshape(0);
+            let dim = norm(op.attr("dim").and_then(Attr::as_int).unwrap_or(0), r.len())?;
+            if dim == d {
+                return Err("it joins along the batch dim".into());
+            }
+            for (i, k) in b.iter().enumerate() {
+                match k {
+                    At(e) if *e == d => {}
+                    Whole if shape(i).get(d) == r.get(d) && shape(i).len() == r.len() => plan.slice[i] = Some(d),
+                    _ => return Err(format!("operand #{i} does not carry the batch at dim {d}")),
+                }
+            }
+            At(d)
+        }
         "aten.slice.Tensor" | "aten.split_with_sizes.default" | "aten.split.Tensor" | "aten._softmax.default" | "aten._log_softmax.default" | "aten.cumsum.default" => {
             let d = d0.filter(|_| only(0)).ok_or("only its input may depend on the batch")?;
             let dim = norm(op.attr("dim").and_then(Attr::as_int).unwrap_or(0), shape(0).len())?;
