@@ -537,12 +537,11 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
         })
     };
     // The sum over the parts of a partial value: small shares (at most `GATHER_MAX_BYTES`)
-    // joined on a new outer dim and reduced, in one step; larger ones added in pairs, part
-    // `k + 2^j` moving to part `k`'s chip (`log2(parts)` steps, two shares on a chip at a
-    // time), the sum on the first part's chip.
+    // joined on a new outer dim and reduced, in one step; larger ones added in pairs, the
+    // second share of each pair moving to the first's chip (`log2(parts)` steps, two shares
+    // on a chip at a time). The root (first) part rotates from one sum to the next.
     let mut reductions = 0usize;
     let mut all_reduce = |out: &mut Func, shares: Vec<Value>, t: &TensorType| -> Value {
-        // Each sum on the next chip in turn: the sums do not all pile onto one.
         let root = reductions % shares.len();
         reductions += 1;
         let order: Vec<usize> = (0..shares.len()).map(|k| (root + k) % shares.len()).collect();
