@@ -23,7 +23,9 @@ Each graph is then compiled and simulated by ``passes/examples/graph_bench`` (re
 cores of the block, no reshard optimisation; on the first mesh only: its Programs have ~10x
 the instructions, slow to emit and simulate). Per workload it prints the simulated time of
 the step (sum over its graphs), the roofline efficiency (roofline seconds / simulated
-seconds, summed over graphs; goal >= 60%), the speedup of the default plan over the naive one
+seconds, summed over graphs; goal >= 60%; the roofline of the cores the Program uses), on a
+multi-chip first mesh the default plan's time without data parallelism over the chips
+(``--parallel none``) and what data parallelism gains, the speedup of the default plan over the naive one
 (goal >= 3x; when the naive plan does not fit the workload, measured on the next smaller
 variant where it does) and the planning time (the compile's pass timings, ``lower-to-d1``
 separately; goal <= 10 s for GPT-2 124M on ``tile``). A graph that does not compile prints
@@ -177,10 +179,11 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 
-def bench(graph: Path, mesh: str, plan: str) -> dict[str, Any]:
+def bench(graph: Path, mesh: str, plan: str, parallel: str = "auto") -> dict[str, Any]:
     """graph_bench's JSON for one graph (or ``{"error": ...}``), in at most
-    ``MEMORY_LIMIT_BYTES`` (``DOJO_BENCH_MEMORY_GB``) and 900 s."""
-    cmd = [str(GRAPH_BENCH), str(graph), "--mesh", mesh, "--plan", plan, "--timing-only", "--json"]
+    ``MEMORY_LIMIT_BYTES`` (``DOJO_BENCH_MEMORY_GB``) and 900 s. ``parallel``: the compile
+    option (``none``: no data parallelism over the chips)."""
+    cmd = [str(GRAPH_BENCH), str(graph), "--mesh", mesh, "--plan", plan, "--parallel", parallel, "--timing-only", "--json"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
@@ -194,18 +197,18 @@ def bench(graph: Path, mesh: str, plan: str) -> dict[str, Any]:
     return {"error": f"graph_bench exit {proc.returncode}: {tail[:300]}"}
 
 
-def step(graphs: list[Path], mesh: str, plan: str) -> dict[str, Any]:
+def step(graphs: list[Path], mesh: str, plan: str, parallel: str = "auto") -> dict[str, Any]:
     """One workload step (all its graphs) compiled with ``plan`` and timed on ``mesh``: sums
     over the graphs, or the first graph's error."""
     total: dict[str, Any] = {"simulated_s": 0.0, "roofline_s": 0.0, "compile_s": 0.0, "lower_s": 0.0, "passes_s": 0.0, "bounds": []}
     for g in graphs:
-        r = bench(g, mesh, plan)
+        r = bench(g, mesh, plan, parallel)
         if "error" in r:
             return {"error": f"{g.stem.split('-')[-1]}: {r['error']}"}
         total["simulated_s"] += r["simulated_s"]
         total["roofline_s"] += r["roofline_s"]
         total["compile_s"] += r["compile_s"]
-        passes = {"legalize-aten", "dce", "egraph-optimize", "precision", "lower-to-d1"}
+        passes = {"split-batch", "legalize-aten", "dce", "egraph-optimize", "precision", "lower-to-d1"}
         total["passes_s"] += sum(s for name, s in r["timings"] if name in passes)
         total["lower_s"] += sum(s for name, s in r["timings"] if name == "lower-to-d1")
         total["bounds"].append(r["roofline_bound"])
@@ -269,6 +272,13 @@ def main() -> None:
                 eff = d["roofline_s"] / d["simulated_s"] if d["simulated_s"] > 0 else None
                 print(f"    {'simulated time, default plan':34s} {d['simulated_s'] * 1e3:10.3f} ms  (roofline {d['roofline_s'] * 1e3:.3f} ms, bound {'/'.join(sorted(set(map(str, d['bounds']))))})")
                 print(goal_line("roofline efficiency", eff, GOAL_EFFICIENCY, ">=", "{:.1%}"))
+                if mesh == meshes[0] and mesh != "d1" and not mesh.startswith("d1:"):
+                    # The default plan without data parallelism over the chips (split-batch).
+                    w = step(graphs, mesh, "default", "none")
+                    if "error" in w:
+                        print(f"    default plan, parallel 'none': {w['error']}")
+                    else:
+                        print(f"    {'default plan, parallel none':34s} {w['simulated_s'] * 1e3:10.3f} ms  (data parallelism: {w['simulated_s'] / d['simulated_s']:.2f}x)")
                 if "error" in n:
                     print(f"    naive plan{'' if n['error'].startswith('not run') else ' does not fit'}: {n['error']}")
                     speedup = None
