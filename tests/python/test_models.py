@@ -168,17 +168,22 @@ def test_attention_runs_on_the_mesh_with_eager_gradients(causal, mask):
     assert fallback_nodes() == 0, backend.fallback_stats
 
 
-def test_gpt2_training_loop_follows_eager():
-    """50 AdamW steps of the tiny GPT-2 on a synthetic next-token task (sequences counting up
-    modulo the vocabulary): the compiled loss equals eager's at every step."""
+def gpt2_lm():
+    """The tiny GPT-2 language model without dropout, a copy of it, and 4 sequences counting
+    up modulo the vocabulary (a synthetic next-token task)."""
     cfg = transformers.GPT2Config(
         n_layer=2, n_embd=128, n_head=4, vocab_size=1000, n_positions=64, use_cache=False,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(cfg)
-    reference = copy.deepcopy(model)
-    ids = (torch.randint(0, 1000, (4, 1)) + torch.arange(64)) % 1000
+    return model, copy.deepcopy(model), (torch.randint(0, 1000, (4, 1)) + torch.arange(64)) % 1000
+
+
+def test_gpt2_training_loop_follows_eager():
+    """50 AdamW steps of the tiny GPT-2 on a synthetic next-token task (sequences counting up
+    modulo the vocabulary): the compiled loss equals eager's at every step."""
+    model, reference, ids = gpt2_lm()
     compiled = torch.compile(model, backend="dojo")
     optimizers = [torch.optim.AdamW(m.parameters(), lr=3e-3) for m in (reference, model)]
     curves = ([], [])
@@ -200,14 +205,7 @@ def test_gpt2_training_step_data_parallel_on_a_tile_matches_eager():
     """On a tile the tiny GPT-2's forward and backward run data-parallel, one sequence per
     chip (the batch found from the token ids; the weights' gradients, sums over the batch,
     all-reduced over the chips): loss and gradients equal eager's."""
-    cfg = transformers.GPT2Config(
-        n_layer=2, n_embd=128, n_head=4, vocab_size=1000, n_positions=64, use_cache=False,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg)
-    reference = copy.deepcopy(model)
-    ids = (torch.randint(0, 1000, (4, 1)) + torch.arange(64)) % 1000
+    model, reference, ids = gpt2_lm()
     first = len(backend.compiled_graphs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
