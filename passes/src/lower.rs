@@ -435,6 +435,16 @@ impl<'a> Lowering<'a> {
         Ok(self.out)
     }
 
+    /// Whether source value `v` only goes to the host: returned, used by no op.
+    fn only_stored(&self, v: Value) -> bool {
+        self.src.returns.contains(&v) && !self.src.ops.iter().any(|o| o.operands.contains(&v))
+    }
+
+    /// Whether host argument `a` is already loaded in the current area.
+    fn is_loaded(&self, a: Value) -> bool {
+        self.loaded.contains_key(&(a, self.area))
+    }
+
     fn store(&mut self, m: Value, stored: &mut HashMap<Value, Value>) -> Value {
         if let Some(s) = stored.get(&m) {
             return *s;
@@ -613,7 +623,7 @@ impl<'a> Lowering<'a> {
     /// then overlaps the step before's compute), not whole and then resharded.
     fn panel(&mut self, old: Value, want: &Layout, region: &Region) -> LResult<Value> {
         match self.val(old)? {
-            Val::Host(a) if !self.loaded.contains_key(&(a, self.area)) => {
+            Val::Host(a) if !self.is_loaded(a) => {
                 let t = tensor_type(&self.out, a)?;
                 Ok(self.emit("load", vec![a], box_attrs(region), TensorType::new(region.sizes.clone(), t.elem), want.clone()))
             }
@@ -769,7 +779,7 @@ impl<'a> Lowering<'a> {
                 // A part's slice of a host input (split-batch) loads only its box onto its chip.
                 if let (Val::Host(a), true) = (self.val(op.operands[0])?, self.area != 0 && kind == "slice") {
                     let ints = |k: &str| op.attr(k).and_then(Attr::as_ints).unwrap_or(&[]).to_vec();
-                    if !self.loaded.contains_key(&(a, self.area)) && ints("strides").iter().all(|&x| x == 1) {
+                    if !self.is_loaded(a) && ints("strides").iter().all(|&x| x == 1) {
                         let region = Region { offsets: ints("offsets").iter().map(|&x| x as usize).collect(), sizes: rt.shape.clone() };
                         let l = self.place(&rt.shape)?;
                         return Ok(Val::Mesh(self.emit("load", vec![a], box_attrs(&region), rt, l)));
@@ -828,8 +838,7 @@ impl<'a> Lowering<'a> {
                 let ins = op.operands.iter().map(|&o| self.on_mesh(o)).collect::<LResult<Vec<_>>>()?;
                 // A join of values on different chips (split-batch's parts) that only goes to
                 // the host: each part stored from where it is, into its region of the result.
-                let result = op.result(0);
-                let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
+                let only_stored = self.only_stored(op.result(0));
                 let chips: std::collections::HashSet<usize> = op.operands.iter().filter_map(|v| self.value_area.get(v).copied()).collect();
                 if only_stored && chips.len() > 1 && op.operands.iter().all(|v| self.value_area.contains_key(v)) {
                     let dim = op.attr("dim").cloned().unwrap_or(Attr::Int(0));
@@ -1030,7 +1039,7 @@ impl<'a> Lowering<'a> {
         for (i, (v, t)) in [(a, &ta), (b, &tb_here)].into_iter().enumerate() {
             let (l, mesh) = match if i == 0 { self.a_val(v, over)? } else { self.val(v)? } {
                 Val::Mesh(m) => (self.layout(m), true),
-                Val::Host(h) => (self.place(&t.shape)?, self.loaded.contains_key(&(h, self.area))),
+                Val::Host(h) => (self.place(&t.shape)?, self.is_loaded(h)),
                 Val::Const(..) | Val::Stored(_) => continue,
             };
             let bytes = (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
@@ -1121,16 +1130,16 @@ impl<'a> Lowering<'a> {
         let mut blocks = vec![(0, m)];
         let mut block_steps = steps;
         let result = op.result(0);
-        let only_stored = self.src.returns.contains(&result) && !self.src.ops.iter().any(|o| o.operands.contains(&result));
+        let only_stored = self.only_stored(result);
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.loaded.contains_key(&(h, self.area))) {
+        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.is_loaded(h)) {
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
             let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
                 Ok(match self.val(v)? {
-                    Val::Host(h) if !self.loaded.contains_key(&(h, self.area)) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
+                    Val::Host(h) if !self.is_loaded(h) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
                     _ => 0.0,
                 })
             };

@@ -330,8 +330,8 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
         }
         plan.results = vec![At(0); op.num_results];
         if name == "aten.convolution_backward.default" {
-            // The weight's and the bias's gradients sum over the samples.
-            // Results are the gradients the mask asks for, in order.
+            // Results are the gradients the mask asks for, in order; the weight's and the
+            // bias's sum over the samples.
             let mask: Vec<bool> = match op.attr("output_mask") {
                 Some(Attr::Array(v)) => v.iter().map(|a| a.as_bool().unwrap_or(true)).collect(),
                 _ => vec![true; 3],
@@ -360,12 +360,12 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
             }
         }
         let pos = pos.ok_or("no batched operand")?;
+        if pos >= r.len() {
+            return Err(format!("the result {r:?} has no dim {pos}"));
+        }
         for (i, x) in b.iter().enumerate() {
             let s = shape(i);
             let lead = r.len() - s.len();
-            if pos >= r.len() {
-                return Err(format!("the result {r:?} has no dim {pos}"));
-            }
             if *x == Whole && pos >= lead && s[pos - lead] != 1 {
                 if s[pos - lead] != r[pos] {
                     return Err(format!("operand #{i} {s:?} does not depend on the batch but spans its dim {pos}"));
@@ -583,18 +583,7 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             // Whole: once, and once per part (each chip its own copy); a random op only once,
             // so every part sees the same values.
             let random = ["rand", "bernoulli", "dropout", "normal", "uniform", "exponential"].iter().any(|r| op.name.contains(r));
-            if random {
-                let operands = op.operands.iter().map(|&v| operand(&shared, &shared, v)).collect();
-                let types = op.results().map(|r| f.ty(r).clone()).collect();
-                let first = out.push(op.name.clone(), operands, op.attrs.clone(), types);
-                for r in 0..op.num_results {
-                    let (v, x) = (op.result(r), Some(Value(first.0 + r as u32)));
-                    shared[v.index()] = x;
-                    part.iter_mut().for_each(|p| p[v.index()] = x);
-                }
-                continue;
-            }
-            for k in 0..=parts {
+            for k in 0..=if random { 0 } else { parts } {
                 let values = if k == 0 { &shared } else { &part[k - 1] };
                 let operands = op.operands.iter().map(|&v| operand(&shared, values, v)).collect();
                 let types = op.results().map(|r| f.ty(r).clone()).collect();
@@ -602,6 +591,11 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                 let values = if k == 0 { &mut shared } else { &mut part[k - 1] };
                 for r in 0..op.num_results {
                     values[op.result(r).index()] = Some(Value(first.0 + r as u32));
+                }
+            }
+            if random {
+                for r in op.results() {
+                    part.iter_mut().for_each(|p| p[r.index()] = shared[r.index()]);
                 }
             }
             continue;
