@@ -7,7 +7,7 @@ use crate::import::import_graph;
 use crate::precision::Policy;
 use crate::egraph::Stats as EgraphStats;
 use crate::registry::{build_pipeline, build_pipeline_recording, default_pipeline};
-use dojo_compiler::{print_module, verify, PassError};
+use dojo_compiler::{attr, print_module, verify, Attr, PassError};
 use dojo_runtime::program::DType;
 use dojo_runtime::sim::{Profile, ScaleProfile, SimMesh};
 use dojo_runtime::{Program, ValidProgram};
@@ -274,19 +274,26 @@ pub fn compile_graph(graph_json: &str, options_json: &str) -> Result<CompiledGra
     // Check the mesh name before any work, for a clear message.
     let target = dojo_runtime::Target::preset(&options.mesh).map_err(|e| DojoError::Invalid(e.to_string()))?;
     let split = options.parallel == "auto" && options.plan == "default" && target.chip_grid != (1, 1);
-    match compile_module(graph_json, &options, split) {
+    match compile_module(graph_json, &options, split, None) {
         // Data parallelism that does not fit a chip (GPT-2's 50257-word embedding table, a
-        // part's working set): each op spread over the chips instead.
-        Err(DojoError::Capacity(_)) if split => compile_module(graph_json, &options, false),
+        // part's working set): each op spread over the chips instead, and the functions'
+        // `dojo.split` attribute says why.
+        Err(DojoError::Capacity(m)) if split => compile_module(graph_json, &options, false, Some(&m)),
         other => other,
     }
 }
 
-/// [`compile_graph`] with `split-batch` on or off.
-fn compile_module(graph_json: &str, options: &Options, split: bool) -> Result<CompiledGraph, DojoError> {
+/// [`compile_graph`] with `split-batch` on or off (`unsplit`: why it is off, for the
+/// functions' `dojo.split` attribute).
+fn compile_module(graph_json: &str, options: &Options, split: bool, unsplit: Option<&str>) -> Result<CompiledGraph, DojoError> {
     let mut laps = Laps::start();
     let imported = import_graph(graph_json).map_err(DojoError::Invalid)?;
     let mut module = imported.module;
+    if let Some(why) = unsplit {
+        for f in &mut module.funcs {
+            f.attrs.push(attr("dojo.split", Attr::Str(format!("not split: the parts do not fit: {why}"))));
+        }
+    }
     if let Err(errors) = verify(&module) {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         return Err(DojoError::Invalid(format!("captured graph is not valid IR:\n{}", lines.join("\n"))));
@@ -573,6 +580,9 @@ mod tests {
         assert_eq!(split_note(&small), Some(true));
         let big = compile_graph(&embedding_graph(40_000), r#"{"mesh": "tile"}"#).expect("compiles unsplit");
         assert_eq!(split_note(&big), None);
+        // The functions say why they are whole.
+        let last = &big.stages.last().expect("stages").1;
+        assert!(last.contains(r#"dojo.split = "not split: the parts do not fit: @g op #4 'dojo.embedding': embedding table"#), "{}", &last[last.len().saturating_sub(600)..]);
         let none = compile_graph(&embedding_graph(100), r#"{"mesh": "tile", "parallel": "none"}"#).expect("compiles");
         assert_eq!(split_note(&none), None);
         assert!(matches!(compile_graph(&embedding_graph(100), r#"{"parallel": "model"}"#), Err(DojoError::Invalid(m)) if m.contains("'parallel'")));

@@ -298,11 +298,18 @@ impl<'a> Lowering<'a> {
             }
         }
         let returned: std::collections::HashSet<Value> = src.returns.iter().copied().collect();
+        // A join of the parts that only goes to the host is stored part by part from where
+        // they are: it does not pull its operands off their chips (a dropout mask kept for
+        // the backward).
+        let stored_join = |u: usize| {
+            let o = &src.ops[u];
+            o.name == "dojo.concat" && returned.contains(&o.result(0)) && users[o.result(0).index()].is_empty()
+        };
         for (i, op) in src.ops.iter().enumerate().rev() {
             if op_area[i] != 0 || op.operands.iter().any(|v| val_area[v.index()] != 0) || returned.contains(&op.result(0)) {
                 continue;
             }
-            let mut to = users[op.result(0).index()].iter().map(|&u| op_area[u]);
+            let mut to = users[op.result(0).index()].iter().filter(|&&u| !stored_join(u)).map(|&u| op_area[u]);
             if let Some(a) = to.next().filter(|&a| a != 0) {
                 if to.all(|b| b == a) {
                     op_area[i] = a;
@@ -438,6 +445,14 @@ impl<'a> Lowering<'a> {
     /// Whether source value `v` only goes to the host: returned, used by no op.
     fn only_stored(&self, v: Value) -> bool {
         self.src.returns.contains(&v) && !self.src.ops.iter().any(|o| o.operands.contains(&v))
+    }
+
+    /// Whether layout `l` lies in the current area (always, in the whole grid's). A value
+    /// outside a chip's area does not set the layout of an op in it: the op would run where
+    /// the value is, on another chip.
+    fn in_area(&self, l: &Layout) -> bool {
+        let (lo, hi) = (self.offset, (self.offset.0 + self.usable.0, self.offset.1 + self.usable.1));
+        self.area == 0 || l.cores().all(|(r, c)| (lo.0..hi.0).contains(&r) && (lo.1..hi.1).contains(&c))
     }
 
     /// Whether host argument `a` is already loaded in the current area.
@@ -795,9 +810,7 @@ impl<'a> Lowering<'a> {
                     return self.val(op.operands[0]);
                 }
                 let m = self.on_mesh(op.operands[0])?;
-                let l = self.layout(m);
-                let (lo, hi) = (self.offset, (self.offset.0 + self.usable.0, self.offset.1 + self.usable.1));
-                if self.area == 0 || l.cores().all(|(r, c)| (lo.0..hi.0).contains(&r) && (lo.1..hi.1).contains(&c)) {
+                if self.in_area(&self.layout(m)) {
                     return Ok(Val::Mesh(m));
                 }
                 let want = self.place(&rt.shape)?;
@@ -872,7 +885,7 @@ impl<'a> Lowering<'a> {
         }
         let l = self.layout(m);
         let shape = &rt.shape;
-        if l.split.len() == shape.len() && l.check(shape).is_ok() {
+        if l.split.len() == shape.len() && l.check(shape).is_ok() && self.in_area(&l) {
             let bytes = |l: &Layout| (l.max_shard_numel(shape) * rt.elem.bytes()) as u64;
             if bytes(&l) <= FOLLOW_MAX_BYTES {
                 return Ok(l);
@@ -918,13 +931,13 @@ impl<'a> Lowering<'a> {
 
     /// `d1.map {fn}` over operands (plus a trailing constant operand `extra` if given).
     fn elementwise(&mut self, f: &str, operands: &[Value], extra: Option<f64>, rt: TensorType) -> LResult<Val> {
-        // Where to compute: on the first mesh operand that already has the result's shape (the
-        // naive plan: always the result's row split).
+        // Where to compute: on the first mesh operand in this area that already has the
+        // result's shape (the naive plan: always the result's row split).
         let mut out = None;
         let plan = self.plan;
         for &o in operands.iter().filter(|_| plan == Plan::Default) {
             if let Val::Mesh(m) = self.val(o)? {
-                if tensor_type(&self.out, m)?.shape == rt.shape {
+                if tensor_type(&self.out, m)?.shape == rt.shape && self.in_area(&self.layout(m)) {
                     out = Some(self.layout(m));
                     break;
                 }
