@@ -116,6 +116,12 @@ fn main() {
     for s in &graph.egraph_stats {
         println!("  {s}");
     }
+    // Whether split-batch split the graph, and why not.
+    if let Some((_, ir)) = graph.stages.last() {
+        for note in ir.match_indices("dojo.split = \"").filter_map(|(i, _)| ir[i + 14..].split('"').next()) {
+            println!("  split: {}", note.chars().take(300).collect::<String>());
+        }
+    }
 
     let program = graph.program();
     let data: Vec<Vec<f32>> = program

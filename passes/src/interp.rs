@@ -4,7 +4,7 @@
 //! lowering here and the emitted Program on the simulator, and compare (bools are 0.0/1.0).
 
 use dojo_compiler::dialect::{broadcast_shapes, matmul_epilogue, FusedExpr, FusedOperand};
-use dojo_compiler::{Attr, ElemType, Func, Value};
+use dojo_compiler::{Attr, ElemType, Func, TensorType, Value};
 
 /// A dense row-major array.
 #[derive(Clone, Debug, PartialEq)]
@@ -372,13 +372,21 @@ pub fn random_inputs(func: &Func, seed: u64) -> Result<Vec<Array>, String> {
     (0..func.num_args)
         .map(|i| {
             let t = func.tensor(Value(i as u32)).ok_or(format!("argument {i} is not a tensor"))?;
-            let mut data = random_data(t.numel(), seed + i as u64);
-            if t.elem == ElemType::I1 {
-                data.iter_mut().for_each(|x| *x = if *x > 0.0 { 1.0 } else { 0.0 });
-            }
-            Ok(Array { shape: t.shape.clone(), data })
+            Ok(random_array(t, seed + i as u64))
         })
         .collect()
+}
+
+/// A random value of type `t`: floats in [-1, 1), bools, or small non-negative integers
+/// (0 to 3: valid ids of any table of at least 4 rows).
+pub fn random_array(t: &TensorType, seed: u64) -> Array {
+    let mut data = random_data(t.numel(), seed);
+    match t.elem {
+        ElemType::I1 => data.iter_mut().for_each(|x| *x = if *x > 0.0 { 1.0 } else { 0.0 }),
+        ElemType::I8 | ElemType::I16 | ElemType::I32 | ElemType::I64 => data.iter_mut().for_each(|x| *x = (x.abs() * 4.0).floor().min(3.0)),
+        _ => {}
+    }
+    Array { shape: t.shape.clone(), data }
 }
 
 /// Whether `got` equals `want` within f32 tolerance (relative 1e-5; NaN equals NaN).

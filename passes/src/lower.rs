@@ -60,6 +60,12 @@ pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
 pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
+/// The largest embedding table (bytes) a lookup on one block of the default placement (a
+/// chip's area) holds: a quarter of each core's usable SRAM on `MAX_BLOCK_EDGE`² cores (see
+/// `Lowering::embedding_parts`).
+pub fn block_table_max_bytes(target: &Target) -> u64 {
+    u64::from(MAX_BLOCK_EDGE * MAX_BLOCK_EDGE) * (target.usable_sram_bytes() / 4)
+}
 /// Compute time on the default block from which a matmul's result spreads over the whole
 /// usable grid of a multi-chip target (see `Lowering::matmul`).
 pub const MULTI_CHIP_MIN_MATMUL_S: f64 = 100e-6;

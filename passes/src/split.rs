@@ -18,7 +18,10 @@
 //!   (the mean, then the squared deviations from it);
 //!   a whole operand of an elementwise or per-sample op spanning the batch is sliced per part;
 //! - whole ops are copied per part too (dce drops the copies nothing uses), so each chip
-//!   computes its own weight transposes; batched results are `dojo.concat`s of the parts.
+//!   computes its own weight transposes; batched results are `dojo.concat`s of the parts;
+//! - an op on a table larger than a chip holds (GPT-2's 50257 words: the lookup, the logits'
+//!   matmul, their gradients), and views and large results of such ops, run once for the
+//!   whole batch on the whole grid (`OpPlan::once`), the parts slicing what they use.
 //!
 //! An op without a rule for how it treats the batch leaves the function whole; the function's
 //! attribute `dojo.split` says which happened and why. Parts compute what the whole graph
@@ -54,7 +57,7 @@ impl Pass for SplitBatch {
             }
         }
         for func in &mut module.funcs {
-            let note = match analyze(func) {
+            let note = match analyze(func, crate::lower::block_table_max_bytes(&target)) {
                 Ok(b) => {
                     let parts = self.parts.unwrap_or_else(|| b.n.div_ceil(b.n.div_ceil(chips)));
                     if parts > b.n {
@@ -106,6 +109,10 @@ struct OpPlan {
     slice: Vec<Option<usize>>,
     /// `var_mean` over the batch: from two all-reduces.
     var_mean: bool,
+    /// Computed once for the whole batch, on the whole grid: its batched operands joined, its
+    /// batched results sliced per part (its partial ones are whole: the sum itself). For ops
+    /// on a table that does not fit one chip (GPT-2's 50257 words: 154 MB), see `propagate`.
+    once: bool,
 }
 
 /// The batch of a function: its size, how each value depends on it, each op's plan (None:
@@ -150,7 +157,8 @@ fn data_args(f: &Func) -> Vec<Value> {
     seeds
 }
 
-fn analyze(f: &Func) -> Result<Batch, String> {
+/// `table_max`: the largest table a chip holds for one op (larger ones: `OpPlan::once`).
+fn analyze(f: &Func, table_max: u64) -> Result<Batch, String> {
     let mut certain = data_args(f);
     let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
     // The batch is the largest dim 0 among them; the others (a backward's position ids,
@@ -166,7 +174,7 @@ fn analyze(f: &Func) -> Result<Batch, String> {
     let defs = f.def_ops();
     loop {
         let seeds: Vec<Value> = certain.iter().chain(&maybe).copied().collect();
-        match propagate(f, n, &seeds) {
+        match propagate(f, n, &seeds, table_max) {
             Ok((kinds, plans)) => {
                 let mut seeds = seeds;
                 seeds.sort();
@@ -200,19 +208,38 @@ type Plans = (Vec<B>, Vec<Option<OpPlan>>);
 
 /// How every value depends on the batch, given the batched arguments; or the first op that
 /// rejects its operands, and why.
-fn propagate(f: &Func, n: usize, seeds: &[Value]) -> Result<Plans, (usize, String)> {
+fn propagate(f: &Func, n: usize, seeds: &[Value], table_max: u64) -> Result<Plans, (usize, String)> {
     let shape = |v: Value| f.tensor(v).map(|t| t.shape.clone()).unwrap_or_default();
     let mut kinds = vec![B::Whole; f.value_types.len()];
     for &s in seeds {
         kinds[s.index()] = B::At(0);
     }
     let mut plans = vec![None; f.ops.len()];
+    // Values computed once (`OpPlan::once`).
+    let mut once = vec![false; f.value_types.len()];
     for (i, op) in f.ops.iter().enumerate() {
         let b: Vec<B> = op.operands.iter().map(|v| kinds[v.index()]).collect();
         if !b.iter().any(|k| matches!(k, B::At(_))) {
             continue;
         }
-        let plan = rule(f, op, &b, n).map_err(|e| (i, e))?;
+        let mut plan = rule(f, op, &b, n).map_err(|e| (i, e))?;
+        // Once, on the whole grid: an op with a whole operand or a partial result larger than
+        // one chip holds (GPT-2's 50257-word table, 154 MB: its lookup, the logits' matmul,
+        // their gradients), and a view or an op with such a result of once values alone (the
+        // logits' views and softmax).
+        let big = |v: Value| f.tensor(v).is_some_and(|t| (t.numel() * t.elem.bytes()) as u64 > table_max);
+        let batched = |v: &Value| matches!(kinds[v.index()], B::At(_));
+        // (A whole operand the plan slices per part is not whole on a chip: GPT-2's saved
+        // attention probabilities, [96, 512, 512], 100 MB.)
+        let whole_big = op.operands.iter().zip(&plan.slice).any(|(v, cut)| !batched(v) && cut.is_none() && big(*v));
+        let partial_big = plan.results.iter().zip(op.results()).any(|(k, r)| *k == B::Partial && big(r));
+        let from_once = op.operands.iter().filter(|v| batched(v)).all(|v| once[v.index()]) && (VIEWS.contains(&op.name.as_str()) || op.results().any(big));
+        if whole_big || partial_big || from_once {
+            plan.once = true;
+            plan.var_mean = false;
+            plan.results.iter_mut().filter(|k| **k == B::Partial).for_each(|k| *k = B::Whole);
+            op.results().for_each(|r| once[r.index()] = true);
+        }
         for (k, &d) in plan.results.iter().enumerate() {
             let r = op.result(k);
             if let B::At(d) = d {
@@ -227,6 +254,18 @@ fn propagate(f: &Func, n: usize, seeds: &[Value]) -> Result<Plans, (usize, Strin
     }
     Ok((kinds, plans))
 }
+
+/// Ops that only view their operand's elements in another shape or order.
+const VIEWS: &[&str] = &[
+    "aten.view.default",
+    "aten.reshape.default",
+    "aten._unsafe_view.default",
+    "aten.permute.default",
+    "aten.t.default",
+    "aten.unsqueeze.default",
+    "aten.squeeze.dims",
+    "aten.expand.default",
+];
 
 /// Ops applied to each sample alone: `(name, data operands)`, their results batched at dim 0
 /// (`convolution_backward`'s weight and bias gradients: partial sums).
@@ -317,7 +356,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
     if op.num_results == 0 {
         return Err("it has no results".into());
     }
-    let mut plan = OpPlan { results: vec![Whole; op.num_results], slice: vec![None; op.operands.len()], var_mean: false };
+    let mut plan = OpPlan { results: vec![Whole; op.num_results], slice: vec![None; op.operands.len()], var_mean: false, once: false };
     let name = op.name.as_str();
     if let Some((_, data)) = PER_SAMPLE.iter().find(|(k, _)| *k == name) {
         for i in 0..op.operands.len() {
@@ -600,6 +639,33 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             }
             continue;
         };
+        if plan.once {
+            // Once, from whole values: a batched argument or once value as it is, the parts'
+            // values joined.
+            let operands = op
+                .operands
+                .iter()
+                .map(|&v| match (b.kinds[v.index()], shared[v.index()]) {
+                    (B::At(d), None) => {
+                        let vs = part.iter().map(|p| p[v.index()].expect("operand before use")).collect();
+                        out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(d as i64))], vec![f.ty(v).clone()])
+                    }
+                    (_, v) => v.expect("operand before use"),
+                })
+                .collect();
+            let first = out.push(op.name.clone(), operands, op.attrs.clone(), op.results().map(|r| f.ty(r).clone()).collect());
+            for (k, r) in op.results().enumerate() {
+                let v = Value(first.0 + k as u32);
+                shared[r.index()] = Some(v);
+                for (s, p) in part.iter_mut().enumerate() {
+                    p[r.index()] = Some(match b.kinds[r.index()] {
+                        B::At(d) => slice_of(&mut out, v, &tensor(r), d, s),
+                        _ => v,
+                    });
+                }
+            }
+            continue;
+        }
         // A batched argument is sliced where it is first used (loaded then, not up front).
         for &x in op.operands.iter().filter(|x| b.seeds.binary_search(x).is_ok()) {
             for (s, p) in part.iter_mut().enumerate() {
@@ -661,6 +727,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
         rets.push(match b.kinds[r.index()] {
             // An argument returned as it is.
             _ if r.index() < f.num_args => r,
+            // Computed once (`OpPlan::once`): as it is.
+            B::At(_) if shared[r.index()].is_some() => shared[r.index()].expect("checked"),
             B::At(d) => {
                 let vs: Vec<Value> = part.iter().map(|p| p[r.index()].expect("result computed")).collect();
                 out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(d as i64))], vec![f.ty(r).clone()])

@@ -11,7 +11,7 @@
 //!
 //! Refresh snapshots with `INSTA_UPDATE=always cargo test -p dojo-passes --test filetests`.
 
-use dojo_compiler::{parse_module, ElemType, Module};
+use dojo_compiler::{parse_module, Module};
 use dojo_passes::emit::emit_program;
 use dojo_passes::interp::{self, Array};
 use dojo_passes::registry::build_pipeline;
@@ -105,11 +105,7 @@ fn check_semantics(name: &str, input: &Module, output: &Module, precision: Optio
                     dojo_compiler::Type::Tensor(t) => t,
                     _ => panic!("non-tensor arg"),
                 };
-                let mut data = interp::random_data(t.numel(), (fi * 100 + i) as u64 + 1);
-                if t.elem == ElemType::I1 {
-                    data.iter_mut().for_each(|x| *x = if *x > 0.0 { 1.0 } else { 0.0 });
-                }
-                Array { shape: t.shape.clone(), data }
+                interp::random_array(t, (fi * 100 + i) as u64 + 1)
             })
             .collect();
         let want = interp::run(func, &inputs).unwrap_or_else(|e| panic!("{name}: interpreter: {e}"));
