@@ -208,6 +208,41 @@ fn shifted(r: &IrRegion, offsets: &[usize]) -> IrRegion {
     IrRegion { offsets: r.offsets.iter().zip(offsets).map(|(a, o)| a + o).collect(), sizes: r.sizes.clone() }
 }
 
+/// The boxes of an index space `dims` (row-major) that cover the linear range `a..b`, in
+/// order, as (first linear index, offsets, sizes): each box's elements are a contiguous run
+/// of the range (a partial row, whole rows, a partial row, recursively).
+fn lead_boxes(dims: &[usize], a: usize, b: usize, out: &mut Vec<(usize, Vec<usize>, Vec<usize>)>) {
+    if a >= b {
+        return;
+    }
+    let inner_dims = dims.get(1..).unwrap_or(&[]);
+    if inner_dims.is_empty() {
+        out.push((a, vec![a], vec![b - a]));
+        return;
+    }
+    let inner: usize = inner_dims.iter().product();
+    // Part of one outer index: that index, and the boxes of the inner dims.
+    let part = |o: usize, from: usize, to: usize, out: &mut Vec<(usize, Vec<usize>, Vec<usize>)>| {
+        let mut sub = Vec::new();
+        lead_boxes(inner_dims, from, to, &mut sub);
+        out.extend(sub.into_iter().map(|(s, off, sz)| (o * inner + s, [vec![o], off].concat(), [vec![1], sz].concat())));
+    };
+    let mut x = a;
+    if x % inner != 0 {
+        let end = b.min((x / inner + 1) * inner);
+        part(x / inner, x % inner, end - x / inner * inner, out);
+        x = end;
+    }
+    let whole = (b - x) / inner;
+    if whole > 0 {
+        out.push((x, [vec![x / inner], vec![0; inner_dims.len()]].concat(), [vec![whole], inner_dims.to_vec()].concat()));
+        x += whole * inner;
+    }
+    if x < b {
+        part(x / inner, 0, b - x, out);
+    }
+}
+
 /// Whether two boxes of the same rank share at least one element (no allocation).
 fn overlaps(a: &IrRegion, b: &IrRegion) -> bool {
     (0..a.offsets.len()).all(|d| a.offsets[d].max(b.offsets[d]) < (a.offsets[d] + a.sizes[d]).min(b.offsets[d] + b.sizes[d]))
@@ -573,11 +608,27 @@ impl<'a> Emitter<'a> {
     fn store(&mut self, v: Value, p: usize, at: &[usize]) -> Result<(), PassError> {
         let groups = self.replica_groups(v)?;
         let shards = self.shards(v)?;
-        let stores: Vec<Instr> = groups
-            .groups
-            .iter()
-            .map(|(region, members)| Instr::Store { buf: shards[members[0]].buf, src: Region::full(&region.sizes), output: p, dst: region_of(&shifted(region, at)) })
-            .collect();
+        // A value stored into an output that splits its first dim (a reshape only going to
+        // the host, `[4096, n]` into `[8, 512, n]`): each shard's rows as the boxes of the
+        // output's leading dims they cover, in row-major order.
+        let (vs, out) = (&self.tensor(v)?.shape, &self.program.outputs[p].shape);
+        let lead = (vs != out && at.iter().all(|&x| x == 0)).then(|| dojo_runtime::merged_lead(vs, out)).flatten();
+        let mut stores = Vec::new();
+        for (region, members) in &groups.groups {
+            let buf = shards[members[0]].buf;
+            let Some(q) = lead else {
+                stores.push(Instr::Store { buf, src: Region::full(&region.sizes), output: p, dst: region_of(&shifted(region, at)) });
+                continue;
+            };
+            let (a, rest) = (region.offsets[0], &region.sizes[1..]);
+            let mut boxes = Vec::new();
+            lead_boxes(&out[..q], a, a + region.sizes[0], &mut boxes);
+            for (x, offsets, sizes) in boxes {
+                let src = Region::new([vec![x - a], vec![0; rest.len()]].concat(), [vec![sizes.iter().product()], rest.to_vec()].concat());
+                let dst = Region::new([offsets, region.offsets[1..].to_vec()].concat(), [sizes, rest.to_vec()].concat());
+                stores.push(Instr::Store { buf, src, output: p, dst });
+            }
+        }
         self.program.instrs.extend(stores);
         Ok(())
     }

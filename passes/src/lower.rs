@@ -742,6 +742,13 @@ impl<'a> Lowering<'a> {
                     return Ok(Val::Const(v, rt));
                 }
                 let m = self.on_mesh(op.operands[0])?;
+                // Only going to the host, splitting the first dim (GPT-2's logits `[4096, n]`
+                // to `[8, 512, n]`): the operand stored as it is, the same row-major elements,
+                // with no reshard to a layout the new shape carries.
+                let shape = tensor_type(&self.out, m)?.shape;
+                if self.plan == Plan::Default && shape != rt.shape && self.only_stored(op.result(0)) && dojo_runtime::merged_lead(&shape, &rt.shape).is_some() {
+                    return Ok(Val::Stored(self.out.push("d1.store", vec![m], vec![], vec![Type::Tensor(rt)])));
+                }
                 Ok(Val::Mesh(self.reshape(m, rt)?))
             }
             "broadcast" => {

@@ -36,6 +36,7 @@ pub use program::{
     UnaryOp, FORMAT_VERSION,
 };
 pub use roofline::{Bound, OpProfile, Roofline};
+pub use shape::merged_lead;
 pub use kernels::{stream_key, uniform};
 pub use sim::{Device, HostTensor, Profile, ScaleProfile, SimMesh, TimelineEvent, Unit};
 pub use target::{CoreId, Link, Target, UsableGrid};

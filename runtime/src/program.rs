@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cfloat::{Format, MAX_BIAS};
 use crate::error::{thousands, RuntimeError};
-use crate::shape::{broadcasts_to, numel, show};
+use crate::shape::{broadcasts_to, merged_lead, numel, show};
 use crate::target::{CoreId, Target};
 
 /// The Program format this runtime reads and writes.
@@ -463,8 +463,10 @@ pub enum Instr {
         /// Box of the buffer.
         dst: Region,
     },
-    /// Core buffer box -> host output box, over the DIP/HBM path. Box sizes must be equal and
-    /// the dtypes the same.
+    /// Core buffer box -> host output box, over the DIP/HBM path. Box sizes must be equal, or
+    /// the source box's first dim the destination box's leading dims merged (a `[49, n]` box
+    /// of rows into `[1, 49, n]` of an output `[8, 512, n]`: [`merged_lead`]; the elements
+    /// go in row-major order); the dtypes the same.
     Store {
         /// Source buffer.
         buf: BufId,
@@ -827,7 +829,9 @@ impl Program {
                     let t = self.tensor(&self.outputs, "output", *output).map_err(at)?;
                     check_region(src, &decl.shape, || format!("buffer {buf}")).map_err(at)?;
                     check_region(dst, &t.shape, || format!("output {output}")).map_err(at)?;
-                    check_same_sizes(src, dst).map_err(at)?;
+                    if merged_lead(&src.sizes, &dst.sizes).is_none() {
+                        check_same_sizes(src, dst).map_err(at)?;
+                    }
                     check_dtype(t.dtype, || format!("output {output}"), decl.dtype, *buf)
                         .map_err(at)?;
                 }

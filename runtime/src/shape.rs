@@ -24,6 +24,15 @@ pub(crate) fn strides(shape: &[usize]) -> Dims {
     s
 }
 
+/// How many leading dims of `dst` a box of shape `src` merges into its first dim, the rest
+/// equal (`[4096, n]` and `[8, 512, n]`: 2); `None` if it does not. A store copies such a
+/// box into the destination in row-major order (an output viewed in another shape).
+pub fn merged_lead(src: &[usize], dst: &[usize]) -> Option<usize> {
+    let (first, rest) = src.split_first()?;
+    let q = (dst.len() + 1).checked_sub(src.len()).filter(|&q| q >= 1)?;
+    (rest == &dst[q..] && numel(&dst[..q]) == Some(*first)).then_some(q)
+}
+
 /// Whether `from` broadcasts to `to` numpy-style: ranks right-aligned, each dimension of
 /// `from` equal to the matching one of `to` or 1, and `from` not of higher rank.
 pub(crate) fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {

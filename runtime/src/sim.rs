@@ -784,12 +784,19 @@ impl BoxCopy {
             Instr::Copy { src, src_region, dst, dst_region } => (Source::Slot(slots[*src]), (shape(*src), src_region), (shape(*dst), dst_region)),
             _ => return None,
         };
-        let (s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
+        let (mut s_st, d_st) = (shape::strides(src_shape), shape::strides(dst_shape));
         let s0 = src_region.offsets.iter().zip(&s_st).map(|(o, s)| o * s).sum();
         let d0 = dst_region.offsets.iter().zip(&d_st).map(|(o, s)| o * s).sum();
         let mut b = BoxCopy { from, s0, d0, dims: None };
-        if !src_region.sizes.contains(&0) {
-            let (merged, [ss, ds]) = shape::merge_dims(&src_region.sizes, [&s_st, &d_st]);
+        // A store's source box whose first dim merges the destination box's leading `q` dims:
+        // walk the destination box, the source's first dim unflattened (row-major).
+        if let Some(q) = shape::merged_lead(&src_region.sizes, &dst_region.sizes).filter(|_| src_region.sizes != dst_region.sizes) {
+            let mut lead = shape::strides(&dst_region.sizes[..q]);
+            lead.iter_mut().for_each(|x| *x *= s_st[0]);
+            s_st = lead.into_iter().chain(s_st[1..].iter().copied()).collect();
+        }
+        if !dst_region.sizes.contains(&0) {
+            let (merged, [ss, ds]) = shape::merge_dims(&dst_region.sizes, [&s_st, &d_st]);
             b.dims = Some((dims.len(), merged.len()));
             dims.extend(merged.iter().chain(&ss).chain(&ds));
         }
