@@ -291,7 +291,7 @@ fn compile_module(graph_json: &str, options: &Options, split: bool, unsplit: Opt
     let mut module = imported.module;
     if let Some(why) = unsplit {
         for f in &mut module.funcs {
-            f.attrs.push(attr("dojo.split", Attr::Str(format!("not split: the parts do not fit: {why}"))));
+            f.attrs.push(attr("dojo.split", Attr::Str(format!("not split: the split graph does not fit: {why}"))));
         }
     }
     if let Err(errors) = verify(&module) {
@@ -589,7 +589,7 @@ mod tests {
         assert_eq!(split_note(&long), None);
         // The functions say why they are whole.
         let last = &long.stages.last().expect("stages").1;
-        assert!(last.contains(r#"dojo.split = "not split: the parts do not fit: "#), "{}", &last[last.len().saturating_sub(600)..]);
+        assert!(last.contains(r#"dojo.split = "not split: the split graph does not fit: "#), "{}", &last[last.len().saturating_sub(600)..]);
         let none = compile_graph(&embedding_graph(100, 4), r#"{"mesh": "tile", "parallel": "none"}"#).expect("compiles");
         assert_eq!(split_note(&none), None);
         assert!(matches!(compile_graph(&embedding_graph(100, 4), r#"{"parallel": "model"}"#), Err(DojoError::Invalid(m)) if m.contains("'parallel'")));

@@ -400,7 +400,7 @@ pub fn close(got: &[Array], want: &[Array]) -> Result<(), String> {
         }
         for (e, (x, y)) in g.data.iter().zip(&w.data).enumerate() {
             let tol = 1e-5 * (1.0 + y.abs().max(x.abs()));
-            if !((x - y).abs() <= tol || (x.is_nan() && y.is_nan())) {
+            if !(x == y || (x - y).abs() <= tol || (x.is_nan() && y.is_nan())) {
                 return Err(format!("output {k}[{e}] = {x}, reference {y}"));
             }
         }

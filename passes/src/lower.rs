@@ -138,8 +138,9 @@ enum Val {
     Const(f64, TensorType),
     /// A value on the mesh.
     Mesh(Value),
-    /// A result already stored to the host in parts (a matmul computed in row blocks, see
-    /// `Lowering::matmul`): the `d1.store` of its parts. Only function results are lowered so.
+    /// A result already stored to the host: the `d1.store` of its parts (a matmul computed in
+    /// row blocks, see `Lowering::matmul`; a join of split-batch's parts), or of the operand
+    /// of a reshape splitting its first dim. Only function results are lowered so.
     Stored(Value),
 }
 
@@ -242,7 +243,8 @@ impl<'a> Lowering<'a> {
     /// grid): `dojo.on_chip {chip}` opens chip `chip`'s; an op takes the area its operands
     /// share (the whole grid when they come from different chips: the join of the parts);
     /// an op whose operands are all on the whole grid (arguments, constants, sums over the
-    /// parts), all of whose first result's users are in one chip's area, is in that area too
+    /// parts), all of whose first result's users (not counting a join of the parts that only
+    /// goes to the host) are in one chip's area, is in that area too
     /// (a part's slice of the input loads straight onto its chip, its copy of a weight's
     /// transpose is made there, a whole value is sliced there).
     /// Returns the op areas and the areas (entry 0, the whole grid, is the lowering's own).
@@ -671,7 +673,7 @@ impl<'a> Lowering<'a> {
                 let l = self.place(&t.shape)?;
                 self.materialize(old, &l, None)
             }
-            Val::Stored(_) => Err(PassError::Invalid(format!("internal: %{} was stored in parts but has a use", old.0))),
+            Val::Stored(_) => Err(PassError::Invalid(format!("internal: %{} was stored to the host but has a use", old.0))),
         }
     }
 

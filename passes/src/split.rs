@@ -14,11 +14,13 @@
 //!   the batch: each part holds its samples' share), followed through the ops by per-op rules
 //!   (`rule`). A partial value is summed over the parts as soon as it is computed (small
 //!   shares stacked and reduced, `dojo.concat` + `dojo.reduce_sum`; larger ones added in
-//!   pairs across chips); a variance over the batch (training batch norm) takes two sums
-//!   (the mean, then the squared deviations from it);
+//!   pairs across chips); a variance over the batch (training batch norm) gathers each
+//!   part's sum and squared deviations from its own mean once (Chan et al.'s combination;
+//!   two sums, the mean then the deviations from it, when shares differ or are large);
 //!   a whole operand of an elementwise or per-sample op spanning the batch is sliced per part;
 //! - whole ops are copied per part too (dce drops the copies nothing uses), so each chip
-//!   computes its own weight transposes; batched results are `dojo.concat`s of the parts;
+//!   computes its own weight transposes; batched results are `dojo.concat`s of the parts
+//!   (a once value, below, is returned as it is);
 //! - an op on a table larger than a chip holds (GPT-2's 50257 words: the lookup, the logits'
 //!   matmul, their gradients), and views and large results of such ops, run once for the
 //!   whole batch on the whole grid (`OpPlan::once`), the parts slicing what they use.
@@ -107,7 +109,7 @@ struct OpPlan {
     /// Per operand: a whole value sliced at this dim for each part (an elementwise or
     /// per-sample op pairs it with the batch position by position).
     slice: Vec<Option<usize>>,
-    /// `var_mean` over the batch: from two all-reduces.
+    /// `var_mean` over the batch: from the parts' statistics (`var_mean`).
     var_mean: bool,
     /// Computed once for the whole batch, on the whole grid: its batched operands joined, its
     /// batched results sliced per part (its partial ones are whole: the sum itself). For ops
@@ -561,6 +563,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     }
     let mut part: Vec<Vec<Option<Value>>> = vec![shared.clone(); parts];
     let mut sliced: std::collections::HashMap<(Value, usize, usize), Value> = Default::default();
+    // The parts' values of a batched value joined for once ops (made once, shared by them).
+    let mut joined: std::collections::HashMap<Value, Value> = Default::default();
     // Part `s`'s samples of `v` (whole) along `d`, on its chip.
     let mut slice_of = |out: &mut Func, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
         *sliced.entry((v, d, s)).or_insert_with(|| {
@@ -646,10 +650,10 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                 .operands
                 .iter()
                 .map(|&v| match (b.kinds[v.index()], shared[v.index()]) {
-                    (B::At(d), None) => {
+                    (B::At(d), None) => *joined.entry(v).or_insert_with(|| {
                         let vs = part.iter().map(|p| p[v.index()].expect("operand before use")).collect();
                         out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(d as i64))], vec![f.ty(v).clone()])
-                    }
+                    }),
                     (_, v) => v.expect("operand before use"),
                 })
                 .collect();
@@ -741,9 +745,11 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     out
 }
 
-/// `var_mean(x)` over dims including the batch, from the parts' slices `ins[s][0]`: the mean
-/// from the all-reduced sums, the variance from the all-reduced squared deviations from it
-/// (two passes, as in one piece). Returns (variance, mean), whole.
+/// `var_mean(x)` over dims including the batch, from the parts' slices `ins[s][0]`: with
+/// equal shares and small statistics, each part's sum and squared deviations from its own
+/// mean gathered in one exchange, the variance adding the spread of the parts' means (Chan et
+/// al.); else the mean from the all-reduced sums, then the variance from the all-reduced
+/// squared deviations from it (two passes, as in one piece). Returns (variance, mean), whole.
 fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &mut impl FnMut(&mut Func, Vec<Value>, &TensorType) -> Value) -> (Value, Value) {
     let x = f.tensor(op.operands[0]).cloned().unwrap_or_else(|| TensorType::new(vec![], ElemType::F32));
     // The rule checked the dims.
@@ -754,18 +760,52 @@ fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &
     let sum_attrs = vec![attr("dim", Attr::Ints(dims.clone())), attr("keepdim", Attr::Bool(true))];
     let sum = |out: &mut Func, v: Value| out.push("aten.sum.dim_IntList", vec![v], sum_attrs.clone(), vec![Type::Tensor(kept.clone())]);
     let div = |out: &mut Func, v: Value, by: f64| out.push("aten.div.Scalar", vec![v], vec![attr("other", Attr::Float(by))], vec![Type::Tensor(kept.clone())]);
-    let shares = ins.iter().map(|i| sum(out, i[0])).collect();
-    let total = all_reduce(out, shares, &kept);
-    let mean = div(out, total, count as f64);
-    let mut squares = Vec::new();
-    for i in ins {
-        let ty = out.ty(i[0]).clone();
-        let dev = out.push("aten.sub.Tensor", vec![i[0], mean], vec![attr("alpha", Attr::Int(1))], vec![ty.clone()]);
+    let sub = |out: &mut Func, a: Value, b: Value, ty: Type| out.push("aten.sub.Tensor", vec![a, b], vec![attr("alpha", Attr::Int(1))], vec![ty]);
+    let square_sum = |out: &mut Func, x: Value, m: Value| {
+        let ty = out.ty(x).clone();
+        let dev = sub(out, x, m, ty.clone());
         let sq = out.push("aten.mul.Tensor", vec![dev, dev], vec![], vec![ty]);
-        squares.push(sum(out, sq));
-    }
-    let total = all_reduce(out, squares, &kept);
-    let var = div(out, total, (count as f64 - correction).max(0.0));
+        sum(out, sq)
+    };
+    let same_shares = ins.windows(2).all(|w| out.ty(w[0][0]) == out.ty(w[1][0]));
+    let (mean, m2) = if same_shares && 2 * (kept.numel() * kept.elem.bytes()) as u64 <= GATHER_MAX_BYTES {
+        // Equal shares of `c` elements each: each part's sum and squared deviations from its
+        // own mean, gathered once (one exchange, not two); the variance adds the parts' means'
+        // spread (`c * sum_k (m_k - mean)^2`, Chan et al.), as stable as two passes.
+        let c = count as f64 / ins.len() as f64;
+        let stacked = TensorType::new([vec![ins.len()], kept.shape.clone()].concat(), kept.elem);
+        let row = Type::Tensor(TensorType::new([vec![1], kept.shape.clone()].concat(), kept.elem));
+        let as_row = |out: &mut Func, v: Value| out.push("aten.view.default", vec![v], vec![attr("size", Attr::Ints([vec![1], kept.shape.iter().map(|&d| d as i64).collect()].concat()))], vec![row.clone()]);
+        let (mut sums, mut squares) = (Vec::new(), Vec::new());
+        for i in ins {
+            let s = sum(out, i[0]);
+            let m = div(out, s, c);
+            let q = square_sum(out, i[0], m);
+            sums.push(as_row(out, s));
+            squares.push(as_row(out, q));
+        }
+        let join = |out: &mut Func, vs: Vec<Value>| out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(0))], vec![Type::Tensor(stacked.clone())]);
+        let (s, q) = (join(out, sums), join(out, squares));
+        let over_parts = vec![attr("dim", Attr::Ints(vec![0])), attr("keepdim", Attr::Bool(false))];
+        let total = |out: &mut Func, v: Value| out.push("aten.sum.dim_IntList", vec![v], over_parts.clone(), vec![Type::Tensor(kept.clone())]);
+        let s_all = total(out, s);
+        let mean = div(out, s_all, count as f64);
+        let means = out.push("aten.div.Scalar", vec![s], vec![attr("other", Attr::Float(c))], vec![Type::Tensor(stacked.clone())]);
+        let dev = sub(out, means, mean, Type::Tensor(stacked.clone()));
+        let sq = out.push("aten.mul.Tensor", vec![dev, dev], vec![], vec![Type::Tensor(stacked.clone())]);
+        let spread = total(out, sq);
+        let spread = div(out, spread, 1.0 / c);
+        let within = total(out, q);
+        let m2 = out.push("aten.add.Tensor", vec![within, spread], vec![attr("alpha", Attr::Int(1))], vec![Type::Tensor(kept.clone())]);
+        (mean, m2)
+    } else {
+        let shares = ins.iter().map(|i| sum(out, i[0])).collect();
+        let total = all_reduce(out, shares, &kept);
+        let mean = div(out, total, count as f64);
+        let squares = ins.iter().map(|i| square_sum(out, i[0], mean)).collect();
+        (mean, all_reduce(out, squares, &kept))
+    };
+    let var = div(out, m2, (count as f64 - correction).max(0.0));
     let keepdim = op.attr("keepdim").and_then(Attr::as_bool).unwrap_or(false);
     let shaped = |out: &mut Func, v: Value, k: usize| {
         let t = f.ty(op.result(k)).clone();

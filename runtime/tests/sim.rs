@@ -986,3 +986,32 @@ fn matmul_epilogue_equals_matmul_then_fused_bit_for_bit() {
     }
     assert!(nonzero);
 }
+
+/// A Store whose source box's first dim merges the output box's leading dims (a value stored
+/// into an output viewed in another shape): a `[2, 4]` box at row 1, column 1 of a `[4, 6]`
+/// buffer lands in `[1, 2, 4]` at sample 1 of a `[2, 3, 4]` output, in row-major order. A box
+/// of the same count but another trailing shape is rejected.
+#[test]
+fn a_store_may_split_its_box_first_dim_into_the_outputs_leading_dims() {
+    let mut b = Builder::new("d1:4x4");
+    let x = b.input(&[4, 6]);
+    let o = b.output(&[2, 3, 4]);
+    let buf = b.buf((0, 0), &[4, 6]);
+    b.push(Instr::Load { input: x, src: Region::full(&[4, 6]), buf, dst: Region::full(&[4, 6]) });
+    let src = Region::new(vec![1, 1], vec![2, 4]);
+    b.push(Instr::Store { buf, src: src.clone(), output: o, dst: Region::new(vec![1, 0, 0], vec![1, 2, 4]) });
+    let p = b.p;
+    let input = data(24, 7);
+    let (outs, _) = run(&p, &[(vec![4, 6], input.clone())]).unwrap();
+    for r in 0..2 {
+        for c in 0..4 {
+            assert_eq!(outs[0].data[12 + r * 4 + c].to_bits(), input[(1 + r) * 6 + 1 + c].to_bits(), "row {r} col {c}");
+        }
+    }
+    let mut bad = p.clone();
+    if let Some(Instr::Store { dst, .. }) = bad.instrs.last_mut() {
+        *dst = Region::new(vec![0, 0, 0], vec![2, 2, 2]);
+    }
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("box sizes"), "{err}");
+}

@@ -1,6 +1,7 @@
 // RUN: dojo-opt %s --pass-pipeline='split-batch{mesh=tile parts=2},dce'
 /// Training: a batch norm's statistics over the batch (`var_mean` over dims 0, 2, 3) come
-/// from two all-reduces (the parts' sums, then their squared deviations from the mean), and
+/// from one exchange (each part's sum and squared deviations from its own mean, stacked; the
+/// variance adds the spread of the parts' means), and
 /// a convolution's weight and bias gradients are partial sums: the 72 KiB weight gradient
 /// summed in pairs (part 1's share moved to part 0's chip), the bias gradient gathered and
 /// reduced. Input and output legalized agree on the interpreter.
