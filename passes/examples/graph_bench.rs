@@ -118,7 +118,8 @@ fn main() {
     }
     // Whether split-batch split the graph, and why not.
     if let Some((_, ir)) = graph.stages.last() {
-        for note in ir.match_indices("dojo.split = \"").filter_map(|(i, _)| ir[i + 14..].split('"').next()) {
+        const KEY: &str = "dojo.split = \"";
+        for note in ir.match_indices(KEY).filter_map(|(i, _)| ir[i + KEY.len()..].split('"').next()) {
             println!("  split: {}", note.chars().take(300).collect::<String>());
         }
     }

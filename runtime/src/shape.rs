@@ -25,8 +25,9 @@ pub(crate) fn strides(shape: &[usize]) -> Dims {
 }
 
 /// How many leading dims of `dst` a box of shape `src` merges into its first dim, the rest
-/// equal (`[4096, n]` and `[8, 512, n]`: 2; equal shapes: 1); `None` if it does not. A store copies such a
-/// box into the destination in row-major order (an output viewed in another shape).
+/// equal (`[4096, n]` and `[8, 512, n]`: 2; equal shapes: 1); `None` if it does not. A store
+/// copies such a box into the destination in row-major order (an output viewed in another
+/// shape).
 pub fn merged_lead(src: &[usize], dst: &[usize]) -> Option<usize> {
     let (first, rest) = src.split_first()?;
     let q = (dst.len() + 1).checked_sub(src.len()).filter(|&q| q >= 1)?;
