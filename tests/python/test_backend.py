@@ -272,6 +272,41 @@ def test_training_a_cnn_data_parallel_on_a_tile_matches_eager():
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
 
 
+def test_a_table_larger_than_a_chip_is_used_once_over_the_whole_tile():
+    """A language model's two ends share an embedding table larger than one chip holds
+    (20000 x 1024 f32, 82 MB). The batch still splits over the chips, but the lookup, the
+    logits' matmul and the table's gradients run once over the whole tile. The logits are
+    returned through a view, stored as the matmul computed them. The training step's logits
+    and gradients equal eager's."""
+    import copy
+
+    class Ends(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(20000, 1024)
+            self.norm = torch.nn.LayerNorm(1024)
+
+        def forward(self, ids):
+            return self.norm(self.emb(ids)) @ self.emb.weight.t()
+
+    torch.manual_seed(0)
+    model, ids, targets = Ends(), torch.randint(0, 20000, (4, 3)), torch.randint(0, 20000, (12,))
+    want, got = copy.deepcopy(model), copy.deepcopy(model)
+    want_logits = want(ids)
+    torch.nn.functional.cross_entropy(want_logits.flatten(0, 1), targets).backward()
+    torch._dynamo.reset()
+    got_logits = torch.compile(got, backend="dojo", options={"mesh": "tile"}, dynamic=False)(ids)
+    torch.nn.functional.cross_entropy(got_logits.flatten(0, 1), targets).backward()
+    records = backend.compiled_graphs[-2:]
+    assert [_split_note(r) for r in records] == ["4 part(s) of a batch of 4"] * 2
+    forward = dict(records[0].graph.stages())["split-batch"]
+    assert any("aten.embedding.default" in line and "-> tensor<4x3x1024xf32>" in line for line in forward.splitlines())
+    torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)
+    for (name, p), q in zip(want.named_parameters(), got.parameters()):
+        scale = p.grad.abs().max().item() + 1e-6
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"{name}: {m}")
+
+
 def test_naive_plan_option_gives_the_same_results_and_a_bad_plan_is_named():
     with pytest.raises(torch_dojo.InvalidInputError, match=r"'fast'"):
         backend.validate_options({"plan": "fast"})
