@@ -1138,10 +1138,11 @@ impl<'a> Lowering<'a> {
         let need = |kb: u64| need_of(mb, nb, core_batch, extra_bytes, kb);
         let steps = steps.ok_or_else(|| {
             PassError::Capacity(format!(
-                "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its operands ({} B resident); weights streaming from HBM is not implemented yet: use a larger mesh",
+                "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but its steps may use {} B per core (half of the {} B its operands, {} B resident, leave free); weights streaming from HBM is not implemented yet: use a larger mesh",
                 need(1),
                 out.grid.0,
                 out.grid.1,
+                budget(resident),
                 budget(resident) * 2,
                 resident
             ))
@@ -1361,11 +1362,12 @@ impl<'a> Lowering<'a> {
         }
         let steps = steps.ok_or_else(|| {
             PassError::Capacity(format!(
-                "matmul {:?} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but a core has {} B free beside its rows of a ({resident} B): use a larger mesh",
+                "matmul {:?} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but its steps may use {} B per core (half of the {} B its rows of a, {resident} B, leave free): use a larger mesh",
                 ta.shape,
                 need(1),
                 out.grid.0,
                 out.grid.1,
+                budget,
                 budget * 2
             ))
         })?;
