@@ -157,6 +157,8 @@ struct Lowering<'a> {
     /// (argument, area): each area loads its own copy from the host (a chip fetching another
     /// chip's copy would queue behind that chip's compute).
     loaded: HashMap<(Value, usize), Value>,
+    /// Source values that only go to the host: returned, used by no op (`only_stored`).
+    host_only: std::collections::HashSet<Value>,
     /// The largest block the default placement uses (at the current area's origin).
     max_block: (u32, u32),
     /// The current area's size (the target's usable grid, `Target::usable_grid`, or one
@@ -214,7 +216,9 @@ impl<'a> Lowering<'a> {
             return Err(PassError::Capacity(format!("target '{}' has no usable core", target.name)));
         }
         let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
-        let (op_area, areas) = Self::areas(src, target, plan)?;
+        let used: std::collections::HashSet<Value> = src.ops.iter().flat_map(|o| o.operands.iter().copied()).collect();
+        let host_only = src.returns.iter().copied().filter(|v| !used.contains(v)).collect();
+        let (op_area, areas) = Self::areas(src, target, plan, &host_only)?;
         let mut lowering = Lowering {
             src,
             target,
@@ -223,6 +227,7 @@ impl<'a> Lowering<'a> {
             layouts: HashMap::new(),
             reshards: HashMap::new(),
             loaded: HashMap::new(),
+            host_only,
             max_block,
             usable,
             load: vec![0; (max_block.0 * max_block.1) as usize],
@@ -248,7 +253,7 @@ impl<'a> Lowering<'a> {
     /// (a part's slice of the input loads straight onto its chip, its copy of a weight's
     /// transpose is made there, a whole value is sliced there).
     /// Returns the op areas and the areas (entry 0, the whole grid, is the lowering's own).
-    fn areas(src: &Func, target: &Target, plan: Plan) -> LResult<(Vec<usize>, Vec<Option<Area>>)> {
+    fn areas(src: &Func, target: &Target, plan: Plan, host_only: &std::collections::HashSet<Value>) -> LResult<(Vec<usize>, Vec<Option<Area>>)> {
         let mut op_area = vec![0; src.ops.len()];
         let mut areas: Vec<Option<Area>> = vec![None];
         if plan != Plan::Default || !src.ops.iter().any(|o| o.name == "dojo.on_chip") {
@@ -309,10 +314,7 @@ impl<'a> Lowering<'a> {
         // A join of the parts that only goes to the host is stored part by part from where
         // they are: it does not pull its operands off their chips (a dropout mask kept for
         // the backward).
-        let stored_join = |u: usize| {
-            let o = &src.ops[u];
-            o.name == "dojo.concat" && returned.contains(&o.result(0)) && users[o.result(0).index()].is_empty()
-        };
+        let stored_join = |u: usize| src.ops[u].name == "dojo.concat" && host_only.contains(&src.ops[u].result(0));
         for (i, op) in src.ops.iter().enumerate().rev() {
             if op_area[i] != 0 || op.operands.iter().any(|v| val_area[v.index()] != 0) || returned.contains(&op.result(0)) {
                 continue;
@@ -452,7 +454,7 @@ impl<'a> Lowering<'a> {
 
     /// Whether source value `v` only goes to the host: returned, used by no op.
     fn only_stored(&self, v: Value) -> bool {
-        self.src.returns.contains(&v) && !self.src.ops.iter().any(|o| o.operands.contains(&v))
+        self.host_only.contains(&v)
     }
 
     /// Whether layout `l` lies in the current area (always, in the whole grid's). A value
