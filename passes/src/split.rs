@@ -608,12 +608,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             }
             return level[0].1;
         }
-        let stacked: Vec<Value> = shares
-            .iter()
-            .map(|&v| out.push("dojo.reshape", vec![v], vec![], vec![Type::Tensor(TensorType::new([vec![1], t.shape.clone()].concat(), t.elem))]))
-            .collect();
-        let all = TensorType::new([vec![stacked.len()], t.shape.clone()].concat(), t.elem);
-        let joined = out.push("dojo.concat", stacked, vec![attr("dim", Attr::Int(0))], vec![Type::Tensor(all)]);
+        let rows = shares.iter().map(|&v| row(out, v, t)).collect();
+        let joined = stack(out, rows, t);
         let dims = vec![attr("dims", Attr::Ints(vec![0])), attr("keepdim", Attr::Bool(false))];
         out.push("dojo.reduce_sum", vec![joined], dims, vec![Type::Tensor(t.clone())])
     };
@@ -745,6 +741,17 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     out
 }
 
+/// A part's value `v` of type `t` as a row of a stack (`[1, t...]`, see `stack`).
+fn row(out: &mut Func, v: Value, t: &TensorType) -> Value {
+    out.push("dojo.reshape", vec![v], vec![], vec![Type::Tensor(TensorType::new([vec![1], t.shape.clone()].concat(), t.elem))])
+}
+
+/// The parts' rows (`row`) of values of type `t` joined on the new outer dim: `[parts, t...]`.
+fn stack(out: &mut Func, rows: Vec<Value>, t: &TensorType) -> Value {
+    let all = TensorType::new([vec![rows.len()], t.shape.clone()].concat(), t.elem);
+    out.push("dojo.concat", rows, vec![attr("dim", Attr::Int(0))], vec![Type::Tensor(all)])
+}
+
 /// `var_mean(x)` over dims including the batch, from the parts' slices `ins[s][0]`: with
 /// equal shares and small statistics, each part's sum and squared deviations from its own
 /// mean gathered in one exchange, the variance adding the spread of the parts' means (Chan et
@@ -774,18 +781,15 @@ fn var_mean(out: &mut Func, f: &Func, op: &Op, ins: &[Vec<Value>], all_reduce: &
         // spread (`c * sum_k (m_k - mean)^2`, Chan et al.), as stable as two passes.
         let c = count as f64 / ins.len() as f64;
         let stacked = TensorType::new([vec![ins.len()], kept.shape.clone()].concat(), kept.elem);
-        let row = Type::Tensor(TensorType::new([vec![1], kept.shape.clone()].concat(), kept.elem));
-        let as_row = |out: &mut Func, v: Value| out.push("aten.view.default", vec![v], vec![attr("size", Attr::Ints([vec![1], kept.shape.iter().map(|&d| d as i64).collect()].concat()))], vec![row.clone()]);
         let (mut sums, mut squares) = (Vec::new(), Vec::new());
         for i in ins {
             let s = sum(out, i[0]);
             let m = div(out, s, c);
             let q = square_sum(out, i[0], m);
-            sums.push(as_row(out, s));
-            squares.push(as_row(out, q));
+            sums.push(row(out, s, &kept));
+            squares.push(row(out, q, &kept));
         }
-        let join = |out: &mut Func, vs: Vec<Value>| out.push("dojo.concat", vs, vec![attr("dim", Attr::Int(0))], vec![Type::Tensor(stacked.clone())]);
-        let (s, q) = (join(out, sums), join(out, squares));
+        let (s, q) = (stack(out, sums, &kept), stack(out, squares, &kept));
         let over_parts = vec![attr("dim", Attr::Ints(vec![0])), attr("keepdim", Attr::Bool(false))];
         let total = |out: &mut Func, v: Value| out.push("aten.sum.dim_IntList", vec![v], over_parts.clone(), vec![Type::Tensor(kept.clone())]);
         let s_all = total(out, s);
