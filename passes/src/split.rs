@@ -145,7 +145,7 @@ fn data_args(f: &Func) -> Vec<Value> {
             while let Some(d) = defs.get(x.index()).copied().flatten() {
                 let o = &f.ops[d];
                 let same_rows = f.tensor(o.result(0)).and_then(|t| t.shape.first()) == o.operands.first().and_then(|&v| f.tensor(v)).and_then(|t| t.shape.first());
-                if !matches!(o.name.as_str(), "aten.view.default" | "aten.reshape.default" | "aten._unsafe_view.default") || !same_rows {
+                if !RESHAPES.contains(&o.name.as_str()) || !same_rows {
                     break;
                 }
                 x = o.operands[0];
@@ -235,7 +235,7 @@ fn propagate(f: &Func, n: usize, seeds: &[Value], table_max: u64) -> Result<Plan
         // attention probabilities, [96, 512, 512], 100 MB.)
         let whole_big = op.operands.iter().zip(&plan.slice).any(|(v, cut)| !batched(v) && cut.is_none() && big(*v));
         let partial_big = plan.results.iter().zip(op.results()).any(|(k, r)| *k == B::Partial && big(r));
-        let from_once = op.operands.iter().filter(|v| batched(v)).all(|v| once[v.index()]) && (VIEWS.contains(&op.name.as_str()) || op.results().any(big));
+        let from_once = op.operands.iter().filter(|v| batched(v)).all(|v| once[v.index()]) && (RESHAPES.contains(&op.name.as_str()) || VIEWS.contains(&op.name.as_str()) || op.results().any(big));
         if whole_big || partial_big || from_once {
             plan.once = true;
             plan.var_mean = false;
@@ -257,11 +257,12 @@ fn propagate(f: &Func, n: usize, seeds: &[Value], table_max: u64) -> Result<Plan
     Ok((kinds, plans))
 }
 
-/// Ops that only view their operand's elements in another shape or order.
+/// Reshapes (the same elements in row-major order, another shape).
+const RESHAPES: &[&str] = &["aten.view.default", "aten.reshape.default", "aten._unsafe_view.default"];
+
+/// Ops that only view their operand's elements in another shape or order (besides
+/// `RESHAPES`).
 const VIEWS: &[&str] = &[
-    "aten.view.default",
-    "aten.reshape.default",
-    "aten._unsafe_view.default",
     "aten.permute.default",
     "aten.t.default",
     "aten.unsqueeze.default",
@@ -439,7 +440,7 @@ fn rule(f: &Func, op: &Op, b: &[B], n: usize) -> Result<OpPlan, String> {
                 _ => kept,
             }
         }
-        "aten.view.default" | "aten.reshape.default" | "aten._unsafe_view.default" => {
+        _ if RESHAPES.contains(&name) => {
             let d = d0.ok_or("only its input may depend on the batch")?;
             let (s, r) = (shape(0), rshape(0));
             let pre: usize = s[..d].iter().product();
