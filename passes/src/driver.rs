@@ -562,37 +562,41 @@ mod tests {
         assert_eq!(json[0]["stop_reason"], s.stop_reason.as_str());
         assert!(json[0]["applied"].as_object().is_some_and(|a| !a.is_empty()), "{json}");
     }
-    /// An embedding lookup with a `words x 1024` f32 table and ids `[2, len]`.
-    fn embedding_graph(words: usize, len: usize) -> String {
+    /// An embedding lookup with a `words x 1024` f32 table and ids `[batch, len]`.
+    fn embedding_graph(words: usize, batch: usize, len: usize) -> String {
         format!(
-            r#"{{"name": "g", "inputs": [{{"name": "w", "shape": [{words}, 1024], "dtype": "f32"}}, {{"name": "ids", "shape": [2, {len}], "dtype": "i64"}}],
-            "nodes": [{{"name": "e", "target": "aten.embedding.default", "operands": ["w", "ids"], "outputs": [{{"shape": [2, {len}, 1024], "dtype": "f32"}}]}}],
+            r#"{{"name": "g", "inputs": [{{"name": "w", "shape": [{words}, 1024], "dtype": "f32"}}, {{"name": "ids", "shape": [{batch}, {len}], "dtype": "i64"}}],
+            "nodes": [{{"name": "e", "target": "aten.embedding.default", "operands": ["w", "ids"], "outputs": [{{"shape": [{batch}, {len}, 1024], "dtype": "f32"}}]}}],
             "outputs": ["e"]}}"#
         )
     }
 
-    /// On a tile, a graph that splits runs data-parallel over its chips; a lookup in a table
-    /// larger than a chip holds (160 MB) runs once over the whole tile; when a part does not
-    /// fit its chip (each sample's 328 MB of embeddings), the graph compiles unsplit instead
-    /// and says why.
+    /// On a tile, a graph that splits runs data-parallel over its chips, each part on a block
+    /// of chips when there are few parts (2: 2 x 5 chips each); a lookup in a table larger than
+    /// a chip holds (160 MB) runs once over the whole tile; when a part does not fit its chip
+    /// (13 parts, one chip each, each sample's 328 MB of embeddings), the graph compiles
+    /// unsplit instead and says why.
     #[test]
     fn data_parallel_falls_back_to_one_piece_when_a_part_does_not_fit_its_chip() {
         let stage = |g: &CompiledGraph, name: &str| g.stages.iter().find(|(n, _)| n == name).map(|(_, ir)| ir.clone());
-        let split_note = |g: &CompiledGraph| stage(g, "split-batch").map(|ir| ir.contains(r#"dojo.split = "2 part(s) of a batch of 2""#));
-        let small = compile_graph(&embedding_graph(100, 4), r#"{"mesh": "tile"}"#).expect("compiles");
-        assert_eq!(split_note(&small), Some(true));
-        let big = compile_graph(&embedding_graph(40_000, 4), r#"{"mesh": "tile"}"#).expect("compiles split");
-        assert_eq!(split_note(&big), Some(true));
+        let split_note = |g: &CompiledGraph, note: &str| stage(g, "split-batch").map(|ir| ir.contains(&format!(r#"dojo.split = "{note}""#)));
+        let small = compile_graph(&embedding_graph(100, 2, 4), r#"{"mesh": "tile"}"#).expect("compiles");
+        assert_eq!(split_note(&small, "2 part(s) of a batch of 2, 2 x 5 chips each"), Some(true));
+        let big = compile_graph(&embedding_graph(40_000, 2, 4), r#"{"mesh": "tile"}"#).expect("compiles split");
+        assert_eq!(split_note(&big, "2 part(s) of a batch of 2, 2 x 5 chips each"), Some(true));
         let once = stage(&big, "split-batch").expect("split");
         assert!(once.contains("(tensor<40000x1024xf32>, tensor<2x4xi64>) -> tensor<2x4x1024xf32>"), "{once}");
-        let long = compile_graph(&embedding_graph(100, 80_000), r#"{"mesh": "tile"}"#).expect("compiles unsplit");
-        assert_eq!(split_note(&long), None);
+        // A part's 328 MB spread over its 10 chips.
+        let spread = compile_graph(&embedding_graph(100, 2, 80_000), r#"{"mesh": "tile"}"#).expect("compiles split");
+        assert_eq!(split_note(&spread, "2 part(s) of a batch of 2, 2 x 5 chips each"), Some(true));
+        let long = compile_graph(&embedding_graph(100, 13, 80_000), r#"{"mesh": "tile"}"#).expect("compiles unsplit");
+        assert_eq!(stage(&long, "split-batch"), None);
         // The functions say why they are whole.
         let last = &long.stages.last().expect("stages").1;
         assert!(last.contains(r#"dojo.split = "not split: the split graph does not fit: "#), "{}", &last[last.len().saturating_sub(600)..]);
-        let none = compile_graph(&embedding_graph(100, 4), r#"{"mesh": "tile", "parallel": "none"}"#).expect("compiles");
-        assert_eq!(split_note(&none), None);
-        assert!(matches!(compile_graph(&embedding_graph(100, 4), r#"{"parallel": "model"}"#), Err(DojoError::Invalid(m)) if m.contains("'parallel'")));
+        let none = compile_graph(&embedding_graph(100, 2, 4), r#"{"mesh": "tile", "parallel": "none"}"#).expect("compiles");
+        assert_eq!(stage(&none, "split-batch"), None);
+        assert!(matches!(compile_graph(&embedding_graph(100, 2, 4), r#"{"parallel": "model"}"#), Err(DojoError::Invalid(m)) if m.contains("'parallel'")));
     }
 
     /// Runs of a graph share one Profile (timed at the first run, equal to a full execute's)

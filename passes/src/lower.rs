@@ -184,9 +184,10 @@ struct Lowering<'a> {
     areas: Vec<Option<Area>>,
 }
 
-/// A part of the usable grid ops are placed in: the whole of it, or one chip of a multi-chip
-/// target (`dojo.on_chip`, see split-batch). Within a chip, placement is that of a lone D1:
-/// the same blocks, no spreading across chips.
+/// A part of the usable grid ops are placed in: the whole of it, or a part's chip (or block of
+/// chips, `dojo.part_chips`) of a multi-chip target (`dojo.on_chip`, see split-batch). Within
+/// one chip, placement is that of a lone D1: the same blocks, no spreading across chips;
+/// within a block of chips, that of a multi-chip target whose grid is the block.
 struct Area {
     offset: (u32, u32),
     usable: (u32, u32),
@@ -245,7 +246,9 @@ impl<'a> Lowering<'a> {
     }
 
     /// The area of every op (default plan; the naive plan places everything on the whole
-    /// grid): `dojo.on_chip {chip}` opens chip `chip`'s; an op takes the area its operands
+    /// grid): `dojo.on_chip {chip}` opens chip `chip`'s (with the function's attribute
+    /// `dojo.part_chips = [h, w]`, the `chip`-th block of `h x w` chips in row-major order,
+    /// as split-batch's `part_chips` lays them out); an op takes the area its operands
     /// share (the whole grid when they come from different chips: the join of the parts);
     /// an op whose operands are all on the whole grid (arguments, constants, sums over the
     /// parts), all of whose first result's users (not counting a join of the parts that only
@@ -266,29 +269,43 @@ impl<'a> Lowering<'a> {
             let idx: Vec<u32> = (0..lines.len() as u32).filter(|&k| lines[k as usize] / per == i).collect();
             (idx.first().copied().unwrap_or(0), idx.len() as u32)
         };
+        // Chips per part (split-batch's `dojo.part_chips`, else one): part `chip`'s area is
+        // the `chip`-th block of `h x w` chips, row-major.
+        let (h, w) = match src.attrs.iter().find(|(k, _)| k == "dojo.part_chips").map(|(_, a)| a) {
+            None => (1, 1),
+            Some(Attr::Ints(v)) if v.len() == 2 && (1..=i64::from(cr)).contains(&v[0]) && (1..=i64::from(cc)).contains(&v[1]) => (v[0] as u32, v[1] as u32),
+            Some(_) => {
+                return Err(PassError::Invalid(format!(
+                    "@{}: attribute 'dojo.part_chips' must be [rows, cols] of chips within target '{}''s {cr} x {cc}",
+                    src.name, target.name
+                )))
+            }
+        };
+        let per_row = cc / w;
+        let blocks = (cr / h) * per_row;
         let mut chip_area: HashMap<i64, usize> = HashMap::new();
         let mut val_area = vec![0usize; src.value_types.len()];
         for (i, op) in src.ops.iter().enumerate() {
             let a = if op.name == "dojo.on_chip" {
                 let chip = op.attr("chip").and_then(Attr::as_int).unwrap_or(-1);
-                if chip < 0 || chip >= i64::from(cr * cc) {
+                if chip < 0 || chip >= i64::from(blocks) {
                     return Err(PassError::Invalid(format!(
-                        "op #{i} 'dojo.on_chip': chip {chip} is not one of target '{}''s {} chip(s)",
-                        target.name,
-                        cr * cc
+                        "op #{i} 'dojo.on_chip': chip {chip} is not one of target '{}''s {blocks} block(s) of {h} x {w} chip(s)",
+                        target.name
                     )));
                 }
                 *chip_area.entry(chip).or_insert_with(|| {
-                    let (ci, cj) = (chip as u32 / cc, chip as u32 % cc);
-                    let (r0, rows) = run(&grid.rows, target.core_grid.0, ci);
-                    let (c0, cols) = run(&grid.cols, target.core_grid.1, cj);
+                    let (ci, cj) = (chip as u32 / per_row * h, chip as u32 % per_row * w);
+                    let (r0, c0) = (run(&grid.rows, target.core_grid.0, ci).0, run(&grid.cols, target.core_grid.1, cj).0);
+                    let rows = (ci..ci + h).map(|i| run(&grid.rows, target.core_grid.0, i).1).sum();
+                    let cols = (cj..cj + w).map(|j| run(&grid.cols, target.core_grid.1, j).1).sum();
                     let max_block = (MAX_BLOCK_EDGE.min(rows), MAX_BLOCK_EDGE.min(cols));
                     areas.push(Some(Area {
                         offset: (r0, c0),
                         usable: (rows, cols),
                         max_block,
                         load: vec![0; (max_block.0 * max_block.1) as usize],
-                        multi_chip: false,
+                        multi_chip: h * w > 1,
                     }));
                     areas.len() - 1
                 })

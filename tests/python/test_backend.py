@@ -235,9 +235,9 @@ def _split_note(record) -> str:
 
 
 def test_a_cnn_on_a_tile_runs_data_parallel_over_its_chips_with_eager_results():
-    """On a multi-chip mesh an inference CNN is copied once per chip, each copy on a slice of
-    the batch (`split-batch`): same results as eager, faster than spreading every op over the
-    chips (`parallel: none`)."""
+    """On a multi-chip mesh an inference CNN is copied once per part, each copy on a slice of
+    the batch on its own chips (`split-batch`): same results as eager, faster than spreading
+    every op over the chips (`parallel: none`)."""
     with pytest.raises(torch_dojo.InvalidInputError, match=r"'parallel'.*'auto', 'none'.*'model'"):
         backend.validate_options({"parallel": "model"})
     model, x = _small_cnn().eval(), torch.randn(6, 3, 16, 16)
@@ -248,7 +248,8 @@ def test_a_cnn_on_a_tile_runs_data_parallel_over_its_chips_with_eager_results():
             got = torch.compile(model, backend="dojo", options={"mesh": "tile", "parallel": parallel}, dynamic=False)(x)
             torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-4)
         record = backend.compiled_graphs[-1]
-        assert _split_note(record) == ("6 part(s) of a batch of 6" if parallel == "auto" else "")
+        # Inference parts never exchange: a block of 1 x 2 chips each (6 such blocks fit 5 x 5).
+        assert _split_note(record) == ("6 part(s) of a batch of 6, 1 x 2 chips each" if parallel == "auto" else "")
         times[parallel] = record.last_profile["simulated_seconds"]
     assert times["auto"] < times["none"]
 
@@ -298,7 +299,9 @@ def test_a_table_larger_than_a_chip_is_used_once_over_the_whole_tile():
     got_logits = torch.compile(got, backend="dojo", options={"mesh": "tile"}, dynamic=False)(ids)
     torch.nn.functional.cross_entropy(got_logits.flatten(0, 1), targets).backward()
     records = backend.compiled_graphs[-2:]
-    assert [_split_note(r) for r in records] == ["4 part(s) of a batch of 4"] * 2
+    # The forward's parts never exchange (a block of 1 x 5 chips each); the backward's sum the
+    # layer norm's gradients (one chip each).
+    assert [_split_note(r) for r in records] == ["4 part(s) of a batch of 4, 1 x 5 chips each", "4 part(s) of a batch of 4"]
     forward = dict(records[0].graph.stages())["split-batch"]
     assert any("aten.embedding.default" in line and "-> tensor<4x3x1024xf32>" in line for line in forward.splitlines())
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)

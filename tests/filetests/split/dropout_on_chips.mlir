@@ -1,9 +1,9 @@
 // RUN: dojo-opt %s --pass-pipeline='split-batch{mesh=tile parts=2},legalize-aten,dce,lower-to-d1{mesh=tile},dce'
 /// A dropout-like mask drawn per part and kept for the backward (returned), split in two
 /// parts on a tile: each part's mask and its product with the part's activations stay on the
-/// part's chip (chip 1 from usable column 19). The returned masks are stored part by part, not
-/// joined on chip 0 first, and the mask, the product's first operand, does not pull the
-/// product onto chip 0. The mask is `u >= 0`, true for every draw, so the Program can be
+/// part's chips (a block of 2 x 5, part 1's from usable row 34). The returned masks are stored
+/// part by part, not joined on part 0's chips first, and the mask, the product's first operand,
+/// does not pull the product onto part 0's chips. The mask is `u >= 0`, true for every draw, so the Program can be
 /// compared with the reference.
 "builtin.module"() ({
   "func.func"() <{function_type = (tensor<4x2x3x3xf32>, tensor<2x2x1x1xf32>) -> (tensor<4x2x3x3xf32>, tensor<4x2x3x3xi1>), sym_name = "forward"}> ({

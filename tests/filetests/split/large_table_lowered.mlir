@@ -1,6 +1,6 @@
 // RUN: dojo-opt %s --pass-pipeline='split-batch{mesh=tile parts=2},legalize-aten,dce,lower-to-d1{mesh=tile},dce'
 /// The case of `large_table`, lowered for a tile: the lookup and the logits' matmul run once
-/// on the whole grid, the parts' additions each on its chip (chip 1 from usable column 19).
+/// on the whole grid, the parts' additions each on its block of 2 x 5 chips (part 1's from usable row 34).
 /// The Program matches the reference on the simulator.
 "builtin.module"() ({
   "func.func"() <{function_type = (tensor<4x3xi64>, tensor<20000x1024xf32>, tensor<1024xf32>) -> (tensor<4x3x20000xf32>), sym_name = "forward"}> ({

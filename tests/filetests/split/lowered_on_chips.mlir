@@ -1,7 +1,7 @@
 // RUN: dojo-opt %s --pass-pipeline='split-batch{mesh=tile parts=2},legalize-aten,dce,lower-to-d1{mesh=tile},dce'
 /// The same CNN split in two parts (`parts=2`: samples 0-1 and 2-4) and lowered for a tile:
-/// each part's ops on its own chip's cores (chip 0 at the grid's origin, chip 1 from usable
-/// column 19), each loading only its box of the input and its own copy of the weights; the
+/// each part's ops on its own block of 2 x 5 chips (`dojo.part_chips`: part 0's at the grid's
+/// origin, part 1's from usable row 34), each loading only its box of the input and its own copy of the weights; the
 /// logits stored part by part. The Program matches the reference on the simulator (the running
 /// variance squared, so that random inputs give no NaN).
 "builtin.module"() ({
