@@ -11,7 +11,8 @@
 //!   block ([`MAX_BLOCK_EDGE`]); on a multi-chip target a tensor whose
 //!   shards there would exceed [`MULTI_CHIP_MIN_SHARD_BYTES`], or a matmul result whose
 //!   compute there would take [`MULTI_CHIP_MIN_MATMUL_S`] or more, spreads over the whole
-//!   usable grid (several chips: chip-edge links carry its traffic).
+//!   usable grid (several chips: chip-edge links carry its traffic); in a part's block of
+//!   chips (split-batch), over the block, from [`PART_MIN_MATMUL_S`].
 //! - On a multi-chip target, a value whose windows a concat spreading over the chips joins (a
 //!   convolution's input, its taps) spreads over the dims no window cuts when it is computed
 //!   (`Lowering::window_roots`), so the taps and the concat are local.
@@ -69,6 +70,12 @@ pub fn block_table_max_bytes(target: &Target) -> u64 {
 /// Compute time on the default block from which a matmul's result spreads over the whole
 /// usable grid of a multi-chip target (see `Lowering::matmul`).
 pub const MULTI_CHIP_MIN_MATMUL_S: f64 = 100e-6;
+/// [`MULTI_CHIP_MIN_MATMUL_S`] in a part's block of chips (split-batch's `dojo.part_chips`: a
+/// few neighbouring chips, not the whole grid). Measured on GPT-2 (1000 words) at batch 8,
+/// 1 x 2 chips per part: seq 512 inference 4.387 ms at 100 us, 4.084 at 30, 4.241 at 20; seq
+/// 128 1.748, 1.381, 1.252. resnet50's convolutions stay below it (at 10 us, batch 2
+/// inference went from 1.351 to 1.546 ms).
+pub const PART_MIN_MATMUL_S: f64 = 30e-6;
 /// Shard size on the default block from which a tensor spreads over the whole usable grid
 /// (more chips on a multi-chip target; see `Lowering::caps`).
 pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
@@ -1049,7 +1056,8 @@ impl<'a> Lowering<'a> {
             Plan::Default => {
                 let (mr, mc) = self.max_block;
                 let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
-                let spread = self.multi_chip && seconds >= MULTI_CHIP_MIN_MATMUL_S;
+                let threshold = if self.area == 0 { MULTI_CHIP_MIN_MATMUL_S } else { PART_MIN_MATMUL_S };
+                let spread = self.multi_chip && seconds >= threshold;
                 let rows_cols = if spread {
                     self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, MIN_SHARD_EDGE)?
                 } else {
