@@ -47,7 +47,10 @@
 //! - **Copy between cores** (cut-through over the XY route, reserved as a whole): starts
 //!   when the source is ready, the destination's readers are done, and the sender's
 //!   injection port, the receiver's ejection port, every link of the route and every chip
-//!   and tile edge it crosses are free. Serialisation is `bytes` over the slowest of them
+//!   and tile edge it crosses are free (each such resource remembers [`LANE_GAPS`] idle gaps
+//!   before its last reservation, which a transfer ready early may use, as a DIP channel
+//!   does: copies later in program order are not held up by a link reserved further ahead
+//!   for an earlier copy still waiting on another link). Serialisation is `bytes` over the slowest of them
 //!   (`link_bytes_per_cycle * clock_hz` for the links and ports); ports and links stay busy
 //!   for the serialisation, an edge for `bytes / its bandwidth` (several rows share it).
 //!   The data lands after the serialisation plus the latency `(injection_latency_cycles +
@@ -1156,12 +1159,12 @@ struct Sim<'a> {
     elems: Vec<usize>,
     // timing: busy-until per resource (only resources in use have an entry)
     core_free: FastMap<CoreId, f64>,
-    dma_free: FastMap<CoreId, f64>,
-    eject_free: FastMap<CoreId, f64>,
-    link_free: FastMap<Link, f64>,
-    chip_edge_free: FastMap<EdgeKey, f64>,
-    tile_edge_free: FastMap<EdgeKey, f64>,
-    dips: Vec<DipChannel>,
+    dma_free: FastMap<CoreId, Lane>,
+    eject_free: FastMap<CoreId, Lane>,
+    link_free: FastMap<Link, Lane>,
+    chip_edge_free: FastMap<EdgeKey, Lane>,
+    tile_edge_free: FastMap<EdgeKey, Lane>,
+    dips: Vec<Lane>,
     ready: Vec<f64>,
     written: Vec<f64>,
     read_done: Vec<f64>,
@@ -1270,9 +1273,17 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
-/// Busy-until of `key` in `map` (0 if never used).
-fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, f64>, key: &K) -> f64 {
-    map.get(key).copied().unwrap_or(0.0)
+/// The earliest start at or after `earliest` at which `key`'s lane in `map` is free for
+/// `duration` (`earliest` if never used).
+fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, Lane>, key: &K, earliest: f64, duration: f64) -> f64 {
+    map.get(key).map_or(earliest, |l| l.slot(earliest, duration).0)
+}
+
+/// Reserves `key`'s lane in `map` for `duration` from `start` (a time [`free_at`] gave).
+fn take<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Lane>, key: K, start: f64, duration: f64) {
+    let lane = map.entry(key).or_default();
+    let (_, gap) = lane.slot(start, duration);
+    lane.reserve(start, duration, gap, LANE_GAPS);
 }
 
 impl<'a> Data<'a> {
@@ -1551,7 +1562,7 @@ impl<'a> Sim<'a> {
             link_free: FastMap::default(),
             chip_edge_free: FastMap::default(),
             tile_edge_free: FastMap::default(),
-            dips: vec![DipChannel::default(); program.target.dips as usize],
+            dips: vec![Lane::default(); program.target.dips as usize],
             ready: vec![0.0; nb],
             written: vec![0.0; nb],
             read_done: vec![0.0; nb],
@@ -1612,7 +1623,7 @@ impl<'a> Sim<'a> {
         sram_s: f64,
     ) -> f64 {
         let duration = compute_s.max(sram_s);
-        let start = earliest.max(free_at(&self.core_free, c));
+        let start = earliest.max(self.core_free.get(c).copied().unwrap_or(0.0));
         let end = start + duration;
         self.core_free.insert(c.clone(), end);
         *self.busy.entry(c.clone()).or_insert(0.0) += duration;
@@ -1638,7 +1649,7 @@ impl<'a> Sim<'a> {
         let busy_until = start + duration;
         let latency = t.host_latency_s;
         let end = busy_until + latency;
-        self.dips[k].reserve(start, duration, gap);
+        self.dips[k].reserve(start, duration, gap, DIP_GAPS);
         self.host_bytes += bytes;
         self.record(pc, name.to_string(), Unit::Dip(k as u32), start, end);
         self.tally(pc, |tl| tl.host(bytes, latency, start, end));
@@ -1671,18 +1682,6 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        let mut start = earliest
-            .max(free_at(&self.dma_free, src))
-            .max(free_at(&self.eject_free, dst));
-        for l in &route {
-            start = start.max(free_at(&self.link_free, l));
-        }
-        for e in &chip_edges {
-            start = start.max(free_at(&self.chip_edge_free, e));
-        }
-        for e in &tile_edges {
-            start = start.max(free_at(&self.tile_edge_free, e));
-        }
         let b = bytes as f64;
         let link_s = b / link_bytes_per_s(t);
         let chip_s = b / t.chip_edge_bytes_per_s;
@@ -1694,14 +1693,50 @@ impl<'a> Sim<'a> {
         if !tile_edges.is_empty() {
             serial = serial.max(tile_s);
         }
+        // The earliest time every resource is free for its share of the transfer (a
+        // resource's idle gap before a later reservation counts: see `Lane`).
+        let mut start = earliest;
+        for round in 0.. {
+            if round == LANE_ROUNDS {
+                // No common gap found soon: after every resource's last reservation.
+                let tail = |m: &FastMap<_, Lane>, k| m.get(k).map_or(0.0, |l: &Lane| l.tail);
+                start = start.max(tail(&self.dma_free, src)).max(tail(&self.eject_free, dst));
+                for l in &route {
+                    start = start.max(self.link_free.get(l).map_or(0.0, |x| x.tail));
+                }
+                for e in &chip_edges {
+                    start = start.max(self.chip_edge_free.get(e).map_or(0.0, |x| x.tail));
+                }
+                for e in &tile_edges {
+                    start = start.max(self.tile_edge_free.get(e).map_or(0.0, |x| x.tail));
+                }
+                break;
+            }
+            let mut s = start
+                .max(free_at(&self.dma_free, src, start, serial))
+                .max(free_at(&self.eject_free, dst, start, serial));
+            for l in &route {
+                s = s.max(free_at(&self.link_free, l, start, serial));
+            }
+            for e in &chip_edges {
+                s = s.max(free_at(&self.chip_edge_free, e, start, chip_s));
+            }
+            for e in &tile_edges {
+                s = s.max(free_at(&self.tile_edge_free, e, start, tile_s));
+            }
+            if s == start {
+                break;
+            }
+            start = s;
+        }
         let done = start + serial;
-        self.dma_free.insert(src.clone(), done);
-        self.eject_free.insert(dst.clone(), done);
+        take(&mut self.dma_free, src.clone(), start, serial);
+        take(&mut self.eject_free, dst.clone(), start, serial);
         for e in chip_edges {
-            self.chip_edge_free.insert(e, start + chip_s);
+            take(&mut self.chip_edge_free, e, start, chip_s);
         }
         for e in tile_edges {
-            self.tile_edge_free.insert(e, start + tile_s);
+            take(&mut self.tile_edge_free, e, start, tile_s);
         }
         let hops = route.len() as u32;
         let latency = (t.injection_latency_cycles + f64::from(hops) * t.hop_latency_cycles)
@@ -1711,7 +1746,7 @@ impl<'a> Sim<'a> {
         let end = done + latency;
         for link in route {
             *self.link_bytes.entry(link.clone()).or_insert(0) += bytes;
-            self.link_free.insert(link, done);
+            take(&mut self.link_free, link.clone(), start, serial);
         }
         self.mesh_bytes += bytes * u64::from(hops);
         self.copy_bytes += bytes;
@@ -1807,17 +1842,24 @@ impl<'a> Sim<'a> {
 /// Most idle gaps a DIP channel remembers (the latest ones): a transfer that is ready early
 /// may run in one of them.
 const DIP_GAPS: usize = 64;
+/// Most idle gaps a NoC resource (a core's DMA or ejection port, a link, a chip or tile
+/// edge) remembers.
+const LANE_GAPS: usize = 8;
+/// Rounds a transfer looks for a time all the resources of its route are free in their gaps
+/// before it starts after all of their reservations.
+const LANE_ROUNDS: usize = 4;
 
-/// One DIP channel's timeline: busy up to `tail`, except for the remembered idle `gaps`
-/// before it (by start), left when a transfer was reserved for later than the channel
-/// freed (a store waiting for its data).
+/// One exclusive resource's timeline (a DIP channel; a core's ports, a link, an edge): busy
+/// up to `tail`, except for the remembered idle `gaps` before it (by start), left when a
+/// transfer was reserved for later than the resource freed (a store waiting for its data; a
+/// copy waiting for another link of its route).
 #[derive(Clone, Debug, Default)]
-struct DipChannel {
+struct Lane {
     tail: f64,
     gaps: Vec<(f64, f64)>,
 }
 
-impl DipChannel {
+impl Lane {
     /// The earliest start at or after `earliest` for a `duration`-long transfer, and the gap
     /// it runs in (None: after the tail).
     fn slot(&self, earliest: f64, duration: f64) -> (f64, Option<usize>) {
@@ -1830,7 +1872,7 @@ impl DipChannel {
         (self.tail.max(earliest), None)
     }
 
-    fn reserve(&mut self, start: f64, duration: f64, gap: Option<usize>) {
+    fn reserve(&mut self, start: f64, duration: f64, gap: Option<usize>, max_gaps: usize) {
         let end = start + duration;
         match gap {
             Some(i) => {
@@ -1847,7 +1889,7 @@ impl DipChannel {
                 self.tail = self.tail.max(end);
             }
         }
-        if self.gaps.len() > DIP_GAPS {
+        if self.gaps.len() > max_gaps {
             self.gaps.remove(0);
         }
     }

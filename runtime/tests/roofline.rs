@@ -97,6 +97,30 @@ fn transfers_sharing_a_link_serialise() {
 }
 
 #[test]
+fn a_transfer_ready_early_uses_a_link_before_a_later_reservation() {
+    // (0,0)->(0,1), then its data on (0,1)->(0,3): that second copy waits for the first, so
+    // the links (0,1)->(0,2)->(0,3) and (0,3)'s port are reserved from then on. A copy
+    // (0,2)->(0,3) later in program order but ready at once runs before it, in the gap, and
+    // the Program takes no longer than the chain alone.
+    let n = 4096;
+    let chain = |with_third: bool| {
+        let mut b = Builder::new("d1");
+        let x = b.buf((0, 0), &[n]);
+        let y = b.buf((0, 1), &[n]);
+        let z = b.buf((0, 3), &[n]);
+        copy(&mut b, x, y, n);
+        copy(&mut b, y, z, n);
+        if with_third {
+            let u = b.buf((0, 2), &[n]);
+            let v = b.buf((0, 3), &[n]);
+            copy(&mut b, u, v, n);
+        }
+        SimMesh::timing_only().time(&b.p).unwrap().simulated_seconds
+    };
+    assert_eq!(chain(true), chain(false));
+}
+
+#[test]
 fn a_core_receives_one_transfer_at_a_time() {
     // Four neighbours send to (5,5): the ejection port serialises them.
     let n = 1024;
