@@ -17,7 +17,8 @@
 //! compiled graph's runs only (the first computes values and the Profile, later ones values).
 //!
 //! With `--timing-only --ops`: simulated seconds summed per d1 op kind; `OPS_MATCH=reshard`
-//! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline.
+//! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline
+//! (its first 80 events, or `OP_EVENTS_N`).
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
@@ -158,7 +159,7 @@ fn main() {
                     }
                     if let Ok(name) = std::env::var("OP_EVENTS") {
                         let k = p.ops.iter().position(|o| o.name == name);
-                        for e in p.timeline.iter().filter(|e| e.op.map(|o| o as usize) == k).take(80) {
+                        for e in p.timeline.iter().filter(|e| e.op.map(|o| o as usize) == k).take(std::env::var("OP_EVENTS_N").ok().and_then(|n| n.parse().ok()).unwrap_or(80)) {
                             println!("      {:7} {:<10} {:?} {:9.3} .. {:9.3}", e.instr, e.name, e.unit, e.start_s * 1e6, e.end_s * 1e6);
                         }
                     }

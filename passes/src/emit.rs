@@ -851,22 +851,37 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
-    /// `d1.concat`: each result shard copies in the parts of the operands that overlap it.
+    /// `d1.concat`: each result shard copies in the parts of the operands that overlap it,
+    /// shard by shard (so that, in program order, the operands' copies alternate: a join of
+    /// parts on different chips moves from all of them at once, not one chip after another).
     fn concat(&mut self, op: &dojo_compiler::Op, r: Value) -> Result<(), PassError> {
         let dim = op.attr("dim").and_then(Attr::as_int).unwrap_or(0) as usize;
+        let mut parts = Vec::new();
         let mut start = 0;
         for &x in &op.operands {
-            let len = self.tensor(x)?.shape[dim];
-            for d in self.shards(r)?.to_vec() {
-                let mut part = IrRegion::full(&self.tensor(x)?.shape);
-                part.offsets[dim] = start;
-                let Some(inter) = d.region.intersect(&part) else { continue };
+            let mut part = IrRegion::full(&self.tensor(x)?.shape);
+            part.offsets[dim] = start;
+            start += part.sizes[dim];
+            parts.push((x, part));
+        }
+        // Each operand's pieces (in the result's shard order), then taken in turns.
+        let mut pieces: Vec<Vec<_>> = vec![Vec::new(); parts.len()];
+        for d in self.shards(r)?.to_vec() {
+            for (k, (_, part)) in parts.iter().enumerate() {
+                let Some(inter) = d.region.intersect(part) else { continue };
                 let at = inter.relative_to(&d.region).offsets;
                 let mut need = inter;
-                need.offsets[dim] -= start;
-                self.gather_into(x, &need, d.buf, d.core, &at)?;
+                need.offsets[dim] -= part.offsets[dim];
+                pieces[k].push((need, d.buf, d.core.clone(), at));
             }
-            start += len;
+        }
+        let most = pieces.iter().map(Vec::len).max().unwrap_or(0);
+        for i in 0..most {
+            for (k, (x, _)) in parts.iter().enumerate() {
+                if let Some((need, buf, core, at)) = pieces[k].get(i) {
+                    self.gather_into(*x, need, *buf, core.clone(), at)?;
+                }
+            }
         }
         Ok(())
     }
