@@ -30,8 +30,8 @@
 //! computes for their samples, up to the order of f32 sums (matmul K steps are chosen per
 //! shape; sums over the batch add the parts' shares). The number of parts is the fewest that
 //! give each chip the smallest share: `ceil(N / ceil(N / chips))` (batch 32 on a tile's 25
-//! chips: 16 parts of 2). Parts that never exchange get a block of chips each when the grid
-//! has them to spare (`part_chips`, the function's attribute `dojo.part_chips`).
+//! chips: 16 parts of 2). Parts get a block of chips each when the grid has them to spare
+//! (`part_chips`, the function's attribute `dojo.part_chips`).
 
 use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
@@ -72,10 +72,8 @@ impl Pass for SplitBatch {
                     let mut note = format!("{parts} part(s) of a batch of {}", b.n);
                     if parts >= 2 {
                         *func = split(func, &b, parts);
-                        // Parts that never exchange (no sum over the batch) get several chips
-                        // each where the grid has them to spare (see `part_chips`).
-                        let exchanges = b.kinds.contains(&B::Partial) || b.plans.iter().flatten().any(|p| p.var_mean);
-                        let (h, w) = if exchanges { (1, 1) } else { part_chips(target.chip_grid, parts) };
+                        // Several chips per part where the grid has them to spare.
+                        let (h, w) = part_chips(target.chip_grid, parts);
                         if (h, w) != (1, 1) {
                             func.attrs.retain(|(k, _)| k != "dojo.part_chips");
                             func.attrs.push(attr("dojo.part_chips", Attr::Ints(vec![i64::from(h), i64::from(w)])));
@@ -101,9 +99,10 @@ impl Pass for SplitBatch {
 /// the `k`-th block in row-major order, `lower-to-d1`'s `dojo.part_chips`): the most chips
 /// for which `parts` blocks fit, the squarer block on a tie (GPT-2 at batch 8 on a tile's 5 x
 /// 5 chips: 1 x 2). A part's ops then spread over its chips as a multi-chip target's do
-/// over the whole grid. Only for parts that never exchange: measured on GPT-2 (1000 words)
-/// at batch 8, two chips per part made inference 1.55x faster but the backward, whose
-/// gradient sums over the parts then spread over two chips, 1.13x slower.
+/// over the whole grid. Measured at batch 8 on a tile, one chip per part against 1 x 2:
+/// GPT-2 124M inference 7.783 -> 5.410 ms, backward 19.62 -> 14.57 ms; GPT-2 (1000 words,
+/// seq 512) backward 15.95 -> 12.97 ms; resnet50 backward 2.90 -> 2.57 ms; but GPT-2 (1000
+/// words, seq 128) backward 6.08 -> 6.78 ms (its ops are small for two chips).
 fn part_chips((cr, cc): (u32, u32), parts: usize) -> (u32, u32) {
     let mut best = (1, 1);
     for h in 1..=cr {

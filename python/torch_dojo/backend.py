@@ -61,9 +61,9 @@ PRECISIONS = ("fp32", "bf16", "cfloat16", "cfloat8")
 PLANS = ("default", "naive")
 #: Parallelism over the chips of a multi-chip mesh: ``auto`` runs a graph whose batch can be
 #: split (CNN inference and training, GPT-2-style inference) data-parallel, one slice of the
-#: batch per chip, or per block of chips when the parts never exchange and chips are to spare
-#: (``split-batch``; default plan only; unsplit when a part does not fit its chips); ``none``
-#: spreads each op over the chips instead.
+#: batch per chip, or per block of chips when chips are to spare (``split-batch``; default
+#: plan only; unsplit when a part does not fit its chips); ``none`` spreads each op over the
+#: chips instead.
 PARALLEL = ("auto", "none")
 
 #: Number of graphs (forward, backward, inference) compiled since import; tests assert it.

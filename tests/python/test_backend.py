@@ -248,7 +248,7 @@ def test_a_cnn_on_a_tile_runs_data_parallel_over_its_chips_with_eager_results():
             got = torch.compile(model, backend="dojo", options={"mesh": "tile", "parallel": parallel}, dynamic=False)(x)
             torch.testing.assert_close(got, model(x), rtol=1e-4, atol=1e-4)
         record = backend.compiled_graphs[-1]
-        # Inference parts never exchange: a block of 1 x 2 chips each (6 such blocks fit 5 x 5).
+        # A block of 1 x 2 chips each (6 such blocks fit 5 x 5).
         assert _split_note(record) == ("6 part(s) of a batch of 6, 1 x 2 chips each" if parallel == "auto" else "")
         times[parallel] = record.last_profile["simulated_seconds"]
     assert times["auto"] < times["none"]
@@ -265,7 +265,7 @@ def test_training_a_cnn_data_parallel_on_a_tile_matches_eager():
     want(x).square().mean().backward()
     torch._dynamo.reset()
     torch.compile(got, backend="dojo", options={"mesh": "tile"}, dynamic=False)(x).square().mean().backward()
-    assert [_split_note(r) for r in backend.compiled_graphs[-2:]] == ["6 part(s) of a batch of 6"] * 2
+    assert [_split_note(r) for r in backend.compiled_graphs[-2:]] == ["6 part(s) of a batch of 6, 1 x 2 chips each"] * 2
     for (name, p), q in zip(want.named_parameters(), got.parameters()):
         scale = p.grad.abs().max().item() + 1e-3
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"{name}: {m}")
@@ -299,9 +299,8 @@ def test_a_table_larger_than_a_chip_is_used_once_over_the_whole_tile():
     got_logits = torch.compile(got, backend="dojo", options={"mesh": "tile"}, dynamic=False)(ids)
     torch.nn.functional.cross_entropy(got_logits.flatten(0, 1), targets).backward()
     records = backend.compiled_graphs[-2:]
-    # The forward's parts never exchange (a block of 1 x 5 chips each); the backward's sum the
-    # layer norm's gradients (one chip each).
-    assert [_split_note(r) for r in records] == ["4 part(s) of a batch of 4, 1 x 5 chips each", "4 part(s) of a batch of 4"]
+    # Each part on a block of 1 x 5 chips.
+    assert [_split_note(r) for r in records] == ["4 part(s) of a batch of 4, 1 x 5 chips each"] * 2
     forward = dict(records[0].graph.stages())["split-batch"]
     assert any("aten.embedding.default" in line and "-> tensor<4x3x1024xf32>" in line for line in forward.splitlines())
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)

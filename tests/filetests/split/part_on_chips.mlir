@@ -1,5 +1,5 @@
 // RUN: dojo-opt %s --pass-pipeline='split-batch{mesh=tile parts=2},legalize-aten,dce,lower-to-d1{mesh=tile},dce'
-/// Two parts that never exchange on a tile's 5 x 5 chips get a block of 2 x 5 chips each
+/// Two parts on a tile's 5 x 5 chips get a block of 2 x 5 chips each
 /// (`dojo.part_chips`; part 1's from usable row 34). A part's 16 MB of embeddings is too large
 /// for one 16 x 16 block, so it spreads over its block's chips (a layout across chip
 /// boundaries) and never onto the other part's. The Program matches the reference on the
