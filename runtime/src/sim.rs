@@ -1273,13 +1273,7 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
-/// The earliest start at or after `earliest` at which `key`'s lane in `map` is free for
-/// `duration` (`earliest` if never used).
-fn free_at<K: std::hash::Hash + Eq>(map: &FastMap<K, Lane>, key: &K, earliest: f64, duration: f64) -> f64 {
-    map.get(key).map_or(earliest, |l| l.slot(earliest, duration).0)
-}
-
-/// Reserves `key`'s lane in `map` for `duration` from `start` (a time [`free_at`] gave).
+/// Reserves `key`'s lane in `map` for `duration` from `start` (a time it is free then).
 fn take<K: std::hash::Hash + Eq>(map: &mut FastMap<K, Lane>, key: K, start: f64, duration: f64) {
     let lane = map.entry(key).or_default();
     let (_, gap) = lane.slot(start, duration);
@@ -1694,36 +1688,19 @@ impl<'a> Sim<'a> {
             serial = serial.max(tile_s);
         }
         // The earliest time every resource is free for its share of the transfer (a
-        // resource's idle gap before a later reservation counts: see `Lane`).
+        // resource's idle gap before a later reservation counts: see `Lane`); after
+        // `LANE_ROUNDS` rounds without one, after every resource's last reservation.
+        let lanes: Vec<(&Lane, f64)> = [self.dma_free.get(src), self.eject_free.get(dst)]
+            .into_iter()
+            .flatten()
+            .map(|l| (l, serial))
+            .chain(route.iter().filter_map(|l| self.link_free.get(l)).map(|l| (l, serial)))
+            .chain(chip_edges.iter().filter_map(|e| self.chip_edge_free.get(e)).map(|l| (l, chip_s)))
+            .chain(tile_edges.iter().filter_map(|e| self.tile_edge_free.get(e)).map(|l| (l, tile_s)))
+            .collect();
         let mut start = earliest;
-        for round in 0.. {
-            if round == LANE_ROUNDS {
-                // No common gap found soon: after every resource's last reservation.
-                let tail = |m: &FastMap<_, Lane>, k| m.get(k).map_or(0.0, |l: &Lane| l.tail);
-                start = start.max(tail(&self.dma_free, src)).max(tail(&self.eject_free, dst));
-                for l in &route {
-                    start = start.max(self.link_free.get(l).map_or(0.0, |x| x.tail));
-                }
-                for e in &chip_edges {
-                    start = start.max(self.chip_edge_free.get(e).map_or(0.0, |x| x.tail));
-                }
-                for e in &tile_edges {
-                    start = start.max(self.tile_edge_free.get(e).map_or(0.0, |x| x.tail));
-                }
-                break;
-            }
-            let mut s = start
-                .max(free_at(&self.dma_free, src, start, serial))
-                .max(free_at(&self.eject_free, dst, start, serial));
-            for l in &route {
-                s = s.max(free_at(&self.link_free, l, start, serial));
-            }
-            for e in &chip_edges {
-                s = s.max(free_at(&self.chip_edge_free, e, start, chip_s));
-            }
-            for e in &tile_edges {
-                s = s.max(free_at(&self.tile_edge_free, e, start, tile_s));
-            }
+        for round in 0..=LANE_ROUNDS {
+            let s = lanes.iter().fold(start, |s, &(l, d)| s.max(if round < LANE_ROUNDS { l.slot(start, d).0 } else { l.tail }));
             if s == start {
                 break;
             }
