@@ -9,8 +9,8 @@
 //! '{"epilogues": true}'` runs `egraph-optimize` with those options (the backend's
 //! `egraph` option). `--json` (with `--timing-only`, one run) prints one JSON object
 //! instead: the compile's wall time and step timings, and the Profile's simulated and
-//! roofline seconds, efficiency, binding term, cores used, FLOPs, instructions and peak
-//! SRAM; or `{"error": ...}` if the graph does not compile (`benchmarks/mapping.py` reads
+//! roofline seconds, efficiency, binding term and terms, cores used, FLOPs, instructions,
+//! peak SRAM, host and copy bytes and the cores' mean busy seconds; or `{"error": ...}` if the graph does not compile (`benchmarks/mapping.py` reads
 //! it).
 //!
 //! `--values` skips the reference `SimMesh::execute` beside each run, so a profiler sees the
@@ -18,7 +18,10 @@
 //!
 //! With `--timing-only --ops`: simulated seconds summed per d1 op kind; `OPS_MATCH=reshard`
 //! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline
-//! (its first 80 events, or `OP_EVENTS_N`).
+//! (its first 80 events, or `OP_EVENTS_N`); `BUSY_HIST=500` prints, per 500 us of
+//! simulated time, the used cores' mean compute busy fraction and the op kinds it went to.
+//! `LOAD_STATS=1` prints the bytes stored and, per input, the bytes loaded (several times
+//! its size: loaded whole by several parts) instead of timing.
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
@@ -79,6 +82,30 @@ fn main() {
         }
     };
     let compile_s = t0.elapsed().as_secs_f64();
+    if std::env::var("LOAD_STATS").is_ok() {
+        let prog = graph.program();
+        let mut per: Vec<(u64, usize)> = vec![(0, 0); prog.inputs.len()];
+        let mut st = 0u64;
+        for i in &prog.instrs {
+            match i {
+                dojo_runtime::program::Instr::Load { input, src, .. } => {
+                    per[*input].0 += src.sizes.iter().product::<usize>() as u64 * 4;
+                    per[*input].1 += 1;
+                }
+                dojo_runtime::program::Instr::Store { src, .. } => st += src.sizes.iter().product::<usize>() as u64 * 4,
+                _ => {}
+            }
+        }
+        let mut v: Vec<(usize, (u64, usize))> = per.into_iter().enumerate().collect();
+        v.sort_by_key(|x| std::cmp::Reverse(x.1 .0));
+        println!("stores {:.3} GB", st as f64 / 1e9);
+        for (k, (b, n)) in v.iter().take(40) {
+            let t = &prog.inputs[*k];
+            let sz: usize = t.shape.iter().product::<usize>() * 4;
+            println!("input {k:4} {:?} {:.1} MB loaded {:.1} MB ({:.1}x) in {n} loads", t.shape, sz as f64 / 1e6, *b as f64 / 1e6, *b as f64 / sz as f64);
+        }
+        return;
+    }
     if json_out {
         let t = Instant::now();
         let p = match dojo_runtime::SimMesh::timing_only().time(graph.program()) {
@@ -100,6 +127,10 @@ fn main() {
             "flops": p.flops,
             "instructions": p.instructions,
             "peak_sram_bytes": p.peak_sram_bytes,
+            "host_bytes": p.host_bytes,
+            "copy_bytes": p.copy_bytes,
+            "mean_busy_s": p.busy_seconds_per_core.iter().map(|c| c.1).sum::<f64>() / p.busy_seconds_per_core.len().max(1) as f64,
+            "roofline": p.roofline,
         });
         println!("{out}");
         return;
@@ -152,6 +183,34 @@ fn main() {
                     let e = kinds.entry(o.name.split(' ').next().unwrap_or("").to_string()).or_default();
                     e.0 += 1;
                     e.1 += o.simulated_seconds;
+                }
+                if let Ok(w) = std::env::var("BUSY_HIST") {
+                    // Per bucket of `w` us: the used cores' mean compute busy fraction, by op kind.
+                    let w: f64 = w.parse::<f64>().unwrap_or(200.0) * 1e-6;
+                    let nb = (p.simulated_seconds / w).ceil() as usize + 1;
+                    let cores = p.cores_used.max(1) as f64;
+                    let mut core = vec![0.0; nb];
+                    let mut kinds: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); nb];
+                    for e in &p.timeline {
+                        let (a, b) = (e.start_s, e.end_s);
+                        let mut t = a;
+                        while t < b {
+                            let k = (t / w) as usize;
+                            let end = b.min((k + 1) as f64 * w);
+                            if let dojo_runtime::sim::Unit::Core(_) = e.unit {
+                                core[k] += end - t;
+                                let kind = e.op.map(|o| p.ops[o as usize].name.split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
+                                *kinds[k].entry(kind).or_default() += end - t;
+                            }
+                            t = end;
+                        }
+                    }
+                    for k in 0..nb {
+                        let mut top: Vec<(&String, &f64)> = kinds[k].iter().collect();
+                        top.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
+                        let top: Vec<String> = top.iter().take(4).map(|(n, s)| format!("{}:{:.0}%", n.trim_start_matches("d1."), 100.0 * **s / (w * cores))).collect();
+                        println!("  {:7.0} us  core {:5.1}%  {}", k as f64 * w * 1e6, 100.0 * core[k] / (w * cores), top.join(" "));
+                    }
                 }
                 if let Ok(pat) = std::env::var("OPS_MATCH") {
                     for o in p.ops.iter().filter(|o| o.name.contains(&pat)) {

@@ -597,19 +597,36 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     let mut sliced: std::collections::HashMap<(Value, usize, usize), Value> = Default::default();
     // The parts' values of a batched value joined for once ops (made once, shared by them).
     let mut joined: std::collections::HashMap<Value, Value> = Default::default();
-    // Part `s`'s samples of `v` (whole) along `d`, on its chip.
-    let mut slice_of = |out: &mut Func, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
-        *sliced.entry((v, d, s)).or_insert_with(|| {
-            let q = t.shape[d] / n;
-            let mut offsets = vec![0i64; t.rank()];
-            offsets[d] = (share(s).0 * q) as i64;
-            let mut shape = t.shape.clone();
-            shape[d] = share(s).1 * q;
-            let ty = Type::Tensor(TensorType::new(shape, t.elem));
-            let attrs = vec![attr("offsets", Attr::Ints(offsets)), attr("strides", Attr::Ints(vec![1; t.rank()]))];
-            let cut = out.push("dojo.slice", vec![v], attrs, vec![ty.clone()]);
+    // The permutes of whole values copied for the parts: result -> (operand, dims, attrs).
+    let mut permutes: std::collections::HashMap<Value, (Value, Vec<usize>, Vec<(String, Attr)>)> = Default::default();
+    // Part `s`'s samples of `v` (whole) along `d`, on its chip. A permute's slice is the
+    // permute of its operand's slice, down to where the chain starts (an argument: then only
+    // the part's box is loaded, not the whole saved activation on every chip).
+    let mut slice_of = |out: &mut Func, permutes: &std::collections::HashMap<Value, (Value, Vec<usize>, Vec<(String, Attr)>)>, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
+        let (mut base, mut bd, mut bt) = (v, d, t.clone());
+        let mut chain = Vec::new();
+        while let Some((x, dims, attrs)) = permutes.get(&base) {
+            chain.push((dims, attrs));
+            (base, bd) = (*x, dims[bd]);
+            bt = out.tensor(base).cloned().unwrap_or_else(|| bt.clone());
+        }
+        let mut cut = *sliced.entry((base, bd, s)).or_insert_with(|| {
+            let q = bt.shape[bd] / n;
+            let mut offsets = vec![0i64; bt.rank()];
+            offsets[bd] = (share(s).0 * q) as i64;
+            let mut shape = bt.shape.clone();
+            shape[bd] = share(s).1 * q;
+            let ty = Type::Tensor(TensorType::new(shape, bt.elem));
+            let attrs = vec![attr("offsets", Attr::Ints(offsets)), attr("strides", Attr::Ints(vec![1; bt.rank()]))];
+            let cut = out.push("dojo.slice", vec![base], attrs, vec![ty.clone()]);
             out.push("dojo.on_chip", vec![cut], vec![attr("chip", Attr::Int(s as i64))], vec![ty])
-        })
+        });
+        for (dims, attrs) in chain.into_iter().rev() {
+            let ct = out.tensor(cut).cloned().expect("slice is a tensor");
+            let ty = TensorType::new(dims.iter().map(|&k| ct.shape[k]).collect::<Vec<_>>(), ct.elem);
+            cut = out.push("aten.permute.default", vec![cut], attrs.clone(), vec![Type::Tensor(ty)]);
+        }
+        cut
     };
     // The sum over the parts of a partial value: small shares (at most `GATHER_MAX_BYTES`)
     // joined on a new outer dim and reduced, in one step; larger ones added in pairs, the
@@ -659,6 +676,13 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                 let operands = op.operands.iter().map(|&v| operand(&shared, values, v)).collect();
                 let types = op.results().map(|r| f.ty(r).clone()).collect();
                 let first = out.push(op.name.clone(), operands, op.attrs.clone(), types);
+                if op.name == "aten.permute.default" {
+                    let dims = op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]);
+                    let x = out.ops.last().expect("pushed").operands[0];
+                    if dims.iter().all(|&k| k >= 0) && out.tensor(x).is_some_and(|t| t.rank() == dims.len()) {
+                        permutes.insert(first, (x, dims.iter().map(|&k| k as usize).collect(), op.attrs.clone()));
+                    }
+                }
                 let values = if k == 0 { &mut shared } else { &mut part[k - 1] };
                 for r in 0..op.num_results {
                     values[op.result(r).index()] = Some(Value(first.0 + r as u32));
@@ -691,7 +715,7 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                 shared[r.index()] = Some(v);
                 for (s, p) in part.iter_mut().enumerate() {
                     p[r.index()] = Some(match b.kinds[r.index()] {
-                        B::At(d) => slice_of(&mut out, v, &tensor(r), d, s),
+                        B::At(d) => slice_of(&mut out, &permutes, v, &tensor(r), d, s),
                         _ => v,
                     });
                 }
@@ -702,7 +726,7 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
         for &x in op.operands.iter().filter(|x| b.seeds.binary_search(x).is_ok()) {
             for (s, p) in part.iter_mut().enumerate() {
                 if p[x.index()] == Some(x) {
-                    p[x.index()] = Some(slice_of(&mut out, x, &tensor(x), 0, s));
+                    p[x.index()] = Some(slice_of(&mut out, &permutes, x, &tensor(x), 0, s));
                 }
             }
         }
@@ -713,7 +737,7 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
             for (k, &v) in op.operands.iter().enumerate() {
                 let x = operand(&shared, &part[s], v);
                 vs.push(match plan.slice[k] {
-                    Some(d) => slice_of(&mut out, x, &tensor(v), d, s),
+                    Some(d) => slice_of(&mut out, &permutes, x, &tensor(v), d, s),
                     None => x,
                 });
             }
