@@ -20,7 +20,8 @@
 //! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline
 //! (its first 80 events, or `OP_EVENTS_N`); `BUSY_HIST=500` prints, per 500 us of
 //! simulated time, the used cores' mean compute busy fraction and the op kinds it went to.
-//! `LOAD_STATS=1` prints the bytes stored and, per input, the bytes loaded (several times
+//! `CORE_EVENTS=row,col,t0,t1` lists one core's compute and port events between t0 and t1
+//! us. `LOAD_STATS=1` prints the bytes stored and, per input, the bytes loaded (several times
 //! its size: loaded whole by several parts) instead of timing.
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
@@ -95,6 +96,40 @@ fn main() {
                 dojo_runtime::program::Instr::Store { src, .. } => st += src.sizes.iter().product::<usize>() as u64 * 4,
                 _ => {}
             }
+        }
+        // Core-to-core copy bytes (payload x hops) per op kind.
+        let mut kinds: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (k, i) in prog.instrs.iter().enumerate() {
+            if let dojo_runtime::program::Instr::Copy { src, dst, src_region, .. } = i {
+                let (a, b) = (&prog.buffers[*src].core, &prog.buffers[*dst].core);
+                if a == b {
+                    continue;
+                }
+                let bytes = src_region.sizes.iter().product::<usize>() as u64 * 4;
+                let hops = u64::from(a.row.abs_diff(b.row) + a.col.abs_diff(b.col));
+                let kind = prog.instr_op.get(k).copied().flatten().map(|o| prog.op_names[o as usize].split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
+                let e = kinds.entry(kind).or_default();
+                e.0 += bytes;
+                e.1 += bytes * hops;
+            }
+        }
+        if let Ok(pat) = std::env::var("COPY_TOP") {
+            let mut per_op: std::collections::HashMap<u32, u64> = Default::default();
+            for (k, i) in prog.instrs.iter().enumerate() {
+                if let (dojo_runtime::program::Instr::Copy { src, dst, src_region, .. }, Some(Some(o))) = (i, prog.instr_op.get(k)) {
+                    if prog.buffers[*src].core != prog.buffers[*dst].core && prog.op_names[*o as usize].contains(&pat) {
+                        *per_op.entry(*o).or_default() += src_region.sizes.iter().product::<usize>() as u64 * 4;
+                    }
+                }
+            }
+            let mut v: Vec<(u32, u64)> = per_op.into_iter().collect();
+            v.sort_by_key(|x| std::cmp::Reverse(x.1));
+            for (o, b) in v.iter().take(std::env::var("COPY_TOP_N").ok().and_then(|n| n.parse().ok()).unwrap_or(40)) {
+                println!("  {:<24} {:9.1} MB", prog.op_names[*o as usize], *b as f64 / 1e6);
+            }
+        }
+        for (k, (b, bh)) in &kinds {
+            println!("copies {k:<16} {:9.2} GB  {:9.2} GB x hops", *b as f64 / 1e9, *bh as f64 / 1e9);
         }
         let mut v: Vec<(usize, (u64, usize))> = per.into_iter().enumerate().collect();
         v.sort_by_key(|x| std::cmp::Reverse(x.1 .0));
@@ -185,31 +220,54 @@ fn main() {
                     e.1 += o.simulated_seconds;
                 }
                 if let Ok(w) = std::env::var("BUSY_HIST") {
-                    // Per bucket of `w` us: the used cores' mean compute busy fraction, by op kind.
+                    // Per bucket of `w` us: the used cores' mean compute busy fraction (by op kind)
+                    // and injection port busy fraction.
                     let w: f64 = w.parse::<f64>().unwrap_or(200.0) * 1e-6;
                     let nb = (p.simulated_seconds / w).ceil() as usize + 1;
                     let cores = p.cores_used.max(1) as f64;
                     let mut core = vec![0.0; nb];
+                    let mut dma = vec![0.0; nb];
                     let mut kinds: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); nb];
                     for e in &p.timeline {
                         let (a, b) = (e.start_s, e.end_s);
-                        let mut t = a;
-                        while t < b {
-                            let k = (t / w) as usize;
-                            let end = b.min((k + 1) as f64 * w);
-                            if let dojo_runtime::sim::Unit::Core(_) = e.unit {
-                                core[k] += end - t;
-                                let kind = e.op.map(|o| p.ops[o as usize].name.split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
-                                *kinds[k].entry(kind).or_default() += end - t;
+                        for k in (a / w) as usize..=((b / w) as usize).min(nb - 1) {
+                            let d = b.min((k + 1) as f64 * w) - a.max(k as f64 * w);
+                            if d <= 0.0 {
+                                continue;
                             }
-                            t = end;
+                            match e.unit {
+                                dojo_runtime::sim::Unit::Core(_) => {
+                                    core[k] += d;
+                                    let kind = e.op.map(|o| p.ops[o as usize].name.split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
+                                    *kinds[k].entry(kind).or_default() += d;
+                                }
+                                dojo_runtime::sim::Unit::Dma(_) => dma[k] += d,
+                                _ => {}
+                            }
                         }
                     }
                     for k in 0..nb {
                         let mut top: Vec<(&String, &f64)> = kinds[k].iter().collect();
                         top.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
                         let top: Vec<String> = top.iter().take(4).map(|(n, s)| format!("{}:{:.0}%", n.trim_start_matches("d1."), 100.0 * **s / (w * cores))).collect();
-                        println!("  {:7.0} us  core {:5.1}%  {}", k as f64 * w * 1e6, 100.0 * core[k] / (w * cores), top.join(" "));
+                        println!("  {:7.0} us  core {:5.1}%  port {:5.1}%  {}", k as f64 * w * 1e6, 100.0 * core[k] / (w * cores), 100.0 * dma[k] / (w * cores), top.join(" "));
+                    }
+                }
+                if let Ok(spec) = std::env::var("CORE_EVENTS") {
+                    // `row,col,t0_us,t1_us`: that core's compute and port events in the window.
+                    let v: Vec<f64> = spec.split(',').filter_map(|x| x.parse().ok()).collect();
+                    if let [r, c, t0, t1] = v[..] {
+                        for e in p.timeline.iter().filter(|e| e.end_s * 1e6 >= t0 && e.start_s * 1e6 <= t1) {
+                            let at = match &e.unit {
+                                dojo_runtime::sim::Unit::Core(id) | dojo_runtime::sim::Unit::Dma(id) => id.row == r as u32 && id.col == c as u32,
+                                _ => false,
+                            };
+                            if at {
+                                let op = e.op.map(|o| p.ops[o as usize].name.as_str()).unwrap_or("");
+                                let unit = if matches!(e.unit, dojo_runtime::sim::Unit::Core(_)) { "core" } else { "port" };
+                                println!("      {:9.3} .. {:9.3} {unit} {:<10} {op}", e.start_s * 1e6, e.end_s * 1e6, e.name);
+                            }
+                        }
                     }
                 }
                 if let Ok(pat) = std::env::var("OPS_MATCH") {
