@@ -1817,8 +1817,9 @@ impl<'a> Sim<'a> {
 }
 
 /// Most idle gaps a DIP channel remembers (the latest ones): a transfer that is ready early
-/// may run in one of them.
-const DIP_GAPS: usize = 64;
+/// may run in one of them. resnet50 b32 training forward on tile (2.85 GB of saved
+/// activations stored): 2.303 ms with 64 gaps, 1.684 ms with 256, 1.674 ms with 1024.
+const DIP_GAPS: usize = 256;
 /// Most idle gaps a NoC resource (a core's DMA or ejection port, a link, a chip or tile
 /// edge) remembers. Too few serialise copies falsely: a copy whose route finds no common
 /// remembered gap starts after every reservation of its resources, and its readers wait in
