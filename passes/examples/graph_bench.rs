@@ -90,10 +90,10 @@ fn main() {
         for i in &prog.instrs {
             match i {
                 dojo_runtime::program::Instr::Load { input, src, .. } => {
-                    per[*input].0 += src.sizes.iter().product::<usize>() as u64 * 4;
+                    per[*input].0 += src.sizes.iter().product::<usize>() as u64 * prog.inputs[*input].dtype.size_bytes();
                     per[*input].1 += 1;
                 }
-                dojo_runtime::program::Instr::Store { src, .. } => st += src.sizes.iter().product::<usize>() as u64 * 4,
+                dojo_runtime::program::Instr::Store { src, output, .. } => st += src.sizes.iter().product::<usize>() as u64 * prog.outputs[*output].dtype.size_bytes(),
                 _ => {}
             }
         }
@@ -105,7 +105,7 @@ fn main() {
                 if a == b {
                     continue;
                 }
-                let bytes = src_region.sizes.iter().product::<usize>() as u64 * 4;
+                let bytes = src_region.sizes.iter().product::<usize>() as u64 * prog.buffers[*src].dtype.size_bytes();
                 let hops = u64::from(a.row.abs_diff(b.row) + a.col.abs_diff(b.col));
                 let kind = prog.instr_op.get(k).copied().flatten().map(|o| prog.op_names[o as usize].split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
                 let e = kinds.entry(kind).or_default();
@@ -118,7 +118,7 @@ fn main() {
             for (k, i) in prog.instrs.iter().enumerate() {
                 if let (dojo_runtime::program::Instr::Copy { src, dst, src_region, .. }, Some(Some(o))) = (i, prog.instr_op.get(k)) {
                     if prog.buffers[*src].core != prog.buffers[*dst].core && prog.op_names[*o as usize].contains(&pat) {
-                        *per_op.entry(*o).or_default() += src_region.sizes.iter().product::<usize>() as u64 * 4;
+                        *per_op.entry(*o).or_default() += src_region.sizes.iter().product::<usize>() as u64 * prog.buffers[*src].dtype.size_bytes();
                     }
                 }
             }
@@ -136,7 +136,7 @@ fn main() {
         println!("stores {:.3} GB", st as f64 / 1e9);
         for (k, (b, n)) in v.iter().take(40) {
             let t = &prog.inputs[*k];
-            let sz: usize = t.shape.iter().product::<usize>() * 4;
+            let sz = t.shape.iter().product::<usize>() as u64 * t.dtype.size_bytes();
             println!("input {k:4} {:?} {:.1} MB loaded {:.1} MB ({:.1}x) in {n} loads", t.shape, sz as f64 / 1e6, *b as f64 / 1e6, *b as f64 / sz as f64);
         }
         return;
