@@ -10,8 +10,8 @@
 //! `egraph` option). `--json` (with `--timing-only`, one run) prints one JSON object
 //! instead: the compile's wall time and step timings, and the Profile's simulated and
 //! roofline seconds, efficiency, binding term and terms, cores used, FLOPs, instructions,
-//! peak SRAM, host and copy bytes and the cores' mean busy seconds; or `{"error": ...}` if the graph does not compile (`benchmarks/mapping.py` reads
-//! it).
+//! peak SRAM, host and copy bytes and the cores' mean busy seconds; or `{"error": ...}`
+//! if the graph does not compile (`benchmarks/mapping.py` reads it).
 //!
 //! `--values` skips the reference `SimMesh::execute` beside each run, so a profiler sees the
 //! compiled graph's runs only (the first computes values and the Profile, later ones values).
@@ -21,8 +21,9 @@
 //! (its first 80 events, or `OP_EVENTS_N`); `BUSY_HIST=500` prints, per 500 us of
 //! simulated time, the used cores' mean compute busy fraction and the op kinds it went to.
 //! `CORE_EVENTS=row,col,t0,t1` lists one core's compute and port events between t0 and t1
-//! us. `LOAD_STATS=1` prints the bytes stored and, per input, the bytes loaded (several times
-//! its size: loaded whole by several parts) instead of timing.
+//! us. `LOAD_STATS=1` prints, instead of timing, the core-to-core copy bytes per op kind
+//! (`COPY_TOP=reshard`: also the ops copying most), the bytes stored and, per input, the
+//! bytes loaded (several times its size: loaded whole by several parts).
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
@@ -97,36 +98,32 @@ fn main() {
                 _ => {}
             }
         }
-        // Core-to-core copy bytes (payload x hops) per op kind.
-        let mut kinds: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        // Core-to-core copy bytes (payload, payload x hops) per op, then per op kind.
+        let mut per_op: std::collections::HashMap<Option<u32>, (u64, u64)> = Default::default();
         for (k, i) in prog.instrs.iter().enumerate() {
             if let dojo_runtime::program::Instr::Copy { src, dst, src_region, .. } = i {
                 let (a, b) = (&prog.buffers[*src].core, &prog.buffers[*dst].core);
-                if a == b {
-                    continue;
+                if a != b {
+                    let bytes = src_region.sizes.iter().product::<usize>() as u64 * prog.buffers[*src].dtype.size_bytes();
+                    let e = per_op.entry(prog.instr_op.get(k).copied().flatten()).or_default();
+                    e.0 += bytes;
+                    e.1 += bytes * u64::from(a.row.abs_diff(b.row) + a.col.abs_diff(b.col));
                 }
-                let bytes = src_region.sizes.iter().product::<usize>() as u64 * prog.buffers[*src].dtype.size_bytes();
-                let hops = u64::from(a.row.abs_diff(b.row) + a.col.abs_diff(b.col));
-                let kind = prog.instr_op.get(k).copied().flatten().map(|o| prog.op_names[o as usize].split(' ').next().unwrap_or("").to_string()).unwrap_or_default();
-                let e = kinds.entry(kind).or_default();
-                e.0 += bytes;
-                e.1 += bytes * hops;
             }
         }
+        let name = |o: Option<u32>| o.map_or("", |o| prog.op_names[o as usize].as_str());
         if let Ok(pat) = std::env::var("COPY_TOP") {
-            let mut per_op: std::collections::HashMap<u32, u64> = Default::default();
-            for (k, i) in prog.instrs.iter().enumerate() {
-                if let (dojo_runtime::program::Instr::Copy { src, dst, src_region, .. }, Some(Some(o))) = (i, prog.instr_op.get(k)) {
-                    if prog.buffers[*src].core != prog.buffers[*dst].core && prog.op_names[*o as usize].contains(&pat) {
-                        *per_op.entry(*o).or_default() += src_region.sizes.iter().product::<usize>() as u64 * prog.buffers[*src].dtype.size_bytes();
-                    }
-                }
+            let mut v: Vec<(&Option<u32>, &(u64, u64))> = per_op.iter().filter(|(o, _)| name(**o).contains(&pat)).collect();
+            v.sort_by_key(|x| (std::cmp::Reverse(x.1 .0), *x.0));
+            for (o, (b, _)) in v.iter().take(std::env::var("COPY_TOP_N").ok().and_then(|n| n.parse().ok()).unwrap_or(40)) {
+                println!("  {:<24} {:9.1} MB", name(**o), *b as f64 / 1e6);
             }
-            let mut v: Vec<(u32, u64)> = per_op.into_iter().collect();
-            v.sort_by_key(|x| std::cmp::Reverse(x.1));
-            for (o, b) in v.iter().take(std::env::var("COPY_TOP_N").ok().and_then(|n| n.parse().ok()).unwrap_or(40)) {
-                println!("  {:<24} {:9.1} MB", prog.op_names[*o as usize], *b as f64 / 1e6);
-            }
+        }
+        let mut kinds: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for (o, (b, bh)) in &per_op {
+            let e = kinds.entry(name(*o).split(' ').next().unwrap_or("")).or_default();
+            e.0 += b;
+            e.1 += bh;
         }
         for (k, (b, bh)) in &kinds {
             println!("copies {k:<16} {:9.2} GB  {:9.2} GB x hops", *b as f64 / 1e9, *bh as f64 / 1e9);
