@@ -679,7 +679,12 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                 if op.name == "aten.permute.default" {
                     let dims = op.attr("dims").and_then(Attr::as_ints).unwrap_or(&[]);
                     let x = out.ops.last().expect("pushed").operands[0];
-                    if dims.iter().all(|&k| k >= 0) && out.tensor(x).is_some_and(|t| t.rank() == dims.len()) {
+                    // Only a true permutation of the operand's dims (malformed ones are left to
+                    // the checks downstream).
+                    let mut sorted = dims.to_vec();
+                    sorted.sort_unstable();
+                    let is_perm = sorted.iter().enumerate().all(|(i, &k)| k == i as i64);
+                    if is_perm && out.tensor(x).is_some_and(|t| t.rank() == dims.len()) {
                         permutes.insert(first, (x, dims.iter().map(|&k| k as usize).collect(), op.attrs.clone()));
                     }
                 }
