@@ -70,12 +70,15 @@ pub fn block_table_max_bytes(target: &Target) -> u64 {
 /// Compute time on the default block from which a matmul's result spreads over the whole
 /// usable grid of a multi-chip target (see `Lowering::matmul`).
 pub const MULTI_CHIP_MIN_MATMUL_S: f64 = 100e-6;
-/// [`MULTI_CHIP_MIN_MATMUL_S`] in a part's block of chips (split-batch's `dojo.part_chips`: a
-/// few neighbouring chips, not the whole grid). Measured on GPT-2 (1000 words) at batch 8,
-/// 1 x 2 chips per part: seq 512 inference 4.387 ms at 100 us, 4.084 at 30, 4.241 at 20; seq
-/// 128 1.748, 1.381, 1.252. resnet50's convolutions stay below it (at 10 us, batch 2
-/// inference went from 1.351 to 1.546 ms).
-pub const PART_MIN_MATMUL_S: f64 = 30e-6;
+/// [`MULTI_CHIP_MIN_MATMUL_S`] in a part's area (split-batch's `dojo.part_chips`: a few
+/// neighbouring chips, or a rectangle of the grid, see `Lowering::areas`; not the whole grid).
+/// Measured on GPT-2 (1000 words) at batch 8, 1 x 2 chips per part (old simulator): seq 512
+/// inference 4.387 ms at 100 us, 4.084 at 30, 4.241 at 20; seq 128 1.748, 1.381, 1.252. With
+/// the parts on rectangles, GPT-2 124M at batch 8 on a tile: inference 3.378 ms at 30 us,
+/// 3.028 at 20 (the same at 15 and 10), training forward 3.922, 3.889; GPT-2 (1000 words,
+/// seq 128) inference 1.037, 0.852 (0.843 at 10). resnet50's convolutions stay below it down
+/// to 15 us; at 10 us they spread (batch 8 training forward 1.173 -> 1.187 ms).
+pub const PART_MIN_MATMUL_S: f64 = 20e-6;
 /// Shard size on the default block from which a tensor spreads over the whole usable grid
 /// (more chips on a multi-chip target; see `Lowering::caps`).
 pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
@@ -192,7 +195,8 @@ struct Lowering<'a> {
 }
 
 /// A part of the usable grid ops are placed in: the whole of it, or a part's chip (or block of
-/// chips, `dojo.part_chips`) of a multi-chip target (`dojo.on_chip`, see split-batch). Within
+/// chips, `dojo.part_chips`, or rectangle of the grid, `part_rects`) of a multi-chip target
+/// (`dojo.on_chip`, see split-batch). Within
 /// one chip, placement is that of a lone D1: the same blocks, no spreading across chips;
 /// within a block of chips, that of a multi-chip target whose grid is the block.
 struct Area {
@@ -255,7 +259,8 @@ impl<'a> Lowering<'a> {
     /// The area of every op (default plan; the naive plan places everything on the whole
     /// grid): `dojo.on_chip {chip}` opens chip `chip`'s (with the function's attribute
     /// `dojo.part_chips = [h, w]`, the `chip`-th block of `h x w` chips in row-major order,
-    /// as split-batch's `part_chips` lays them out); an op takes the area its operands
+    /// as split-batch's `part_chips` lays them out, or the `chip`-th of equal rectangles of
+    /// the usable grid when the parts' spreading matmuls compute sooner so: see below); an op takes the area its operands
     /// share (the whole grid when they come from different chips: the join of the parts);
     /// an op whose operands are all on the whole grid (arguments, constants, sums over the
     /// parts), all of whose first result's users (not counting a join of the parts that only
@@ -290,6 +295,7 @@ impl<'a> Lowering<'a> {
         };
         let per_row = cc / w;
         let blocks = (cr / h) * per_row;
+        // Areas are numbered as their chips first appear; their places come after the loop.
         let mut chip_area: HashMap<i64, usize> = HashMap::new();
         let mut val_area = vec![0usize; src.value_types.len()];
         for (i, op) in src.ops.iter().enumerate() {
@@ -302,18 +308,7 @@ impl<'a> Lowering<'a> {
                     )));
                 }
                 *chip_area.entry(chip).or_insert_with(|| {
-                    let (ci, cj) = (chip as u32 / per_row * h, chip as u32 % per_row * w);
-                    let (r0, c0) = (run(&grid.rows, target.core_grid.0, ci).0, run(&grid.cols, target.core_grid.1, cj).0);
-                    let rows = (ci..ci + h).map(|i| run(&grid.rows, target.core_grid.0, i).1).sum();
-                    let cols = (cj..cj + w).map(|j| run(&grid.cols, target.core_grid.1, j).1).sum();
-                    let max_block = (MAX_BLOCK_EDGE.min(rows), MAX_BLOCK_EDGE.min(cols));
-                    areas.push(Some(Area {
-                        offset: (r0, c0),
-                        usable: (rows, cols),
-                        max_block,
-                        load: vec![0; (max_block.0 * max_block.1) as usize],
-                        multi_chip: h * w > 1,
-                    }));
+                    areas.push(None);
                     areas.len() - 1
                 })
             } else {
@@ -349,6 +344,53 @@ impl<'a> Lowering<'a> {
                     op_area[i] = a;
                 }
             }
+        }
+        // Where each part's area is: its block of chips, or an equal rectangle of the whole
+        // usable grid (`part_rects`), chip edges or not, so that no chip idles. Rectangles
+        // when the part's matmuls that spread over its area (those computing for at least
+        // `PART_MIN_MATMUL_S` on the largest block) would compute sooner on the cores the
+        // rectangle gives them (`place_within`'s grid: result rows and columns over mesh rows
+        // and columns, `MIN_SHARD_EDGE` a side at least). In a block of chips, blocks of at
+        // most `MAX_BLOCK_EDGE` cores a side do not straddle a chip edge. Measured on a tile at
+        // batch 8 (8 parts of 1 x 2 chips: 16 of the 25 chips; rectangles: 2 x 4 of 42 x 23
+        // cores): GPT-2 124M inference 4.173 -> 3.378 ms, training forward 4.201 -> 3.922,
+        // backward 8.908 -> 7.630; but GPT-2 (1000 words, seq 128), whose 128-row matmuls get
+        // fewer cores in a 42 x 23 rectangle than in a 17 x 38 block, inference 1.037 -> 1.327
+        // ms (it keeps its blocks).
+        let parts = chip_area.keys().max().map_or(0, |&c| c as usize + 1);
+        let chip_block = |chip: u32| {
+            let (ci, cj) = (chip / per_row * h, chip % per_row * w);
+            let (r0, c0) = (run(&grid.rows, target.core_grid.0, ci).0, run(&grid.cols, target.core_grid.1, cj).0);
+            let rows = (ci..ci + h).map(|i| run(&grid.rows, target.core_grid.0, i).1).sum();
+            let cols = (cj..cj + w).map(|j| run(&grid.cols, target.core_grid.1, j).1).sum();
+            ((r0, c0), (rows, cols))
+        };
+        let rects = part_rects((grid.rows.len() as u32, grid.cols.len() as u32), parts).filter(|&(_, rect)| {
+            let block_cores = f64::from(MAX_BLOCK_EDGE * MAX_BLOCK_EDGE);
+            // Seconds the spreading matmuls compute on an area of `dims` cores.
+            let compute = |(rows, cols): (u32, u32)| -> f64 {
+                let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
+                src.ops
+                    .iter()
+                    .zip(&op_area)
+                    .filter(|&(o, &a)| a != 0 && o.name == "dojo.matmul" && matmul_seconds(target, src, o, block_cores) >= PART_MIN_MATMUL_S)
+                    .filter_map(|(o, _)| {
+                        let s = &src.tensor(o.result(0))?.shape;
+                        let cores = grid_for(s[s.len() - 2], rows) * grid_for(s[s.len() - 1], cols);
+                        Some(matmul_seconds(target, src, o, f64::from(cores)))
+                    })
+                    .sum()
+            };
+            h * w > 1 && compute(rect) < compute(chip_block(0).1)
+        });
+        for (&chip, &a) in &chip_area {
+            let chip = chip as u32;
+            let (offset, usable) = match rects {
+                Some((pc, (rh, cw))) => ((chip / pc * rh, chip % pc * cw), (rh, cw)),
+                None => chip_block(chip),
+            };
+            let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
+            areas[a] = Some(Area { offset, usable, max_block, load: vec![0; (max_block.0 * max_block.1) as usize], multi_chip: h * w > 1 });
         }
         Ok((op_area, areas))
     }
@@ -1055,7 +1097,7 @@ impl<'a> Lowering<'a> {
             // whole usable grid of a multi-chip target, whatever its result's size.
             Plan::Default => {
                 let (mr, mc) = self.max_block;
-                let seconds = (2 * batch * m * k * n) as f64 / (f64::from(mr * mc) * rate);
+                let seconds = matmul_seconds(self.target, self.src, op, f64::from(mr * mc));
                 let threshold = if self.area == 0 { MULTI_CHIP_MIN_MATMUL_S } else { PART_MIN_MATMUL_S };
                 let spread = self.multi_chip && seconds >= threshold;
                 let rows_cols = if spread {
@@ -1848,6 +1890,36 @@ fn naive_grid(g: usize, (r, c): (usize, usize)) -> Option<(u32, u32)> {
 }
 
 /// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.
+/// Seconds matmul `op` of `f` computes on `cores` cores at the multiply-add rate of its
+/// operands' formats (the compute term alone: what decides whether it spreads).
+fn matmul_seconds(target: &Target, f: &Func, op: &Op, cores: f64) -> f64 {
+    let (Some(ta), Some(tb), Some(rt)) = (f.tensor(op.operands[0]), f.tensor(op.operands[1]), f.tensor(op.result(0))) else {
+        return 0.0;
+    };
+    let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
+    let rate = core_flops_per_s(target, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
+    let k = ta.shape.last().copied().unwrap_or(1);
+    (2 * rt.numel() * k) as f64 / (cores * rate)
+}
+
+/// Equal rectangles for `parts` parts on a `rows x cols` usable grid: `pr x pc` of them, each
+/// `rows / pr x cols / pc` cores and at least [`MAX_BLOCK_EDGE`] a side, the fewest left over
+/// (`pr * pc - parts`), then the squarest; part `k` the `k`-th in row-major order. Returns
+/// `(pc, (rows / pr, cols / pc))`, or `None` when no such split exists (8 parts on a tile's
+/// 85 x 95: 2 x 4 of 42 x 23).
+fn part_rects((rows, cols): (u32, u32), parts: usize) -> Option<(u32, (u32, u32))> {
+    let parts = parts as u32;
+    (1..=parts)
+        .map(|pr| (pr, parts.div_ceil(pr)))
+        .map(|(pr, pc)| (pr, pc, rows / pr, cols / pc))
+        .filter(|&(_, _, rh, cw)| rh >= MAX_BLOCK_EDGE && cw >= MAX_BLOCK_EDGE)
+        .min_by(|a, b| {
+            let aspect = |&(_, _, rh, cw): &(u32, u32, u32, u32)| f64::from(rh.max(cw)) / f64::from(rh.min(cw));
+            (a.0 * a.1 - parts).cmp(&(b.0 * b.1 - parts)).then(aspect(a).total_cmp(&aspect(b)))
+        })
+        .map(|(_, pc, rh, cw)| (pc, (rh, cw)))
+}
+
 fn box_attrs(r: &Region) -> Vec<(String, Attr)> {
     let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
     vec![attr("offsets", ints(&r.offsets)), attr("sizes", ints(&r.sizes))]

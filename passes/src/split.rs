@@ -31,7 +31,8 @@
 //! shape; sums over the batch add the parts' shares). The number of parts is the fewest that
 //! give each chip the smallest share: `ceil(N / ceil(N / chips))` (batch 32 on a tile's 25
 //! chips: 16 parts of 2). Parts get a block of chips each when the grid has them to spare
-//! (`part_chips`, the function's attribute `dojo.part_chips`).
+//! (`part_chips`, the function's attribute `dojo.part_chips`); `lower-to-d1` may give them
+//! equal rectangles of the whole grid instead (see `Lowering::areas`).
 
 use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
