@@ -599,11 +599,12 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
     // The parts' values of a batched value joined for once ops (made once, shared by them).
     let mut joined: std::collections::HashMap<Value, Value> = Default::default();
     // The permutes of whole values copied for the parts: result -> (operand, dims, attrs).
-    let mut permutes: std::collections::HashMap<Value, (Value, Vec<usize>, Vec<(String, Attr)>)> = Default::default();
+    type Permutes = std::collections::HashMap<Value, (Value, Vec<usize>, Vec<(String, Attr)>)>;
+    let mut permutes: Permutes = Default::default();
     // Part `s`'s samples of `v` (whole) along `d`, on its chip. A permute's slice is the
     // permute of its operand's slice, down to where the chain starts (an argument: then only
     // the part's box is loaded, not the whole saved activation on every chip).
-    let mut slice_of = |out: &mut Func, permutes: &std::collections::HashMap<Value, (Value, Vec<usize>, Vec<(String, Attr)>)>, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
+    let mut slice_of = |out: &mut Func, permutes: &Permutes, v: Value, t: &TensorType, d: usize, s: usize| -> Value {
         let (mut base, mut bd, mut bt) = (v, d, t.clone());
         let mut chain = Vec::new();
         while let Some((x, dims, attrs)) = permutes.get(&base) {
