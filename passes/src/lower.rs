@@ -196,9 +196,9 @@ struct Lowering<'a> {
 
 /// A part of the usable grid ops are placed in: the whole of it, or a part's chip (or block of
 /// chips, `dojo.part_chips`, or rectangle of the grid, `part_rects`) of a multi-chip target
-/// (`dojo.on_chip`, see split-batch). Within
-/// one chip, placement is that of a lone D1: the same blocks, no spreading across chips;
-/// within a block of chips, that of a multi-chip target whose grid is the block.
+/// (`dojo.on_chip`, see split-batch). Within one chip, placement is that of a lone D1: the
+/// same blocks, no spreading across chips; within a block of chips or a rectangle, that of a
+/// multi-chip target whose grid is the block or rectangle.
 struct Area {
     offset: (u32, u32),
     usable: (u32, u32),
@@ -260,8 +260,9 @@ impl<'a> Lowering<'a> {
     /// grid): `dojo.on_chip {chip}` opens chip `chip`'s (with the function's attribute
     /// `dojo.part_chips = [h, w]`, the `chip`-th block of `h x w` chips in row-major order,
     /// as split-batch's `part_chips` lays them out, or the `chip`-th of equal rectangles of
-    /// the usable grid when the parts' spreading matmuls compute sooner so: see below); an op takes the area its operands
-    /// share (the whole grid when they come from different chips: the join of the parts);
+    /// the usable grid when the parts' spreading matmuls compute sooner so: see below); an op
+    /// takes the area its operands share (the whole grid when they come from different
+    /// chips: the join of the parts);
     /// an op whose operands are all on the whole grid (arguments, constants, sums over the
     /// parts), all of whose first result's users (not counting a join of the parts that only
     /// goes to the host) are in one chip's area, is in that area too
@@ -353,10 +354,10 @@ impl<'a> Lowering<'a> {
         // and columns, `MIN_SHARD_EDGE` a side at least). In a block of chips, blocks of at
         // most `MAX_BLOCK_EDGE` cores a side do not straddle a chip edge. Measured on a tile at
         // batch 8 (8 parts of 1 x 2 chips: 16 of the 25 chips; rectangles: 2 x 4 of 42 x 23
-        // cores): GPT-2 124M inference 4.173 -> 3.378 ms, training forward 4.201 -> 3.922,
-        // backward 8.908 -> 7.630; but GPT-2 (1000 words, seq 128), whose 128-row matmuls get
-        // fewer cores in a 42 x 23 rectangle than in a 17 x 38 block, inference 1.037 -> 1.327
-        // ms (it keeps its blocks).
+        // cores), `PART_MIN_MATMUL_S` 30 us: GPT-2 124M inference 4.173 -> 3.378 ms, training
+        // forward 4.201 -> 3.922, backward 8.908 -> 7.630; but GPT-2 (1000 words, seq 128),
+        // whose 128-row matmuls get fewer cores in a 42 x 23 rectangle than in a 17 x 38
+        // block, inference 1.037 -> 1.327 ms (it keeps its blocks).
         let parts = chip_area.keys().max().map_or(0, |&c| c as usize + 1);
         let chip_block = |chip: u32| {
             let (ci, cj) = (chip / per_row * h, chip % per_row * w);
@@ -367,7 +368,7 @@ impl<'a> Lowering<'a> {
         };
         let rects = part_rects((grid.rows.len() as u32, grid.cols.len() as u32), parts).filter(|&(_, rect)| {
             let block_cores = f64::from(MAX_BLOCK_EDGE * MAX_BLOCK_EDGE);
-            // Seconds the spreading matmuls compute on an area of `dims` cores.
+            // Seconds the spreading matmuls compute in an area of `rows x cols` cores.
             let compute = |(rows, cols): (u32, u32)| -> f64 {
                 let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
                 src.ops
@@ -1889,7 +1890,6 @@ fn naive_grid(g: usize, (r, c): (usize, usize)) -> Option<(u32, u32)> {
     }
 }
 
-/// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.
 /// Seconds matmul `op` of `f` computes on `cores` cores at the multiply-add rate of its
 /// operands' formats (the compute term alone: what decides whether it spreads).
 fn matmul_seconds(target: &Target, f: &Func, op: &Op, cores: f64) -> f64 {
@@ -1920,6 +1920,7 @@ fn part_rects((rows, cols): (u32, u32), parts: usize) -> Option<(u32, (u32, u32)
         .map(|(_, pc, rh, cw)| (pc, (rh, cw)))
 }
 
+/// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.
 fn box_attrs(r: &Region) -> Vec<(String, Attr)> {
     let ints = |v: &[usize]| Attr::Ints(v.iter().map(|&x| x as i64).collect());
     vec![attr("offsets", ints(&r.offsets)), attr("sizes", ints(&r.sizes))]
