@@ -376,8 +376,8 @@ impl<'a> Lowering<'a> {
                     .zip(&op_area)
                     .filter(|&(o, &a)| a != 0 && o.name == "dojo.matmul" && matmul_seconds(target, src, o, block_cores) >= PART_MIN_MATMUL_S)
                     .filter_map(|(o, _)| {
-                        let s = &src.tensor(o.result(0))?.shape;
-                        let cores = grid_for(s[s.len() - 2], rows) * grid_for(s[s.len() - 1], cols);
+                        let [.., m, n] = src.tensor(o.result(0))?.shape[..] else { return None };
+                        let cores = grid_for(m, rows) * grid_for(n, cols);
                         Some(matmul_seconds(target, src, o, f64::from(cores)))
                     })
                     .sum()
