@@ -367,19 +367,23 @@ impl<'a> Lowering<'a> {
             ((r0, c0), (rows, cols))
         };
         let rects = part_rects((grid.rows.len() as u32, grid.cols.len() as u32), parts).filter(|&(_, rect)| {
+            // The parts' spreading matmuls: each with its result's rows and columns.
             let block_cores = f64::from(MAX_BLOCK_EDGE * MAX_BLOCK_EDGE);
-            // Seconds the spreading matmuls compute in an area of `rows x cols` cores.
+            let spreading: Vec<(&Op, usize, usize)> = src
+                .ops
+                .iter()
+                .zip(&op_area)
+                .filter(|&(o, &a)| a != 0 && o.name == "dojo.matmul" && matmul_seconds(target, src, o, block_cores) >= PART_MIN_MATMUL_S)
+                .filter_map(|(o, _)| match src.tensor(o.result(0))?.shape[..] {
+                    [.., m, n] => Some((o, m, n)),
+                    _ => None,
+                })
+                .collect();
+            // Seconds they compute in an area of `rows x cols` cores.
             let compute = |(rows, cols): (u32, u32)| -> f64 {
-                let grid_for = |n: usize, max: u32| ((n / MIN_SHARD_EDGE).max(1) as u32).min(max);
-                src.ops
+                spreading
                     .iter()
-                    .zip(&op_area)
-                    .filter(|&(o, &a)| a != 0 && o.name == "dojo.matmul" && matmul_seconds(target, src, o, block_cores) >= PART_MIN_MATMUL_S)
-                    .filter_map(|(o, _)| {
-                        let [.., m, n] = src.tensor(o.result(0))?.shape[..] else { return None };
-                        let cores = grid_for(m, rows) * grid_for(n, cols);
-                        Some(matmul_seconds(target, src, o, f64::from(cores)))
-                    })
+                    .map(|&(o, m, n)| matmul_seconds(target, src, o, f64::from(grid_for(m, MIN_SHARD_EDGE, rows) * grid_for(n, MIN_SHARD_EDGE, cols))))
                     .sum()
             };
             h * w > 1 && compute(rect) < compute(chip_block(0).1)
@@ -666,17 +670,16 @@ impl<'a> Lowering<'a> {
     /// [`Self::place_on`] within a block of at most `cap` cores a side, shards of at least
     /// `edge` elements.
     fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32), edge: usize) -> LResult<Layout> {
-        let grid_for = |n: usize, max: u32| ((n / edge).max(1) as u32).min(max);
         let mut split = vec![NONE; shape.len()];
         let mut gr = 1;
         let mut gc = 1;
         if let Some(c) = cols {
             split[c] = COLS;
-            gc = grid_for(shape[c], cap.1);
+            gc = grid_for(shape[c], edge, cap.1);
         }
         if let Some(r) = rows {
             split[r] = ROWS;
-            gr = grid_for(shape[r], cap.0);
+            gr = grid_for(shape[r], edge, cap.0);
         }
         let origin = loop {
             let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(shape);
@@ -1888,6 +1891,12 @@ fn naive_grid(g: usize, (r, c): (usize, usize)) -> Option<(u32, u32)> {
     } else {
         None
     }
+}
+
+/// Mesh lines (rows or columns, at most `max`) a dim of `n` elements splits over in shards of
+/// at least `edge` elements (one line at least): `place_within`'s grid.
+fn grid_for(n: usize, edge: usize, max: u32) -> u32 {
+    ((n / edge).max(1) as u32).min(max)
 }
 
 /// Seconds matmul `op` of `f` computes on `cores` cores at the multiply-add rate of its
