@@ -34,6 +34,7 @@
 //! (`part_chips`, the function's attribute `dojo.part_chips`); `lower-to-d1` may give them
 //! equal rectangles of the whole grid instead (see `Lowering::areas`).
 
+use dojo_compiler::dialect::check_perm;
 use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
 use dojo_runtime::Target;
 
@@ -683,11 +684,8 @@ fn split(f: &Func, b: &Batch, parts: usize) -> Func {
                     let x = out.ops.last().expect("pushed").operands[0];
                     // Only a true permutation of the operand's dims (malformed ones are left to
                     // the checks downstream).
-                    let mut sorted = dims.to_vec();
-                    sorted.sort_unstable();
-                    let is_perm = sorted.iter().enumerate().all(|(i, &k)| k == i as i64);
-                    if is_perm && out.tensor(x).is_some_and(|t| t.rank() == dims.len()) {
-                        permutes.insert(first, (x, dims.iter().map(|&k| k as usize).collect(), op.attrs.clone()));
+                    if let Some(dims) = out.tensor(x).and_then(|t| check_perm(dims, t.rank()).ok()) {
+                        permutes.insert(first, (x, dims, op.attrs.clone()));
                     }
                 }
                 let values = if k == 0 { &mut shared } else { &mut part[k - 1] };
