@@ -269,7 +269,19 @@ fn main() {
                 }
                 if let Ok(pat) = std::env::var("OPS_MATCH") {
                     for o in p.ops.iter().filter(|o| o.name.contains(&pat)) {
-                        println!("    {:<24} {:9.3} .. {:9.3} us  {:8.3} us  {} instrs", o.name, o.start_s * 1e6, o.end_s * 1e6, o.simulated_seconds * 1e6, o.instructions);
+                        println!(
+                            "    {:<24} {:9.3} .. {:9.3} us  {:8.3} us  {} instrs  {:.3e} flops  {} cores  roofline {:.3} us {:?}  eff {:.2}",
+                            o.name,
+                            o.start_s * 1e6,
+                            o.end_s * 1e6,
+                            o.simulated_seconds * 1e6,
+                            o.instructions,
+                            o.flops as f64,
+                            o.cores,
+                            o.roofline.seconds * 1e6,
+                            o.roofline.binding,
+                            o.efficiency.unwrap_or(0.0)
+                        );
                     }
                     if let Ok(name) = std::env::var("OP_EVENTS") {
                         let k = p.ops.iter().position(|o| o.name == name);

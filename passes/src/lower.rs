@@ -50,7 +50,8 @@ use dojo_runtime::roofline::{core_flops_per_s, link_bytes_per_s};
 use dojo_runtime::{DType, KernelOp, Target};
 use std::collections::HashMap;
 
-/// The smallest shard edge the default placement makes: the matrix units work on 8x8 tiles.
+/// The smallest shard edge the default placement makes: the matrix units work on 8x8 tiles
+/// (a matmul computing on the FP32 SIMD unit may split its rows thinner, `matmul_row_edge`).
 pub const MIN_SHARD_EDGE: usize = 8;
 /// Shards at least this large go to the least loaded block of their size (see
 /// `Lowering::block_origin`); smaller ones stay at the corner of the default block.
@@ -79,6 +80,10 @@ pub const MULTI_CHIP_MIN_MATMUL_S: f64 = 100e-6;
 /// seq 128) inference 1.037, 0.852 (0.843 at 10). resnet50's convolutions stay below it down
 /// to 15 us; at 10 us they spread (batch 8 training forward 1.173 -> 1.187 ms).
 pub const PART_MIN_MATMUL_S: f64 = 20e-6;
+/// Compute time on the default block from which a matmul on the FP32 SIMD unit splits its
+/// result's rows below [`MIN_SHARD_EDGE`] (`matmul_row_edge`); a shorter one's time goes to
+/// latency, and thinner rows would only multicast its operands to more cores.
+pub const THIN_ROWS_MIN_MATMUL_S: f64 = 5e-6;
 /// Shard size on the default block from which a tensor spreads over the whole usable grid
 /// (more chips on a multi-chip target; see `Lowering::caps`).
 pub const MULTI_CHIP_MIN_SHARD_BYTES: u64 = 64 * 1024;
@@ -479,7 +484,7 @@ impl<'a> Lowering<'a> {
         let mut dims: Vec<usize> = (0..t.rank()).filter(|&d| !cut[d] && t.shape[d] > 1).collect();
         dims.sort_by_key(|&d| std::cmp::Reverse(t.shape[d]));
         let Some(&r) = dims.first() else { return Ok(m) };
-        let wide = self.place_within(&t.shape, Some(r), dims.get(1).copied(), self.usable, 1)?;
+        let wide = self.place_within(&t.shape, Some(r), dims.get(1).copied(), self.usable, (1, 1))?;
         let bytes = (wide.max_shard_numel(&t.shape) * t.elem.bytes() * ratio) as u64;
         if bytes > FOLLOW_MAX_BYTES || wide.num_cores() <= l.num_cores() {
             return Ok(m);
@@ -651,35 +656,34 @@ impl<'a> Lowering<'a> {
             best
         };
         let (r, c) = dims(MIN_SHARD_EDGE);
-        let l = self.place_within(shape, r, c, cap, MIN_SHARD_EDGE)?;
+        let l = self.place_within(shape, r, c, cap, (MIN_SHARD_EDGE, MIN_SHARD_EDGE))?;
         if 4 * l.max_shard_numel(shape) as u64 <= FOLLOW_MAX_BYTES {
             return Ok(l);
         }
         let (r, c) = dims(1);
-        let thin = self.place_within(shape, r, c, cap, 1)?;
+        let thin = self.place_within(shape, r, c, cap, (1, 1))?;
         Ok(if thin.max_shard_numel(shape) < l.max_shard_numel(shape) { thin } else { l })
     }
 
     /// The layout splitting dim `rows` over mesh rows and `cols` over mesh columns (as many
-    /// chunks as give shards of at least [`MIN_SHARD_EDGE`], at most the largest block), at the
-    /// first block free of disabled sites.
-    fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>) -> LResult<Layout> {
-        self.place_within(shape, rows, cols, self.caps(4 * shape.iter().product::<usize>() as u64), MIN_SHARD_EDGE)
+    /// chunks as give shards of at least `edge` (rows, columns) elements, at most the largest
+    /// block), at the first block free of disabled sites.
+    fn place_on(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, edge: (usize, usize)) -> LResult<Layout> {
+        self.place_within(shape, rows, cols, self.caps(4 * shape.iter().product::<usize>() as u64), edge)
     }
 
-    /// [`Self::place_on`] within a block of at most `cap` cores a side, shards of at least
-    /// `edge` elements.
-    fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32), edge: usize) -> LResult<Layout> {
+    /// [`Self::place_on`] within a block of at most `cap` cores a side.
+    fn place_within(&self, shape: &[usize], rows: Option<usize>, cols: Option<usize>, cap: (u32, u32), edge: (usize, usize)) -> LResult<Layout> {
         let mut split = vec![NONE; shape.len()];
         let mut gr = 1;
         let mut gc = 1;
         if let Some(c) = cols {
             split[c] = COLS;
-            gc = grid_for(shape[c], edge, cap.1);
+            gc = grid_for(shape[c], edge.1, cap.1);
         }
         if let Some(r) = rows {
             split[r] = ROWS;
-            gr = grid_for(shape[r], edge, cap.0);
+            gr = grid_for(shape[r], edge.0, cap.0);
         }
         let origin = loop {
             let shard = Layout { origin: (0, 0), grid: (gr, gc), split: split.clone() }.max_shard_numel(shape);
@@ -986,9 +990,9 @@ impl<'a> Lowering<'a> {
             let (r, c) = (l.split.iter().position(|&s| s == ROWS), l.split.iter().position(|&s| s == COLS));
             let cap = self.caps((rt.numel() * rt.elem.bytes()) as u64);
             if cap != self.max_block && !l.split.contains(&ALL) && (r.is_some() || c.is_some()) {
-                let mut wide = self.place_within(shape, r, c, cap, MIN_SHARD_EDGE)?;
+                let mut wide = self.place_within(shape, r, c, cap, (MIN_SHARD_EDGE, MIN_SHARD_EDGE))?;
                 if bytes(&wide) > FOLLOW_MAX_BYTES {
-                    wide = self.place_within(shape, r, c, cap, 1)?;
+                    wide = self.place_within(shape, r, c, cap, (1, 1))?;
                 }
                 if bytes(&wide) <= bytes(&placed).max(FOLLOW_MAX_BYTES) && bytes(&wide) < bytes(&l) {
                     return Ok(wide);
@@ -1094,8 +1098,7 @@ impl<'a> Lowering<'a> {
         let batch = if r == 3 { ta.shape[0] } else { 1 };
         let (m, k, n) = (ta.shape[r - 2], ta.shape[r - 1], tb.shape[r - 1]);
         // A core's multiply-add rate for these operands (matrix unit or FP32).
-        let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
-        let rate = core_flops_per_s(self.target, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
+        let rate = matmul_rate(self.target, ta.elem, tb.elem);
         let out = match self.plan {
             // A matmul that would compute for long on the default block spreads over the
             // whole usable grid of a multi-chip target, whatever its result's size.
@@ -1105,9 +1108,9 @@ impl<'a> Lowering<'a> {
                 let threshold = if self.area == 0 { MULTI_CHIP_MIN_MATMUL_S } else { PART_MIN_MATMUL_S };
                 let spread = self.multi_chip && seconds >= threshold;
                 let rows_cols = if spread {
-                    self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, MIN_SHARD_EDGE)?
+                    self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, (MIN_SHARD_EDGE, MIN_SHARD_EDGE))?
                 } else {
-                    self.place_on(&rt.shape, Some(r - 2), Some(r - 1))?
+                    self.place_on(&rt.shape, Some(r - 2), Some(r - 1), (matmul_row_edge(self.target, &ta, &tb, seconds), MIN_SHARD_EDGE))?
                 };
                 let cap = if spread { self.usable } else { self.caps((rt.numel() * rt.elem.bytes()) as u64) };
                 match self.batch_split(&rt, cap) {
@@ -1403,7 +1406,7 @@ impl<'a> Lowering<'a> {
         lead.sort_by_key(|&d| std::cmp::Reverse(ta.shape[d]));
         if self.plan == Plan::Default && !lead.is_empty() {
             let cap = self.caps((ta.numel() * ta.elem.bytes()) as u64);
-            let wide = self.place_within(&ta.shape, lead.first().copied(), lead.get(1).copied(), cap, 1)?;
+            let wide = self.place_within(&ta.shape, lead.first().copied(), lead.get(1).copied(), cap, (1, 1))?;
             if wide.num_cores() >= 2 * la.num_cores() {
                 la = wide;
             }
@@ -1899,16 +1902,36 @@ fn grid_for(n: usize, edge: usize, max: u32) -> u32 {
     ((n / edge).max(1) as u32).min(max)
 }
 
+/// The row edge (`place_within`) of the result of a matmul of `a` and `b` on one block,
+/// computing for `seconds` on the largest block: [`MIN_SHARD_EDGE`] on the matrix units (8 x 8
+/// tiles); 1 on the FP32 SIMD unit, whose 16 lanes run along a row (the result's columns) so a
+/// shard of any number of rows fills them, for an unbatched matmul computing for at least
+/// [`THIN_ROWS_MIN_MATMUL_S`] (resnet50's last stage at batch 2: 98 rows on 16 mesh rows, not
+/// 12). A batched one keeps the edge, so its batch can go over the rows (`batch_split`).
+fn matmul_row_edge(target: &Target, a: &TensorType, b: &TensorType, seconds: f64) -> usize {
+    let unbatched = a.rank() == 2 || a.shape[0] == 1;
+    if unbatched && seconds >= THIN_ROWS_MIN_MATMUL_S && matmul_rate(target, a.elem, b.elem) < target.matrix_flops_per_cycle * target.clock_hz {
+        1
+    } else {
+        MIN_SHARD_EDGE
+    }
+}
+
 /// Seconds matmul `op` of `f` computes on `cores` cores at the multiply-add rate of its
 /// operands' formats (the compute term alone: what decides whether it spreads).
 fn matmul_seconds(target: &Target, f: &Func, op: &Op, cores: f64) -> f64 {
     let (Some(ta), Some(tb), Some(rt)) = (f.tensor(op.operands[0]), f.tensor(op.operands[1]), f.tensor(op.result(0))) else {
         return 0.0;
     };
-    let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
-    let rate = core_flops_per_s(target, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(ta.elem), dt(tb.elem)]);
     let k = ta.shape.last().copied().unwrap_or(1);
-    (2 * rt.numel() * k) as f64 / (cores * rate)
+    (2 * rt.numel() * k) as f64 / (cores * matmul_rate(target, ta.elem, tb.elem))
+}
+
+/// A core's multiply-add rate (FLOP/s) for matmul operands of these formats: the matrix units
+/// for two storage formats, else FP32 on the SIMD unit.
+fn matmul_rate(target: &Target, a: ElemType, b: ElemType) -> f64 {
+    let dt = |e: ElemType| crate::emit::dtype(e).unwrap_or(DType::F32);
+    core_flops_per_s(target, &KernelOp::MatMul { accumulate: true, epilogue: vec![] }, &[dt(a), dt(b)])
 }
 
 /// Equal rectangles for `parts` parts on a `rows x cols` usable grid: `pr x pc` of them, each
