@@ -781,12 +781,15 @@ impl Program {
                     let live = live_bytes.entry(decl.core.clone()).or_insert(0);
                     *live = live.saturating_add(buf_bytes[*buf]);
                     if *live > usable {
+                        // The compiler op the instruction belongs to, when the Program says.
+                        let op = self.op_of(pc);
                         return Err(RuntimeError::new(format!(
-                            "core {} needs {} B of SRAM at instruction {pc} but has {} B usable \
+                            "core {} needs {} B of SRAM at instruction {pc}{} but has {} B usable \
                              ({}); the Alloc of buffer {buf} ({} {:?}, {} B) overflows it. Free \
                              dead buffers earlier or split the data over more cores",
                             decl.core,
                             thousands(*live),
+                            op.map(|n| format!(" ({n})")).unwrap_or_default(),
                             thousands(usable),
                             self.target.describe_sram(),
                             show(&decl.shape),
