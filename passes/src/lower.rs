@@ -1110,7 +1110,7 @@ impl<'a> Lowering<'a> {
                 let rows_cols = if spread {
                     self.place_within(&rt.shape, Some(r - 2), Some(r - 1), self.usable, (MIN_SHARD_EDGE, MIN_SHARD_EDGE))?
                 } else {
-                    self.place_on(&rt.shape, Some(r - 2), Some(r - 1), (matmul_row_edge(self.target, &ta, &tb, seconds), MIN_SHARD_EDGE))?
+                    self.place_on(&rt.shape, Some(r - 2), Some(r - 1), (matmul_row_edge(self.target, &ta, rate, seconds), MIN_SHARD_EDGE))?
                 };
                 let cap = if spread { self.usable } else { self.caps((rt.numel() * rt.elem.bytes()) as u64) };
                 match self.batch_split(&rt, cap) {
@@ -1902,15 +1902,16 @@ fn grid_for(n: usize, edge: usize, max: u32) -> u32 {
     ((n / edge).max(1) as u32).min(max)
 }
 
-/// The row edge (`place_within`) of the result of a matmul of `a` and `b` on one block,
-/// computing for `seconds` on the largest block: [`MIN_SHARD_EDGE`] on the matrix units (8 x 8
-/// tiles); 1 on the FP32 SIMD unit, whose 16 lanes run along a row (the result's columns) so a
-/// shard of any number of rows fills them, for an unbatched matmul computing for at least
-/// [`THIN_ROWS_MIN_MATMUL_S`] (resnet50's last stage at batch 2: 98 rows on 16 mesh rows, not
-/// 12). A batched one keeps the edge, so its batch can go over the rows (`batch_split`).
-fn matmul_row_edge(target: &Target, a: &TensorType, b: &TensorType, seconds: f64) -> usize {
+/// The row edge (`place_within`) of the result of a matmul of `a` on one block, computing at
+/// `rate` FLOP/s a core (`matmul_rate`) for `seconds` on the largest block: [`MIN_SHARD_EDGE`]
+/// on the matrix units (8 x 8 tiles); 1 on the FP32 SIMD unit, whose 16 lanes run along a row
+/// (the result's columns) so a shard of any number of rows fills them, for an unbatched matmul
+/// computing for at least [`THIN_ROWS_MIN_MATMUL_S`] (resnet50's last stage at batch 2: 98 rows
+/// on 16 mesh rows, not 12). A batched one keeps the edge, so its batch can go over the rows
+/// (`batch_split`).
+fn matmul_row_edge(target: &Target, a: &TensorType, rate: f64, seconds: f64) -> usize {
     let unbatched = a.rank() == 2 || a.shape[0] == 1;
-    if unbatched && seconds >= THIN_ROWS_MIN_MATMUL_S && matmul_rate(target, a.elem, b.elem) < target.matrix_flops_per_cycle * target.clock_hz {
+    if unbatched && seconds >= THIN_ROWS_MIN_MATMUL_S && rate < target.matrix_flops_per_cycle * target.clock_hz {
         1
     } else {
         MIN_SHARD_EDGE
