@@ -125,6 +125,7 @@ def capture(model: str, mode: str, out: Path) -> None:
         bw_compiler=compiler("backward"),
         inference_compiler=compiler("inference"),
         decompositions=backend.decompositions(),
+        partition_fn=backend.partition_fn,
     )
     m, inputs = build(model)
     warnings.simplefilter("ignore")

@@ -144,6 +144,7 @@ def dojo(gm: torch.fx.GraphModule, example_inputs: list, options: dict | None = 
         bw_compiler=compiler("backward"),
         inference_compiler=compiler("inference"),
         decompositions=decompositions(),
+        partition_fn=partition_fn,
     )(gm, example_inputs)
     phase_seconds.append(("backend", f"dynamo graph {next(_backend_calls)}", time.perf_counter() - started))
     return compiled
@@ -207,6 +208,17 @@ def _core_aten_table() -> dict:
     except ImportError:  # a torch without it: the whole public table
         return dict(core_aten_decompositions())
     return _core_aten_decompositions_post_autograd()
+
+
+def partition_fn(joint, joint_inputs, **kwargs):
+    """How a training graph splits into forward and backward: AOTAutograd's min-cut
+    partitioner (Inductor's choice), which saves fewer activations for the backward and
+    recomputes cheap elementwise ops there instead (never random ones). On a mesh the forward
+    stores the saved activations to DIP HBM and the backward loads them: GPT-2 124M at batch
+    8, seq 512 saved 8.0 GB with the default partitioner."""
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    return min_cut_rematerialization_partition(joint, joint_inputs, **kwargs)
 
 
 def decompositions() -> dict:

@@ -84,7 +84,7 @@ def capture(gm: torch.fx.GraphModule, name: str, skipped: list[str] | None = Non
     outputs: list[str | None] = []
     not_ops: list[tuple[str, str, str]] = []
 
-    for node in gm.graph.nodes:
+    for node in _schedule(gm.graph):
         if node.op == "placeholder":
             val = node.meta.get("val")
             if not isinstance(val, torch.Tensor):
@@ -124,6 +124,34 @@ def capture(gm: torch.fx.GraphModule, name: str, skipped: list[str] | None = Non
             f"torch-dojo cannot run {len(not_ops)} non-aten call(s) of this graph:\n{lines}", not_ops
         )
     return {"name": name, "inputs": inputs, "nodes": nodes, "outputs": outputs}
+
+
+def _schedule(graph: torch.fx.Graph) -> list[torch.fx.Node]:
+    """The graph's nodes in order, except that a node computed from one other node and only
+    returned (a saved activation's transpose or view, which AOTAutograd's min-cut partitioner
+    puts at the end of the forward) comes right after that node: its operand is then not kept
+    in SRAM to the end, and the compiler stores it as soon as it is made. Random ops keep their
+    place (their draws follow graph order)."""
+
+    def late(n: torch.fx.Node) -> bool:
+        random = isinstance(n.target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in n.target.tags
+        return n.op == "call_function" and not random and len(n.all_input_nodes) == 1 and bool(n.users) and all(u.op == "output" for u in n.users)
+
+    after: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    for n in graph.nodes:
+        if late(n):
+            after.setdefault(n.all_input_nodes[0], []).append(n)
+    order: list[torch.fx.Node] = []
+
+    def put(n: torch.fx.Node) -> None:
+        order.append(n)
+        for m in after.get(n, []):
+            put(m)
+
+    for n in graph.nodes:
+        if not late(n):
+            put(n)
+    return order
 
 
 def _op_node(node: torch.fx.Node, values: dict) -> tuple[dict[str, Any], str | list[str | None]]:

@@ -163,3 +163,26 @@ def test_interpreting_the_json_reproduces_eager_training(make_model, fake_driver
     assert {n.split(".")[0] for n in names} == {"forward", "backward"}
     for g in fake_driver:
         assert {n["target"].split(".")[0] for n in g.graph["nodes"]} == {"aten"}
+
+
+def test_a_value_only_returned_follows_its_operand():
+    """A transpose that only goes to the output (a saved activation, as the min-cut
+    partitioner leaves them at the end of the forward) is described right after its operand,
+    so the compiler can store it before the rest runs; a random op keeps its place; the graph
+    still computes the same."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(x):
+        y = x.sin()
+        z = y.cos().exp()
+        return z, y.t(), torch.rand_like(y)
+
+    gm = make_fx(f)(torch.randn(3, 4))
+    assert [n.name for n in gm.graph.nodes][1:5] == ["sin", "cos", "exp", "t"]
+    g = json.loads(capture.capture_json(gm, "f"))
+    assert [n["target"] for n in g["nodes"]] == ["aten.sin.default", "aten.t.default", "aten.cos.default", "aten.exp.default", "aten.rand_like.default"]
+    x = torch.randn(3, 4)
+    got = interpret(g, [x])
+    want = f(x)
+    for a, b in zip(got[:2], want[:2]):
+        torch.testing.assert_close(a, b)
