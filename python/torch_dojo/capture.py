@@ -26,6 +26,8 @@ Format (one object per graph)::
   ``outputs`` (null for a result that is None); its results are named ``<node>#<i>`` and
   ``operator.getitem`` nodes disappear into those names. A bare node name means result 0.
 * A graph output that is None (the gradient of a non-differentiable input) is null.
+* ``nodes`` follow the graph's order, except that a node only returned and computed from one
+  other node comes right after that node (``_schedule``).
 """
 
 from __future__ import annotations
@@ -137,20 +139,17 @@ def _schedule(graph: torch.fx.Graph) -> list[torch.fx.Node]:
         random = isinstance(n.target, torch._ops.OpOverload) and torch.Tag.nondeterministic_seeded in n.target.tags
         return n.op == "call_function" and not random and len(n.all_input_nodes) == 1 and bool(n.users) and all(u.op == "output" for u in n.users)
 
+    moved = {n for n in graph.nodes if late(n)}
     after: dict[torch.fx.Node, list[torch.fx.Node]] = {}
     for n in graph.nodes:
-        if late(n):
+        if n in moved:
             after.setdefault(n.all_input_nodes[0], []).append(n)
     order: list[torch.fx.Node] = []
-
-    def put(n: torch.fx.Node) -> None:
-        order.append(n)
-        for m in after.get(n, []):
-            put(m)
-
+    # A moved node feeds only the output, so no moved node follows another.
     for n in graph.nodes:
-        if not late(n):
-            put(n)
+        if n not in moved:
+            order.append(n)
+            order.extend(after.get(n, []))
     return order
 
 
