@@ -19,11 +19,14 @@
 //! With `--timing-only --ops`: simulated seconds summed per d1 op kind; `OPS_MATCH=reshard`
 //! also lists each matching op's span, and `OP_EVENTS="d1.reshard %22"` that op's timeline
 //! (its first 80 events, or `OP_EVENTS_N`); `BUSY_HIST=500` prints, per 500 us of
-//! simulated time, the used cores' mean compute busy fraction and the op kinds it went to.
+//! simulated time, the used cores' mean compute busy fraction and the op kinds it went to,
+//! the mean injection port busy fraction and the DIP channels' mean busy fraction.
 //! `CORE_EVENTS=row,col,t0,t1` lists one core's compute and port events between t0 and t1
-//! us. `LOAD_STATS=1` prints, instead of timing, the core-to-core copy bytes per op kind
-//! (`COPY_TOP=reshard`: also the ops copying most), the bytes stored and, per input, the
-//! bytes loaded (several times its size: loaded whole by several parts).
+//! us; `DIP_EVENTS=t0,t1` the DIP channels' transfers between t0 and t1 us. `DIP_X=4` times
+//! a what-if Program with four times the DIP bandwidth (same compile). `LOAD_STATS=1`
+//! prints, instead of timing, the core-to-core copy bytes per op kind (`COPY_TOP=reshard`:
+//! also the ops copying most), the bytes stored and, per input, the bytes loaded (several
+//! times its size: loaded whole by several parts).
 //!
 //! `GRAPH.json` is what `torch_dojo.capture.capture_json` writes (e.g. saved from a probe of
 //! `backend.capture_json`). Prints the wall time of the driver's compile (and of each pass),
@@ -138,9 +141,16 @@ fn main() {
         }
         return;
     }
+    // `DIP_X=4`: a what-if with four times the DIP bandwidth (copies the Program).
+    let owned = std::env::var("DIP_X").ok().and_then(|x| x.parse::<f64>().ok()).map(|x| {
+        let mut p = graph.program().clone();
+        p.target.dip_hbm_bytes_per_s *= x;
+        p
+    });
+    let program = owned.as_ref().unwrap_or(graph.program());
     if json_out {
         let t = Instant::now();
-        let p = match dojo_runtime::SimMesh::timing_only().time(graph.program()) {
+        let p = match dojo_runtime::SimMesh::timing_only().time(program) {
             Ok(p) => p,
             Err(e) => {
                 println!("{}", serde_json::json!({ "error": e.to_string() }));
@@ -188,7 +198,6 @@ fn main() {
         }
     }
 
-    let program = graph.program();
     let data: Vec<Vec<f32>> = program
         .inputs
         .iter()
@@ -224,9 +233,12 @@ fn main() {
                     let cores = p.cores_used.max(1) as f64;
                     let mut core = vec![0.0; nb];
                     let mut dma = vec![0.0; nb];
+                    let mut dip = vec![0.0; nb];
                     let mut kinds: Vec<std::collections::BTreeMap<String, f64>> = vec![Default::default(); nb];
                     for e in &p.timeline {
-                        let (a, b) = (e.start_s, e.end_s);
+                        // A DIP event ends when the data has arrived; its channel is busy until the latency before.
+                        let lat = if matches!(e.unit, dojo_runtime::sim::Unit::Dip(_)) { program.target.host_latency_s } else { 0.0 };
+                        let (a, b) = (e.start_s, e.end_s - lat);
                         for k in (a / w) as usize..=((b / w) as usize).min(nb - 1) {
                             let d = b.min((k + 1) as f64 * w) - a.max(k as f64 * w);
                             if d <= 0.0 {
@@ -239,7 +251,7 @@ fn main() {
                                     *kinds[k].entry(kind).or_default() += d;
                                 }
                                 dojo_runtime::sim::Unit::Dma(_) => dma[k] += d,
-                                _ => {}
+                                dojo_runtime::sim::Unit::Dip(_) => dip[k] += d,
                             }
                         }
                     }
@@ -247,7 +259,7 @@ fn main() {
                         let mut top: Vec<(&String, &f64)> = kinds[k].iter().collect();
                         top.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap());
                         let top: Vec<String> = top.iter().take(4).map(|(n, s)| format!("{}:{:.0}%", n.trim_start_matches("d1."), 100.0 * **s / (w * cores))).collect();
-                        println!("  {:7.0} us  core {:5.1}%  port {:5.1}%  {}", k as f64 * w * 1e6, 100.0 * core[k] / (w * cores), 100.0 * dma[k] / (w * cores), top.join(" "));
+                        println!("  {:7.0} us  core {:5.1}%  port {:5.1}%  dip {:5.1}%  {}", k as f64 * w * 1e6, 100.0 * core[k] / (w * cores), 100.0 * dma[k] / (w * cores), 100.0 * dip[k] / (w * program.target.dips as f64), top.join(" "));
                     }
                 }
                 if let Ok(spec) = std::env::var("CORE_EVENTS") {
@@ -264,6 +276,16 @@ fn main() {
                                 let unit = if matches!(e.unit, dojo_runtime::sim::Unit::Core(_)) { "core" } else { "port" };
                                 println!("      {:9.3} .. {:9.3} {unit} {:<10} {op}", e.start_s * 1e6, e.end_s * 1e6, e.name);
                             }
+                        }
+                    }
+                }
+                if let Ok(spec) = std::env::var("DIP_EVENTS") {
+                    // `t0_us,t1_us`: the DIP channels' transfers in the window.
+                    let v: Vec<f64> = spec.split(',').filter_map(|x| x.parse().ok()).collect();
+                    if let [t0, t1] = v[..] {
+                        for e in p.timeline.iter().filter(|e| matches!(e.unit, dojo_runtime::sim::Unit::Dip(_)) && e.end_s * 1e6 >= t0 && e.start_s * 1e6 <= t1) {
+                            let op = e.op.map(|o| p.ops[o as usize].name.as_str()).unwrap_or("");
+                            println!("      {:9.3} .. {:9.3} {:?} {:<6} {} {op}", e.start_s * 1e6, e.end_s * 1e6, e.unit, e.name, e.instr);
                         }
                     }
                 }

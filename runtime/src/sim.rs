@@ -1818,17 +1818,27 @@ impl<'a> Sim<'a> {
 
 /// Most idle gaps a DIP channel remembers (the latest ones): a transfer that is ready early
 /// may run in one of them. resnet50 b32 training forward on tile (2.85 GB of saved
-/// activations stored): 2.303 ms with 64 gaps, 1.684 ms with 256, 1.674 ms with 1024.
-const DIP_GAPS: usize = 256;
+/// activations stored): 2.303 ms with 64 gaps, 1.684 ms with 256, 1.674 ms with 1024. A
+/// layer's saved activations are thousands of small stores (one per shard), each leaving a
+/// gap: with 256 the gaps before them were forgotten within a layer, and the next layer's
+/// weight loads, ready long before, queued behind the last store. GPT-2 124M b8 s512
+/// training forward on tile: 3.725 ms with 256, 3.560 ms with 1024 and with 8192 (GPT-2 with
+/// 1000 words, seq 128: 1.171, 0.858, 0.857 ms; 65536 gaps: 0.857).
+const DIP_GAPS: usize = 4096;
 /// Most idle gaps a NoC resource (a core's DMA or ejection port, a link, a chip or tile
 /// edge) remembers. Too few serialise copies falsely: a copy whose route finds no common
 /// remembered gap starts after every reservation of its resources, and its readers wait in
 /// program order behind it. GPT-2 (1000 words, seq 128) backward on tile: 6.790 ms with 8
 /// gaps and 4 rounds, 3.044 ms with 128 and 16, 2.832 ms with 1024 and 16 (timed in
-/// 15.8, 25.6 and 38.3 s).
-const LANE_GAPS: usize = 256;
+/// 15.8, 25.6 and 38.3 s). Later (other plans), with 16 rounds: 2.405 ms with 256 gaps,
+/// 2.300 with 1024, 2.262 with 4096, 2.272 with 16384 (simulated in 41.6, 54.8, 55.9 and
+/// 57.1 s); GPT-2 124M b8 s512 training on tile (4096 DIP gaps): forward 3.560 ms with 256,
+/// 3.329 ms with 4096; backward 7.360 ms (256 DIP and NoC gaps) and 7.155 ms (4096 each).
+const LANE_GAPS: usize = 4096;
 /// Rounds a transfer looks for a time all the resources of its route are free in their gaps
-/// before it starts after all of their reservations (16 against 64: the same time above).
+/// before it starts after all of their reservations (16 against 64: the same time above;
+/// with 4096 gaps, GPT-2 (1000 words, seq 128) backward: 2.262 ms against 2.244, simulated
+/// in 55.9 and 61.3 s).
 const LANE_ROUNDS: usize = 16;
 
 /// One exclusive resource's timeline (a DIP channel; a core's ports, a link, an edge): busy
