@@ -28,7 +28,8 @@
 //!   over every core of the block instead (`b` whole on each) if that takes at least as many
 //!   cores and fewer steps (a long contraction against a narrow `b`). A result that only
 //!   goes to the host may be computed in row blocks, each its own SUMMA reusing the first
-//!   block's panels of `b`, so that a block's store overlaps the next block's compute
+//!   block's panels of `b` (or, when one block does not fit SRAM and `b` is on the host,
+//!   loading its own again), so that a block's store overlaps the next block's compute
 //!   (`row_blocks`); `d1.store {dim}` then takes the blocks.
 //! - Reductions over split dims reduce locally, gather the partials along the mesh axis to the
 //!   first row/column, and reduce again (over both axes: all at once, or columns then rows when
@@ -1212,9 +1213,9 @@ impl<'a> Lowering<'a> {
         let Fit { core_batch, mb, nb, extra_bytes, steps } = chosen;
         let core_rows = |rows: usize| (rows.div_ceil(out.axis_len(out.split[r - 2])) * core_batch) as u64;
         let need = |kb: u64| need_of(mb, nb, core_batch, extra_bytes, kb);
-        let steps = steps.ok_or_else(|| {
+        let too_big = || {
             PassError::Capacity(format!(
-                "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but its steps may use {} B per core (half of the {} B its operands, {} B resident, leave free); weights streaming from HBM is not implemented yet: use a larger mesh",
+                "matmul {m}x{k} @ {k}x{n} needs {} B per core even one column at a time on a {}x{} block, but its steps may use {} B per core (half of the {} B its operands, {} B resident, leave free); nor does it fit in row blocks streamed from the host (possible only for a result that only goes to the host, its `a` from the host): use a larger mesh",
                 need(1),
                 out.grid.0,
                 out.grid.1,
@@ -1222,38 +1223,41 @@ impl<'a> Lowering<'a> {
                 budget(resident) * 2,
                 resident
             ))
-        })?;
+        };
         // A result that only goes to the host may be computed in row blocks (`row_blocks`):
-        // the schedule the estimate finds fastest, if faster than one block. Only when `a`
-        // comes from the host, its panels loaded straight into each block's layout (from the
-        // mesh, a block's rows would move from the few mesh rows its default layout holds them
-        // on to all rows, for every block: more than the store saves). The blocks' working
-        // set: all of b's panels, a's double-buffered, and a block's result until the next
-        // block is computed (its store, see emit); beside it only operands already on the mesh
-        // (a host argument comes as panels only); at least one block's steps (its first panels
+        // the schedule the estimate finds fastest, if faster than one block (or the only way
+        // to fit). Only when `a` comes from the host, its panels loaded straight into each
+        // block's layout (from the mesh, a block's rows would move from the few mesh rows its
+        // default layout holds them on to all rows, for every block: more than the store
+        // saves). The blocks' working set: all of b's panels (the first block's, reused), or
+        // when the result does not fit in one block and `b` comes from the host too, only a
+        // step's, double-buffered, loaded again for every block (`restream`: DIP traffic for
+        // SRAM, e.g. a 8192^3 GEMM on d1, whose b's panels alone would take 8 MiB per core;
+        // not when one block fits: its many small steps made a 4096^3 f32 GEMM 1 % faster in
+        // 32x the instructions); a's double-buffered; a block's result until the next block
+        // is computed (its store, see emit); beside it only operands already on the mesh (a
+        // host argument comes as panels only); at least one block's steps (its first panels
         // arrive no later).
         let mut blocks = vec![(0, m)];
-        let mut block_steps = steps;
+        let mut block_steps = steps.unwrap_or(0);
+        let mut restream = false;
         let result = op.result(0);
         let only_stored = self.only_stored(result);
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && matches!(self.val(a)?, Val::Host(h) if !self.is_loaded(h)) {
+        let from_host = |v: Value| -> LResult<bool> { Ok(matches!(self.val(v)?, Val::Host(h) if !self.is_loaded(h))) };
+        if over.is_none() && only_stored && blockable && self.plan == Plan::Default && from_host(a)? {
+            let b_from_host = from_host(b)?;
             let t = self.target;
             let dip = t.dip_hbm_bytes_per_s * t.dips as f64;
-            let host_load = |v: Value, ty: &TensorType| -> LResult<f64> {
-                Ok(match self.val(v)? {
-                    Val::Host(h) if !self.is_loaded(h) => (ty.numel() * ty.elem.bytes()) as f64 / dip,
-                    _ => 0.0,
-                })
-            };
+            let host_load = |ty: &TensorType, from_host: bool| if from_host { (ty.numel() * ty.elem.bytes()) as f64 / dip } else { 0.0 };
             // Recursive halving sends a panel from its root once per round: log2 of the replicas.
             let spread = |bytes: u64, replicas: u32| (replicas as f64).log2().ceil() * bytes as f64 / link_bytes_per_s(t);
             let times = MatmulTimes {
                 store: (rt.numel() * rt.elem.bytes()) as f64 / dip,
-                load_a: host_load(a, &ta)?,
-                load_b: host_load(b, &tb)?,
+                load_a: host_load(&ta, true),
+                load_b: host_load(&tb, b_from_host),
                 spread_b: spread(eb * core_batch as u64 * k as u64 * nb, out.grid.0),
                 host_latency: t.host_latency_s,
             };
@@ -1275,34 +1279,44 @@ impl<'a> Lowering<'a> {
             };
             // Blocks must win by more than a DIP latency: the estimate leaves out each block's
             // own latencies (its panels' multicasts, the DIP's fixed cost).
-            let mut best = times.estimate(&[block(mb, steps)], 1.0, 1.0, steps) - t.host_latency_s;
+            let mut best = steps.map_or(f64::INFINITY, |s| times.estimate(&[block(mb, s)], &[1.0], s, false) - t.host_latency_s);
             // Units of MIN_SHARD_EDGE rows per core, or doublings (a last block computing
             // long enough to count).
             let units = std::iter::successors(Some(out.grid.0 as usize * MIN_SHARD_EDGE), |u| Some(u * 2)).take_while(|&u| 2 * u <= m);
             for sizes in units.flat_map(|u| row_blocks(m, u)) {
                 let rows = core_rows(sizes.iter().map(|b| b.1).max().unwrap_or(m));
-                let need = |kb: u64| eb * core_batch as u64 * k as u64 * nb + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
-                let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps)) else { continue };
-                let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
-                let f = |(_, l): (usize, usize)| l as f64 / m as f64;
-                let time = times.estimate(&compute, f(sizes[0]), f(sizes[sizes.len() - 1]), s);
-                if time < best {
-                    (best, blocks, block_steps) = (time, sizes, s);
+                let b_panels = |kb: u64, again: bool| if again { 2 * eb * core_batch as u64 * kb * nb } else { eb * core_batch as u64 * k as u64 * nb };
+                for again in [false, true].into_iter().filter(|&again| !again || (b_from_host && steps.is_none())) {
+                    let need = |kb: u64| b_panels(kb, again) + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
+                    let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps.unwrap_or(1))) else { continue };
+                    let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
+                    let shares: Vec<f64> = sizes.iter().map(|&(_, l)| l as f64 / m as f64).collect();
+                    let time = times.estimate(&compute, &shares, s, again);
+                    if time < best {
+                        (best, blocks, block_steps, restream) = (time, sizes.clone(), s, again);
+                    }
                 }
             }
+        }
+        if block_steps == 0 {
+            return Err(too_big());
         }
         let lead = out.split[..r - 2].to_vec();
         let la = Layout { origin: out.origin, grid: out.grid, split: [lead.clone(), vec![out.split[r - 2], NONE]].concat() };
         let lb = Layout { origin: out.origin, grid: out.grid, split: [lead, vec![NONE, out.split[r - 1]]].concat() };
         let bdims: Vec<usize> = ta.shape[..r - 2].to_vec();
         let z = vec![0; r - 2];
-        // Each step's panel of `b`, made by the first block and used by all.
+        // Each step's panel of `b`, made by the first block and used by all (by each block
+        // for itself when restreamed).
         let mut b_panels: Vec<Value> = Vec::new();
         let mut parts = Vec::new();
         for &(ms, ml) in &blocks {
             let mut block_ty = rt.clone();
             block_ty.shape[r - 2] = ml;
             let mut acc: Option<Value> = None;
+            if restream {
+                b_panels.clear();
+            }
             for s in 0..block_steps {
                 let (ks, kl) = chunk(k, block_steps, s);
                 let ra = Region { offsets: [z.clone(), vec![ms, ks]].concat(), sizes: [bdims.clone(), vec![ml, kl]].concat() };
@@ -1971,26 +1985,34 @@ struct MatmulTimes {
 }
 
 impl MatmulTimes {
-    /// In row blocks taking `compute` each (a core's kernels), the first holding a
-    /// `first` fraction of the rows and the last a `last` one, K in `steps`: the first block
-    /// ends when its compute does, started once its first panels are loaded and spread, or
-    /// when the last of `b` (and of its rows of `a`) is in and computed (loading and spreading
-    /// overlap across panels); the others compute back to back; the last block's store
-    /// follows, nothing hides it. Never less than the DIP traffic. Infinite if a block
-    /// computes for less than twice the fixed cost of a DIP transfer (its loads', its
-    /// store's): it could not hide the transfers around it, and a DIP works in program order,
-    /// so a store waiting for the slowest core holds up the loads behind it.
-    fn estimate(&self, compute: &[f64], first: f64, last: f64, steps: usize) -> f64 {
+    /// In row blocks taking `compute` each (a core's kernels), holding `shares` of the rows,
+    /// K in `steps`: the first block ends when its compute does, started once its first
+    /// panels are loaded and spread, or when the last of `b` (and of its rows of `a`) is in
+    /// and computed (loading and spreading overlap across panels); the others compute back to
+    /// back; the last block's store follows, nothing hides it. With `b` loaded again for
+    /// every block (`restream`), a later block takes at least its DIP traffic (all of `b`,
+    /// its rows of `a`, the block before's store) and spreading `b`. Never less than the DIP
+    /// traffic. Infinite if a block computes for less than twice the fixed cost of a DIP
+    /// transfer (its loads', its store's): it could not hide the transfers around it, and a
+    /// DIP works in program order, so a store waiting for the slowest core holds up the loads
+    /// behind it.
+    fn estimate(&self, compute: &[f64], shares: &[f64], steps: usize, restream: bool) -> f64 {
         if compute.len() > 1 && compute.iter().any(|&c| c < 2.0 * self.host_latency) {
             return f64::INFINITY;
         }
         let steps = steps as f64;
-        let load = self.load_b + self.load_a * first;
+        let load = self.load_b + self.load_a * shares[0];
         let first_panels = (load + self.spread_b) / steps;
         let all_panels = load.max(self.spread_b) + load.min(self.spread_b) / steps;
         let first_block = (first_panels + compute[0]).max(all_panels + compute[0] / steps);
-        let rest: f64 = compute[1..].iter().sum();
-        (first_block + rest + self.store * last).max(self.load_a + self.load_b + self.store)
+        let rest: f64 = (1..compute.len())
+            .map(|i| match restream {
+                true => compute[i].max(self.load_b + (self.load_a * shares[i] + self.store * shares[i - 1])).max(self.spread_b),
+                false => compute[i],
+            })
+            .sum();
+        let b_loads = if restream { compute.len() as f64 } else { 1.0 };
+        (first_block + rest + self.store * shares[shares.len() - 1]).max(self.load_a + self.load_b * b_loads + self.store)
     }
 }
 
@@ -2025,7 +2047,7 @@ fn row_blocks(m: usize, unit: usize) -> Vec<Vec<(usize, usize)>> {
             sizes.push(s);
             left -= s;
             if sizes.len() > 1 {
-                next *= 2;
+                next = (next * 2).min(g);
             }
         }
         let mut start = m;
