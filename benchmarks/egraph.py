@@ -21,8 +21,9 @@ Models (PyTorch versions of TENSAT's; inference, eval mode, random weights, batc
   steps, hidden 512: per step 8 ``x @ W + h @ U`` combinations sharing ``x`` and ``h``, then
   relu/sigmoid/tanh with adds and muls.
 - ``inception_v3``, ``squeezenet`` (1.1), ``vgg19``: torchvision (Inception-v3's average pools
-  run on the host: its graph is cut in parts). VGG-19's classifier cannot fit ``d1`` (a 25088
-  x 4096 matmul: 411 MB of weights); after the whole model, its ``features`` are tried.
+  run on the host: its graph is cut in parts). VGG-19's classifier streams its weights from
+  the host (a 25088 x 4096 matmul: 411 MB, about all of d1's SRAM); if the whole model did not
+  fit, its ``features`` would be tried.
 
 Each model tries its inputs largest first (``SIZES``: 224 x 224, or 299 x 299 for
 Inception-v3, then smaller) and uses the first that compiles and runs on ``d1`` with the pass
@@ -70,7 +71,7 @@ LABELS = {
 }
 #: Inputs tried in order: spatial size for the vision models, tokens for BERT, hidden size for
 #: NasRNN; ``S:N`` for NasNet-A: S stages; ``features:N``: VGG-19 without its classifier (its 25088 x 4096 matmul alone is
-#: 411 MB of weights, about all of d1's SRAM, whatever the input size).
+#: 411 MB of weights, about all of d1's SRAM, whatever the input size; streamed from the host).
 SIZES = {
     "bert": ("128", "64"),
     "resnext50": ("224", "160", "112"),

@@ -37,7 +37,10 @@
 //! - Constants are never moved: they are filled where they are needed.
 //!
 //! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
-//! on first use, `d1.store` returns results.
+//! on first use, `d1.store` returns results. A matmul operand from the host comes panel by
+//! panel; so does the 2D transpose of an argument that only matmuls take as `b` (`nn.Linear`'s
+//! `weight.t()`, [`Val::HostT`]): each panel loads its box of the argument and transposes it on
+//! every core, so a weight larger than the mesh's SRAM streams from the host.
 //!
 //! `plan=naive` ([`Plan::Naive`]) is the baseline the default plan is measured against: every
 //! op's result row-split over all cores of the largest block (`Layout` split [`ALL`]), its
@@ -158,6 +161,11 @@ enum Val {
     /// row blocks, see `Lowering::matmul`; a join of split-batch's parts), or of the operand
     /// of a reshape splitting its first dim. Only function results are lowered so.
     Stored(Value),
+    /// The transpose of a 2D function argument on the host that only matmuls take as `b`
+    /// (`nn.Linear`'s `weight.t()`): not loaded whole, each matmul step loads its panel's box
+    /// of the argument and transposes it where it lands (`Lowering::panel`), so a weight
+    /// larger than the mesh's SRAM streams from the host (VGG-19's 411 MB classifier on d1).
+    HostT(Value),
 }
 
 struct Lowering<'a> {
@@ -175,6 +183,8 @@ struct Lowering<'a> {
     loaded: HashMap<(Value, usize), Value>,
     /// Source values that only go to the host: returned, used by no op (`only_stored`).
     host_only: std::collections::HashSet<Value>,
+    /// Transposes lowered as [`Val::HostT`] when their operand is still on the host.
+    streamed_t: std::collections::HashSet<Value>,
     /// The largest block the default placement uses (at the current area's origin).
     max_block: (u32, u32),
     /// The current area's size (the target's usable grid, `Target::usable_grid`, or one
@@ -236,6 +246,7 @@ impl<'a> Lowering<'a> {
         let max_block = (MAX_BLOCK_EDGE.min(usable.0), MAX_BLOCK_EDGE.min(usable.1));
         let used: std::collections::HashSet<Value> = src.ops.iter().flat_map(|o| o.operands.iter().copied()).collect();
         let host_only = src.returns.iter().copied().filter(|v| !used.contains(v)).collect();
+        let streamed_t = if plan == Plan::Default { streamed_transposes(src) } else { Default::default() };
         let (op_area, areas) = Self::areas(src, target, plan, &host_only)?;
         let mut lowering = Lowering {
             src,
@@ -246,6 +257,7 @@ impl<'a> Lowering<'a> {
             reshards: HashMap::new(),
             loaded: HashMap::new(),
             host_only,
+            streamed_t,
             max_block,
             usable,
             load: vec![0; (max_block.0 * max_block.1) as usize],
@@ -515,6 +527,10 @@ impl<'a> Lowering<'a> {
         for r in &src.returns {
             let v = match self.val(*r)? {
                 Val::Host(a) | Val::Stored(a) => a,
+                Val::HostT(_) => {
+                    let m = self.on_mesh(*r)?;
+                    self.store(m, &mut stored)
+                }
                 Val::Const(..) => {
                     let t = tensor_type(src, *r)?;
                     let l = Layout::single(self.origin(), t.rank());
@@ -711,7 +727,7 @@ impl<'a> Lowering<'a> {
                 let ty = TensorType::new(shape_of(&t), t.elem);
                 Ok(self.emit("fill", vec![], vec![attr("value", Attr::Float(value))], ty, want.clone()))
             }
-            Val::Host(_) | Val::Mesh(_) | Val::Stored(_) => {
+            Val::Host(_) | Val::HostT(_) | Val::Mesh(_) | Val::Stored(_) => {
                 let m = self.on_mesh(old)?;
                 self.reshard(m, want, region)
             }
@@ -720,12 +736,20 @@ impl<'a> Lowering<'a> {
 
     /// Box `region` of `old` in layout `want` (a matmul step's operand panel). A host tensor
     /// not on the mesh yet is loaded box by box straight into the panels (each step's load
-    /// then overlaps the step before's compute), not whole and then resharded.
+    /// then overlaps the step before's compute), not whole and then resharded; a transposed
+    /// one ([`Val::HostT`]) as the box of the argument, transposed on every core.
     fn panel(&mut self, old: Value, want: &Layout, region: &Region) -> LResult<Value> {
         match self.val(old)? {
             Val::Host(a) if !self.is_loaded(a) => {
                 let t = tensor_type(&self.out, a)?;
                 Ok(self.emit("load", vec![a], box_attrs(region), TensorType::new(region.sizes.clone(), t.elem), want.clone()))
+            }
+            Val::HostT(a) => {
+                let t = tensor_type(&self.out, a)?;
+                let boxed = Region { offsets: vec![region.offsets[1], region.offsets[0]], sizes: vec![region.sizes[1], region.sizes[0]] };
+                let l = Layout { split: vec![want.split[1], want.split[0]], ..want.clone() };
+                let m = self.emit("load", vec![a], box_attrs(&boxed), TensorType::new(boxed.sizes.clone(), t.elem), l);
+                Ok(self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(vec![1, 0]))], TensorType::new(region.sizes.clone(), t.elem), want.clone()))
             }
             _ => self.materialize(old, want, Some(region)),
         }
@@ -749,6 +773,16 @@ impl<'a> Lowering<'a> {
                 let t = tensor_type(self.src, old)?;
                 let l = self.place(&t.shape)?;
                 self.materialize(old, &l, None)
+            }
+            // Loaded whole and transposed on the mesh (once: the value is on the mesh after).
+            Val::HostT(a) => {
+                let m = self.on_mesh(a)?;
+                let l = self.layout(m);
+                let out = Layout { split: vec![l.split[1], l.split[0]], ..l };
+                let t = tensor_type(self.src, old)?;
+                let m = self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(vec![1, 0]))], t, out);
+                self.vals[old.index()] = Some(Val::Mesh(m));
+                Ok(m)
             }
             Val::Stored(_) => Err(PassError::Invalid(format!("internal: %{} was stored to the host but has a use", old.0))),
         }
@@ -803,8 +837,10 @@ impl<'a> Lowering<'a> {
             "transpose" => {
                 let perm: Vec<usize> =
                     op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&p| p as usize).collect();
-                if let Val::Const(v, _) = self.val(op.operands[0])? {
-                    return Ok(Val::Const(v, rt));
+                match self.val(op.operands[0])? {
+                    Val::Const(v, _) => return Ok(Val::Const(v, rt)),
+                    Val::Host(a) if self.streamed_t.contains(&op.result(0)) && !self.is_loaded(a) => return Ok(Val::HostT(a)),
+                    _ => {}
                 }
                 let m = self.on_mesh(op.operands[0])?;
                 if self.plan == Plan::Naive {
@@ -1145,7 +1181,8 @@ impl<'a> Lowering<'a> {
             let (l, mesh) = match if i == 0 { self.a_val(v, over)? } else { self.val(v)? } {
                 Val::Mesh(m) => (self.layout(m), true),
                 Val::Host(h) => (self.place(&t.shape)?, self.is_loaded(h)),
-                Val::Const(..) | Val::Stored(_) => continue,
+                // Streamed in panels, counted in the steps' working set.
+                Val::Const(..) | Val::Stored(_) | Val::HostT(_) => continue,
             };
             let bytes = (l.max_shard_numel(&t.shape) * t.elem.bytes()) as u64;
             resident += bytes;
@@ -1246,7 +1283,7 @@ impl<'a> Lowering<'a> {
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        let from_host = |v: Value| -> LResult<bool> { Ok(matches!(self.val(v)?, Val::Host(h) if !self.is_loaded(h))) };
+        let from_host = |v: Value| -> LResult<bool> { Ok(matches!(self.val(v)?, Val::Host(h) if !self.is_loaded(h)) || matches!(self.val(v)?, Val::HostT(_))) };
         if over.is_none() && only_stored && blockable && self.plan == Plan::Default && from_host(a)? {
             let b_from_host = from_host(b)?;
             let t = self.target;
@@ -1965,6 +2002,30 @@ fn part_rects((rows, cols): (u32, u32), parts: usize) -> Option<(u32, (u32, u32)
             (a.0 * a.1 - parts).cmp(&(b.0 * b.1 - parts)).then(aspect(a).total_cmp(&aspect(b)))
         })
         .map(|(_, pc, rh, cw)| (pc, (rh, cw)))
+}
+
+/// The results of `src`'s 2D transposes of function arguments that only matmuls with a 2D
+/// `a` take, as `b` ([`Val::HostT`]); none returned.
+fn streamed_transposes(src: &Func) -> std::collections::HashSet<Value> {
+    let is_arg = |v: Value| v.index() < src.num_args;
+    let mut uses: HashMap<Value, bool> = src
+        .ops
+        .iter()
+        .filter(|o| o.name == "dojo.transpose" && is_arg(o.operands[0]) && o.attr("perm").and_then(Attr::as_ints) == Some(&[1, 0][..]))
+        .map(|o| (o.result(0), true))
+        .collect();
+    for o in &src.ops {
+        for (i, v) in o.operands.iter().enumerate() {
+            if let Some(ok) = uses.get_mut(v) {
+                let rank_a = src.tensor(o.operands[0]).map_or(0, TensorType::rank);
+                *ok &= o.name == "dojo.matmul" && i == 1 && o.operands[0] != *v && rank_a == 2;
+            }
+        }
+    }
+    for r in &src.returns {
+        uses.remove(r);
+    }
+    uses.into_iter().filter(|&(_, ok)| ok).map(|(v, _)| v).collect()
 }
 
 /// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.

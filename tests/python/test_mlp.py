@@ -200,6 +200,20 @@ def test_shapes_that_do_not_fit_are_a_capacity_error():
     assert "SRAM" in str(err) or "B per core" in str(err)
 
 
+
+def test_a_linear_layer_larger_than_sram_streams_its_weight():
+    """nn.Linear(4096, 512)'s 8 MiB weight does not fit four cores' SRAM (4.5 MiB usable): it
+    streams from the host in panels, the result equals eager."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4096, 512)
+    x = torch.randn(1, 4096)
+    with torch.no_grad():
+        want = model(x)
+        got = torch.compile(model, backend="dojo", options={"mesh": "d1:2x2"})(x)
+    assert max_rel_diff(got, want) <= 1e-5
+    profile = torch_dojo.last_report()["profile"]
+    assert profile["host_bytes"] >= 4096 * 512 * 4, profile["host_bytes"]
+
 def test_wrong_input_at_run_time_is_a_device_error_not_a_crash():
     model = mlp()
     with torch.no_grad():
