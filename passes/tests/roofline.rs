@@ -33,6 +33,21 @@ fn ty(shape: &[usize]) -> String {
     format!("tensor<{}xf32>", dims.join("x"))
 }
 
+/// `C = A @ B`, `A` `m x k` and `B` `k x n` of element type `elem`, `C` f32, as `dojo` IR.
+fn gemm(m: usize, k: usize, n: usize, elem: &str) -> String {
+    let (ta, tb, tr) = (format!("tensor<{m}x{k}x{elem}>"), format!("tensor<{k}x{n}x{elem}>"), format!("tensor<{m}x{n}xf32>"));
+    format!(
+        r#""builtin.module"() ({{
+  "func.func"() <{{function_type = ({ta}, {tb}) -> ({tr}), sym_name = "f"}}> ({{
+  ^bb0(%a: {ta}, %b: {tb}):
+    %0 = "dojo.matmul"(%a, %b) : ({ta}, {tb}) -> {tr}
+    "func.return"(%0) : ({tr}) -> ()
+  }}) : () -> ()
+}}) : () -> ()
+"#
+    )
+}
+
 /// `relu(a @ b + c)`, its row sums and its column maxima, as `dojo` IR; with `batch`, a
 /// batched matmul and a reduction over the batch.
 fn graph(m: usize, k: usize, n: usize, batch: Option<usize>) -> String {
@@ -271,17 +286,7 @@ fn a_gemm_too_large_for_sram_streams_b_for_every_row_block_bit_for_bit() {
     use dojo_passes::interp::{self, Array};
     use dojo_runtime::Instr;
     let (m, k, n) = (128, 8192, 128);
-    let (ta, tb, tr) = (format!("tensor<{m}x{k}xf32>"), format!("tensor<{k}x{n}xf32>"), format!("tensor<{m}x{n}xf32>"));
-    let ir = format!(
-        r#""builtin.module"() ({{
-  "func.func"() <{{function_type = ({ta}, {tb}) -> ({tr}), sym_name = "f"}}> ({{
-  ^bb0(%a: {ta}, %b: {tb}):
-    %0 = "dojo.matmul"(%a, %b) : ({ta}, {tb}) -> {tr}
-    "func.return"(%0) : ({tr}) -> ()
-  }}) : () -> ()
-}}) : () -> ()
-"#
-    );
+    let ir = gemm(m, k, n, "f32");
     let p = compile(&ir, "d1:2x2").expect("fits in row blocks");
     p.validate().expect("valid Program");
     let mut module = parse_module(&ir).unwrap();
@@ -329,18 +334,7 @@ fn a_gemm_too_large_for_sram_streams_b_for_every_row_block_bit_for_bit() {
 
     // On one core, in blocks of 8 rows (more than 64 of them in some schedules the lowering
     // weighs), timed.
-    let t = "tensor<1024x1024xf32>";
-    let ir = format!(
-        r#""builtin.module"() ({{
-  "func.func"() <{{function_type = ({t}, {t}) -> ({t}), sym_name = "f"}}> ({{
-  ^bb0(%a: {t}, %b: {t}):
-    %0 = "dojo.matmul"(%a, %b) : ({t}, {t}) -> {t}
-    "func.return"(%0) : ({t}) -> ()
-  }}) : () -> ()
-}}) : () -> ()
-"#
-    );
-    let p = compile(&ir, "core").expect("fits one core in row blocks");
+    let p = compile(&gemm(1024, 1024, 1024, "f32"), "core").expect("fits one core in row blocks");
     p.validate().expect("valid Program");
     check(&SimMesh::timing_only().time(&p).unwrap(), "1024^3 GEMM on one core");
 }
@@ -349,19 +343,7 @@ fn a_gemm_too_large_for_sram_streams_b_for_every_row_block_bit_for_bit() {
 /// 85% of the roofline): timing-only, so deterministic.
 #[test]
 fn bf16_gemm_2048_on_d1_reaches_85_percent_of_its_roofline() {
-    let t = "tensor<2048x2048xbf16>";
-    let r = "tensor<2048x2048xf32>";
-    let ir = format!(
-        r#""builtin.module"() ({{
-  "func.func"() <{{function_type = ({t}, {t}) -> ({r}), sym_name = "gemm"}}> ({{
-  ^bb0(%a: {t}, %b: {t}):
-    %0 = "dojo.matmul"(%a, %b) : ({t}, {t}) -> {r}
-    "func.return"(%0) : ({r}) -> ()
-  }}) : () -> ()
-}}) : () -> ()
-"#
-    );
-    let p = compile(&ir, "d1").expect("fits");
+    let p = compile(&gemm(2048, 2048, 2048, "bf16"), "d1").expect("fits");
     let prof = SimMesh::timing_only().time(&p).unwrap();
     check(&prof, "2048 bf16 GEMM");
     let eff = prof.roofline_efficiency.unwrap_or(0.0);
