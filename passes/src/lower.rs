@@ -1283,7 +1283,13 @@ impl<'a> Lowering<'a> {
         // (Rows over mesh rows, columns over mesh columns, the batch whole: the estimate's
         // replicas of `a` and `b` assume that layout.)
         let blockable = out.split[r - 2] == ROWS && out.split[..r - 2].iter().all(|&s| s == NONE);
-        let from_host = |v: Value| -> LResult<bool> { Ok(matches!(self.val(v)?, Val::Host(h) if !self.is_loaded(h)) || matches!(self.val(v)?, Val::HostT(_))) };
+        let from_host = |v: Value| -> LResult<bool> {
+            Ok(match self.val(v)? {
+                Val::Host(h) => !self.is_loaded(h),
+                Val::HostT(_) => true,
+                _ => false,
+            })
+        };
         if over.is_none() && only_stored && blockable && self.plan == Plan::Default && from_host(a)? {
             let b_from_host = from_host(b)?;
             let t = self.target;
