@@ -38,9 +38,9 @@
 //!
 //! Function arguments and results stay on the host: `d1.load` brings arguments onto the mesh
 //! on first use, `d1.store` returns results. A matmul operand from the host comes panel by
-//! panel; so does the 2D transpose of an argument that only matmuls take as `b` (`nn.Linear`'s
-//! `weight.t()`, [`Val::HostT`]): each panel loads its box of the argument and transposes it on
-//! every core, so a weight larger than the mesh's SRAM streams from the host.
+//! panel; so does the 2D transpose of a large argument that only matmuls take as `b`
+//! (`nn.Linear`'s `weight.t()`, [`Val::HostT`]): each panel loads its box of the argument and
+//! transposes it on every core, so a weight larger than the mesh's SRAM streams from the host.
 //!
 //! `plan=naive` ([`Plan::Naive`]) is the baseline the default plan is measured against: every
 //! op's result row-split over all cores of the largest block (`Layout` split [`ALL`]), its
@@ -64,6 +64,12 @@ pub const SPREAD_MIN_BYTES: u64 = 32 * 1024;
 /// Largest shard a data-movement result keeps its operand's layout for when the default
 /// placement would spread it thinner (an eighth of a core's usable SRAM).
 pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
+/// A transposed weight ([`Val::HostT`]) streams from the host when its shards at the default
+/// placement would be larger than this (a quarter of a core's usable SRAM); a smaller one is
+/// loaded whole and transposed where it lies, each core a part: streamed, every core of the
+/// matmul transposes whole panels just before it (resnet50 b2 inference on `tile`, whose 8 MB
+/// fc weight takes 32 KiB per core: 0.941 ms streamed, 0.9385 not).
+pub const STREAM_T_MIN_SHARD_BYTES: u64 = 288 * 1024;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
 /// The largest embedding table (bytes) a lookup on one block of the default placement (a
@@ -162,7 +168,8 @@ enum Val {
     /// of a reshape splitting its first dim. Only function results are lowered so.
     Stored(Value),
     /// The transpose of a 2D function argument on the host that only matmuls take as `b`
-    /// (`nn.Linear`'s `weight.t()`): not loaded whole, each matmul step loads its panel's box
+    /// (`nn.Linear`'s `weight.t()`), larger than [`STREAM_T_MIN_SHARD_BYTES`] per core at its
+    /// default placement: not loaded whole, each matmul step loads its panel's box
     /// of the argument and transposes it where it lands (`Lowering::panel`), so a weight
     /// larger than the mesh's SRAM streams from the host (VGG-19's 411 MB classifier on d1).
     HostT(Value),
@@ -839,7 +846,12 @@ impl<'a> Lowering<'a> {
                     op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&p| p as usize).collect();
                 match self.val(op.operands[0])? {
                     Val::Const(v, _) => return Ok(Val::Const(v, rt)),
-                    Val::Host(a) if self.streamed_t.contains(&op.result(0)) && !self.is_loaded(a) => return Ok(Val::HostT(a)),
+                    Val::Host(a) if self.streamed_t.contains(&op.result(0)) && !self.is_loaded(a) => {
+                        let t = tensor_type(&self.out, a)?;
+                        if (self.place(&t.shape)?.max_shard_numel(&t.shape) * t.elem.bytes()) as u64 > STREAM_T_MIN_SHARD_BYTES {
+                            return Ok(Val::HostT(a));
+                        }
+                    }
                     _ => {}
                 }
                 let m = self.on_mesh(op.operands[0])?;
