@@ -756,7 +756,7 @@ impl<'a> Lowering<'a> {
                 let boxed = Region { offsets: vec![region.offsets[1], region.offsets[0]], sizes: vec![region.sizes[1], region.sizes[0]] };
                 let l = Layout { split: vec![want.split[1], want.split[0]], ..want.clone() };
                 let m = self.emit("load", vec![a], box_attrs(&boxed), TensorType::new(boxed.sizes.clone(), t.elem), l);
-                Ok(self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(vec![1, 0]))], TensorType::new(region.sizes.clone(), t.elem), want.clone()))
+                Ok(self.transpose_local(m, &[1, 0], TensorType::new(region.sizes.clone(), t.elem)))
             }
             _ => self.materialize(old, want, Some(region)),
         }
@@ -784,15 +784,21 @@ impl<'a> Lowering<'a> {
             // Loaded whole and transposed on the mesh (once: the value is on the mesh after).
             Val::HostT(a) => {
                 let m = self.on_mesh(a)?;
-                let l = self.layout(m);
-                let out = Layout { split: vec![l.split[1], l.split[0]], ..l };
-                let t = tensor_type(self.src, old)?;
-                let m = self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(vec![1, 0]))], t, out);
+                let m = self.transpose_local(m, &[1, 0], tensor_type(self.src, old)?);
                 self.vals[old.index()] = Some(Val::Mesh(m));
                 Ok(m)
             }
             Val::Stored(_) => Err(PassError::Invalid(format!("internal: %{} was stored to the host but has a use", old.0))),
         }
+    }
+
+    /// Mesh value `m` transposed by `perm` where it lies: each core its own shard, the result's
+    /// layout the operand's with its split dims permuted alike.
+    fn transpose_local(&mut self, m: Value, perm: &[usize], rt: TensorType) -> Value {
+        let l = self.layout(m);
+        let out = Layout { split: perm.iter().map(|&p| l.split[p]).collect(), ..l };
+        let ints = perm.iter().map(|&p| p as i64).collect();
+        self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(ints))], rt, out)
     }
 
     fn reshard(&mut self, m: Value, want: &Layout, region: Option<&Region>) -> LResult<Value> {
@@ -858,10 +864,7 @@ impl<'a> Lowering<'a> {
                 if self.plan == Plan::Naive {
                     return Ok(Val::Mesh(self.transpose_naive(m, &perm, rt)?));
                 }
-                let l = self.layout(m);
-                let out = Layout { split: perm.iter().map(|&p| l.split[p]).collect(), ..l };
-                let ints = perm.iter().map(|&p| p as i64).collect();
-                Ok(Val::Mesh(self.emit("transpose", vec![m], vec![attr("perm", Attr::Ints(ints))], rt, out)))
+                Ok(Val::Mesh(self.transpose_local(m, &perm, rt)))
             }
             "reduce_sum" | "reduce_max" => self.reduce(op, rt, kind),
             "reshape" => {
