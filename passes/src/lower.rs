@@ -2032,7 +2032,10 @@ fn streamed_transposes(src: &Func) -> std::collections::HashSet<Value> {
     let mut uses: HashMap<Value, bool> = src
         .ops
         .iter()
-        .filter(|o| o.name == "dojo.transpose" && is_arg(o.operands[0]) && o.attr("perm").and_then(Attr::as_ints) == Some(&[1, 0][..]))
+        .filter(|o| {
+            let arg = o.operands.first().filter(|&&v| is_arg(v) && src.tensor(v).is_some_and(|t| t.rank() == 2));
+            o.name == "dojo.transpose" && arg.is_some() && o.attr("perm").and_then(Attr::as_ints) == Some(&[1, 0][..])
+        })
         .map(|o| (o.result(0), true))
         .collect();
     for o in &src.ops {
