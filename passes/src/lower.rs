@@ -1344,11 +1344,11 @@ impl<'a> Lowering<'a> {
             for sizes in units.flat_map(|u| row_blocks(m, u)) {
                 let rows = core_rows(sizes.iter().map(|b| b.1).max().unwrap_or(m));
                 let b_panels = |kb: u64, again: bool| if again { 2 * eb * core_batch as u64 * kb * nb } else { eb * core_batch as u64 * k as u64 * nb };
+                let shares: Vec<f64> = sizes.iter().map(|&(_, l)| l as f64 / m as f64).collect();
                 for again in [false, true].into_iter().filter(|&again| !again || (b_from_host && steps.is_none())) {
                     let need = |kb: u64| b_panels(kb, again) + 2 * ea * rows * kb + 2 * er * rows * nb + extra_bytes;
                     let Some(s) = fewest_steps(&need, budget(on_mesh)).map(|s| s.max(steps.unwrap_or(1))) else { continue };
                     let compute: Vec<f64> = sizes.iter().map(|&(_, l)| block(core_rows(l), s)).collect();
-                    let shares: Vec<f64> = sizes.iter().map(|&(_, l)| l as f64 / m as f64).collect();
                     let time = times.estimate(&compute, &shares, s, again);
                     if time < best {
                         (best, blocks, block_steps, restream) = (time, sizes.clone(), s, again);
