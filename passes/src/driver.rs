@@ -170,7 +170,8 @@ struct Options {
     #[serde(default = "default_precision")]
     precision: String,
     /// `egraph-optimize`: `false` (default), `true`, or its settings: limits `{"iters", "nodes",
-    /// "time_ms"}` and `"epilogues": false` (matmul epilogue fusion, on by default).
+    /// "time_ms"}`, `"epilogues": false` (matmul epilogue fusion, on by default) and
+    /// `"winograd": false` (Winograd F(2x2, 3x3) for 3x3 convolutions, on by default).
     #[serde(default)]
     egraph: EgraphOption,
     /// `lower-to-d1`'s plan: `default`, or `naive` (the baseline of issue 5).
@@ -205,11 +206,11 @@ impl EgraphOption {
                 for (k, v) in limits {
                     let valid = match k.as_str() {
                         "iters" | "nodes" | "time_ms" => v.is_u64(),
-                        "epilogues" => v.is_boolean(),
-                        _ => return Err(DojoError::Invalid(format!("option 'egraph' has no setting '{k}'; settings: iters, nodes, time_ms (whole numbers), epilogues (true/false)"))),
+                        "epilogues" | "winograd" => v.is_boolean(),
+                        _ => return Err(DojoError::Invalid(format!("option 'egraph' has no setting '{k}'; settings: iters, nodes, time_ms (whole numbers), epilogues, winograd (true/false)"))),
                     };
                     if !valid {
-                        return Err(DojoError::Invalid(format!("option 'egraph': '{k}' must be {}, got {v}", if k == "epilogues" { "true or false" } else { "a whole number" })));
+                        return Err(DojoError::Invalid(format!("option 'egraph': '{k}' must be {}, got {v}", if matches!(k.as_str(), "epilogues" | "winograd") { "true or false" } else { "a whole number" })));
                     }
                     opts.push(format!("{k}={v}"));
                 }

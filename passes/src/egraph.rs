@@ -14,6 +14,15 @@
 //! - **Rules** ([`rules`]): one table, grouped by topic, one comment each. A rewrite whose result
 //!   has another type than the matched class is rejected by the applier (shape legality is a
 //!   condition, not a pattern). No blanket commutativity or associativity.
+//! - **Winograd** (`winograd`, pass option `winograd`, on by default): a 3x3 convolution's
+//!   matmul (nine joined windows of one source, as `legalize-aten` writes it) equals
+//!   Winograd's F(2x2, 3x3) over 4x4 tiles: 16 multiplies per 2x2 outputs instead of 36, in
+//!   one batched matmul, with the input, weight and output transforms as fused kernels. Not
+//!   bit-exact (the transforms round; within f32 tolerance); f32 with at least
+//!   [`WINO_MIN_CHANNELS`] channels. The cost model takes it where it pays: VGG-19's
+//!   convolutions at 28 x 28 and up (simulated on `d1`, VGG-19 with the pass 3292 -> 2383 us),
+//!   not SqueezeNet's 16-channel ones, and not yet at 14 x 14, where a torch-level
+//!   experiment was also faster (512 channels: 81 -> 58 us).
 //! - **Batch-norm folding**: the chain of transposes and reshapes between a matmul's result
 //!   and an elementwise op whose other operand is a broadcast sinks below the op in one step
 //!   (that operand reshaped / permuted to match, exactly), so the per-channel ops of an
@@ -114,6 +123,28 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------
 // The language
 // ---------------------------------------------------------------------------------------
+
+/// `FusedExpr::parse` of a fused node's or epilogue's text, parsed once per thread: the
+/// analysis, the fusion rules and the cost model read the same expressions again and again
+/// (parsing them was an eighth of Inception-v3's optimisation time). Cleared past 1 << 16
+/// entries.
+fn parsed(text: &str) -> Result<std::rc::Rc<FusedExpr>, String> {
+    thread_local! {
+        static PARSED: std::cell::RefCell<HashMap<String, std::rc::Rc<FusedExpr>>> = std::cell::RefCell::new(HashMap::new());
+    }
+    PARSED.with(|cache| {
+        if let Some(e) = cache.borrow().get(text) {
+            return Ok(e.clone());
+        }
+        let e = std::rc::Rc::new(FusedExpr::parse(text)?);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= 1 << 16 {
+            cache.clear();
+        }
+        cache.insert(text.to_string(), e.clone());
+        Ok(e)
+    })
+}
 
 /// An elementwise function of `dialect::UNARY` or `dialect::BINARY`, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -387,6 +418,15 @@ pub struct Shapes {
     /// The matches (rule, class, substitution) a rule that depends on nothing but the matched
     /// classes' types has applied already ([`pure_rule`]).
     pure_seen: std::collections::HashSet<(egg::Symbol, Id, Vec<Id>)>,
+    /// What `winograd` makes: its slices, pads and joins (a convolution's stride-2 windows, the
+    /// weights' taps, the 16 products), its fused transforms and its matmul's stacked tiles.
+    /// No layout op sinks below those slices, pads and joins (the windows feed elementwise
+    /// kernels as pooling windows do, but sinking only multiplies layouts of each), no
+    /// producer is inlined into those kernels (each transform is one already; inlining every
+    /// subset of a two-pass transform's first pass doubled Inception-v3's fusions), and the
+    /// matmuls of one convolution's tiles (its weights and its weights with a batch norm's
+    /// scale folded in) do not merge.
+    wino_made: std::collections::HashSet<Id>,
 }
 
 /// What an applier that reads a class's nodes and its operand classes' nodes can see of them:
@@ -514,7 +554,7 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
             }
         }
         Node::Epilogue(e, args) => {
-            let expr = FusedExpr::parse(&e.0)?;
+            let expr = parsed(&e.0)?;
             let (a, b) = (t(0)?, t(1)?);
             let (ra, rb) = (a.rank(), b.rank());
             let ok_rank = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && a.shape[0] == b.shape[0]) || (ra > 3 && rb == 2);
@@ -534,7 +574,7 @@ fn infer(an: &Shapes, node: &Node, kids: &[&Info]) -> Result<Info, String> {
             tensor(TensorType::new(shape, ElemType::F32), None)
         }
         Node::Fused(e, args) => {
-            let expr = FusedExpr::parse(&e.0)?;
+            let expr = parsed(&e.0)?;
             if args.is_empty() || expr.inputs() > args.len() {
                 return Err(format!("fused: {} operand(s) for an expression of {}", args.len(), expr.inputs()));
             }
@@ -757,7 +797,7 @@ impl egg::Searcher<Node, Shapes> for MergeSearcher {
     fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
         matmuls_by_left(eg)
             .into_iter()
-            .filter(|(_, ms)| ms.iter().map(|&(_, w)| w).collect::<BTreeSet<Id>>().len() > 1)
+            .filter(|(x, ms)| ms.iter().map(|&(_, w)| w).collect::<BTreeSet<Id>>().len() > 1 && !eg.analysis.wino_made.contains(x))
             .take(limit)
             .map(|(x, ms)| {
                 let mut subst = Subst::default();
@@ -851,7 +891,7 @@ fn as_expr(eg: &EG, node: &Node) -> Option<Elementwise> {
     let inputs = |n: usize| (0..n).map(FusedOperand::Input).collect::<Vec<_>>();
     match node {
         Node::Map(f, kids) => Some((vec![FusedStep { f: f.name(), args: inputs(kids.len()) }], kids.clone())),
-        Node::Fused(e, kids) => Some((FusedExpr::parse(&e.0).ok()?.steps, kids.clone())),
+        Node::Fused(e, kids) => Some((parsed(&e.0).ok()?.steps.clone(), kids.clone())),
         Node::Opaque(k, kids) => {
             let op = eg.analysis.ops.get(k.0 as usize)?;
             let f32_kids = kids.iter().all(|&c| type_of(eg, c).is_some_and(|t| t.elem == ElemType::F32));
@@ -973,7 +1013,7 @@ struct FuseSearcher;
 
 impl egg::Searcher<Node, Shapes> for FuseSearcher {
     fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
-        let f32_class = type_of(eg, eclass).is_some_and(|t| t.elem == ElemType::F32);
+        let f32_class = type_of(eg, eclass).is_some_and(|t| t.elem == ElemType::F32) && !eg.analysis.wino_made.contains(&eg.find(eclass));
         let fusable = f32_class && eg[eclass].nodes.iter().any(|n| expr_kids(eg, n).is_some_and(|kids| kids.iter().any(|&c| has_producer(eg, c))));
         (fusable && limit > 0).then(|| egg::SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
     }
@@ -1049,8 +1089,8 @@ fn products(eg: &EG, c: Id, rt: &TensorType) -> Vec<(Id, Id, Id, Option<Elementw
         match n {
             Node::MatMul([a, b]) if type_of(eg, *a).is_some_and(|t| t.elem == ElemType::F32) => v.push((*a, *b, c, None)),
             Node::Epilogue(e, kids) => {
-                let (Some(m), Ok(expr)) = (eg.lookup(Node::MatMul([kids[0], kids[1]])), FusedExpr::parse(&e.0)) else { continue };
-                v.push((kids[0], kids[1], m, Some((expr.steps, [&[m][..], &kids[2..]].concat()))));
+                let (Some(m), Ok(expr)) = (eg.lookup(Node::MatMul([kids[0], kids[1]])), parsed(&e.0)) else { continue };
+                v.push((kids[0], kids[1], m, Some((expr.steps.clone(), [&[m][..], &kids[2..]].concat()))));
             }
             _ => {}
         }
@@ -1063,7 +1103,7 @@ fn products(eg: &EG, c: Id, rt: &TensorType) -> Vec<(Id, Id, Id, Option<Elementw
 fn epilogue_node(eg: &EG, e: Elementwise, m: Id, a: Id, b: Id, rt: &TensorType) -> Option<Node> {
     let Node::Fused(expr, order) = fused_node(eg, e, rt)? else { return None };
     let p = order.iter().position(|&c| c == eg.find(m))?;
-    let mut expr = FusedExpr::parse(&expr.0).ok()?;
+    let mut expr = (*parsed(&expr.0).ok()?).clone();
     for s in &mut expr.steps {
         for arg in &mut s.args {
             if let FusedOperand::Input(j) = *arg {
@@ -1908,6 +1948,349 @@ fn widen(eg: &mut EG, s: &Subst) -> Option<Id> {
     add_checked(eg, Node::MatMul([t, wide]))
 }
 
+// ---- convolutions: Winograd F(2x2, 3x3) ----
+
+/// Winograd's F(2x2, 3x3) transforms (Lavin and Gray, 2016), for correlation as `conv2d`
+/// computes it: output tile `Y = At (U ⊙ V) A` with `U = G g Gt` (weights) and `V = Bt d B`
+/// (a 4x4 input tile).
+const WINO_BT: [[f64; 4]; 4] = [[1.0, 0.0, -1.0, 0.0], [0.0, 1.0, 1.0, 0.0], [0.0, -1.0, 1.0, 0.0], [0.0, 1.0, 0.0, -1.0]];
+const WINO_G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
+const WINO_AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
+
+/// The fewest input and output channels a convolution needs for `winograd` to be tried: with
+/// fewer, the transforms' passes cost more than the 2.25x fewer multiplies save (SqueezeNet's
+/// 16-channel fire modules simulated slower in every layer).
+const WINO_MIN_CHANNELS: usize = 32;
+
+/// The 3x3 convolution a matmul's left operand `a` is the columns of:
+/// `a = reshape(concat(reshape(slice(x, o_k)), ...))`, nine unit-stride windows of one source
+/// `x` joined along a last dim of 9, their offsets `o_k` the base offsets plus `(i, j)` in
+/// two dims (`i, j` in 0..3, each pair once), as `legalize-aten` writes a convolution.
+struct ConvTaps {
+    src: Id,
+    /// The windows' shape (the output positions and, last, the input channels).
+    window: Vec<usize>,
+    base: Vec<i64>,
+    /// The two spatial dims of `window` (`dh < dw`).
+    dh: usize,
+    dw: usize,
+    /// `tap[i][j]`: the place among the joined windows of the one at offset `(i, j)`.
+    tap: [[usize; 3]; 3],
+}
+
+fn conv_taps(eg: &EG, a: Id) -> Option<ConvTaps> {
+    eg[a].nodes.iter().find_map(|n| {
+        let Node::Reshape([_, cat]) = n else { return None };
+        eg[*cat].nodes.iter().find_map(|m| {
+            let (op, kids) = opaque_of(eg, m, "dojo.concat")?;
+            let ct = &op.results[0];
+            let r = ct.rank();
+            if kids.len() != 9 || r < 3 || concat_dim(op) != Some(r - 1) || ct.shape[r - 1] != 9 {
+                return None;
+            }
+            // Each joined tap: a reshape (adding the unit dim) of a unit-stride slice.
+            let windows: Vec<Vec<(Id, Vec<i64>, Vec<usize>)>> = kids
+                .iter()
+                .map(|&t| {
+                    let mut v = Vec::new();
+                    for tn in &eg[t].nodes {
+                        let Node::Reshape([_, s]) = tn else { continue };
+                        for sn in &eg[*s].nodes {
+                            let Some((sl, &[x])) = opaque_of(eg, sn, "dojo.slice") else { continue };
+                            let (Some(off), Some(st)) = (sl.ints("offsets"), sl.ints("strides")) else { continue };
+                            if st.iter().all(|&s| s == 1) && sl.results[0].rank() + 1 == r {
+                                v.push((eg.find(x), off.to_vec(), sl.results[0].shape.clone()));
+                            }
+                        }
+                    }
+                    v
+                })
+                .collect();
+            windows[0].iter().find_map(|(src, _, window)| {
+                let mut offs = Vec::new();
+                for w in &windows {
+                    let (_, o, _) = w.iter().find(|(x, _, s)| x == src && s == window)?;
+                    offs.push(o.clone());
+                }
+                let base: Vec<i64> = (0..window.len()).map(|d| offs.iter().map(|o| o[d]).min().unwrap_or(0)).collect();
+                let moved: Vec<usize> = (0..window.len()).filter(|&d| offs.iter().any(|o| o[d] != base[d])).collect();
+                let &[dh, dw] = moved.as_slice() else { return None };
+                let mut tap = [[usize::MAX; 3]; 3];
+                for (k, o) in offs.iter().enumerate() {
+                    let (i, j) = (o[dh] - base[dh], o[dw] - base[dw]);
+                    if !(0..3).contains(&i) || !(0..3).contains(&j) || tap[i as usize][j as usize] != usize::MAX {
+                        return None;
+                    }
+                    tap[i as usize][j as usize] = k;
+                }
+                Some(ConvTaps { src: *src, window: window.clone(), base, dh, dw, tap })
+            })
+        })
+    })
+}
+
+/// `c0*x0 + c1*x1 + ...` as one fused node (the coefficients of one transform row: equal
+/// magnitudes, so one scale at the end; recorded in `wino_made`), or the operand itself for
+/// `1*x`.
+fn lincomb(eg: &mut EG, terms: &[(f64, Id)]) -> Option<Id> {
+    let terms: Vec<(f64, Id)> = terms.iter().copied().filter(|&(c, _)| c != 0.0).collect();
+    let scale = terms.first()?.0.abs();
+    if terms.iter().any(|&(c, _)| c.abs() != scale) {
+        return None;
+    }
+    if let [(c, x)] = terms.as_slice() {
+        if *c == 1.0 {
+            return Some(*x);
+        }
+    }
+    let rt = type_of(eg, terms[0].1)?;
+    let (x, t) = (FusedOperand::Input, FusedOperand::Step);
+    let mut steps = Vec::new();
+    let mut acc = if terms[0].0 > 0.0 {
+        x(0)
+    } else {
+        steps.push(FusedStep { f: "neg", args: vec![x(0)] });
+        t(0)
+    };
+    for (k, &(c, _)) in terms.iter().enumerate().skip(1) {
+        steps.push(FusedStep { f: if c > 0.0 { "add" } else { "sub" }, args: vec![acc, x(k)] });
+        acc = t(steps.len() - 1);
+    }
+    if scale != 1.0 {
+        steps.push(FusedStep { f: "mul", args: vec![acc, FusedOperand::Const(scale)] });
+    }
+    let node = fused_node(eg, (steps, terms.iter().map(|&(_, id)| id).collect()), &rt)?;
+    let id = add_checked(eg, node)?;
+    eg.analysis.wino_made.insert(eg.find(id));
+    Some(id)
+}
+
+/// A slice of `x` from `offsets` with `strides` and the result shape `shape`, for `winograd`
+/// (recorded in `wino_made`).
+fn strided_slice(eg: &mut EG, x: Id, offsets: Vec<i64>, strides: Vec<i64>, shape: Vec<usize>) -> Option<Id> {
+    let elem = type_of(eg, x)?.elem;
+    let attrs = vec![("offsets".to_string(), Attr::Ints(offsets)), ("strides".to_string(), Attr::Ints(strides))];
+    let id = opaque(eg, "dojo.slice", attrs, TensorType::new(shape, elem), vec![x]);
+    eg.analysis.wino_made.insert(eg.find(id));
+    eg[id].data.tensor().is_some().then_some(id)
+}
+
+/// `parts` joined along `dim`, for `winograd` (recorded in `wino_made`).
+fn concat(eg: &mut EG, dim: usize, parts: Vec<Id>) -> Option<Id> {
+    let mut t = type_of(eg, parts[0])?;
+    t.shape[dim] = parts.iter().map(|&p| type_of(eg, p).map(|t| t.shape[dim])).sum::<Option<usize>>()?;
+    let id = opaque(eg, "dojo.concat", vec![("dim".to_string(), Attr::Int(dim as i64))], t, parts);
+    eg.analysis.wino_made.insert(eg.find(id));
+    eg[id].data.tensor().is_some().then_some(id)
+}
+
+/// `winograd`: a 3x3 convolution's matmul `columns @ w` (stride 1; see [`ConvTaps`]) equals
+/// Winograd's F(2x2, 3x3) of its source: 16 stride-2 windows of the source (padded by one at
+/// the end of an odd output dim), the input transform `Bt d B` (16 fused kernels over them),
+/// the weight transform `G g Gt` (on the weights' 9 tap rows), one batched matmul of the 16
+/// transformed tiles (`[16 G, T, C] @ [16 G, C, K]`: 2.25x fewer multiplies than the 9 taps'
+/// `[T', 9C] @ [9C, K]`), the output transform `At M A`, and the four output phases
+/// interleaved back to the matmul's rows. Equal within f32 tolerance, not bit for bit (the
+/// transforms round): f32 only, and only with at least [`WINO_MIN_CHANNELS`] channels in and
+/// out. The cost model decides where it pays (VGG's convolutions; not SqueezeNet's).
+struct WinogradSearcher;
+
+impl egg::Searcher<Node, Shapes> for WinogradSearcher {
+    fn search_eclass_with_limit(&self, _: &EG, _: Id, _: usize) -> Option<egg::SearchMatches<'_, Node>> {
+        None
+    }
+
+    fn search_with_limit(&self, eg: &EG, limit: usize) -> Vec<egg::SearchMatches<'_, Node>> {
+        let z = Id::from(0usize);
+        let mut out = Vec::new();
+        for c in eg.classes_for_op(&Node::MatMul([z, z]).discriminant()).into_iter().flatten() {
+            for n in &eg[c].nodes {
+                let Node::MatMul([a, w]) = n else { continue };
+                let (a, w) = (eg.find(*a), eg.find(*w));
+                if eg.analysis.pure_seen.contains(&(egg::Symbol::from(WINOGRAD), c, vec![a, w])) || winograd_plan(eg, a, w).is_none() {
+                    continue;
+                }
+                let mut subst = Subst::default();
+                subst.insert(var("?a"), a);
+                subst.insert(var("?w"), w);
+                out.push(egg::SearchMatches { eclass: c, substs: vec![subst], ast: None });
+            }
+        }
+        out.truncate(limit);
+        out
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        ["?a", "?w"].into_iter().map(var).collect()
+    }
+}
+
+const WINOGRAD: &str = "winograd";
+
+/// The taps of `a @ w` and the batch of its matmul (the product of the dims both operands
+/// share before their last two; 1 for `[d..., 9C] @ [9C, K]`), if `winograd` applies.
+fn winograd_plan(eg: &EG, a: Id, w: Id) -> Option<(ConvTaps, usize)> {
+    let (at, wt) = (type_of(eg, a)?, type_of(eg, w)?);
+    let (r, wr) = (at.rank(), wt.rank());
+    if at.elem != ElemType::F32 || wt.elem != ElemType::F32 || r < 2 || wr < 2 {
+        return None;
+    }
+    let batch: usize = if wr == 2 {
+        1
+    } else if wr == r && at.shape[..r - 2] == wt.shape[..r - 2] {
+        at.shape[..r - 2].iter().product()
+    } else {
+        return None;
+    };
+    let (kin, kout) = (wt.shape[wr - 2], wt.shape[wr - 1]);
+    // Cheap checks before walking the taps.
+    if kin % 9 != 0 || kin / 9 < WINO_MIN_CHANNELS || kout < WINO_MIN_CHANNELS || at.shape[r - 1] != kin {
+        return None;
+    }
+    let taps = conv_taps(eg, a)?;
+    let win = &taps.window;
+    let rank = win.len();
+    if win[rank - 1] != kin / 9 || win[taps.dh] < 2 || win[taps.dw] < 2 || taps.dw + 1 >= rank {
+        return None;
+    }
+    // The batch must be the leading window dims (before the spatial ones).
+    (0..=taps.dh).any(|k| win[..k].iter().product::<usize>() == batch).then_some((taps, batch))
+}
+
+struct WinogradApplier;
+
+impl Applier<Node, Shapes> for WinogradApplier {
+    fn apply_one(&self, eg: &mut EG, eclass: Id, s: &Subst, _: Option<&egg::PatternAst<Node>>, name: egg::Symbol) -> Vec<Id> {
+        let (a, w) = (eg.find(s[var("?a")]), eg.find(s[var("?w")]));
+        if !eg.analysis.pure_seen.insert((name, eg.find(eclass), vec![a, w])) {
+            return vec![];
+        }
+        winograd(eg, a, w, eclass).filter(|&id| type_of(eg, id) == type_of(eg, eclass) && eg.union(eclass, id)).into_iter().collect()
+    }
+}
+
+fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
+    let (taps, batch) = winograd_plan(eg, a, w)?;
+    let ConvTaps { src, window, base, dh, dw, tap } = taps;
+    let rank = window.len();
+    let channels = window[rank - 1];
+    let rt = type_of(eg, mm)?;
+    let kout = *rt.shape.last()?;
+    let (ho, wo) = (window[dh].div_ceil(2), window[dw].div_ceil(2));
+    // The source, padded at the end where the last 4x4 tile would read past it.
+    let st = type_of(eg, src)?;
+    let (need_h, need_w) = (base[dh] as usize + 2 * ho + 2, base[dw] as usize + 2 * wo + 2);
+    let (extra_h, extra_w) = (need_h.saturating_sub(st.shape[dh]), need_w.saturating_sub(st.shape[dw]));
+    let src = if extra_h + extra_w > 0 {
+        let (low, mut high) = (vec![0i64; rank], vec![0i64; rank]);
+        high[dh] = extra_h as i64;
+        high[dw] = extra_w as i64;
+        let mut shape = st.shape.clone();
+        shape[dh] += extra_h;
+        shape[dw] += extra_w;
+        let attrs = vec![
+            ("high".to_string(), Attr::Ints(high)),
+            ("interior".to_string(), Attr::Ints(vec![0; rank])),
+            ("low".to_string(), Attr::Ints(low)),
+            ("value".to_string(), Attr::Float(0.0)),
+        ];
+        let padded = opaque(eg, "dojo.pad", attrs, TensorType::new(shape, st.elem), vec![src]);
+        eg.analysis.wino_made.insert(eg.find(padded));
+        padded
+    } else {
+        src
+    };
+    // The 16 stride-2 windows d[i][j] and the input transform V = Bt d B.
+    let mut tile = window.clone();
+    tile[dh] = ho;
+    tile[dw] = wo;
+    let mut strides = vec![1i64; rank];
+    strides[dh] = 2;
+    strides[dw] = 2;
+    let mut d = Vec::new();
+    for i in 0..4 {
+        for j in 0..4 {
+            let mut off = base.clone();
+            off[dh] += i as i64;
+            off[dw] += j as i64;
+            d.push(strided_slice(eg, src, off, strides.clone(), tile.clone())?);
+        }
+    }
+    let rows = tile[..rank - 1].iter().product::<usize>() / batch;
+    let mut vs = Vec::new();
+    for (ra, rb) in (0..4).flat_map(|x| (0..4).map(move |y| (x, y))) {
+        let terms: Vec<(f64, Id)> = (0..16).map(|k| (WINO_BT[ra][k / 4] * WINO_BT[rb][k % 4], d[k])).collect();
+        let v = lincomb(eg, &terms)?;
+        vs.push(v);
+    }
+    // Stacked along the first dim (the batch dims lead the windows): [16 * batch, rows, C].
+    let v = concat(eg, 0, vs)?;
+    let v = reshape(eg, &[16 * batch, rows, channels], v)?;
+    eg.analysis.wino_made.insert(eg.find(v));
+    // The weight transform U = G g Gt on the weights' tap rows (row `c * 9 + k` is channel
+    // `c` of tap `k`), in two passes (rows, then columns).
+    let wt = reshape(eg, &[batch, channels, 9, kout], w)?;
+    let mut g = Vec::new();
+    for k in 0..9 {
+        g.push(strided_slice(eg, wt, vec![0, 0, k as i64, 0], vec![1; 4], vec![batch, channels, 1, kout])?);
+    }
+    let mut half = Vec::new(); // half[i][b] = sum_j G[b][j] g[tap[i][j]]
+    for row in tap {
+        let mut r = Vec::new();
+        for gb in WINO_G {
+            r.push(lincomb(eg, &(0..3).map(|j| (gb[j], g[row[j]])).collect::<Vec<_>>())?);
+        }
+        half.push(r);
+    }
+    let mut us = Vec::new();
+    for ga in WINO_G {
+        for b in 0..4 {
+            let u = lincomb(eg, &(0..3).map(|i| (ga[i], half[i][b])).collect::<Vec<_>>())?;
+            us.push(u);
+        }
+    }
+    let u = concat(eg, 0, us)?;
+    let u = reshape(eg, &[16 * batch, channels, kout], u)?;
+    // The 16 products at once, and the output transform Y = At M A.
+    let m = add_checked(eg, Node::MatMul([v, u]))?;
+    let mut ms = Vec::new();
+    for k in 0..16 {
+        ms.push(strided_slice(eg, m, vec![(k * batch) as i64, 0, 0], vec![1; 3], vec![batch, rows, kout])?);
+    }
+    let mut half = Vec::new(); // half[a][q] = sum_b At[q][b] m[a][b]
+    for ra in 0..4 {
+        let mut r = Vec::new();
+        for aq in WINO_AT {
+            r.push(lincomb(eg, &(0..4).map(|b| (aq[b], ms[ra * 4 + b])).collect::<Vec<_>>())?);
+        }
+        half.push(r);
+    }
+    // Each output phase (p, q) with unit dims after the two spatial dims, joined along them.
+    let mut phase_shape: Vec<usize> = tile[..rank - 1].to_vec();
+    phase_shape.push(kout);
+    phase_shape.insert(dw + 1, 1);
+    phase_shape.insert(dh + 1, 1);
+    let mut lines = Vec::new();
+    for ap in WINO_AT {
+        let mut phases = Vec::new();
+        for q in 0..2 {
+            let y = lincomb(eg, &(0..4).map(|x| (ap[x], half[x][q])).collect::<Vec<_>>())?;
+            phases.push(reshape(eg, &phase_shape, y)?);
+        }
+        lines.push(concat(eg, dw + 2, phases)?);
+    }
+    let y = concat(eg, dh + 1, lines)?;
+    let mut even: Vec<usize> = tile[..rank - 1].to_vec();
+    even[dh] = 2 * ho;
+    even[dw] = 2 * wo;
+    even.push(kout);
+    let y = reshape(eg, &even, y)?;
+    let mut exact = window[..rank - 1].to_vec();
+    exact.push(kout);
+    let y = if exact != even { strided_slice(eg, y, vec![0; rank], vec![1; rank], exact)? } else { y };
+    reshape(eg, &rt.shape, y)
+}
+
 /// The matches of a custom searcher over the classes holding a node of one of `kinds` (egg's
 /// index by operator; the trait's default visits every class, every iteration).
 fn search_kinds<'a, S: egg::Searcher<Node, Shapes>>(s: &'a S, eg: &EG, kinds: &[Node], limit: usize) -> Vec<egg::SearchMatches<'a, Node>> {
@@ -1955,7 +2338,7 @@ fn feeds_elementwise(eg: &EG, c: Id, depth: usize) -> bool {
 
 impl egg::Searcher<Node, Shapes> for MovementSearcher {
     fn search_eclass_with_limit(&self, eg: &EG, eclass: Id, limit: usize) -> Option<egg::SearchMatches<'_, Node>> {
-        if self.0 == "dojo.slice" && !feeds_elementwise(eg, eclass, 2) {
+        if eg.analysis.wino_made.contains(&eg.find(eclass)) || (self.0 == "dojo.slice" && !feeds_elementwise(eg, eclass, 2)) {
             return None;
         }
         let hit = eg[eclass].nodes.iter().any(|n| match n {
@@ -2330,6 +2713,8 @@ pub fn rules() -> Vec<Rule> {
     rules.push(OpRule { op: "dojo.concat", build: concat_of_maps }.rule("concat-of-maps"));
     // tap @ w -> columns @ w' (w's rows spread to the tap's rows) where the columns feed a matmul
     rules.push(Rewrite::new("widen-into-taps", WidenSearcher, WidenApplier).expect("a valid rule"));
+    // columns @ w of a 3x3 convolution -> Winograd F(2x2, 3x3): transformed tiles, one batched matmul
+    rules.push(Rewrite::new(WINOGRAD, WinogradSearcher, WinogradApplier).expect("a valid rule"));
     // L1(L2(...(x))) -> reshape(transpose(reshape(x))) for reshapes and transposes L (the canonical form)
     rules.push(Rewrite::new(COMPOSE, ComposeSearcher, ComposeApplier).expect("a valid rule"));
     // ---- batch-norm folding: per-column scales and shifts of a matmul's result (an inference
@@ -2583,7 +2968,7 @@ impl CostModel {
                 let (Some(a), Some(b)) = (kid(0), kid(1)) else { return 0.0 };
                 let (cost, compute, sram) = self.matmul(a, b, rt);
                 let extras: Vec<&TensorType> = kids[2..].iter().filter_map(|k| k.tensor()).collect();
-                let steps = FusedExpr::parse(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
+                let steps = parsed(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
                 let cores = if a.rank() > 3 && b.rank() == 2 { self.flat_cores(a) } else { self.cores(&rt.shape) };
                 let epilogue = (steps * rt.numel()) as f64 / (cores * self.fp32_rate());
                 let reads = extras.iter().map(|t| t.bytes().min(rt.bytes())).sum::<usize>() as f64 / (cores * self.target.sram_load_bytes_per_s);
@@ -2618,7 +3003,7 @@ impl CostModel {
             // One pass over the result, one op per step (a select only moves).
             Node::Fused(e, _) => {
                 let ins: Vec<&TensorType> = kids.iter().filter_map(|k| k.tensor()).collect();
-                let steps = FusedExpr::parse(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
+                let steps = parsed(&e.0).map(|x| x.steps.iter().filter(|s| s.f != "select").count()).unwrap_or(1);
                 self.elementwise_steps(rt, &ins, steps.max(1))
             }
             Node::Broadcast(_) | Node::Map(..) | Node::Opaque(..) => {
@@ -3516,6 +3901,8 @@ pub struct EgraphOptimize {
     /// Print one line of statistics per function to stderr.
     /// Run `fuse-epilogue` (option `epilogues`, on by default).
     pub epilogues: bool,
+    /// Run `winograd` (option `winograd`, on by default; not bit for bit: f32 tolerance).
+    pub winograd: bool,
     pub stats: bool,
     /// When set, every function's `Stats` are appended here (the compile driver hands them to
     /// Python as `CompiledGraph.egraph_stats()`).
@@ -3533,7 +3920,8 @@ impl Pass for EgraphOptimize {
     fn run(&self, module: &mut Module) -> Result<(), PassError> {
         let target = Target::preset(&self.mesh).map_err(|e| PassError::Invalid(e.to_string()))?;
         let model = CostModel::new(target);
-        let rules: Vec<Rule> = rules().into_iter().filter(|r| self.epilogues || r.name.as_str() != EPILOGUE).collect();
+        let off = |r: &Rule| (!self.epilogues && r.name.as_str() == EPILOGUE) || (!self.winograd && r.name.as_str() == WINOGRAD);
+        let rules: Vec<Rule> = rules().into_iter().filter(|r| !off(r)).collect();
         for func in &mut module.funcs {
             let (out, stats) = optimize_func(func, &rules, &self.limits, &model).map_err(PassError::Invalid)?;
             if self.stats {

@@ -60,7 +60,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
 fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh", "plan"],
-        "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues"],
+        "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues", "winograd"],
         "precision" => vec!["policy", "grads"],
         "split-batch" => vec!["mesh", "parts"],
         _ => vec![],
@@ -116,7 +116,12 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
                 None | Some("true") | Some("1") => true,
                 Some(v) => return Err(format!("egraph-optimize option epilogues={v}: expected true or false")),
             };
-            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, epilogues, record: egraph_stats.cloned() })
+            let winograd = match spec.option("winograd") {
+                Some("false") | Some("0") => false,
+                None | Some("true") | Some("1") => true,
+                Some(v) => return Err(format!("egraph-optimize option winograd={v}: expected true or false")),
+            };
+            Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, epilogues, winograd, record: egraph_stats.cloned() })
         }
         other => {
             let names: Vec<&str> = PASSES.iter().map(|p| p.0).collect();
