@@ -19,10 +19,10 @@
 //!   Winograd's F(2x2, 3x3) over 4x4 tiles: 16 multiplies per 2x2 outputs instead of 36, in
 //!   one batched matmul, with the input, weight and output transforms as fused kernels. Not
 //!   bit-exact (the transforms round; within f32 tolerance); f32 with at least
-//!   [`WINO_MIN_CHANNELS`] channels. The cost model takes it where it pays: VGG-19's
-//!   convolutions at 28 x 28 and up (simulated on `d1`, VGG-19 with the pass 3292 -> 2383 us),
-//!   not SqueezeNet's 16-channel ones, and not yet at 14 x 14, where a torch-level
-//!   experiment was also faster (512 channels: 81 -> 58 us).
+//!   [`WINO_MIN_CHANNELS`] channels, widening them at most [`WINO_MAX_WIDENING`]x. The cost
+//!   model takes it where it pays (a batched matmul costed on `lower-to-d1`'s batch split):
+//!   all of VGG-19's convolutions after the first (simulated on `d1`, VGG-19 with the pass
+//!   3292 -> 2283 us), Inception-v3's 3x3 ones.
 //! - **Batch-norm folding**: the chain of transposes and reshapes between a matmul's result
 //!   and an elementwise op whose other operand is a broadcast sinks below the op in one step
 //!   (that operand reshaped / permuted to match, exactly), so the per-channel ops of an
@@ -1962,6 +1962,13 @@ const WINO_AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, -1.0, -1.0]];
 /// 16-channel fire modules simulated slower in every layer).
 const WINO_MIN_CHANNELS: usize = 32;
 
+/// The most a convolution may widen its channels (out / in) for `winograd` to be tried. The
+/// 16 products are 4x the output, the 16 transformed tiles 4x the input, against the nine
+/// taps' 9x the input: past about 5/3 Winograd moves more data than it saves. SqueezeNet's
+/// expand layers (4x) simulated slower in every fire module (13 x 13, 48 -> 192 channels:
+/// 7.92 -> 9.01 us) though the cost model scored them faster.
+const WINO_MAX_WIDENING: usize = 2;
+
 /// The 3x3 convolution a matmul's left operand `a` is the columns of:
 /// `a = reshape(concat(reshape(slice(x, o_k)), ...))`, nine unit-stride windows of one source
 /// `x` joined along a last dim of 9, their offsets `o_k` the base offsets plus `(i, j)` in
@@ -2091,8 +2098,9 @@ fn concat(eg: &mut EG, dim: usize, parts: Vec<Id>) -> Option<Id> {
 /// transformed tiles (`[16 G, T, C] @ [16 G, C, K]`: 2.25x fewer multiplies than the 9 taps'
 /// `[T', 9C] @ [9C, K]`), the output transform `At M A`, and the four output phases
 /// interleaved back to the matmul's rows. Equal within f32 tolerance, not bit for bit (the
-/// transforms round): f32 only, and only with at least [`WINO_MIN_CHANNELS`] channels in and
-/// out. The cost model decides where it pays (VGG's convolutions; not SqueezeNet's).
+/// transforms round): f32 only, only with at least [`WINO_MIN_CHANNELS`] channels in and out
+/// and at most [`WINO_MAX_WIDENING`] times as many out as in. The cost model decides where it
+/// pays (VGG's convolutions).
 struct WinogradSearcher;
 
 impl egg::Searcher<Node, Shapes> for WinogradSearcher {
@@ -2144,7 +2152,7 @@ fn winograd_plan(eg: &EG, a: Id, w: Id) -> Option<(ConvTaps, usize)> {
     };
     let (kin, kout) = (wt.shape[wr - 2], wt.shape[wr - 1]);
     // Cheap checks before walking the taps.
-    if kin % 9 != 0 || kin / 9 < WINO_MIN_CHANNELS || kout < WINO_MIN_CHANNELS || at.shape[r - 1] != kin {
+    if kin % 9 != 0 || kin / 9 < WINO_MIN_CHANNELS || kout < WINO_MIN_CHANNELS || kout > WINO_MAX_WIDENING * (kin / 9) || at.shape[r - 1] != kin {
         return None;
     }
     let taps = conv_taps(eg, a)?;
@@ -2872,11 +2880,22 @@ impl CostModel {
         let (m, k, n) = (a.shape[r - 2], a.shape[r - 1], b.shape[r - 1]);
         let batch: usize = a.shape[..r - 2].iter().product();
         let (gr, gc) = self.grid(&rt.shape);
-        let cores = (gr * gc) as f64;
-        let compute = 2.0 * (batch * m * k * n) as f64 / (cores * self.fp32_rate());
-        let sram = ((a.bytes() / gr + b.bytes() / gc) as f64 + rt.bytes() as f64 / cores) / self.target.sram_load_bytes_per_s;
         // SUMMA: every core receives its row block of `a` and column block of `b`.
-        let comm = (a.bytes() / gr + b.bytes() / gc) as f64 / self.link_rate();
+        let (mut cores, mut a_in, mut b_in) = ((gr * gc) as f64, a.bytes() / gr, b.bytes() / gc);
+        // A batched matmul splits its batch over mesh rows where that takes more cores (as
+        // `lower-to-d1`'s `batch_split` does): each core multiplies its batches' rows of `a`
+        // by their column blocks of `b` (Winograd's 16 tiles of a 14 x 14 convolution).
+        if r == 3 && batch >= 2 {
+            let br = (1..=batch.min(self.max_block.0)).rev().find(|g| batch % g == 0).unwrap_or(1);
+            let bc = (m.max(n) / MIN_SHARD_EDGE).clamp(1, self.max_block.1);
+            if br * bc > gr * gc {
+                cores = (br * bc) as f64;
+                (a_in, b_in) = if n >= m { (a.bytes() / br, b.bytes() / (br * bc)) } else { (a.bytes() / (br * bc), b.bytes() / br) };
+            }
+        }
+        let compute = 2.0 * (batch * m * k * n) as f64 / (cores * self.fp32_rate());
+        let sram = ((a_in + b_in) as f64 + rt.bytes() as f64 / cores) / self.target.sram_load_bytes_per_s;
+        let comm = (a_in + b_in) as f64 / self.link_rate();
         (compute + comm + self.latency(), compute, sram)
     }
 
