@@ -109,7 +109,7 @@
 //! 4365 classes in a release build), so it is bounded by `time_ms` too and falls back to the
 //! greedy tree extraction when it runs out (as with every limit, output then depends on time).
 
-use crate::lower::{MAX_BLOCK_EDGE, MIN_SHARD_EDGE};
+use crate::lower::{MAX_BLOCK_EDGE, MIN_SHARD_EDGE, STREAM_T_MIN_ROWS};
 use dojo_compiler::dialect::{broadcast_shapes, check_perm, epilogue_extras, FusedExpr, FusedOperand, FusedStep, BINARY, UNARY};
 use dojo_compiler::layout::{reshape_carriable_dims, reshape_is_local, COLS, NONE, ROWS};
 use dojo_compiler::{Attr, ElemType, Func, Module, Op, Pass, PassError, TensorType, Type, Value};
@@ -812,6 +812,12 @@ impl egg::Searcher<Node, Shapes> for MergeSearcher {
     }
 }
 
+/// Whether class `w` holds the 2D transpose of a 2D function argument.
+fn is_transposed_arg(eg: &EG, w: Id) -> bool {
+    let arg = |y: Id| eg[y].nodes.iter().any(|n| matches!(n, Node::Arg(_))) && type_of(eg, y).is_some_and(|t| t.rank() == 2);
+    eg[w].nodes.iter().any(|n| matches!(n, Node::Transpose([p, y]) if ints_of(eg, *p).as_deref() == Some(&[1, 0][..]) && arg(*y)))
+}
+
 impl MergeMatmuls {
     fn merge(&self, eg: &mut EG, s: &Subst) -> Option<Vec<Id>> {
         let x = eg.find(s[self.x]);
@@ -834,6 +840,13 @@ impl MergeMatmuls {
         ws.retain(|&w| {
             !eg[w].nodes.iter().any(|n| matches!(n, Node::Map(f, k) if f.name() == "mul" && k.first().is_some_and(|&k| all.contains(&eg.find(k)))))
         });
+        // A transposed 2D argument (`nn.Linear`'s `weight.t()`) that `lower-to-d1` streams from
+        // the host into a matmul of at least `STREAM_T_MIN_ROWS` rows is not joined: the join
+        // would load it whole, transpose it and move it into panels before the matmul (BERT's
+        // Q/K/V on `d1`: 140.0 us unmerged, 146.8 merged).
+        if type_of(eg, x).is_some_and(|t| t.rank() == 2 && t.shape[0] >= STREAM_T_MIN_ROWS) {
+            ws.retain(|&w| !is_transposed_arg(eg, w));
+        }
         let t0 = type_of(eg, *ws.first()?)?;
         let r = t0.rank();
         ws.retain(|&w| type_of(eg, w).is_some_and(|t| t.rank() == r && t.shape[..r - 1] == t0.shape[..r - 1] && t.elem == t0.elem));

@@ -70,6 +70,12 @@ pub const FOLLOW_MAX_BYTES: u64 = 144 * 1024;
 /// matmul transposes whole panels just before it (resnet50 b2 inference on `tile`, whose 8 MB
 /// fc weight takes 32 KiB per core: 0.941 ms streamed, 0.9385 not).
 pub const STREAM_T_MIN_SHARD_BYTES: u64 = 288 * 1024;
+/// A transposed weight also streams, whatever its size, when every matmul taking it has at
+/// least this many rows: the panels' local transposes then cost little beside the matmul,
+/// and loading the weight whole, transposing it and moving it into panels sat on the
+/// critical path before each of BERT's linear layers (its encoder layer on `d1`, 128 tokens:
+/// 164.5 -> 140.0 us). resnet50's fc (2 or 32 rows) keeps the threshold above.
+pub const STREAM_T_MIN_ROWS: usize = 64;
 /// The largest block edge the default placement uses.
 pub const MAX_BLOCK_EDGE: u32 = 16;
 /// The largest embedding table (bytes) a lookup on one block of the default placement (a
@@ -854,7 +860,8 @@ impl<'a> Lowering<'a> {
                     Val::Const(v, _) => return Ok(Val::Const(v, rt)),
                     Val::Host(a) if self.streamed_t.contains(&op.result(0)) && !self.is_loaded(a) => {
                         let t = tensor_type(&self.out, a)?;
-                        if (self.place(&t.shape)?.max_shard_numel(&t.shape) * t.elem.bytes()) as u64 > STREAM_T_MIN_SHARD_BYTES {
+                        let large = (self.place(&t.shape)?.max_shard_numel(&t.shape) * t.elem.bytes()) as u64 > STREAM_T_MIN_SHARD_BYTES;
+                        if large || fewest_rows(self.src, op.result(0)) >= STREAM_T_MIN_ROWS {
                             return Ok(Val::HostT(a));
                         }
                     }
@@ -2050,6 +2057,13 @@ fn streamed_transposes(src: &Func) -> std::collections::HashSet<Value> {
         uses.remove(r);
     }
     uses.into_iter().filter(|&(_, ok)| ok).map(|(v, _)| v).collect()
+}
+
+/// The fewest rows of `a` among the matmuls that take `t` (a [`streamed_transposes`] result)
+/// as `b`.
+fn fewest_rows(src: &Func, t: Value) -> usize {
+    let rows = src.ops.iter().filter(|o| o.name == "dojo.matmul" && o.operands.get(1) == Some(&t));
+    rows.filter_map(|o| src.tensor(o.operands[0]).map(|a| a.shape[0])).min().unwrap_or(0)
 }
 
 /// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.
