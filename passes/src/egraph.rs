@@ -2008,17 +2008,19 @@ fn conv_taps(eg: &EG, a: Id) -> Option<ConvTaps> {
             if kids.len() != 9 || r < 3 || concat_dim(op) != Some(r - 1) || ct.shape[r - 1] != 9 {
                 return None;
             }
-            // Each joined tap: a reshape (adding the unit dim) of a unit-stride slice.
+            // Each joined tap: a reshape adding a last unit dim to a unit-stride slice.
             let windows: Vec<Vec<(Id, Vec<i64>, Vec<usize>)>> = kids
                 .iter()
                 .map(|&t| {
                     let mut v = Vec::new();
+                    let tap_shape = type_of(eg, t).map(|t| t.shape).unwrap_or_default();
                     for tn in &eg[t].nodes {
                         let Node::Reshape([_, s]) = tn else { continue };
                         for sn in &eg[*s].nodes {
                             let Some((sl, &[x])) = opaque_of(eg, sn, "dojo.slice") else { continue };
                             let (Some(off), Some(st)) = (sl.ints("offsets"), sl.ints("strides")) else { continue };
-                            if st.iter().all(|&s| s == 1) && sl.results[0].rank() + 1 == r {
+                            let adds_unit = tap_shape.split_last() == Some((&1, sl.results[0].shape.as_slice()));
+                            if st.iter().all(|&s| s == 1) && adds_unit {
                                 v.push((eg.find(x), off.to_vec(), sl.results[0].shape.clone()));
                             }
                         }
