@@ -171,7 +171,8 @@ struct Options {
     precision: String,
     /// `egraph-optimize`: `false` (default), `true`, or its settings: limits `{"iters", "nodes",
     /// "time_ms"}`, `"epilogues": false` (matmul epilogue fusion, on by default) and
-    /// `"winograd": false` (Winograd F(2x2, 3x3) for 3x3 convolutions, on by default).
+    /// `"winograd": false` (Winograd F(2x2, 3x3) for 3x3 convolutions, on by default with
+    /// `fp32`, off under a precision policy unless set).
     #[serde(default)]
     egraph: EgraphOption,
     /// `lower-to-d1`'s plan: `default`, or `naive` (the baseline of issue 5).
@@ -197,10 +198,13 @@ impl Default for EgraphOption {
 }
 
 impl EgraphOption {
-    /// The pass options for `default_pipeline`, or None when the pass is off.
-    fn pass_options(&self) -> Result<Option<String>, DojoError> {
+    /// The pass options for `default_pipeline`, or None when the pass is off. Under a
+    /// precision policy (`low_precision`) `winograd` is off unless set: its transformed tiles
+    /// and weights would be rounded to the storage format, adding to the format's own error.
+    fn pass_options(&self, low_precision: bool) -> Result<Option<String>, DojoError> {
+        let winograd_off = if low_precision { "winograd=false" } else { "" };
         match self {
-            EgraphOption::On(on) => Ok(on.then(String::new)),
+            EgraphOption::On(on) => Ok(on.then(|| winograd_off.to_string())),
             EgraphOption::Limits(limits) => {
                 let mut opts = Vec::new();
                 for (k, v) in limits {
@@ -213,6 +217,9 @@ impl EgraphOption {
                         return Err(DojoError::Invalid(format!("option 'egraph': '{k}' must be {}, got {v}", if matches!(k.as_str(), "epilogues" | "winograd") { "true or false" } else { "a whole number" })));
                     }
                     opts.push(format!("{k}={v}"));
+                }
+                if !limits.contains_key("winograd") && !winograd_off.is_empty() {
+                    opts.push(winograd_off.to_string());
                 }
                 Ok(Some(opts.join(" ")))
             }
@@ -301,7 +308,7 @@ fn compile_module(graph_json: &str, options: &Options, split: bool, unsplit: Opt
     }
     let mut stages = vec![("import".to_string(), print_module(&module))];
     let mut stage_seconds = vec![laps.lap("import")];
-    let egraph = options.egraph.pass_options()?;
+    let egraph = options.egraph.pass_options(options.precision != "fp32")?;
     let precision = (options.precision != "fp32").then(|| format!("policy={} grads={}", options.precision, imported.gradients));
     let (mut pm, egraph_record) =
         build_pipeline_recording(&default_pipeline(&options.mesh, egraph.as_deref(), precision.as_deref(), &options.plan, split)).map_err(DojoError::Invalid)?;

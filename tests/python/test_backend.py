@@ -116,6 +116,22 @@ def test_egraph_runs_3x3_convolutions_as_winograd(size):
     assert flops[False] > 1.5 * flops[True], flops
 
 
+def test_winograd_is_off_under_a_precision_policy_unless_asked():
+    """Under `precision="bf16"` the e-graph leaves 3x3 convolutions as nine-tap matmuls (the
+    transformed tiles would be rounded to bf16 too), unless `{"winograd": True}` asks."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    x = torch.randn(1, 64, 28, 28)
+    for eg, wino in ((True, False), ({"winograd": True}, True)):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            out = torch.compile(model, backend="dojo", options={"egraph": eg, "precision": "bf16"})(x)
+            want = model(x)
+        assert ((out - want).abs().max() / want.abs().max()).item() < 2e-2
+        applied = {rule for s in backend.compiled_graphs[-1].egraph_stats for rule in s["applied"]}
+        assert ("winograd" in applied) == wino, applied
+
+
 def test_egraph_stats_are_exposed():
     """The optimizer's statistics reach Python (the compiled graph, its record and the report):
     a transpose pair around an elementwise op goes away, so ops and modelled cost drop."""
