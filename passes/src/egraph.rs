@@ -738,8 +738,25 @@ fn opaque(eg: &mut EG, name: &str, mut attrs: Vec<(String, Attr)>, result: Tenso
 /// The slice of `x` starting at `offsets` with the shape of `result` (unit strides).
 fn slice(eg: &mut EG, x: Id, offsets: Vec<i64>, result: TensorType) -> Id {
     let strides = vec![1; offsets.len()];
+    strided_slice(eg, x, offsets, strides, result)
+}
+
+/// The slice of `x` starting at `offsets`, every `strides`-th element, with the shape of `result`.
+fn strided_slice(eg: &mut EG, x: Id, offsets: Vec<i64>, strides: Vec<i64>, result: TensorType) -> Id {
     let attrs = vec![("offsets".to_string(), Attr::Ints(offsets)), ("strides".to_string(), Attr::Ints(strides))];
     opaque(eg, "dojo.slice", attrs, result, vec![x])
+}
+
+/// `x` padded with zeros, `low` before and `high` after each dim, to the type `result`.
+fn zero_pad(eg: &mut EG, x: Id, low: Vec<i64>, high: Vec<i64>, result: TensorType) -> Id {
+    let rank = low.len();
+    let attrs = vec![
+        ("high".to_string(), Attr::Ints(high)),
+        ("interior".to_string(), Attr::Ints(vec![0; rank])),
+        ("low".to_string(), Attr::Ints(low)),
+        ("value".to_string(), Attr::Float(0.0)),
+    ];
+    opaque(eg, "dojo.pad", attrs, result, vec![x])
 }
 
 /// At most this many matmuls merge into one (NasRNN's cell has 8 products of one input;
@@ -1950,13 +1967,7 @@ fn widen(eg: &mut EG, s: &Subst) -> Option<Id> {
     let (mut low, mut high) = (vec![0i64; r + 1], vec![0i64; r + 1]);
     low[r - 1] = k as i64;
     high[r - 1] = (n - 1 - k) as i64;
-    let attrs = vec![
-        ("high".to_string(), Attr::Ints(high)),
-        ("interior".to_string(), Attr::Ints(vec![0; r + 1])),
-        ("low".to_string(), Attr::Ints(low)),
-        ("value".to_string(), Attr::Float(0.0)),
-    ];
-    let spread = opaque(eg, "dojo.pad", attrs, TensorType::new([batch, &[c, n, o]].concat(), wt.elem), vec![split]);
+    let spread = zero_pad(eg, split, low, high, TensorType::new([batch, &[c, n, o]].concat(), wt.elem));
     let wide = reshape(eg, &[batch, &[c * n, o]].concat(), spread)?;
     add_checked(eg, Node::MatMul([t, wide]))
 }
@@ -2083,27 +2094,28 @@ fn lincomb(eg: &mut EG, terms: &[(f64, Id)]) -> Option<Id> {
     }
     let node = fused_node(eg, (steps, terms.iter().map(|&(_, id)| id).collect()), &rt)?;
     let id = add_checked(eg, node)?;
-    eg.analysis.wino_made.insert(eg.find(id));
-    Some(id)
+    wino_made(eg, id)
 }
 
-/// A slice of `x` from `offsets` with `strides` and the result shape `shape`, for `winograd`
-/// (recorded in `wino_made`).
-fn strided_slice(eg: &mut EG, x: Id, offsets: Vec<i64>, strides: Vec<i64>, shape: Vec<usize>) -> Option<Id> {
-    let elem = type_of(eg, x)?.elem;
-    let attrs = vec![("offsets".to_string(), Attr::Ints(offsets)), ("strides".to_string(), Attr::Ints(strides))];
-    let id = opaque(eg, "dojo.slice", attrs, TensorType::new(shape, elem), vec![x]);
+/// `id`, a node `winograd` made, recorded in `wino_made`; None if its type is not valid.
+fn wino_made(eg: &mut EG, id: Id) -> Option<Id> {
     eg.analysis.wino_made.insert(eg.find(id));
     eg[id].data.tensor().is_some().then_some(id)
 }
 
-/// `parts` joined along `dim`, for `winograd` (recorded in `wino_made`).
-fn concat(eg: &mut EG, dim: usize, parts: Vec<Id>) -> Option<Id> {
+/// A slice of `x` from `offsets` with `strides` and the shape `shape`, for `winograd`.
+fn wino_slice(eg: &mut EG, x: Id, offsets: Vec<i64>, strides: Vec<i64>, shape: Vec<usize>) -> Option<Id> {
+    let elem = type_of(eg, x)?.elem;
+    let id = strided_slice(eg, x, offsets, strides, TensorType::new(shape, elem));
+    wino_made(eg, id)
+}
+
+/// `parts` joined along `dim`, for `winograd`.
+fn wino_concat(eg: &mut EG, dim: usize, parts: Vec<Id>) -> Option<Id> {
     let mut t = type_of(eg, parts[0])?;
     t.shape[dim] = parts.iter().map(|&p| type_of(eg, p).map(|t| t.shape[dim])).sum::<Option<usize>>()?;
     let id = opaque(eg, "dojo.concat", vec![("dim".to_string(), Attr::Int(dim as i64))], t, parts);
-    eg.analysis.wino_made.insert(eg.find(id));
-    eg[id].data.tensor().is_some().then_some(id)
+    wino_made(eg, id)
 }
 
 /// `winograd`: a 3x3 convolution's matmul `columns @ w` (stride 1; see [`ConvTaps`]) equals
@@ -2205,21 +2217,14 @@ fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
     let (need_h, need_w) = (base[dh] as usize + 2 * ho + 2, base[dw] as usize + 2 * wo + 2);
     let (extra_h, extra_w) = (need_h.saturating_sub(st.shape[dh]), need_w.saturating_sub(st.shape[dw]));
     let src = if extra_h + extra_w > 0 {
-        let (low, mut high) = (vec![0i64; rank], vec![0i64; rank]);
+        let mut high = vec![0i64; rank];
         high[dh] = extra_h as i64;
         high[dw] = extra_w as i64;
         let mut shape = st.shape.clone();
         shape[dh] += extra_h;
         shape[dw] += extra_w;
-        let attrs = vec![
-            ("high".to_string(), Attr::Ints(high)),
-            ("interior".to_string(), Attr::Ints(vec![0; rank])),
-            ("low".to_string(), Attr::Ints(low)),
-            ("value".to_string(), Attr::Float(0.0)),
-        ];
-        let padded = opaque(eg, "dojo.pad", attrs, TensorType::new(shape, st.elem), vec![src]);
-        eg.analysis.wino_made.insert(eg.find(padded));
-        padded
+        let padded = zero_pad(eg, src, vec![0; rank], high, TensorType::new(shape, st.elem));
+        wino_made(eg, padded)?
     } else {
         src
     };
@@ -2236,26 +2241,25 @@ fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
             let mut off = base.clone();
             off[dh] += i as i64;
             off[dw] += j as i64;
-            d.push(strided_slice(eg, src, off, strides.clone(), tile.clone())?);
+            d.push(wino_slice(eg, src, off, strides.clone(), tile.clone())?);
         }
     }
     let rows = tile[..rank - 1].iter().product::<usize>() / batch;
     let mut vs = Vec::new();
     for (ra, rb) in (0..4).flat_map(|x| (0..4).map(move |y| (x, y))) {
         let terms: Vec<(f64, Id)> = (0..16).map(|k| (WINO_BT[ra][k / 4] * WINO_BT[rb][k % 4], d[k])).collect();
-        let v = lincomb(eg, &terms)?;
-        vs.push(v);
+        vs.push(lincomb(eg, &terms)?);
     }
     // Stacked along the first dim (the batch dims lead the windows): [16 * batch, rows, C].
-    let v = concat(eg, 0, vs)?;
+    let v = wino_concat(eg, 0, vs)?;
     let v = reshape(eg, &[16 * batch, rows, channels], v)?;
-    eg.analysis.wino_made.insert(eg.find(v));
+    let v = wino_made(eg, v)?;
     // The weight transform U = G g Gt on the weights' tap rows (row `c * 9 + k` is channel
     // `c` of tap `k`), in two passes (rows, then columns).
     let wt = reshape(eg, &[batch, channels, 9, kout], w)?;
     let mut g = Vec::new();
     for k in 0..9 {
-        g.push(strided_slice(eg, wt, vec![0, 0, k as i64, 0], vec![1; 4], vec![batch, channels, 1, kout])?);
+        g.push(wino_slice(eg, wt, vec![0, 0, k as i64, 0], vec![1; 4], vec![batch, channels, 1, kout])?);
     }
     let mut half = Vec::new(); // half[i][b] = sum_j G[b][j] g[tap[i][j]]
     for row in tap {
@@ -2272,13 +2276,13 @@ fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
             us.push(u);
         }
     }
-    let u = concat(eg, 0, us)?;
+    let u = wino_concat(eg, 0, us)?;
     let u = reshape(eg, &[16 * batch, channels, kout], u)?;
     // The 16 products at once, and the output transform Y = At M A.
     let m = add_checked(eg, Node::MatMul([v, u]))?;
     let mut ms = Vec::new();
     for k in 0..16 {
-        ms.push(strided_slice(eg, m, vec![(k * batch) as i64, 0, 0], vec![1; 3], vec![batch, rows, kout])?);
+        ms.push(wino_slice(eg, m, vec![(k * batch) as i64, 0, 0], vec![1; 3], vec![batch, rows, kout])?);
     }
     let mut half = Vec::new(); // half[a][q] = sum_b At[q][b] m[a][b]
     for ra in 0..4 {
@@ -2300,9 +2304,9 @@ fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
             let y = lincomb(eg, &(0..4).map(|x| (ap[x], half[x][q])).collect::<Vec<_>>())?;
             phases.push(reshape(eg, &phase_shape, y)?);
         }
-        lines.push(concat(eg, dw + 2, phases)?);
+        lines.push(wino_concat(eg, dw + 2, phases)?);
     }
-    let y = concat(eg, dh + 1, lines)?;
+    let y = wino_concat(eg, dh + 1, lines)?;
     let mut even: Vec<usize> = tile[..rank - 1].to_vec();
     even[dh] = 2 * ho;
     even[dw] = 2 * wo;
@@ -2310,7 +2314,7 @@ fn winograd(eg: &mut EG, a: Id, w: Id, mm: Id) -> Option<Id> {
     let y = reshape(eg, &even, y)?;
     let mut exact = window[..rank - 1].to_vec();
     exact.push(kout);
-    let y = if exact != even { strided_slice(eg, y, vec![0; rank], vec![1; rank], exact)? } else { y };
+    let y = if exact != even { wino_slice(eg, y, vec![0; rank], vec![1; rank], exact)? } else { y };
     reshape(eg, &rt.shape, y)
 }
 
