@@ -2906,10 +2906,12 @@ impl CostModel {
         // by their column blocks of `b` (Winograd's 16 tiles of a 14 x 14 convolution).
         if r == 3 && batch >= 2 {
             let br = (1..=batch.min(self.max_block.0)).rev().find(|g| batch % g == 0).unwrap_or(1);
-            let bc = (m.max(n) / MIN_SHARD_EDGE).clamp(1, self.max_block.1);
+            let cols = |d: usize| (d / MIN_SHARD_EDGE).clamp(1, self.max_block.1);
+            let by_n = cols(n) >= cols(m);
+            let bc = cols(if by_n { n } else { m });
             if br * bc > gr * gc {
                 cores = (br * bc) as f64;
-                (a_in, b_in) = if n >= m { (a.bytes() / br, b.bytes() / (br * bc)) } else { (a.bytes() / (br * bc), b.bytes() / br) };
+                (a_in, b_in) = if by_n { (a.bytes() / br, b.bytes() / (br * bc)) } else { (a.bytes() / (br * bc), b.bytes() / br) };
             }
         }
         let compute = 2.0 * (batch * m * k * n) as f64 / (cores * self.fp32_rate());
