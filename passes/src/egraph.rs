@@ -2178,8 +2178,8 @@ fn winograd_plan(eg: &EG, a: Id, w: Id) -> Option<(ConvTaps, usize)> {
         return None;
     };
     let (kin, kout) = (wt.shape[wr - 2], wt.shape[wr - 1]);
-    // Cheap checks before walking the taps.
-    if kin % 9 != 0 || kin / 9 < WINO_MIN_CHANNELS || kout < WINO_MIN_CHANNELS || kout > WINO_MAX_WIDENING * (kin / 9) || at.shape[r - 1] != kin {
+    // Cheap checks before walking the taps (an empty batch has nothing to gain).
+    if batch == 0 || kin % 9 != 0 || kin / 9 < WINO_MIN_CHANNELS || kout < WINO_MIN_CHANNELS || kout > WINO_MAX_WIDENING * (kin / 9) || at.shape[r - 1] != kin {
         return None;
     }
     let taps = conv_taps(eg, a)?;
