@@ -3929,6 +3929,103 @@ pub fn optimize_func(func: &Func, rules: &[Rule], limits: &Limits, model: &CostM
     Ok((out, stats))
 }
 
+/// Where a value of a split function is computed: from whole values only (arguments,
+/// weights), on one part's chip (`dojo.on_chip {chip}` and what is computed from it), or
+/// from several parts.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    Whole,
+    Chip(i64),
+    Mixed,
+}
+
+/// `func` with the values computed from whole values alone (weight transposes, a folded
+/// batch norm's scaled weights) computed again for each part that uses them, as
+/// `split-batch` wrote them: hash-consing made one value of the parts' identical copies,
+/// which one chip then computed and the others received by reshard (resnet18 at
+/// 8 x 112 x 112 on `tile`: 824 host loads became 117, 314.4 -> 340.9 us). The copies are
+/// made right before their first use. A function without `dojo.on_chip` comes back as it is.
+fn per_part_copies(func: &Func) -> Func {
+    if !func.ops.iter().any(|o| o.name == "dojo.on_chip") {
+        return func.clone();
+    }
+    let mut part = vec![Part::Whole; func.value_types.len()];
+    for op in &func.ops {
+        let p = if op.name == "dojo.on_chip" {
+            op.attr("chip").and_then(Attr::as_int).map_or(Part::Mixed, Part::Chip)
+        } else {
+            op.operands.iter().fold(Part::Whole, |acc, v| match (acc, part[v.index()]) {
+                (Part::Whole, p) | (p, Part::Whole) => p,
+                (Part::Chip(a), Part::Chip(b)) if a == b => Part::Chip(a),
+                _ => Part::Mixed,
+            })
+        };
+        for r in op.results() {
+            part[r.index()] = p;
+        }
+    }
+    struct Copier<'a> {
+        func: &'a Func,
+        part: Vec<Part>,
+        producer: HashMap<Value, usize>,
+        out: Func,
+        /// (chip, or `i64::MIN` for a use by several parts or a result; old value) -> new value.
+        made: BTreeMap<(i64, u32), Value>,
+    }
+    impl Copier<'_> {
+        /// `v` as a user on `chip` sees it: a whole value computed by a `dojo.*` op is that
+        /// chip's copy (made now if it is the first use).
+        fn get(&mut self, v: Value, chip: i64) -> Value {
+            let Some(&i) = self.producer.get(&v) else { return v };
+            if self.part[v.index()] != Part::Whole {
+                return self.made[&(i64::MIN, v.0)];
+            }
+            let key = if self.func.ops[i].name.starts_with("dojo.") { chip } else { i64::MIN };
+            if let Some(&c) = self.made.get(&(key, v.0)) {
+                return c;
+            }
+            self.emit(i, key)[&v.0]
+        }
+
+        /// Op `i` with its operands as `chip` sees them; records and returns its new results.
+        fn emit(&mut self, i: usize, chip: i64) -> BTreeMap<u32, Value> {
+            let op = &self.func.ops[i];
+            let operands = op.operands.iter().map(|&o| self.get(o, chip)).collect();
+            let types = op.results().map(|r| self.func.ty(r).clone()).collect();
+            let first = self.out.push(op.name.clone(), operands, op.attrs.clone(), types);
+            let mut new = BTreeMap::new();
+            for (k, r) in op.results().enumerate() {
+                let v = Value(first.0 + k as u32);
+                self.made.insert((chip, r.0), v);
+                new.insert(r.0, v);
+            }
+            new
+        }
+    }
+    let producer = func.ops.iter().enumerate().flat_map(|(i, o)| o.results().map(move |r| (r, i))).collect();
+    let out = Func { ops: Vec::new(), value_types: func.value_types[..func.num_args].to_vec(), returns: Vec::new(), ..func.clone() };
+    let mut c = Copier { func, part, producer, out, made: BTreeMap::new() };
+    for (i, op) in func.ops.iter().enumerate() {
+        match op.results().next().map_or(Part::Mixed, |r| c.part[r.index()]) {
+            // Whole values are made where they are used.
+            Part::Whole => {}
+            Part::Chip(chip) => {
+                let new = c.emit(i, chip);
+                for (old, v) in new {
+                    c.made.insert((i64::MIN, old), v);
+                }
+            }
+            Part::Mixed => {
+                c.emit(i, i64::MIN);
+            }
+        }
+    }
+    let returns: Vec<Value> = func.returns.iter().map(|&r| c.get(r, i64::MIN)).collect();
+    let mut out = c.out;
+    out.returns = returns;
+    out
+}
+
 /// Iterations of `fuse-epilogue` after the other rules saturate. One: fusion has joined the
 /// elementwise chains over a product already (a bias add and its relu); 3 gave the same
 /// simulated times on TENSAT's models and took ResNeXt-50's pass from 0.83 to 1.1 s.
@@ -3968,6 +4065,8 @@ impl Pass for EgraphOptimize {
                 eprintln!("egraph-optimize {stats}");
                 eprintln!("  rules applied: {}", stats.applied.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
             }
+            // A split function's parts each compute their own copy of what the rewrites shared.
+            let out = if stats.extractor == "input" { out } else { per_part_copies(&out) };
             if let Some(record) = &self.record {
                 record.lock().unwrap_or_else(|p| p.into_inner()).push(stats);
             }
