@@ -3944,8 +3944,10 @@ enum Part {
 /// `split-batch` wrote them: hash-consing made one value of the parts' identical copies,
 /// which one chip then computed and the others received by reshard (resnet18 at
 /// 8 x 112 x 112 on `tile`: 824 host loads became 117, 314.4 -> 340.9 us). The copies are
-/// made right before their first use. A function without `dojo.on_chip` comes back as it is.
-fn per_part_copies(func: &Func) -> Func {
+/// made right before their first use. As `split-batch` does, an op on a value larger than
+/// `table_max` (a chip's share of a large table) and a `dojo.random` stay one, shared. A
+/// function without `dojo.on_chip` comes back as it is.
+fn per_part_copies(func: &Func, table_max: u64) -> Func {
     if !func.ops.iter().any(|o| o.name == "dojo.on_chip") {
         return func.clone();
     }
@@ -3966,6 +3968,7 @@ fn per_part_copies(func: &Func) -> Func {
     }
     struct Copier<'a> {
         func: &'a Func,
+        table_max: u64,
         part: Vec<Part>,
         producer: HashMap<Value, usize>,
         out: Func,
@@ -3980,7 +3983,10 @@ fn per_part_copies(func: &Func) -> Func {
             if self.part[v.index()] != Part::Whole {
                 return self.made[&(i64::MIN, v.0)];
             }
-            let key = if self.func.ops[i].name.starts_with("dojo.") { chip } else { i64::MIN };
+            let op = &self.func.ops[i];
+            let big = op.operands.iter().chain(&op.results().collect::<Vec<_>>()).any(|&v| self.func.tensor(v).is_some_and(|t| (t.numel() * t.elem.bytes()) as u64 > self.table_max));
+            let per_part = op.name.starts_with("dojo.") && op.name != "dojo.random" && !big;
+            let key = if per_part { chip } else { i64::MIN };
             if let Some(&c) = self.made.get(&(key, v.0)) {
                 return c;
             }
@@ -4004,7 +4010,7 @@ fn per_part_copies(func: &Func) -> Func {
     }
     let producer = func.ops.iter().enumerate().flat_map(|(i, o)| o.results().map(move |r| (r, i))).collect();
     let out = Func { ops: Vec::new(), value_types: func.value_types[..func.num_args].to_vec(), returns: Vec::new(), ..func.clone() };
-    let mut c = Copier { func, part, producer, out, made: BTreeMap::new() };
+    let mut c = Copier { func, table_max, part, producer, out, made: BTreeMap::new() };
     for (i, op) in func.ops.iter().enumerate() {
         match op.results().next().map_or(Part::Mixed, |r| c.part[r.index()]) {
             // Whole values are made where they are used.
@@ -4056,6 +4062,7 @@ impl Pass for EgraphOptimize {
 
     fn run(&self, module: &mut Module) -> Result<(), PassError> {
         let target = Target::preset(&self.mesh).map_err(|e| PassError::Invalid(e.to_string()))?;
+        let table_max = crate::lower::block_table_max_bytes(&target);
         let model = CostModel::new(target);
         let off = |r: &Rule| (!self.epilogues && r.name.as_str() == EPILOGUE) || (!self.winograd && r.name.as_str() == WINOGRAD);
         let rules: Vec<Rule> = rules().into_iter().filter(|r| !off(r)).collect();
@@ -4066,7 +4073,7 @@ impl Pass for EgraphOptimize {
                 eprintln!("  rules applied: {}", stats.applied.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
             }
             // A split function's parts each compute their own copy of what the rewrites shared.
-            let out = if stats.extractor == "input" { out } else { per_part_copies(&out) };
+            let out = if stats.extractor == "input" { out } else { per_part_copies(&out, table_max) };
             if let Some(record) = &self.record {
                 record.lock().unwrap_or_else(|p| p.into_inner()).push(stats);
             }
