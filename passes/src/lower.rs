@@ -197,7 +197,7 @@ struct Lowering<'a> {
     /// Source values that only go to the host: returned, used by no op (`only_stored`).
     host_only: std::collections::HashSet<Value>,
     /// Transposes lowered as [`Val::HostT`] when their operand is still on the host.
-    streamed_t: std::collections::HashSet<Value>,
+    streamed_t: HashMap<Value, usize>,
     /// The largest block the default placement uses (at the current area's origin).
     max_block: (u32, u32),
     /// The current area's size (the target's usable grid, `Target::usable_grid`, or one
@@ -858,10 +858,10 @@ impl<'a> Lowering<'a> {
                     op.attr("perm").and_then(Attr::as_ints).unwrap_or(&[]).iter().map(|&p| p as usize).collect();
                 match self.val(op.operands[0])? {
                     Val::Const(v, _) => return Ok(Val::Const(v, rt)),
-                    Val::Host(a) if self.streamed_t.contains(&op.result(0)) && !self.is_loaded(a) => {
+                    Val::Host(a) if self.streamed_t.contains_key(&op.result(0)) && !self.is_loaded(a) => {
                         let t = tensor_type(&self.out, a)?;
                         let large = (self.place(&t.shape)?.max_shard_numel(&t.shape) * t.elem.bytes()) as u64 > STREAM_T_MIN_SHARD_BYTES;
-                        if large || fewest_rows(self.src, op.result(0)) >= STREAM_T_MIN_ROWS {
+                        if large || self.streamed_t[&op.result(0)] >= STREAM_T_MIN_ROWS {
                             return Ok(Val::HostT(a));
                         }
                     }
@@ -2033,37 +2033,34 @@ fn part_rects((rows, cols): (u32, u32), parts: usize) -> Option<(u32, (u32, u32)
 }
 
 /// The results of `src`'s 2D transposes of function arguments that only matmuls with a 2D
-/// `a` take, as `b` ([`Val::HostT`]); none returned.
-fn streamed_transposes(src: &Func) -> std::collections::HashSet<Value> {
+/// `a` take, as `b` ([`Val::HostT`]), none returned, each with the fewest rows of `a` among
+/// those matmuls.
+fn streamed_transposes(src: &Func) -> HashMap<Value, usize> {
     let is_arg = |v: Value| v.index() < src.num_args;
-    let mut uses: HashMap<Value, bool> = src
+    // Some(fewest rows so far) while every use is such a matmul.
+    let mut uses: HashMap<Value, Option<usize>> = src
         .ops
         .iter()
         .filter(|o| {
             let arg = o.operands.first().filter(|&&v| is_arg(v) && src.tensor(v).is_some_and(|t| t.rank() == 2));
             o.name == "dojo.transpose" && arg.is_some() && o.attr("perm").and_then(Attr::as_ints) == Some(&[1, 0][..])
         })
-        .map(|o| (o.result(0), true))
+        .map(|o| (o.result(0), Some(usize::MAX)))
         .collect();
     for o in &src.ops {
         for (i, v) in o.operands.iter().enumerate() {
-            if let Some(ok) = uses.get_mut(v) {
-                let rank_a = src.tensor(o.operands[0]).map_or(0, TensorType::rank);
-                *ok &= o.name == "dojo.matmul" && i == 1 && o.operands[0] != *v && rank_a == 2;
+            if let Some(fewest) = uses.get_mut(v) {
+                let a = src.tensor(o.operands[0]).filter(|a| a.rank() == 2);
+                let ok = o.name == "dojo.matmul" && i == 1 && o.operands[0] != *v;
+                *fewest = fewest.zip(a.filter(|_| ok)).map(|(f, a)| f.min(a.shape[0]));
             }
         }
     }
     for r in &src.returns {
         uses.remove(r);
     }
-    uses.into_iter().filter(|&(_, ok)| ok).map(|(v, _)| v).collect()
-}
-
-/// The fewest rows of `a` among the matmuls that take `t` (a [`streamed_transposes`] result)
-/// as `b`.
-fn fewest_rows(src: &Func, t: Value) -> usize {
-    let rows = src.ops.iter().filter(|o| o.name == "dojo.matmul" && o.operands.get(1) == Some(&t));
-    rows.filter_map(|o| src.tensor(o.operands[0]).map(|a| a.shape[0])).min().unwrap_or(0)
+    // (An unused transpose has no rows: 0.)
+    uses.into_iter().filter_map(|(v, rows)| Some((v, if rows? == usize::MAX { 0 } else { rows? }))).collect()
 }
 
 /// The `offsets` / `sizes` attributes of a `d1.load` or `d1.reshard` of box `r`.

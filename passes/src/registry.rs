@@ -106,21 +106,16 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
                 nodes: num("nodes", d.nodes)?,
                 time: std::time::Duration::from_millis(num("time_ms", d.time.as_millis() as usize)? as u64),
             };
-            let stats = match spec.option("stats") {
-                None | Some("false") | Some("0") => false,
-                Some("true") | Some("1") => true,
-                Some(v) => return Err(format!("egraph-optimize option stats={v}: expected true or false")),
+            // A true/false option and its default.
+            let switch = |k: &str, default: bool| -> Result<bool, String> {
+                match spec.option(k) {
+                    None => Ok(default),
+                    Some("true") | Some("1") => Ok(true),
+                    Some("false") | Some("0") => Ok(false),
+                    Some(v) => Err(format!("egraph-optimize option {k}={v}: expected true or false")),
+                }
             };
-            let epilogues = match spec.option("epilogues") {
-                Some("false") | Some("0") => false,
-                None | Some("true") | Some("1") => true,
-                Some(v) => return Err(format!("egraph-optimize option epilogues={v}: expected true or false")),
-            };
-            let winograd = match spec.option("winograd") {
-                Some("false") | Some("0") => false,
-                None | Some("true") | Some("1") => true,
-                Some(v) => return Err(format!("egraph-optimize option winograd={v}: expected true or false")),
-            };
+            let (stats, epilogues, winograd) = (switch("stats", false)?, switch("epilogues", true)?, switch("winograd", true)?);
             Box::new(EgraphOptimize { mesh: spec.option("mesh").unwrap_or("d1").to_string(), limits, stats, epilogues, winograd, record: egraph_stats.cloned() })
         }
         other => {

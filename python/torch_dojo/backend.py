@@ -51,9 +51,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 #: Limits of the e-graph optimizer that ``options={"egraph": {...}}`` may set.
 EGRAPH_LIMITS = ("iters", "nodes", "time_ms")
-#: Rules of the e-graph optimizer that ``options={"egraph": {...: False}}`` turns off (both on by
-#: default): ``epilogues`` (elementwise chains into a matmul's kernel), ``winograd`` (3x3
-#: convolutions as Winograd F(2x2, 3x3): equal within f32 tolerance, not bit for bit).
+#: Rules of the e-graph optimizer that ``options={"egraph": {...: False}}`` turns off:
+#: ``epilogues`` (elementwise chains into a matmul's kernel; on by default), ``winograd`` (3x3
+#: convolutions as Winograd F(2x2, 3x3), equal within f32 tolerance, not bit for bit; on by
+#: default with ``precision="fp32"``, off under a precision policy unless set to True).
 EGRAPH_SWITCHES = ("epilogues", "winograd")
 #: Precision policies: the storage format of matmul/conv operands (accumulation is f32).
 #: ``bf16``: bf16; ``cfloat16``: cf16_shp; ``cfloat8``: cf8_143 forward, cf8_152 for
@@ -192,7 +193,7 @@ def validate_options(options: dict | None) -> dict[str, Any]:
     if not isinstance(eg, (bool, dict)) or bad_limits:
         raise InvalidInputError(
             f"option 'egraph' must be True, False or a dict of limits {EGRAPH_LIMITS} with non-negative ints "
-            f"and switches {EGRAPH_SWITCHES} (True/False, on by default), got {eg!r}"
+            f"and switches {EGRAPH_SWITCHES} (True/False), got {eg!r}"
         )
     for flag in ("dump_ir", "strict_numerics"):
         if not isinstance(opts[flag], bool):
