@@ -13,7 +13,11 @@ pub const PASSES: &[(&str, &str, &str)] = &[
         "data parallelism: copy a graph whose ops keep samples apart once per chip, each on a slice of the batch (before legalize-aten)",
         "mesh=<preset> (d1) parts=<n> (the fewest parts giving each chip the smallest share of the batch)",
     ),
-    ("legalize-aten", "rewrite imported aten.* ops into the graph-level dojo dialect", ""),
+    (
+        "legalize-aten",
+        "rewrite imported aten.* ops into the graph-level dojo dialect",
+        "input-grads=scatter|gather (scatter: a convolution's input gradient places each tap's product in the padded input; gather: a plain one is the forward convolution of the padded output gradient with the flipped kernel, which egraph-optimize's winograd finds)",
+    ),
     ("dce", "remove ops whose results are unused", ""),
     (
         "egraph-optimize",
@@ -34,7 +38,10 @@ pub const PASSES: &[(&str, &str, &str)] = &[
 /// `"policy=cfloat8 grads=1"`); `plan` is `lower-to-d1`'s plan (`"default"` or `"naive"`);
 /// `split` starts with `split-batch` (data parallelism over the mesh's chips).
 pub fn default_pipeline(mesh: &str, egraph: Option<&str>, precision: Option<&str>, plan: &str, split: bool) -> String {
-    let mut passes = vec!["legalize-aten".to_string(), "dce".to_string()];
+    // Input gradients gathered as convolutions where the e-graph may run them as Winograd.
+    let winograd = egraph.is_some_and(|o| !o.split_whitespace().any(|kv| kv == "winograd=false"));
+    let legalize = if winograd { "legalize-aten{input-grads=gather}" } else { "legalize-aten" };
+    let mut passes = vec![legalize.to_string(), "dce".to_string()];
     if split {
         passes.insert(0, format!("split-batch{{mesh={mesh}}}"));
     }
@@ -60,6 +67,7 @@ pub fn create(spec: &PassSpec) -> Result<Box<dyn Pass>, String> {
 fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Result<Box<dyn Pass>, String> {
     let known: Vec<&str> = match spec.name.as_str() {
         "lower-to-d1" => vec!["mesh", "plan"],
+        "legalize-aten" => vec!["input-grads"],
         "egraph-optimize" => vec!["iters", "nodes", "time_ms", "mesh", "stats", "epilogues", "winograd"],
         "precision" => vec!["policy", "grads"],
         "split-batch" => vec!["mesh", "parts"],
@@ -75,7 +83,14 @@ fn create_recording(spec: &PassSpec, egraph_stats: Option<&StatsRecord>) -> Resu
         }
     }
     Ok(match spec.name.as_str() {
-        "legalize-aten" => Box::new(LegalizeAten),
+        "legalize-aten" => {
+            let gather_input_grads = match spec.option("input-grads").unwrap_or("scatter") {
+                "scatter" => false,
+                "gather" => true,
+                v => return Err(format!("legalize-aten option input-grads={v}: expected scatter or gather")),
+            };
+            Box::new(LegalizeAten { gather_input_grads })
+        }
         "dce" => Box::new(Dce),
         "split-batch" => {
             let parts = match spec.option("parts") {

@@ -116,6 +116,38 @@ def test_egraph_runs_3x3_convolutions_as_winograd(size):
     assert flops[False] > 1.5 * flops[True], flops
 
 
+@pytest.mark.parametrize("size,gathered", [(28, True), (14, False)])
+def test_egraph_runs_input_gradients_of_3x3_convolutions_as_winograd(size, gathered):
+    """Training two 64-channel 3x3 convolutions with the e-graph on: at 28 x 28 the backward
+    graph gathers each input gradient as a convolution (`legalize-aten{input-grads=gather}`)
+    and the e-graph runs it as Winograd, with fewer FLOPs than with `{"winograd": False}`
+    (which keeps the scattered form); below 28 x 28 the gradient stays scattered. Gradients
+    equal eager within f32 tolerance either way."""
+    torch.manual_seed(0)
+    conv = lambda: torch.nn.Conv2d(64, 64, 3, padding=1)  # noqa: E731
+    model = torch.nn.Sequential(conv(), torch.nn.ReLU(), conv())
+    x = torch.randn(1, 64, size, size, requires_grad=True)
+    model(x).square().mean().backward()
+    want = [x.grad.clone()] + [p.grad.clone() for p in model.parameters()]
+    flops = {}
+    for wino in (False, True):
+        torch._dynamo.reset()
+        x.grad = None
+        model.zero_grad()
+        first = len(backend.compiled_graphs)
+        torch.compile(model, backend="dojo", options={"egraph": {"winograd": wino}})(x).square().mean().backward()
+        for got, exp in zip([x.grad] + [p.grad for p in model.parameters()], want):
+            torch.testing.assert_close(got, exp, rtol=1e-4, atol=1e-5)
+        records = backend.compiled_graphs[first:]
+        assert len(records) == 2, records
+        bwd = records[-1]
+        applied = {rule for s in bwd.egraph_stats for rule in s["applied"]}
+        assert ("winograd" in applied) == (wino and gathered), applied
+        flops[wino] = bwd.last_profile["flops"]
+    if gathered:
+        assert flops[False] > 1.15 * flops[True], flops
+
+
 def test_winograd_is_off_under_a_precision_policy_unless_asked():
     """Under `precision="bf16"` the e-graph leaves 3x3 convolutions as nine-tap matmuls (the
     transformed tiles would be rounded to bf16 too), unless `{"winograd": True}` asks."""

@@ -34,6 +34,16 @@ fn clamp_start(start: i64, size: usize) -> usize {
     (if start < 0 { (start + n).clamp(0, n) } else { start.min(n) }) as usize
 }
 
+/// The fewest channels (in and out) and input positions per sample of a convolution whose
+/// input gradient is gathered ([`Conv::input_grad_conv`]). Gathered, it pays only where
+/// `egraph-optimize` then takes Winograd; the backward of two 3x3 convolutions on `d1` with
+/// the pass on, scattered -> gathered (us): 64 channels at 56 x 56 96.6 -> 93.0, 128 at 28 x
+/// 28 73.7 -> 71.2, 256 at 28 x 28 205.1 -> 180.1, 96 at 35 x 35 69.7 -> 66.6; but 32 at 56 x
+/// 56 36.6 -> 52.5, 64 at 14 x 14 12.2 -> 14.9 and 512 at 7 x 7 77.5 -> 78.0 (256 at 14 x 14
+/// gained 69.4 -> 67.7 but is left out with them).
+const GATHER_MIN_CHANNELS: usize = 64;
+const GATHER_MIN_POSITIONS: usize = 28 * 28;
+
 /// Geometry of one convolution, from its operand shapes and attributes.
 pub(super) struct Conv {
     n: usize,
@@ -163,6 +173,35 @@ impl Conv {
     fn flat(&self) -> bool {
         let bytes = self.c * self.taps() * self.oc * 4;
         self.groups == 1 && bytes <= if self.taps() > 1 { FLAT_MAX_WEIGHT_BYTES } else { FLAT_MAX_POINTWISE_BYTES }
+    }
+
+    /// The convolution whose forward is this one's input gradient, when there is a plain one
+    /// that Winograd F(2x2, 3x3) may run: a 3x3 kernel, one group, unit strides and dilations,
+    /// at most `kernel - 1` padding and at least [`GATHER_MIN_CHANNELS`] and
+    /// [`GATHER_MIN_POSITIONS`]. Its input is the output gradient `[N, OC, O...]`, padded by
+    /// `kernel - 1 - padding`; its weight the kernel flipped with its channels swapped
+    /// ([`Lx::flipped_weight`]); its output the input's size. Written so, an input gradient gathers its taps as a forward does (and
+    /// `egraph-optimize` finds the same patterns in it, Winograd's among them) instead of
+    /// scattering each tap's product into the padded input.
+    fn input_grad_conv(&self) -> Option<Conv> {
+        let plain = self.groups == 1 && self.kernel == [3, 3] && self.stride.iter().chain(&self.dilation).all(|&s| s == 1);
+        let large = self.c.min(self.oc) >= GATHER_MIN_CHANNELS && self.size.iter().product::<usize>() >= GATHER_MIN_POSITIONS;
+        if !plain || !large || self.padding.iter().zip(&self.kernel).any(|(&p, &k)| p + 1 > k) {
+            return None;
+        }
+        let padding = self.padding.iter().zip(&self.kernel).map(|(&p, &k)| k - 1 - p).collect();
+        Some(Conv {
+            n: self.n,
+            c: self.oc,
+            oc: self.c,
+            groups: 1,
+            size: self.out.clone(),
+            kernel: self.kernel.clone(),
+            out: self.size.clone(),
+            stride: self.stride.clone(),
+            padding,
+            dilation: self.dilation.clone(),
+        })
     }
 
     /// `[a, b]` if channel-major, else `[b, a]` (see [`Conv::tap_major`]).
@@ -670,6 +709,43 @@ impl<'a> Lx<'a> {
         self.reshape_to(y, vec![g, cv.positions(), ocg])
     }
 
+    /// A one-group weight `[OC, C, K...]` as `[C, OC, K...]` with each kernel dim reversed:
+    /// the weight of the convolution that is its input gradient ([`Conv::input_grad_conv`]).
+    fn flipped_weight(&mut self, cv: &Conv, w: Value) -> Value {
+        let k = cv.kernel.len();
+        let perm: Vec<usize> = [vec![1, 0], (2..2 + k).collect()].concat();
+        let mut w = self.transpose(w, &perm);
+        for (i, &n) in cv.kernel.iter().enumerate() {
+            if n > 1 {
+                let parts: Vec<Value> = (0..n).rev().map(|j| self.slice_dim(w, 2 + i, j, 1, 1)).collect();
+                w = self.concat(parts, 2 + i);
+            }
+        }
+        w
+    }
+
+    /// A convolution's forward without its bias: `x` `[N, C, S...]` and `w` `[OC, Cg, K...]`
+    /// to `out` `[N, OC, O...]`.
+    fn conv_forward(&mut self, cv: &Conv, x: Value, w: Value, out: &TensorType) -> Result<Value, String> {
+        let k = cv.size.len();
+        let (g, ocg) = (cv.groups, cv.oc / cv.groups);
+        let y = if cv.per_tap() {
+            self.conv_per_tap(cv, x, w)?
+        } else {
+            let flat = cv.flat();
+            let cols = self.conv_columns_as(cv, x, flat);
+            let wm = self.conv_weight(cv, w);
+            let wm = self.transpose(wm, &[0, 2, 1]);
+            let wm = if flat { self.reshape_to(wm, vec![cv.c * cv.taps(), ocg]) } else { wm };
+            self.matmul(cols, wm)
+        }; // [G, M, OCg] or [1, O..., N, OC]
+        let y = self.reshape_to(y, [vec![g], cv.out.clone(), vec![cv.n, ocg]].concat());
+        // [G, O..., N, OCg] -> [N, G, OCg, O...]
+        let perm: Vec<usize> = [vec![1 + k, 0, 2 + k], (1..1 + k).collect()].concat();
+        let y = self.transpose(y, &perm);
+        Ok(self.reshape_to(y, out.shape.clone()))
+    }
+
     /// aten.convolution(input, weight, bias?, stride, padding, dilation, transposed,
     /// output_padding, groups).
     pub(super) fn convolution(&mut self, op: &Op, ins: &[Value], out: &TensorType) -> LResult {
@@ -680,22 +756,7 @@ impl<'a> Lx<'a> {
             return Err(format!("output shape {:?} does not match the convolution's", out.shape));
         }
         let k = cv.size.len();
-        let (g, ocg) = (cv.groups, cv.oc / cv.groups);
-        let y = if cv.per_tap() {
-            self.conv_per_tap(&cv, x, w)?
-        } else {
-            let flat = cv.flat();
-            let cols = self.conv_columns_as(&cv, x, flat);
-            let wm = self.conv_weight(&cv, w);
-            let wm = self.transpose(wm, &[0, 2, 1]);
-            let wm = if flat { self.reshape_to(wm, vec![cv.c * cv.taps(), ocg]) } else { wm };
-            self.matmul(cols, wm)
-        }; // [G, M, OCg] or [1, O..., N, OC]
-        let y = self.reshape_to(y, [vec![g], cv.out.clone(), vec![cv.n, ocg]].concat());
-        // [G, O..., N, OCg] -> [N, G, OCg, O...]
-        let perm: Vec<usize> = [vec![1 + k, 0, 2 + k], (1..1 + k).collect()].concat();
-        let y = self.transpose(y, &perm);
-        let mut y = self.reshape_to(y, out.shape.clone());
+        let mut y = self.conv_forward(&cv, x, w, out)?;
         if let Some(&b) = ins.get(2) {
             let b = self.reshape_to(b, [vec![cv.oc], vec![1; k]].concat());
             y = self.binary("add", y, b, out.elem)?;
@@ -721,7 +782,10 @@ impl<'a> Lx<'a> {
         let (g, cg, ocg, tt) = (cv.groups, cv.c / cv.groups, cv.oc / cv.groups, cv.taps());
         let rows = self.conv_rows(&cv, gy); // [G, M, OCg]
         let mut out = Vec::new();
-        if mask[0] {
+        if let Some(dcv) = cv.input_grad_conv().filter(|_| mask[0] && self.gather_input_grads) {
+            let wf = self.flipped_weight(&cv, w);
+            out.push(self.conv_forward(&dcv, gy, wf, &results[0])?);
+        } else if mask[0] {
             // Each tap's gradient, cut from the product in its `[G, O..., N, Cg]` order, placed
             // back into the padded input's `[G, P..., N, Cg]` and summed there; one transpose
             // of the (T times smaller) sum at the end. The same sums in the same order as
