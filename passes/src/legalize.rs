@@ -11,12 +11,13 @@ use dojo_compiler::{attr, Attr, ElemType, Func, Module, Op, Pass, PassError, Ten
 mod nn;
 
 pub struct LegalizeAten {
-    /// Write the input gradient of a plain convolution (one group, unit strides and
-    /// dilations) as the forward convolution it is, gathering its taps, rather than scattering
-    /// each tap's product into the padded input. The driver sets it when `egraph-optimize`
-    /// may use Winograd (which then finds the taps); without it the gathered form was slower
-    /// (two 3x3 convolutions' backward on `d1`, scattered -> gathered: 64 channels at 56 x 56
-    /// 99.5 -> 117.4 us, 128 at 28 x 28 75.0 -> 85.0 us).
+    /// Write the input gradient of a convolution that Winograd may run (`Conv::input_grad_conv`)
+    /// as the forward convolution it is, gathering its taps, rather than scattering each
+    /// tap's product into the padded input (option `input-grads=gather`). The driver sets it
+    /// when `egraph-optimize` may use Winograd, which then finds the taps (`default_pipeline`);
+    /// without Winograd the gathered form was slower (two 3x3 convolutions' backward on `d1`,
+    /// the pass off, scattered -> gathered: 64 channels at 56 x 56 99.5 -> 117.4 us, 128 at
+    /// 28 x 28 75.0 -> 85.0 us).
     pub gather_input_grads: bool,
 }
 
@@ -28,12 +29,7 @@ impl Pass for LegalizeAten {
     fn run(&self, module: &mut Module) -> Result<(), PassError> {
         let mut unsupported = Vec::new();
         for func in &mut module.funcs {
-            // Not in a function `split-batch` cut into parts (`dojo.on_chip`): there the e-graph
-            // stops at its node limit after two iterations, and resnet18's training backward
-            // (8 x 112 x 112 on `tile`, the pass on) took 474.3 us scattered, 475.5 us gathered
-            // with Winograd.
-            let split = func.ops.iter().any(|o| o.name == "dojo.on_chip");
-            let mut lx = Lx::new(func, self.gather_input_grads && !split);
+            let mut lx = Lx::new(func, self.gather_input_grads);
             for (i, op) in func.ops.iter().enumerate() {
                 if op.dialect() != "aten" && op.dialect() != "prims" {
                     lx.copy_op(op);
